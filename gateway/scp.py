@@ -1,0 +1,109 @@
+"""The DICOM Upper Layer adapter: pynetdicom's AE, its presentation contexts and its handlers.
+
+Handlers only translate: a pynetdicom event becomes a ``ReceivedInstance`` for the intake, and
+the intake's ``StoreStatus`` becomes the C-STORE response.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+from pydicom import uid
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import _config as pynetdicom_config
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from gateway.intake import InstanceIntake, ReceivedInstance
+from gateway.statuses import StoreStatus
+from radraft.logs import log_event
+from radraft.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DRAFTED_SOP_CLASSES = {
+    uid.ComputedRadiographyImageStorage: "CR Image Storage",
+    uid.DigitalXRayImageStorageForPresentation: "DX Image Storage - For Presentation",
+    uid.DigitalXRayImageStorageForProcessing: "DX Image Storage - For Processing",
+    uid.SecondaryCaptureImageStorage: "Secondary Capture Image Storage",
+}
+"""SOP classes whose chest radiographs are drafted; every other storage class is stored only."""
+
+TRANSFER_SYNTAXES = [
+    uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
+    uid.DeflatedExplicitVRLittleEndian,
+    uid.JPEGBaseline8Bit,
+    uid.JPEGExtended12Bit,
+    uid.JPEGLossless,
+    uid.JPEGLosslessSV1,
+    uid.JPEGLSLossless,
+    uid.JPEGLSNearLossless,
+    uid.JPEG2000Lossless,
+    uid.JPEG2000,
+    uid.RLELossless,
+    uid.HTJ2KLossless,
+    uid.HTJ2KLosslessRPCL,
+    uid.HTJ2K,
+]
+"""Accepted transfer syntaxes, in order of preference when a sender proposes several."""
+
+
+def build_application_entity(settings: Settings) -> AE:
+    """An AE that accepts C-ECHO and C-STORE of every storage SOP class we can keep."""
+    pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
+    pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
+    pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_pdu_size = settings.max_pdu_size
+    ae.require_calling_aet = list(settings.allowed_calling_aes)
+    ae.maximum_associations = 64
+    ae.network_timeout = 120
+    ae.acse_timeout = 60
+    ae.dimse_timeout = 120
+    ae.add_supported_context(Verification)
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+    return ae
+
+
+def event_handlers(intake: InstanceIntake) -> list[tuple[Any, Any]]:
+    """pynetdicom handlers bound to one intake."""
+
+    def handle_store(event: evt.Event) -> int:
+        request = event.request
+        received = ReceivedInstance(
+            path=Path(event.dataset_path),
+            calling_ae_title=str(event.assoc.requestor.ae_title).strip(),
+            sop_class_uid=str(request.AffectedSOPClassUID),
+            sop_instance_uid=str(request.AffectedSOPInstanceUID),
+        )
+        return int(intake.accept(received))
+
+    def handle_echo(_event: evt.Event) -> int:
+        return int(StoreStatus.SUCCESS)
+
+    def handle_connection_open(event: evt.Event) -> None:
+        # Nagle's algorithm stalls each small response behind a delayed ACK (about 40-70 ms per
+        # image with dcmtk senders); DICOM is request-response, so it is switched off.
+        try:
+            event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (AttributeError, OSError) as error:
+            log_event(logger, "gateway.nodelay_failed", logging.DEBUG, error=type(error).__name__)
+
+    def handle_rejected(event: evt.Event) -> None:
+        log_event(
+            logger,
+            "gateway.association_rejected",
+            logging.WARNING,
+            calling_ae=str(event.assoc.requestor.ae_title).strip(),
+        )
+
+    return [
+        (evt.EVT_C_STORE, handle_store),
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_CONN_OPEN, handle_connection_open),
+        (evt.EVT_REJECTED, handle_rejected),
+    ]

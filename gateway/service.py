@@ -1,0 +1,102 @@
+"""The gateway process: the SCP, the completion check and the outbox relay, started and stopped
+together (``radraft gateway``, and inside ``radraft serve``)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.completion import run_completion_until
+from gateway.intake import InstanceIntake
+from gateway.scp import build_application_entity, event_handlers
+from gateway.spool import Spool
+from radraft.logs import log_event
+from radraft.outbox import CeleryOutboxRelay, Publisher
+from radraft.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+COMPLETION_POLL_SECONDS = 0.25
+INCOMING_MAX_AGE_SECONDS = 3600.0
+
+
+class Gateway:
+    """Runs the DICOM SCP plus its two background loops until ``stop``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: sessionmaker[Session],
+        publish: Publisher,
+    ) -> None:
+        self._settings = settings
+        self._session_factory = session_factory
+        self.spool = Spool(settings.spool_dir, settings.data_dir / "incoming")
+        self._intake = InstanceIntake(
+            session_factory, self.spool, strict_body_part=settings.strict_body_part
+        )
+        self._relay = CeleryOutboxRelay(
+            session_factory, publish, max_backoff_seconds=settings.outbox_max_backoff_seconds
+        )
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: Any = None
+
+    @property
+    def port(self) -> int:
+        """The bound DICOM port (useful when the setting is 0 = any free port)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Bind the SCP and start the loops; returns at once."""
+        # pynetdicom writes each incoming data set to a temporary file; keeping those files next
+        # to the spool makes the final move a rename on one filesystem.
+        tempfile.tempdir = str(self.spool.incoming)
+        removed = self.spool.clean_incoming(older_than_seconds=INCOMING_MAX_AGE_SECONDS)
+        if removed:
+            log_event(logger, "gateway.incoming_cleaned", files=removed)
+        ae = build_application_entity(self._settings)
+        self._server = ae.start_server(
+            (self._settings.dicom_host, self._settings.dicom_port),
+            block=False,
+            evt_handlers=event_handlers(self._intake),
+        )
+        self._threads = [
+            threading.Thread(
+                target=run_completion_until,
+                args=(self._stop, self._session_factory),
+                kwargs={
+                    "stable_seconds": self._settings.stable_seconds,
+                    "poll_seconds": COMPLETION_POLL_SECONDS,
+                },
+                name="radraft-completion",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._relay.run_until,
+                args=(self._stop, self._settings.outbox_poll_seconds),
+                name="radraft-outbox-relay",
+                daemon=True,
+            ),
+            threading.Thread(target=self._janitor, name="radraft-janitor", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        log_event(logger, "gateway.started", ae_title=self._settings.ae_title, port=self.port)
+
+    def _janitor(self) -> None:
+        while not self._stop.wait(600):
+            self.spool.clean_incoming(older_than_seconds=INCOMING_MAX_AGE_SECONDS)
+
+    def stop(self) -> None:
+        """Stop accepting associations, finish the loops and release the port."""
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        log_event(logger, "gateway.stopped")

@@ -1,0 +1,95 @@
+"""Durable storage of received instances: fsync the file, rename it into place, fsync the folder.
+
+Files are named by a hash of the SOP Instance UID, so a UID can never escape the spool folder
+and a re-sent instance replaces its own file atomically.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from radraft.errors import RadraftError
+
+
+class SpoolError(RadraftError):
+    """The spool could not persist an instance (disk full, permissions, I/O error)."""
+
+
+def spool_relative_path(sop_instance_uid: str) -> str:
+    """Where an instance lives inside the spool, derived from its SOP Instance UID only."""
+    digest = hashlib.sha256(sop_instance_uid.encode("ascii", "replace")).hexdigest()
+    return f"{digest[:2]}/{digest}.dcm"
+
+
+class Spool:
+    """A folder of received instances; ``incoming`` is where partial receptions are written."""
+
+    def __init__(self, root: Path, incoming: Path) -> None:
+        self.root = root
+        self.incoming = incoming
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.incoming.mkdir(parents=True, exist_ok=True)
+
+    def store(self, received_path: Path, sop_instance_uid: str) -> tuple[str, int]:
+        """Durably move a received file into the spool; returns (relative path, size).
+
+        Raises
+        ------
+        SpoolError
+            If any step fails; the spool then holds either the old file or none, never a part.
+        """
+        relative = spool_relative_path(sop_instance_uid)
+        target = self.root / relative
+        try:
+            target.parent.mkdir(exist_ok=True)
+            with open(received_path, "rb") as stream:
+                os.fsync(stream.fileno())
+                size = os.fstat(stream.fileno()).st_size
+            try:
+                os.replace(received_path, target)
+            except OSError as error:
+                if error.errno != errno.EXDEV:
+                    raise
+                self._copy_across_filesystems(received_path, target)
+            _fsync_directory(target.parent)
+        except OSError as error:
+            raise SpoolError(f"cannot persist instance: {error.strerror}") from error
+        return relative, size
+
+    def _copy_across_filesystems(self, source: Path, target: Path) -> None:
+        partial = target.with_suffix(".partial")
+        with open(source, "rb") as reader, open(partial, "wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.replace(partial, target)
+
+    def path_of(self, relative: str) -> Path:
+        """Absolute path of a spooled instance."""
+        return self.root / relative
+
+    def clean_incoming(self, older_than_seconds: float = 0.0) -> int:
+        """Remove partial receptions (never acknowledged) left by aborts or a crash."""
+        removed = 0
+        cutoff = time.time() - older_than_seconds
+        for entry in self.incoming.iterdir():
+            try:
+                if entry.is_file() and entry.stat().st_mtime <= cutoff:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

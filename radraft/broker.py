@@ -1,0 +1,67 @@
+"""Celery configuration shared by the producer (outbox relay) and the worker.
+
+With no ``RADRAFT_BROKER_URL`` the broker is kombu's filesystem transport under the data dir: it
+needs no server, so the embedded run is one command. With Redis, the visibility timeout is set
+above the longest task so a message of a task still running is not redelivered twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from radraft.contract import DEFAULT_QUEUE, TASK_QUEUES
+from radraft.settings import Settings
+
+TASK_SOFT_TIME_LIMIT_SECONDS = 600
+TASK_HARD_TIME_LIMIT_SECONDS = 660
+REDIS_VISIBILITY_TIMEOUT_SECONDS = 2 * 3600
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for radraft's broker, queues and delivery guarantees."""
+    config: dict[str, Any] = {
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "task_soft_time_limit": TASK_SOFT_TIME_LIMIT_SECONDS,
+        "task_time_limit": TASK_HARD_TIME_LIMIT_SECONDS,
+        "broker_connection_timeout": 3,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+    }
+    if settings.embedded_broker:
+        queue_dir = settings.broker_dir / "queue"
+        processed_dir = settings.broker_dir / "processed"
+        queue_dir.mkdir(parents=True, exist_ok=True)
+        processed_dir.mkdir(parents=True, exist_ok=True)
+        config["broker_url"] = "filesystem://"
+        config["broker_transport_options"] = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "processed_folder": str(processed_dir),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+        # The filesystem transport has no fanout exchange for remote control.
+        config["worker_enable_remote_control"] = False
+        config["worker_send_task_events"] = False
+    else:
+        config["broker_url"] = settings.broker_url
+        config["broker_transport_options"] = {
+            "visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS,
+        }
+    return config
+
+
+def make_celery(settings: Settings, main: str = "radraft") -> Celery:
+    """A Celery app bound to radraft's broker; tasks are registered by the worker package."""
+    app = Celery(main)
+    app.conf.update(celery_config(settings))
+    return app

@@ -1,0 +1,156 @@
+"""The ``radraft`` command line: one entry point for every service and tool."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from radraft.errors import RadraftError
+from radraft.logs import configure_logging
+from radraft.settings import Settings, load_settings
+
+app = typer.Typer(help="radraft: AI-drafted chest X-ray reports.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    configure_logging(settings.log_level)
+    return settings
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations (SQLite or Postgres, from RADRAFT_DATABASE_URL)."""
+    from radraft.migrate import upgrade
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Revert the migrations down to REVISION (``base`` removes every table)."""
+    from radraft.migrate import downgrade
+
+    downgrade(_settings().effective_database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@app.command()
+def gateway() -> None:
+    """Run the DICOM gateway (C-ECHO/C-STORE SCP, completion check, outbox relay)."""
+    from gateway.service import Gateway
+    from radraft.db import make_engine, make_sessionmaker
+    from radraft.serve import celery_publisher
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    service = Gateway(settings, make_sessionmaker(engine), celery_publisher(settings))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    service.start()
+    while not stop.wait(0.5):
+        pass
+    service.stop()
+    engine.dispose()
+
+
+@app.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="Comma list of queues to consume.")] = None,
+    concurrency: int = 1,
+    pool: str = "solo",
+) -> None:
+    """Run a Celery worker (drafting and default queues unless --queues says otherwise)."""
+    from worker.app import run_worker
+
+    settings = _settings()
+    run_worker(
+        settings,
+        queues=queues.split(",") if queues else None,
+        concurrency=concurrency,
+        pool=pool,
+        loglevel=settings.log_level,
+    )
+
+
+@app.command()
+def web() -> None:
+    """Run the web app alone."""
+    import uvicorn
+
+    from reporting.web.app import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+
+
+@app.command()
+def serve() -> None:
+    """Run gateway, a Celery worker and the web app together until SIGTERM or SIGINT."""
+    from radraft.serve import EmbeddedServer
+
+    server = EmbeddedServer(_settings())
+    server.start()
+    try:
+        server.wait()
+    finally:
+        server.shutdown()
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path | None, typer.Option(help="Demo data dir (emptied first).")] = None,
+    studies: int = 3,
+    stable_seconds: float = 2.0,
+    exit_when_done: Annotated[
+        bool, typer.Option(help="Stop once the studies are processed.")
+    ] = False,
+    timeout: float = 300.0,
+) -> None:
+    """Start the embedded server on a fresh data dir and send it synthetic chest studies."""
+    from radraft.demo import run_demo
+
+    settings = _settings(data_dir=data_dir or Path("radraft-demo"), stable_seconds=stable_seconds)
+    run_demo(settings, studies=studies, exit_when_done=exit_when_done, timeout=timeout)
+
+
+@app.command()
+def synth(
+    out: Path,
+    studies: int = 1,
+    transfer_syntax: str = "1.2.840.10008.1.2.1",
+    size: int = 1024,
+) -> None:
+    """Write synthetic chest studies (PA + lateral DX) as DICOM files into OUT."""
+    from radraft.synthetic import make_chest_study
+
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in range(1, studies + 1):
+        for dataset in make_chest_study(
+            seed, transfer_syntax=transfer_syntax, rows=size, columns=size
+        ):
+            dataset.save_as(out / f"{dataset.SOPInstanceUID}.dcm", enforce_file_format=True)
+    typer.echo(f"wrote {studies} studies to {out}")
+
+
+def main() -> None:
+    """Console-script entry point: clear one-line errors for the failures we expect."""
+    try:
+        app()
+    except RadraftError as error:
+        typer.echo(f"radraft: {error}", err=True)
+        raise SystemExit(2) from error
+
+
+if __name__ == "__main__":
+    main()

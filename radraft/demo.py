@@ -1,0 +1,110 @@
+"""``radraft demo``: a fresh data dir, the embedded server, a few synthetic studies sent to it."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from pydicom import uid
+from sqlalchemy import func, select
+
+from radraft.db import make_engine, make_sessionmaker, session_scope
+from radraft.dicomsend import send_datasets
+from radraft.enums import JobStatus
+from radraft.errors import RadraftError
+from radraft.models import DraftingJob, Study
+from radraft.serve import EmbeddedServer
+from radraft.settings import Settings
+from radraft.synthetic import make_chest_study
+
+DEMO_MARKER = ".radraft-demo"
+DEMO_SYNTAXES = (
+    uid.ExplicitVRLittleEndian,
+    uid.JPEG2000Lossless,
+    uid.RLELossless,
+    uid.DeflatedExplicitVRLittleEndian,
+)
+
+
+class DemoError(RadraftError):
+    """The demo could not run (e.g. its data dir holds something that is not a demo)."""
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Empty a previous demo's data dir; refuse to touch a folder that is not one."""
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not (data_dir / DEMO_MARKER).exists():
+            raise DemoError(f"{data_dir} is not empty and not a radraft demo folder")
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / DEMO_MARKER).write_text("created by radraft demo\n")
+
+
+def wait_for_jobs(settings: Settings, expected_studies: int, timeout: float) -> dict[str, int]:
+    """Wait until every sent study is decided and its jobs are finished; return a summary."""
+    engine = make_engine(settings.effective_database_url)
+    factory = make_sessionmaker(engine)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with session_scope(factory) as session:
+                decided = session.scalar(
+                    select(func.count()).select_from(Study).where(Study.eligible.is_not(None))
+                )
+                open_jobs = session.scalar(
+                    select(func.count())
+                    .select_from(DraftingJob)
+                    .where(DraftingJob.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+                )
+                done_jobs = session.scalar(
+                    select(func.count())
+                    .select_from(DraftingJob)
+                    .where(DraftingJob.status != JobStatus.QUEUED)
+                )
+            if decided == expected_studies and open_jobs == 0:
+                return {"studies": decided or 0, "jobs_run": done_jobs or 0}
+            if time.monotonic() > deadline:
+                raise DemoError("the demo studies were not processed in time")
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
+def run_demo(settings: Settings, *, studies: int, exit_when_done: bool, timeout: float) -> None:
+    """Run the demo end to end and print where to look."""
+    prepare_data_dir(settings.data_dir)
+    server = EmbeddedServer(settings)
+    server.start()
+    try:
+        assert server.gateway is not None
+        sent = 0
+        for seed in range(1, studies + 1):
+            syntax = DEMO_SYNTAXES[(seed - 1) % len(DEMO_SYNTAXES)]
+            datasets = make_chest_study(seed, transfer_syntax=syntax, rows=768, columns=768)
+            statuses = send_datasets(
+                datasets,
+                host="127.0.0.1",
+                port=server.gateway.port,
+                called_ae_title=settings.ae_title,
+            )
+            if any(statuses):
+                raise DemoError(f"the gateway refused a demo instance: {statuses}")
+            sent += len(datasets)
+        print(f"sent {studies} synthetic chest studies ({sent} images); waiting for drafting jobs")  # noqa: T201
+        summary = wait_for_jobs(settings, studies, timeout)
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        print(  # noqa: T201
+            f"done: {summary['studies']} studies stored and classified, "
+            f"{summary['jobs_run']} drafting jobs run by the Celery worker\n"
+            f"  studies API : {base}/api/studies\n"
+            f"  health      : {base}/healthz\n"
+            f"  DICOM SCP   : {settings.ae_title}@127.0.0.1:{server.gateway.port}\n"
+            f"  data dir    : {settings.data_dir.resolve()}"
+        )
+        if not exit_when_done:
+            print("serving; press Ctrl-C to stop")  # noqa: T201
+            server.wait()
+    finally:
+        server.stop()
+        server.shutdown()

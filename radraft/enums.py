@@ -1,0 +1,87 @@
+"""Closed sets shared by the services: stored as their string values in the database."""
+
+from enum import StrEnum
+
+
+class StudyStatus(StrEnum):
+    """Where a study stands in radraft's workflow (shown by ``/api/studies`` and the worklist)."""
+
+    RECEIVING = "receiving"
+    """Instances are arriving; the study is not yet stable for ``stable_seconds``."""
+    NOT_ELIGIBLE = "not_eligible"
+    """Stored but not drafted (not a chest radiograph); ``eligibility_reason`` says why."""
+    QUEUED = "queued"
+    """A drafting job is in the outbox or the broker, waiting for a worker."""
+    DRAFTING = "drafting"
+    """A worker has taken the drafting job."""
+    DRAFTED = "drafted"
+    """A model draft exists."""
+    PRELIMINARY = "preliminary"
+    """A resident submitted the report."""
+    FINAL = "final"
+    """An attending signed the report."""
+    AMENDED = "amended"
+    """The signed report was amended."""
+    FAILED = "failed"
+    """Drafting failed permanently (dead letter); ``last_error`` on the job says why."""
+
+
+class JobStatus(StrEnum):
+    """State of one drafting job (one per study content version)."""
+
+    QUEUED = "queued"
+    """Written with its outbox row; not yet taken by a worker."""
+    RUNNING = "running"
+    """A worker took it; ``attempts`` counts deliveries so a poison study cannot loop forever."""
+    ACKNOWLEDGED = "acknowledged"
+    """A worker ran the task but no model runtime is installed yet; nothing was drafted."""
+    SUCCEEDED = "succeeded"
+    """The draft is stored."""
+    FAILED = "failed"
+    """Gave up after the retry budget or on a permanent error; ``last_error`` says why."""
+    SUPERSEDED = "superseded"
+    """Newer instances arrived before it ran; a newer job replaces it."""
+
+
+class ReportState(StrEnum):
+    """Report lifecycle (DESIGN.md): each transition stores a revision."""
+
+    DRAFTED = "DRAFTED"
+    """Written by the model, not reviewed by a person."""
+    PRELIMINARY = "PRELIMINARY"
+    """Submitted by a resident."""
+    FINAL = "FINAL"
+    """Signed by an attending."""
+    AMENDED = "AMENDED"
+    """Changed after signing."""
+
+
+class Role(StrEnum):
+    """Web app roles."""
+
+    RESIDENT = "resident"
+    ATTENDING = "attending"
+    ADMIN = "admin"
+    RESEARCHER = "researcher"
+
+
+class OutboxChannel(StrEnum):
+    """Which relay delivers an outbox row."""
+
+    CELERY = "celery"
+    """A Celery task published by name (payload: task name, args, queue)."""
+    DICOM = "dicom"
+    """An SR sent with C-STORE to the configured PACS."""
+    HL7 = "hl7"
+    """An HL7 v2 message sent over MLLP."""
+
+
+class OutboxStatus(StrEnum):
+    """Delivery state of an outbox row."""
+
+    PENDING = "pending"
+    """Waiting for its first or next attempt (``next_attempt_at``)."""
+    DONE = "done"
+    """The peer (broker, PACS, RIS) accepted it."""
+    FAILED = "failed"
+    """The retry budget is spent; an operator can re-queue it."""

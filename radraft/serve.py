@@ -1,0 +1,158 @@
+"""The embedded all-in-one run (``radraft serve``): gateway, a Celery worker and the web app.
+
+The gateway and the web app run in this process; the Celery worker is a supervised child
+process (``radraft worker``), as it is in production, restarted if it dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from gateway.service import Gateway
+from radraft.broker import make_celery
+from radraft.db import make_engine, make_sessionmaker
+from radraft.logs import log_event
+from radraft.migrate import upgrade
+from radraft.outbox import CeleryPublish, Publisher
+from radraft.settings import Settings, settings_to_environment
+from reporting.web.app import create_app
+
+logger = logging.getLogger(__name__)
+
+WORKER_RESTART_DELAY_SECONDS = 2.0
+
+
+def celery_publisher(settings: Settings) -> Publisher:
+    """Publish outbox rows to radraft's broker, failing fast when it is down."""
+    app = make_celery(settings, main="radraft-producer")
+
+    def publish(message: CeleryPublish) -> None:
+        app.send_task(message.task_name, args=message.args, task_id=message.task_id, retry=False)
+
+    return publish
+
+
+class WorkerSupervisor:
+    """Keeps one ``radraft worker`` child process running until stopped."""
+
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        self._environment = {**os.environ, **settings_to_environment(settings)}
+        self._stop = stop
+        self._process: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._supervise, name="radraft-worker-supervisor")
+
+    def start(self) -> None:
+        """Start the child and the thread that restarts it."""
+        self._thread.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "radraft.cli", "worker"]
+        return subprocess.Popen(command, env=self._environment)
+
+    def _supervise(self) -> None:
+        while not self._stop.is_set():
+            self._process = self._spawn()
+            log_event(logger, "serve.worker_started", pid=self._process.pid)
+            while self._process.poll() is None and not self._stop.wait(0.5):
+                pass
+            if self._stop.is_set():
+                break
+            log_event(logger, "serve.worker_exited", logging.WARNING, code=self._process.returncode)
+            self._stop.wait(WORKER_RESTART_DELAY_SECONDS)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Ask the worker for a warm shutdown; kill it if it does not finish in time."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._thread.join(timeout=timeout)
+
+
+class EmbeddedServer:
+    """Everything radraft needs on one machine, started and stopped as one."""
+
+    def __init__(self, settings: Settings, *, run_worker: bool = True) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._run_worker = run_worker
+        self.gateway: Gateway | None = None
+        self._worker: WorkerSupervisor | None = None
+        self._web: uvicorn.Server | None = None
+        self._web_thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Migrate the database and start gateway, worker and web app; returns once all are up."""
+        settings = self.settings
+        self.install_signal_handlers()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(settings.effective_database_url)
+        engine = make_engine(settings.effective_database_url)
+        self.gateway = Gateway(settings, make_sessionmaker(engine), celery_publisher(settings))
+        self.gateway.start()
+        if self._run_worker:
+            self._worker = WorkerSupervisor(settings, self._stop)
+            self._worker.start()
+        config = uvicorn.Config(
+            create_app(settings),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            access_log=False,
+        )
+        self._web = uvicorn.Server(config)
+        self._web.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._web_thread = threading.Thread(target=self._web.run, name="radraft-web")
+        self._web_thread.start()
+        deadline = time.monotonic() + 30
+        while not self._web.started:
+            if time.monotonic() > deadline or not self._web_thread.is_alive():
+                raise RuntimeError("the web app did not start; is the HTTP port free?")
+            time.sleep(0.05)
+        log_event(
+            logger,
+            "serve.started",
+            dicom_port=self.gateway.port,
+            http_port=settings.http_port,
+            data_dir=settings.data_dir,
+        )
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the server cleanly (call from the main thread)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+
+    def wait(self) -> None:
+        """Block until ``stop`` is called (e.g. from a signal handler)."""
+        while not self._stop.wait(0.5):
+            pass
+
+    def stop(self, *_args: Any) -> None:
+        """Stop accepting work and shut everything down cleanly."""
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        """Tear down after ``wait`` returned."""
+        if self.gateway is not None:
+            self.gateway.stop()
+        if self._web is not None:
+            self._web.should_exit = True
+        if self._web_thread is not None:
+            self._web_thread.join(timeout=10)
+        if self._worker is not None:
+            self._worker.stop()
+        log_event(logger, "serve.stopped")

@@ -1,0 +1,153 @@
+"""Settings of every radraft service, read from ``RADRAFT_*`` environment variables or a .env file.
+
+The names are a public contract (README, compose.yaml, other issues), so they are flat
+(``RADRAFT_DICOM_PORT``) rather than nested. Settings are built once in each entry point and
+passed down; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from radraft.errors import ConfigurationError
+
+ENV_PREFIX = "RADRAFT_"
+
+
+class Settings(BaseSettings):
+    """All of radraft's settings; each field documents its default and its effect."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # --- storage -------------------------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("radraft-data"),
+        description="Holds the SQLite database, the DICOM spool and the embedded broker's files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default sqlite:///<data_dir>/radraft.db (embedded mode).",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker URL (e.g. redis://127.0.0.1:6379/0); default: kombu's "
+        "filesystem transport under <data_dir>/broker, which needs no server.",
+    )
+
+    # --- DICOM gateway -------------------------------------------------------------------------
+    ae_title: str = Field(default="RADRAFT", max_length=16, description="Our AE title.")
+    dicom_host: str = Field(default="0.0.0.0", description="Address the DICOM SCP binds.")  # noqa: S104 - a DICOM node listens for modalities on the network
+    dicom_port: int = Field(default=11112, ge=0, le=65535, description="DICOM SCP port.")
+    allowed_calling_aes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma list of calling AE titles accepted; empty accepts any.",
+    )
+    stable_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="A study is complete when no new instance arrived for this long (StableAge).",
+    )
+    strict_body_part: bool = Field(
+        default=False,
+        description="If true, only images with an explicit chest Body Part Examined are drafted.",
+    )
+    max_pdu_size: int = Field(
+        default=0,
+        ge=0,
+        description="Maximum PDU we receive; 0 = unlimited, which is fastest for large images.",
+    )
+
+    # --- web -----------------------------------------------------------------------------------
+    http_host: str = Field(default="127.0.0.1", description="Address the web app binds.")
+    http_port: int = Field(default=8000, ge=0, le=65535, description="Web app port.")
+    api_token: str | None = Field(
+        default=None,
+        description="Service token for read-only study endpoints (Authorization: Bearer).",
+    )
+
+    # --- worker and outbox ---------------------------------------------------------------------
+    outbox_poll_seconds: float = Field(
+        default=0.2, gt=0, description="How often the outbox relay looks for due rows."
+    )
+    outbox_max_backoff_seconds: float = Field(
+        default=30.0, gt=0, description="Longest wait between two publish attempts of one row."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level of the services.")
+
+    @field_validator("allowed_calling_aes", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in force: the setting, or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'radraft.db').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where received instances are kept, one file per SOP instance."""
+        return self.data_dir / "spool"
+
+    @property
+    def broker_dir(self) -> Path:
+        """Folder of the embedded filesystem broker (used when no broker_url is set)."""
+        return self.data_dir / "broker"
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when Celery runs over files in the data dir instead of a broker server."""
+        return not self.broker_url
+
+
+def refuse_unknown_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Fail on any ``RADRAFT_*`` variable that no setting claims.
+
+    pydantic-settings ignores unknown environment variables (``extra="forbid"`` only covers .env
+    files), so a misspelt ``RADRAFT_STABLE_SECOND`` would otherwise be silently ignored.
+    """
+    environ = os.environ if environ is None else environ
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    known |= {ENV_PREFIX + "TEST_POSTGRES_URL"}  # read by the test suite only
+    unknown = sorted(key for key in environ if key.startswith(ENV_PREFIX) and key not in known)
+    if unknown:
+        raise ConfigurationError(
+            "unknown radraft settings in the environment: " + ", ".join(unknown)
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings of one process: environment, .env file, then explicit overrides."""
+    refuse_unknown_environment()
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def settings_to_environment(settings: Settings) -> dict[str, str]:
+    """The ``RADRAFT_*`` variables that recreate ``settings`` in a child process."""
+    environment: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            text = ",".join(str(item) for item in value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        environment[ENV_PREFIX + name.upper()] = text
+    return environment

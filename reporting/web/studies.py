@@ -1,0 +1,111 @@
+"""Read-only study API: ``GET /api/studies`` and ``GET /api/studies/{study_instance_uid}``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from radraft.models import Instance, Study
+from reporting.web.deps import DbSession
+
+router = APIRouter(prefix="/api/studies", tags=["studies"])
+
+
+class JobOut(BaseModel):
+    """A drafting job of the study."""
+
+    id: int
+    content_version: int
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class InstanceOut(BaseModel):
+    """A received instance and how the gateway classified it."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    modality: str | None
+    body_part_examined: str | None
+    view_position: str | None
+    view_source: str | None
+    is_chest: bool
+    classification_reason: str
+    size_bytes: int
+    received_at: datetime
+
+
+class StudyOut(BaseModel):
+    """A study as listed; ``eligible`` is null until the study is complete."""
+
+    study_instance_uid: str
+    status: str
+    eligible: bool | None
+    eligibility_reason: str | None
+    priority: int
+    instance_count: int
+    first_received_at: datetime
+    last_received_at: datetime
+    completed_at: datetime | None
+    jobs: list[JobOut]
+
+
+class StudyDetailOut(StudyOut):
+    """One study with its instances."""
+
+    instances: list[InstanceOut]
+    report: None = None
+
+
+def _study_out(study: Study, instance_count: int) -> dict[str, object]:
+    return {
+        "study_instance_uid": study.study_instance_uid,
+        "status": study.status,
+        "eligible": study.eligible,
+        "eligibility_reason": study.eligibility_reason,
+        "priority": study.priority,
+        "instance_count": instance_count,
+        "first_received_at": study.first_received_at,
+        "last_received_at": study.last_received_at,
+        "completed_at": study.completed_at,
+        "jobs": [JobOut.model_validate(job, from_attributes=True) for job in study.jobs],
+    }
+
+
+@router.get("", response_model=list[StudyOut])
+def list_studies(session: DbSession, limit: int = 200) -> list[dict[str, object]]:
+    """Studies, newest first."""
+    studies = session.scalars(
+        select(Study)
+        .options(selectinload(Study.jobs), selectinload(Study.instances))
+        .order_by(Study.last_received_at.desc())
+        .limit(min(max(limit, 1), 1000))
+    ).all()
+    return [_study_out(study, len(study.instances)) for study in studies]
+
+
+@router.get("/{study_instance_uid}", response_model=StudyDetailOut)
+def get_study(study_instance_uid: str, session: DbSession) -> dict[str, object]:
+    """One study with its instances; 404 if radraft never received it."""
+    study = session.scalar(
+        select(Study)
+        .where(Study.study_instance_uid == study_instance_uid)
+        .options(selectinload(Study.jobs))
+    )
+    if study is None:
+        raise HTTPException(status_code=404, detail="unknown study")
+    instances = session.scalars(
+        select(Instance).where(Instance.study_id == study.id).order_by(Instance.id)
+    ).all()
+    body = _study_out(study, len(instances))
+    body["instances"] = [InstanceOut.model_validate(i, from_attributes=True) for i in instances]
+    body["report"] = None
+    return body
