@@ -123,7 +123,6 @@ def refuse_unknown_environment(environ: Mapping[str, str] | None = None) -> None
     """
     environ = os.environ if environ is None else environ
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    known |= {ENV_PREFIX + "TEST_POSTGRES_URL"}  # read by the test suite only
     unknown = sorted(key for key in environ if key.startswith(ENV_PREFIX) and key not in known)
     if unknown:
         raise ConfigurationError(

@@ -1,0 +1,121 @@
+"""Fixtures: a database per test on each backend, settings, a running gateway, peers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.service import Gateway
+from radraft.db import make_engine, make_sessionmaker
+from radraft.logs import configure_logging
+from radraft.migrate import upgrade
+from radraft.outbox import CeleryPublish
+from radraft.settings import Settings
+from tests.support import RedisServer, free_port, missing, postgres_database
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    configure_logging("INFO")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run the test on the embedded default (SQLite) and on Postgres."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the test's backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'radraft.db'}"
+        return
+    admin_url = os.environ.get("TEST_POSTGRES_URL")
+    if not admin_url:
+        missing("Postgres (TEST_POSTGRES_URL)")
+    assert admin_url is not None
+    with postgres_database(admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    """A database at the newest migration."""
+    upgrade(database_url)
+    return database_url
+
+
+@pytest.fixture
+def engine(migrated_url: str) -> Iterator[Engine]:
+    """The test's engine, disposed at the end."""
+    engine = make_engine(migrated_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on the test database."""
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, migrated_url: str) -> Settings:
+    """Settings of an isolated radraft: its own data dir, free ports, a short stable time."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=migrated_url,
+        dicom_host="127.0.0.1",
+        dicom_port=free_port(),
+        http_port=free_port(),
+        stable_seconds=0.5,
+        outbox_poll_seconds=0.05,
+        outbox_max_backoff_seconds=1.0,
+    )
+
+
+@dataclass
+class RecordingPublisher:
+    """Publisher standing in for the broker in gateway-only tests; can simulate an outage."""
+
+    published: list[CeleryPublish]
+    down: bool = False
+
+    def __call__(self, message: CeleryPublish) -> None:
+        if self.down:
+            raise ConnectionRefusedError("broker down (simulated)")
+        self.published.append(message)
+
+
+@pytest.fixture
+def publisher() -> RecordingPublisher:
+    """Records what the relay publishes."""
+    return RecordingPublisher(published=[])
+
+
+@pytest.fixture
+def running_gateway(
+    settings: Settings, session_factory: sessionmaker[Session], publisher: RecordingPublisher
+) -> Iterator[Gateway]:
+    """The gateway running in this process on a free port."""
+    gateway = Gateway(settings, session_factory, publisher)
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real Redis server for this test."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

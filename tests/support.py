@@ -1,0 +1,128 @@
+"""Helpers shared by the tests: ports, polling, peers and the shared data set."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from sqlalchemy import create_engine, text
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_CXR = REPO_ROOT.parent / "shared" / "data" / "cxr"
+REQUIRE_SERVICES = os.environ.get("TEST_REQUIRE_SERVICES") == "1"
+
+T = TypeVar("T")
+
+
+def missing(what: str) -> None:
+    """Skip when a peer is missing on a developer machine; fail where CI promised it."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (TEST_REQUIRE_SERVICES=1) but missing")
+    pytest.skip(f"{what} not available")
+
+
+def require_tool(name: str) -> str:
+    """Path of a command-line tool (dcmtk, redis-server, ...)."""
+    path = shutil.which(name)
+    if path is None:
+        missing(name)
+    assert path is not None
+    return path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, what: str = "") -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what or condition}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh, empty Postgres database for one test; dropped afterwards."""
+    name = "radraft_t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+class RedisServer:
+    """A real redis-server on 127.0.0.1 that a test can stop and start again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.binary = require_tool("redis-server")
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The broker URL of this server."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start (or restart) the server and wait until it answers."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, timeout=15, what="redis-server to start")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as connection:
+                connection.sendall(b"PING\r\n")
+                return connection.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server (its append-only file keeps queued messages)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
