@@ -21,9 +21,9 @@ from radraft.synthetic import SyntheticPatient, make_chest_study
 from radraft.timeutil import utcnow
 from tests.conftest import RecordingPublisher
 from tests.dicom_peers import (
+    ReferenceStoreSCP,
     dataset_bytes,
     echoscu,
-    ReferenceStoreSCP,
     jpeg_lossless_copy,
     storescu,
     synthetic_study_files,

@@ -1,0 +1,94 @@
+"""Gateway -> outbox -> broker -> real Celery worker, on both run modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.service import Gateway
+from radraft.db import session_scope
+from radraft.enums import JobStatus, OutboxStatus, StudyStatus
+from radraft.models import DraftingJob, OutboxMessage, Study
+from radraft.serve import celery_publisher
+from radraft.settings import Settings
+from tests.dicom_peers import storescu, synthetic_study_files
+from tests.processes import radraft_process
+from tests.support import RedisServer, wait_until
+
+WORKER_READY = "ready."
+
+
+def jobs(factory: sessionmaker[Session]) -> list[DraftingJob]:
+    with session_scope(factory) as session:
+        return list(session.scalars(select(DraftingJob)))
+
+
+def outbox(factory: sessionmaker[Session]) -> list[OutboxMessage]:
+    with session_scope(factory) as session:
+        return list(session.scalars(select(OutboxMessage)))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_embedded_broker_delivers_one_job_to_a_real_worker(
+    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    gateway = Gateway(settings, session_factory, celery_publisher(settings))
+    gateway.start()
+    try:
+        with radraft_process(settings, ["worker"], tmp_path / "w.log", ready_text=WORKER_READY):
+            files = synthetic_study_files(40, tmp_path / "s")
+            assert storescu(files, port=gateway.port).returncode == 0
+            done = wait_until(
+                lambda: [j for j in jobs(session_factory) if j.status == JobStatus.ACKNOWLEDGED],
+                what="the worker to run the job",
+            )
+    finally:
+        gateway.stop()
+    assert len(jobs(session_factory)) == 1
+    assert done[0].attempts == 1
+    assert done[0].worker
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_broker_down_accepts_instances_and_publishes_once_it_is_back(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    settings = settings.model_copy(update={"broker_url": redis_server.url})
+    gateway = Gateway(settings, session_factory, celery_publisher(settings))
+    gateway.start()
+    try:
+        redis_server.stop()
+        files = synthetic_study_files(41, tmp_path / "s")
+        result = storescu(files, port=gateway.port)
+        assert result.returncode == 0, result.output
+
+        def failed_publish() -> list[OutboxMessage]:
+            return [row for row in outbox(session_factory) if row.attempts >= 2]
+
+        rows = wait_until(failed_publish, what="publish attempts against the dead broker")
+        assert rows[0].status == OutboxStatus.PENDING
+        assert rows[0].last_error
+        with session_scope(session_factory) as session:
+            assert session.scalar(select(Study.status)) == StudyStatus.QUEUED
+
+        redis_server.start()
+        wait_until(
+            lambda: all(row.status == OutboxStatus.DONE for row in outbox(session_factory)),
+            what="the relay to publish after the broker came back",
+        )
+        with radraft_process(settings, ["worker"], tmp_path / "w.log", ready_text=WORKER_READY):
+            done = wait_until(
+                lambda: [j for j in jobs(session_factory) if j.status == JobStatus.ACKNOWLEDGED],
+                what="the worker to run the job",
+            )
+    finally:
+        gateway.stop()
+    assert len(jobs(session_factory)) == 1
+    assert done[0].attempts == 1, "the job was delivered more than once"
+    assert len(outbox(session_factory)) == 1
