@@ -56,10 +56,13 @@ def verify_part10_file(path: str) -> str:
         transfer_syntax = _read_file_meta(stream, size)
         start = stream.tell()
         if transfer_syntax == DeflatedExplicitVRLittleEndian:
+            inflater = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
             try:
-                inflated = zlib.decompress(stream.read(), wbits=-zlib.MAX_WBITS)
+                inflated = inflater.decompress(stream.read()) + inflater.flush()
             except zlib.error as error:
                 raise IncompleteDatasetError("deflated data set does not inflate") from error
+            if not inflater.eof:
+                raise IncompleteDatasetError("deflated data set is cut short")
             body: BinaryIO = io.BytesIO(inflated)
             _walk(body, len(inflated), implicit=False, little=True)
         else:

@@ -80,7 +80,7 @@ def test_demo_runs_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
     assert len(studies) == 3
     assert all(study.eligible for study in studies)
     assert job_statuses == [JobStatus.ACKNOWLEDGED] * 3
-    spooled = [path for path in (data_dir / "spool").rglob("*.dcm")]
+    spooled = list((data_dir / "spool").rglob("*.dcm"))
     assert len(spooled) == 6
 
     # A second run starts from a fresh data dir again.

@@ -1,0 +1,85 @@
+"""The completeness check of received files, on every encoding shape it must walk."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread, uid
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from gateway.integrity import IncompleteDatasetError, verify_part10_file
+from radraft.synthetic import make_chest_study
+from tests.dicom_peers import dataset_bytes
+from tests.support import SHARED_CXR
+
+SYNTAXES = [
+    uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
+    uid.DeflatedExplicitVRLittleEndian,
+    uid.RLELossless,
+    uid.JPEG2000Lossless,
+]
+
+
+def part10(dataset: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
+def test_whole_files_pass_and_every_cut_fails(syntax: str, tmp_path: Path) -> None:
+    raw = part10(make_chest_study(3, transfer_syntax=syntax, rows=64, columns=64)[0])
+    path = tmp_path / "whole.dcm"
+    path.write_bytes(raw)
+    assert verify_part10_file(str(path)) == syntax
+    header = len(raw) - len(dataset_bytes(path))
+    deflated = syntax == uid.DeflatedExplicitVRLittleEndian
+    # The deflated stream is padded to an even length; without its pad byte it is still whole.
+    end = len(raw) - 1 if deflated else len(raw)
+    for cut in range(header + 1, end, 1 if deflated else 97):
+        path.write_bytes(raw[:cut])
+        with pytest.raises(IncompleteDatasetError):
+            verify_part10_file(str(path))
+
+
+def test_undefined_length_sequences_are_walked(tmp_path: Path) -> None:
+    dataset = make_chest_study(4, rows=32, columns=32)[0]
+    item = Dataset()
+    item.CodeValue = "X"
+    item.CodeMeaning = "nested"
+    item.ReferencedSOPSequence = Sequence([Dataset()])
+    dataset.RequestAttributesSequence = Sequence([item])
+    dataset["RequestAttributesSequence"].is_undefined_length = True
+    item.is_undefined_length_sequence_item = True
+    item["ReferencedSOPSequence"].is_undefined_length = True
+    path = tmp_path / "sq.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    assert b"\xfe\xff\xdd\xe0" in path.read_bytes()
+    assert verify_part10_file(str(path)) == uid.ExplicitVRLittleEndian
+    raw = path.read_bytes()
+    for marker in (b"\xfe\xff\xdd\xe0", b"\xfe\xff\x0d\xe0"):
+        position = raw.index(marker)
+        # Drop the delimiter (8 bytes): the sequence or item now swallows what follows.
+        path.write_bytes(raw[:position] + raw[position + 8 :])
+        with pytest.raises(IncompleteDatasetError):
+            verify_part10_file(str(path))
+
+
+PART10_FILES = sorted(p for p in SHARED_CXR.rglob("*.dcm") if p.read_bytes()[128:132] == b"DICM")
+
+
+@pytest.mark.parametrize("path", PART10_FILES, ids=lambda p: p.name)
+def test_real_files_with_a_part10_header_pass(path: Path) -> None:
+    syntax = verify_part10_file(str(path))
+    assert syntax == dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+
+
+def test_not_dicom_fails(tmp_path: Path) -> None:
+    path = tmp_path / "text.dcm"
+    path.write_bytes(b"hello" * 100)
+    with pytest.raises(IncompleteDatasetError, match="preamble"):
+        verify_part10_file(str(path))

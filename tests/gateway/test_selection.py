@@ -1,0 +1,100 @@
+"""Chest classification and view detection from thin, real-world headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.header import read_instance_header
+from gateway.selection import (
+    Classification,
+    HeaderFacts,
+    View,
+    classify_instance,
+    determine_view,
+    study_eligibility,
+)
+from tests.support import SHARED_CXR
+
+
+@pytest.mark.parametrize(
+    ("facts", "strict", "is_chest", "reason_part"),
+    [
+        (HeaderFacts(modality="DX", body_part_examined="CHEST"), False, True, "body part CHEST"),
+        (HeaderFacts(modality="CR", body_part_examined="THORAX"), True, True, "THORAX"),
+        (HeaderFacts(modality="CR", body_part_examined="HIP"), False, False, "HIP is not chest"),
+        (HeaderFacts(modality="CT", body_part_examined="CHEST"), False, False, "modality CT"),
+        (HeaderFacts(modality="DX"), False, True, "no body part or description"),
+        (HeaderFacts(modality="DX"), True, False, "strict mode"),
+        (
+            HeaderFacts(modality="CR", series_description="KNEE 2 VIEWS"),
+            False,
+            False,
+            "description names KNEE",
+        ),
+        (
+            HeaderFacts(modality="CR", study_description="XR CHEST 1 VIEW"),
+            False,
+            True,
+            "description names chest",
+        ),
+        (HeaderFacts(modality=""), False, False, "modality none"),
+    ],
+)
+def test_classification_rules(
+    facts: HeaderFacts, strict: bool, is_chest: bool, reason_part: str
+) -> None:
+    result = classify_instance(facts, strict=strict)
+    assert result.is_chest is is_chest
+    assert reason_part in result.reason
+
+
+@pytest.mark.parametrize(
+    ("facts", "view", "source"),
+    [
+        (HeaderFacts(view_position="PA"), View.PA, "ViewPosition"),
+        (HeaderFacts(view_position="LL"), View.LATERAL, "ViewPosition"),
+        (HeaderFacts(view_code_value="R-10206"), View.AP, "ViewCodeSequence"),
+        (HeaderFacts(view_code_meaning="LEFT LATERAL"), View.LATERAL, "ViewCodeSequence"),
+        (HeaderFacts(series_description="CHEST AP PORTABLE"), View.AP, "SeriesDescription"),
+        (HeaderFacts(protocol_name="THORAX LAT"), View.LATERAL, "ProtocolName"),
+        (HeaderFacts(patient_orientation=("P", "F")), View.LATERAL, "PatientOrientation"),
+        (HeaderFacts(patient_orientation=("L", "F")), View.FRONTAL, "PatientOrientation"),
+        (HeaderFacts(), None, None),
+    ],
+)
+def test_view_fallbacks(facts: HeaderFacts, view: View | None, source: str | None) -> None:
+    assert determine_view(facts) == (view, source)
+
+
+def test_study_is_eligible_when_one_image_is_a_chest_radiograph() -> None:
+    decision = study_eligibility([(True, "PA", "body part CHEST"), (False, None, "modality OT")])
+    assert decision.eligible
+    assert "1 chest radiograph(s) (PA)" in decision.reason
+    refused = study_eligibility([(False, None, "modality CT is not CR or DX")])
+    assert not refused.eligible
+    assert "modality CT" in refused.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "is_chest", "view"),
+    [
+        ("cr_chest_pa_philips_mono1_j2k-lossy.dcm", True, View.PA),
+        ("cr_chest_pa_siim-nih_mono2_jpeg-baseline.dcm", True, View.PA),
+        ("non_chest/cr_hip_fuji_mono2_rle.dcm", False, None),
+        ("non_chest/cr_tibia_fuji_mono1_jpeg-lossless.dcm", False, View.AP),
+    ],
+)
+def test_real_headers(name: str, is_chest: bool, view: View | None) -> None:
+    path: Path = SHARED_CXR / name
+    header = read_instance_header(path, expected_sop_instance_uid=_sop_uid(path))
+    result: Classification = classify_instance(header.facts, strict=False)
+    assert result.is_chest is is_chest, result.reason
+    assert result.view == view
+
+
+def _sop_uid(path: Path) -> str:
+    from pydicom import dcmread
+
+    return str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
