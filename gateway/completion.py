@@ -123,17 +123,54 @@ def decide_study(session: Session, study: Study, *, now: datetime) -> None:
     log_event(logger, "gateway.study_queued", study_id=study.id, job_id=job.id)
 
 
+def requeue_lost_jobs(
+    session_factory: sessionmaker[Session],
+    *,
+    lease_seconds: float,
+    clock: Clock = utcnow,
+) -> int:
+    """Publish again the drafting jobs whose worker took them and then vanished.
+
+    A worker killed mid-task leaves its job RUNNING. Redis redelivers the message after its
+    visibility timeout, but the embedded filesystem broker never does, so the database decides:
+    a job running longer than ``lease_seconds`` gets a new outbox row. The worker's delivery
+    counter bounds how often that can happen, and a finished job ignores late deliveries.
+    """
+    with session_scope(session_factory) as session:
+        cutoff = clock() - timedelta(seconds=lease_seconds)
+        lost = session.scalars(
+            select(DraftingJob)
+            .where(DraftingJob.status == JobStatus.RUNNING, DraftingJob.started_at < cutoff)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for job in lost:
+            job.status = JobStatus.QUEUED
+            add_message(
+                session,
+                channel=OutboxChannel.CELERY,
+                idempotency_key=(
+                    f"draft-study:{job.study_id}:{job.content_version}:redelivery:{job.attempts}"
+                ),
+                payload={"task": DRAFT_STUDY_TASK, "args": [job.id]},
+                study_id=job.study_id,
+            )
+            log_event(logger, "gateway.job_requeued", logging.WARNING, job_id=job.id)
+        return len(lost)
+
+
 def run_completion_until(
     stop: threading.Event,
     session_factory: sessionmaker[Session],
     *,
     stable_seconds: float,
     poll_seconds: float,
+    job_lease_seconds: float,
 ) -> None:
-    """Check for stable studies until ``stop`` is set; database outages are retried."""
+    """Check for stable studies and lost jobs until ``stop`` is set; outages are retried."""
     while not stop.is_set():
         try:
             complete_stable_studies(session_factory, stable_seconds=stable_seconds)
+            requeue_lost_jobs(session_factory, lease_seconds=job_lease_seconds)
         except Exception as error:
             log_event(logger, "gateway.completion_error", logging.ERROR, error=type(error).__name__)
         stop.wait(poll_seconds)

@@ -72,6 +72,7 @@ class Gateway:
                 kwargs={
                     "stable_seconds": self._settings.stable_seconds,
                     "poll_seconds": COMPLETION_POLL_SECONDS,
+                    "job_lease_seconds": self._settings.job_lease_seconds,
                 },
                 name="radraft-completion",
                 daemon=True,

@@ -2,7 +2,8 @@
 
 With no ``RADRAFT_BROKER_URL`` the broker is kombu's filesystem transport under the data dir: it
 needs no server, so the embedded run is one command. With Redis, the visibility timeout is set
-above the longest task so a message of a task still running is not redelivered twice.
+above the longest task (``RADRAFT_BROKER_VISIBILITY_TIMEOUT``, default two hours) so a message of a
+task still running is not redelivered.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from radraft.settings import Settings
 
 TASK_SOFT_TIME_LIMIT_SECONDS = 600
 TASK_HARD_TIME_LIMIT_SECONDS = 660
-REDIS_VISIBILITY_TIMEOUT_SECONDS = 2 * 3600
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     else:
         config["broker_url"] = settings.broker_url
         config["broker_transport_options"] = {
-            "visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS,
+            "visibility_timeout": settings.broker_visibility_timeout,
         }
     return config
 

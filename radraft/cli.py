@@ -16,6 +16,8 @@ from radraft.settings import Settings, load_settings
 app = typer.Typer(help="radraft: AI-drafted chest X-ray reports.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+model_app = typer.Typer(help="Model checkpoints and runtimes.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -67,8 +69,8 @@ def gateway() -> None:
 @app.command()
 def worker(
     queues: Annotated[str | None, typer.Option(help="Comma list of queues to consume.")] = None,
-    concurrency: int = 1,
-    pool: str = "solo",
+    concurrency: Annotated[int | None, typer.Option(help="Default: RADRAFT_MAX_BATCH.")] = None,
+    pool: str = "threads",
 ) -> None:
     """Run a Celery worker (drafting and default queues unless --queues says otherwise)."""
     from worker.app import run_worker
@@ -81,6 +83,29 @@ def worker(
         pool=pool,
         loglevel=settings.log_level,
     )
+
+
+@model_app.command("build-demo")
+def model_build_demo(
+    out: Annotated[Path | None, typer.Option(help="Default: <data dir>/models/demo.")] = None,
+) -> None:
+    """Build the tiny random-weight demo checkpoint (offline, deterministic)."""
+    from worker.runtimes.demo import build_demo_checkpoint
+    from worker.runtimes.loader import demo_model_path
+
+    folder = build_demo_checkpoint(out or demo_model_path(_settings()))
+    typer.echo(f"demo model (random weights, not for clinical use) written to {folder}")
+
+
+@model_app.command("setup")
+def model_setup(backend: str) -> None:
+    """Create the isolated environment of a child-process backend (``chexagent``)."""
+    from worker.runtimes.setup import setup_chexagent_environment
+
+    if backend != "chexagent":
+        raise typer.BadParameter("only chexagent needs its own environment")
+    python = setup_chexagent_environment(_settings())
+    typer.echo(f"CheXagent environment ready: {python}")
 
 
 @app.command()
@@ -105,6 +130,8 @@ def serve() -> None:
         server.wait()
     finally:
         server.shutdown()
+    if server.failed:
+        raise RadraftError("the worker cannot start (its error is in the log above)")
 
 
 @app.command()

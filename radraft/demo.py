@@ -17,6 +17,8 @@ from radraft.models import DraftingJob, Study
 from radraft.serve import EmbeddedServer
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
+from worker.runtimes.demo import build_demo_checkpoint
+from worker.runtimes.loader import demo_model_path
 
 DEMO_MARKER = ".radraft-demo"
 DEMO_SYNTAXES = (
@@ -60,7 +62,7 @@ def wait_for_jobs(settings: Settings, expected_studies: int, timeout: float) -> 
                 done_jobs = session.scalar(
                     select(func.count())
                     .select_from(DraftingJob)
-                    .where(DraftingJob.status != JobStatus.QUEUED)
+                    .where(DraftingJob.status == JobStatus.SUCCEEDED)
                 )
             if decided == expected_studies and open_jobs == 0:
                 return {"studies": decided or 0, "jobs_run": done_jobs or 0}
@@ -74,6 +76,9 @@ def wait_for_jobs(settings: Settings, expected_studies: int, timeout: float) -> 
 def run_demo(settings: Settings, *, studies: int, exit_when_done: bool, timeout: float) -> None:
     """Run the demo end to end and print where to look."""
     prepare_data_dir(settings.data_dir)
+    if settings.model == "demo":
+        folder = build_demo_checkpoint(demo_model_path(settings))
+        print(f"built the demo model (random weights, not for clinical use) in {folder}")  # noqa: T201
     server = EmbeddedServer(settings)
     server.start()
     try:
@@ -96,7 +101,7 @@ def run_demo(settings: Settings, *, studies: int, exit_when_done: bool, timeout:
         base = f"http://{settings.http_host}:{settings.http_port}"
         print(  # noqa: T201
             f"done: {summary['studies']} studies stored and classified, "
-            f"{summary['jobs_run']} drafting jobs run by the Celery worker\n"
+            f"{summary['jobs_run']} drafts written by the Celery worker ({settings.model} model)\n"
             f"  studies API : {base}/api/studies\n"
             f"  health      : {base}/healthz\n"
             f"  DICOM SCP   : {settings.ae_title}@127.0.0.1:{server.gateway.port}\n"

@@ -33,8 +33,6 @@ class JobStatus(StrEnum):
     """Written with its outbox row; not yet taken by a worker."""
     RUNNING = "running"
     """A worker took it; ``attempts`` counts deliveries so a poison study cannot loop forever."""
-    ACKNOWLEDGED = "acknowledged"
-    """A worker ran the task but no model runtime is installed yet; nothing was drafted."""
     SUCCEEDED = "succeeded"
     """The draft is stored."""
     FAILED = "failed"

@@ -230,7 +230,8 @@ class ReportRevision(Base):
     impression: Mapped[str] = mapped_column(Text, default="")
     author_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     author_role: Mapped[str | None] = mapped_column(String(16))
-    drafting_job_id: Mapped[int | None] = mapped_column(ForeignKey("drafting_jobs.id"))
+    drafting_job_id: Mapped[int | None] = mapped_column(ForeignKey("drafting_jobs.id"), unique=True)
+    """The job that wrote a model draft; unique, so a job that runs twice stores one draft."""
     model_name: Mapped[str | None] = mapped_column(String(255))
     model_revision: Mapped[str | None] = mapped_column(String(255))
     model_weights_hash: Mapped[str | None] = mapped_column(String(128))

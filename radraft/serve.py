@@ -29,6 +29,8 @@ from reporting.web.app import create_app
 logger = logging.getLogger(__name__)
 
 WORKER_RESTART_DELAY_SECONDS = 2.0
+CONFIGURATION_ERROR_EXIT_CODE = 2
+"""``radraft`` exits with 2 on a RadraftError (e.g. no model): restarting cannot help."""
 
 
 def celery_publisher(settings: Settings) -> Publisher:
@@ -48,6 +50,7 @@ class WorkerSupervisor:
         self._environment = {**os.environ, **settings_to_environment(settings)}
         self._stop = stop
         self._process: subprocess.Popen[bytes] | None = None
+        self.fatal_exit_code: int | None = None
         self._thread = threading.Thread(target=self._supervise, name="radraft-worker-supervisor")
 
     def start(self) -> None:
@@ -65,6 +68,11 @@ class WorkerSupervisor:
             while self._process.poll() is None and not self._stop.wait(0.5):
                 pass
             if self._stop.is_set():
+                break
+            if self._process.returncode == CONFIGURATION_ERROR_EXIT_CODE:
+                self.fatal_exit_code = self._process.returncode
+                log_event(logger, "serve.worker_cannot_start", logging.ERROR)
+                self._stop.set()
                 break
             log_event(logger, "serve.worker_exited", logging.WARNING, code=self._process.returncode)
             self._stop.wait(WORKER_RESTART_DELAY_SECONDS)
@@ -144,6 +152,11 @@ class EmbeddedServer:
     def stop(self, *_args: Any) -> None:
         """Stop accepting work and shut everything down cleanly."""
         self._stop.set()
+
+    @property
+    def failed(self) -> bool:
+        """True if a part stopped the server because it cannot run (see the log)."""
+        return self._worker is not None and self._worker.fatal_exit_code is not None
 
     def shutdown(self) -> None:
         """Tear down after ``wait`` returned."""

@@ -84,6 +84,53 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Longest wait between two publish attempts of one row."
     )
     log_level: str = Field(default="INFO", description="Python logging level of the services.")
+    broker_visibility_timeout: float = Field(
+        default=7200.0,
+        gt=0,
+        description="Redis: seconds before an unacknowledged message is redelivered; keep it "
+        "above the longest task and retry delay.",
+    )
+    job_lease_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="A drafting job running longer than this is presumed lost with its worker "
+        "and is published again (bounded by the delivery counter).",
+    )
+
+    # --- model ---------------------------------------------------------------------------------
+    model: str = Field(
+        default="demo",
+        description="Drafting backend: `demo`, `chexagent` or `hf:<local path or hub id>`.",
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="Checkpoint folder: for `demo` default <data_dir>/models/demo; for "
+        "`chexagent` default the hub id StanfordAIMI/CheXagent-2-3b.",
+    )
+    model_isolation: str = Field(
+        default="auto",
+        pattern="^(auto|in-process|child)$",
+        description="`child` runs the model in a supervised child process (always for "
+        "chexagent, whose code needs transformers 4.40.0); `auto` = child for chexagent only.",
+    )
+    model_python: Path | None = Field(
+        default=None,
+        description="Python of the child runtime's virtual environment (chexagent: "
+        "<data_dir>/venvs/chexagent/bin/python, made by `radraft model setup chexagent`).",
+    )
+    device: str = Field(
+        default="auto", pattern="^(auto|cpu|cuda)$", description="Where the model runs."
+    )
+    max_new_tokens: int = Field(
+        default=200, ge=1, le=1024, description="Greedy decoding budget per section."
+    )
+    max_batch: int = Field(default=8, ge=1, le=256, description="Studies per forward pass.")
+    batch_wait_ms: float = Field(
+        default=10.0, ge=0, description="How long the batcher gathers requests for a batch."
+    )
+    image_size: int = Field(
+        default=512, ge=32, le=4096, description="Longest side of images given to the model."
+    )
 
     @field_validator("allowed_calling_aes", mode="before")
     @classmethod

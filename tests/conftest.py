@@ -67,8 +67,16 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
 
 
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo checkpoint, built once per test session (offline, deterministic)."""
+    from worker.runtimes.demo import build_demo_checkpoint
+
+    return build_demo_checkpoint(tmp_path_factory.mktemp("models") / "demo")
+
+
 @pytest.fixture
-def settings(tmp_path: Path, migrated_url: str) -> Settings:
+def settings(tmp_path: Path, migrated_url: str, demo_model_dir: Path) -> Settings:
     """Settings of an isolated radraft: its own data dir, free ports, a short stable time."""
     return Settings(
         data_dir=tmp_path / "data",
@@ -79,6 +87,9 @@ def settings(tmp_path: Path, migrated_url: str) -> Settings:
         stable_seconds=0.5,
         outbox_poll_seconds=0.05,
         outbox_max_backoff_seconds=1.0,
+        model_path=demo_model_dir,
+        max_new_tokens=16,
+        image_size=128,
     )
 
 

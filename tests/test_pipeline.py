@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.service import Gateway
 from radraft.db import session_scope
-from radraft.enums import JobStatus, OutboxStatus, StudyStatus
-from radraft.models import DraftingJob, OutboxMessage, Study
+from radraft.enums import JobStatus, OutboxStatus, ReportState, StudyStatus
+from radraft.models import DraftingJob, OutboxMessage, ReportRevision, Study
 from radraft.serve import celery_publisher
 from radraft.settings import Settings
 from tests.dicom_peers import storescu, synthetic_study_files
@@ -31,6 +31,29 @@ def outbox(factory: sessionmaker[Session]) -> list[OutboxMessage]:
         return list(session.scalars(select(OutboxMessage)))
 
 
+def assert_one_demo_draft(factory: sessionmaker[Session]) -> ReportRevision:
+    """Exactly one stored draft, from the demo model, with prompt, model and timings."""
+    with session_scope(factory) as session:
+        revisions = list(session.scalars(select(ReportRevision)))
+        study = session.scalar(select(Study))
+    assert len(revisions) == 1
+    (draft,) = revisions
+    assert draft.state == ReportState.DRAFTED
+    assert draft.demo_model is True
+    assert draft.findings.startswith("[DEMO MODEL, RANDOM WEIGHTS, NOT FOR CLINICAL USE]")
+    assert draft.model_name
+    assert draft.model_weights_hash.startswith("sha256:")
+    assert "write a structured findings section for the CXR" in (draft.prompt or "")
+    assert draft.generation is not None
+    assert draft.generation["findings"]["generated_tokens"] > 0
+    assert draft.generation["findings"]["seconds"] > 0
+    assert draft.generation["decoding"] == {"do_sample": False}
+    assert len(draft.generation["images"]) == 2
+    assert study is not None
+    assert study.status == StudyStatus.DRAFTED
+    return draft
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_embedded_broker_delivers_one_job_to_a_real_worker(
     settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
@@ -42,14 +65,15 @@ def test_embedded_broker_delivers_one_job_to_a_real_worker(
             files = synthetic_study_files(40, tmp_path / "s")
             assert storescu(files, port=gateway.port).returncode == 0
             done = wait_until(
-                lambda: [j for j in jobs(session_factory) if j.status == JobStatus.ACKNOWLEDGED],
-                what="the worker to run the job",
+                lambda: [j for j in jobs(session_factory) if j.status == JobStatus.SUCCEEDED],
+                what="the worker to draft the study",
             )
     finally:
         gateway.stop()
     assert len(jobs(session_factory)) == 1
     assert done[0].attempts == 1
     assert done[0].worker
+    assert_one_demo_draft(session_factory)
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
@@ -76,6 +100,7 @@ def test_broker_down_accepts_instances_and_publishes_once_it_is_back(
         assert rows[0].last_error
         with session_scope(session_factory) as session:
             assert session.scalar(select(Study.status)) == StudyStatus.QUEUED
+        assert jobs(session_factory)[0].status == JobStatus.QUEUED
 
         redis_server.start()
         wait_until(
@@ -84,11 +109,12 @@ def test_broker_down_accepts_instances_and_publishes_once_it_is_back(
         )
         with radraft_process(settings, ["worker"], tmp_path / "w.log", ready_text=WORKER_READY):
             done = wait_until(
-                lambda: [j for j in jobs(session_factory) if j.status == JobStatus.ACKNOWLEDGED],
-                what="the worker to run the job",
+                lambda: [j for j in jobs(session_factory) if j.status == JobStatus.SUCCEEDED],
+                what="the worker to draft the study",
             )
     finally:
         gateway.stop()
     assert len(jobs(session_factory)) == 1
     assert done[0].attempts == 1, "the job was delivered more than once"
     assert len(outbox(session_factory)) == 1
+    assert_one_demo_draft(session_factory)

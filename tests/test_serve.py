@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -35,14 +36,20 @@ def test_serve_runs_gateway_worker_and_api_and_stops_on_sigterm(
         assert storescu(files, port=settings.dicom_port).returncode == 0
         study_uid = make_chest_study(50)[0].StudyInstanceUID
 
-        def acknowledged() -> dict[str, object] | None:
-            body = httpx.get(f"{base}/api/studies/{study_uid}").json()
+        def drafted() -> dict[str, Any] | None:
+            body: dict[str, Any] = httpx.get(f"{base}/api/studies/{study_uid}").json()
             statuses = [job["status"] for job in body["jobs"]]
-            return body if statuses == [JobStatus.ACKNOWLEDGED] else None
+            return body if statuses == [JobStatus.SUCCEEDED] else None
 
-        study = wait_until(acknowledged, what="the embedded worker to run the job")
+        study = wait_until(drafted, what="the embedded worker to draft the study")
         assert study["eligible"] is True
-        assert study["status"] == "queued"
+        assert study["status"] == "drafted"
+        report = study["report"]
+        assert report["status"] == "DRAFTED"
+        assert report["demo"] is True
+        assert report["model"]["name"]
+        assert report["findings"].startswith("[DEMO MODEL")
+        assert report["impression"]
         assert len(study["instances"]) == 2
         assert {i["view_position"] for i in study["instances"]} == {"PA", "LATERAL"}
         listing = httpx.get(f"{base}/api/studies").json()
@@ -53,12 +60,28 @@ def test_serve_runs_gateway_worker_and_api_and_stops_on_sigterm(
     assert "serve.stopped" in log.read_text()
 
 
+def test_serve_without_a_model_stops_with_a_clear_error(tmp_path: Path) -> None:
+    environment = {
+        **os.environ,
+        "RADRAFT_DATA_DIR": str(tmp_path / "data"),
+        "RADRAFT_DICOM_PORT": str(free_port()),
+        "RADRAFT_HTTP_PORT": str(free_port()),
+    }
+    completed = subprocess.run(
+        [sys.executable, "-m", "radraft.cli", "serve"],
+        env=environment, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert "radraft model build-demo" in completed.stderr
+
+
 def test_demo_runs_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     environment = {
         **os.environ,
         "RADRAFT_DICOM_PORT": str(free_port()),
         "RADRAFT_HTTP_PORT": str(free_port()),
+        "RADRAFT_MAX_NEW_TOKENS": "48",  # the 200-token default only makes the test slower
     }
     command = [
         sys.executable, "-m", "radraft.cli", "demo",
@@ -69,7 +92,7 @@ def test_demo_runs_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
         command, env=environment, capture_output=True, text=True, timeout=300
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "done: 3 studies stored and classified, 3 drafting jobs run" in completed.stdout
+    assert "done: 3 studies stored and classified, 3 drafts written" in completed.stdout
     engine = make_engine(f"sqlite:///{data_dir / 'radraft.db'}")
     try:
         with session_scope(make_sessionmaker(engine)) as session:
@@ -79,7 +102,7 @@ def test_demo_runs_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
         engine.dispose()
     assert len(studies) == 3
     assert all(study.eligible for study in studies)
-    assert job_statuses == [JobStatus.ACKNOWLEDGED] * 3
+    assert job_statuses == [JobStatus.SUCCEEDED] * 3
     spooled = list((data_dir / "spool").rglob("*.dcm"))
     assert len(spooled) == 6
 

@@ -15,7 +15,7 @@ from worker.tasks import register_tasks
 
 
 def create_worker_app(settings: Settings) -> Celery:
-    """A Celery app with radraft's tasks; each (prefork) process opens its own engine."""
+    """A Celery app with radraft's tasks; a prefork child loads its own engine and model."""
     app = make_celery(settings, main="radraft-worker")
     register_tasks(app)
 
@@ -34,18 +34,23 @@ def run_worker(
     settings: Settings,
     *,
     queues: list[str] | None = None,
-    concurrency: int = 1,
-    pool: str = "solo",
+    concurrency: int | None = None,
+    pool: str = "threads",
     loglevel: str = "INFO",
 ) -> None:
-    """Run a Celery worker in this process until it is told to stop."""
-    init_context(settings)
+    """Run a Celery worker in this process until it is told to stop.
+
+    The default thread pool runs up to ``max_batch`` tasks at once in one process, all feeding
+    one batcher and one loaded model; that is how studies queued together share a forward pass.
+    """
+    if pool != "prefork":
+        init_context(settings)
     app = create_worker_app(settings)
     argv = [
         "worker",
         f"--loglevel={loglevel}",
         f"--pool={pool}",
-        f"--concurrency={concurrency}",
+        f"--concurrency={concurrency or settings.max_batch}",
         "--queues=" + ",".join(queues or [DRAFTING_QUEUE, DEFAULT_QUEUE]),
         "--without-gossip",
         "--without-mingle",

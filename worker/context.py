@@ -1,4 +1,4 @@
-"""Per-process resources of a worker (settings, engine, sessions), made once at start-up."""
+"""Per-process resources of a worker (settings, engine, sessions, model), made once at start-up."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import make_engine, make_sessionmaker
 from radraft.settings import Settings
+from worker.batcher import Batcher
 
 
 @dataclass(frozen=True)
@@ -18,16 +19,24 @@ class WorkerContext:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
+    batcher: Batcher | None
 
 
 _context: WorkerContext | None = None
 
 
-def init_context(settings: Settings) -> WorkerContext:
-    """Create this process's engine; called at worker start (and in each prefork child)."""
+def init_context(settings: Settings, *, load_model: bool = True) -> WorkerContext:
+    """Create this process's engine and load the model once (never per request)."""
     global _context
+    from worker.runtimes.loader import load_runtime
+
+    batcher = None
+    if load_model:
+        batcher = Batcher(
+            load_runtime(settings), max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms
+        )
     engine = make_engine(settings.effective_database_url)
-    _context = WorkerContext(settings, engine, make_sessionmaker(engine))
+    _context = WorkerContext(settings, engine, make_sessionmaker(engine), batcher)
     return _context
 
 
@@ -39,8 +48,10 @@ def get_context() -> WorkerContext:
 
 
 def dispose_context() -> None:
-    """Release the engine's connections at shutdown."""
+    """Release the model and the engine's connections at shutdown."""
     global _context
     if _context is not None:
+        if _context.batcher is not None:
+            _context.batcher.close()
         _context.engine.dispose()
         _context = None

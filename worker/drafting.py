@@ -1,69 +1,247 @@
-"""Drafting a study: the job's state machine around the model call.
+"""Drafting a study: job bookkeeping, model inputs, and storing the draft idempotently.
 
-No model runtime is installed yet (that is the worker issue's next step), so a delivered job is
-recorded as ACKNOWLEDGED: the worker really received and processed the message, and nothing
-pretends a draft exists.
+A job runs in three steps so that no database transaction stays open while the model works:
+take the job (count the delivery, read the inputs), generate, store the draft and close the job
+in one transaction. Running a job twice stores one draft.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+import numpy as np
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from radraft.enums import JobStatus, StudyStatus
+from radraft.enums import JobStatus, ReportState, StudyStatus
+from radraft.errors import RadraftError
 from radraft.logs import log_event
-from radraft.models import DraftingJob, Study
+from radraft.models import DraftingJob, Instance, Order, Report, ReportRevision, Study
+from worker.batcher import Batcher
+from worker.images import Candidate, UnusableImageError, choose_images, load_for_model
+from worker.prompts import findings_instruction, impression_instruction, indication_from
+from worker.runtimes.base import DEMO_LABEL, GenerationRequest, ModelInfo
 
 logger = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 5
 """A job delivered this many times without finishing is failed: it may be killing workers."""
+MAX_IMAGES = 2
+"""CheXagent reads up to two images: the frontal first, the lateral second."""
 
-FINISHED_STATUSES = frozenset(
-    {JobStatus.ACKNOWLEDGED, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SUPERSEDED}
-)
+FINISHED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SUPERSEDED})
 
 
-def record_delivery(session: Session, job_id: int, *, worker: str, now: datetime) -> bool:
-    """Count one delivery of a job; returns False if there is nothing (more) to do.
+class NoUsableImageError(RadraftError):
+    """No image of the study can be given to the model: a permanent failure."""
 
-    The counter lives in the database so that a study which crashes workers (and is redelivered
-    because of ``reject_on_worker_lost``) stops after ``MAX_DELIVERIES`` instead of looping.
+
+@dataclass(frozen=True)
+class DraftInputs:
+    """What the model step needs, read in the first transaction."""
+
+    job_id: int
+    candidates: tuple[Candidate, ...]
+    indication: str
+
+
+@dataclass(frozen=True)
+class DraftOutcome:
+    """What the model produced and how."""
+
+    findings: str
+    impression: str
+    prompt: str
+    used_images: tuple[str, ...]
+    skipped_images: tuple[tuple[str, str], ...]
+    generation: dict[str, Any] = field(default_factory=dict)
+
+
+def take_job(session: Session, job_id: int, *, worker: str, now: datetime) -> DraftInputs | None:
+    """Count one delivery and read the inputs; None if there is nothing (more) to do.
+
+    The delivery counter lives in the database so that a study which crashes workers (and is
+    redelivered because of ``reject_on_worker_lost``) stops after ``MAX_DELIVERIES``.
     """
     job = session.scalar(select(DraftingJob).where(DraftingJob.id == job_id).with_for_update())
     if job is None or job.status in FINISHED_STATUSES:
-        return False
+        return None
     job.attempts += 1
     job.worker = worker
     if job.attempts > MAX_DELIVERIES:
-        job.status = JobStatus.FAILED
-        job.last_error = f"delivered {job.attempts - 1} times without finishing"
-        job.finished_at = now
-        _set_study_status(session, job, StudyStatus.FAILED)
-        log_event(logger, "worker.job_dead_lettered", logging.ERROR, job_id=job.id)
-        return False
+        fail_job(session, job_id, f"delivered {job.attempts - 1} times without finishing", now=now)
+        return None
     job.status = JobStatus.RUNNING
     job.started_at = now
-    _set_study_status(session, job, StudyStatus.DRAFTING)
-    return True
+    study = session.get(Study, job.study_id)
+    assert study is not None  # a job's study is deleted only with the job (ON DELETE CASCADE)
+    _set_study_status(study, job, StudyStatus.DRAFTING)
+    instances = session.scalars(
+        select(Instance)
+        .where(Instance.study_id == study.id, Instance.is_chest.is_(True))
+        .order_by(Instance.id)
+    ).all()
+    order_reason = None
+    if study.accession_number:
+        order_reason = session.scalar(
+            select(Order.reason_for_exam)
+            .where(Order.accession_number == study.accession_number)
+            .order_by(Order.id.desc())
+        )
+    indication = indication_from(
+        (
+            order_reason,
+            study.reason_for_requested_procedure,
+            study.requested_procedure_description,
+            study.admitting_diagnoses,
+            study.study_description,
+        )
+    )
+    candidates = tuple(
+        Candidate(i.sop_instance_uid, Path(i.spool_path), i.view_position) for i in instances
+    )
+    return DraftInputs(job_id=job.id, candidates=candidates, indication=indication)
 
 
-def acknowledge_without_model(session: Session, job_id: int, *, now: datetime) -> None:
-    """Close a job that ran while no model runtime is installed."""
-    job = session.get(DraftingJob, job_id)
-    if job is None or job.status != JobStatus.RUNNING:
-        return
-    job.status = JobStatus.ACKNOWLEDGED
+def generate_draft(
+    inputs: DraftInputs, *, batcher: Batcher, spool_dir: Path, image_size: int, max_new_tokens: int
+) -> DraftOutcome:
+    """Prepare the images and run findings, then impression, through the batcher.
+
+    Raises
+    ------
+    NoUsableImageError
+        If none of the study's chest images can be decoded.
+    """
+    images: list[np.ndarray] = []
+    used: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    started = time.perf_counter()
+    for candidate in choose_images(list(inputs.candidates)):
+        if len(images) == MAX_IMAGES:
+            break
+        try:
+            images.append(load_for_model(spool_dir / candidate.path, size=image_size))
+            used.append(candidate.sop_instance_uid)
+        except UnusableImageError as error:
+            skipped.append((candidate.sop_instance_uid, error.reason))
+    preprocess_seconds = time.perf_counter() - started
+    if not images:
+        reasons = "; ".join(sorted({reason for _, reason in skipped})) or "no chest image"
+        raise NoUsableImageError(f"no usable image: {reasons}")
+    findings_request = GenerationRequest(
+        tuple(images), findings_instruction(inputs.indication), max_new_tokens
+    )
+    findings = batcher.generate(findings_request)
+    impression = batcher.generate(
+        GenerationRequest(tuple(images), impression_instruction(findings.text), max_new_tokens)
+    )
+    return DraftOutcome(
+        findings=findings.text,
+        impression=impression.text,
+        prompt=findings.prompt,
+        used_images=tuple(used),
+        skipped_images=tuple(skipped),
+        generation={
+            "indication": inputs.indication,
+            "max_new_tokens": max_new_tokens,
+            "findings": _counts(findings),
+            "impression": _counts(impression),
+            "impression_prompt": impression.prompt,
+            "preprocess_seconds": round(preprocess_seconds, 4),
+            "images": list(used),
+            "skipped_images": [list(item) for item in skipped],
+        },
+    )
+
+
+def _counts(result: Any) -> dict[str, Any]:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "generated_tokens": result.generated_tokens,
+        "seconds": round(result.seconds, 4),
+        "batch_size": result.batch_size,
+    }
+
+
+def label_demo(text: str, *, demo: bool) -> str:
+    """Demo drafts say so in their own text, so every output derived from them says it too."""
+    return f"[{DEMO_LABEL.upper()}] {text}" if demo else text
+
+
+def store_draft(
+    session: Session, job_id: int, outcome: DraftOutcome, info: ModelInfo, *, now: datetime
+) -> ReportRevision | None:
+    """Store the draft and close the job in one transaction; a second run stores nothing."""
+    job = session.scalar(select(DraftingJob).where(DraftingJob.id == job_id).with_for_update())
+    if job is None or job.status in FINISHED_STATUSES:
+        return None
+    study = session.get(Study, job.study_id)
+    assert study is not None
+    report = session.scalar(
+        select(Report).where(Report.study_id == study.id).order_by(Report.id.desc())
+    )
+    if report is None:
+        report = Report(study_id=study.id, state=ReportState.DRAFTED, version=0)
+        session.add(report)
+        session.flush()
+    elif report.state != ReportState.DRAFTED:
+        job.status = JobStatus.SUPERSEDED
+        job.finished_at = now
+        job.last_error = f"report is {report.state}; a new draft would overwrite human work"
+        return None
+    number = (
+        session.scalar(
+            select(func.max(ReportRevision.number)).where(ReportRevision.report_id == report.id)
+        )
+        or 0
+    ) + 1
+    generation = {**outcome.generation, "decoding": info.decoding, "backend": info.backend}
+    revision = ReportRevision(
+        report_id=report.id,
+        number=number,
+        state=ReportState.DRAFTED,
+        findings=label_demo(outcome.findings, demo=info.demo),
+        impression=label_demo(outcome.impression, demo=info.demo),
+        drafting_job_id=job.id,
+        model_name=info.name,
+        model_revision=info.revision,
+        model_weights_hash=info.weights_hash,
+        demo_model=info.demo,
+        prompt=outcome.prompt,
+        generation=generation,
+        created_at=now,
+    )
+    session.add(revision)
+    report.version += 1
+    job.status = JobStatus.SUCCEEDED
     job.finished_at = now
     job.last_error = None
-    _set_study_status(session, job, StudyStatus.QUEUED)
-    log_event(logger, "worker.job_acknowledged", job_id=job.id)
+    _set_study_status(study, job, StudyStatus.DRAFTED)
+    session.flush()
+    log_event(logger, "worker.draft_stored", job_id=job.id, revision_id=revision.id)
+    return revision
 
 
-def _set_study_status(session: Session, job: DraftingJob, status: StudyStatus) -> None:
+def fail_job(session: Session, job_id: int, reason: str, *, now: datetime) -> None:
+    """Dead-letter a job: failed, with the reason visible through the study API."""
+    job = session.get(DraftingJob, job_id)
+    if job is None or job.status in FINISHED_STATUSES:
+        return
+    job.status = JobStatus.FAILED
+    job.last_error = reason[:2000]
+    job.finished_at = now
     study = session.get(Study, job.study_id)
-    if study is not None and study.content_version == job.content_version:
+    if study is not None:
+        _set_study_status(study, job, StudyStatus.FAILED)
+    log_event(logger, "worker.job_failed", logging.ERROR, job_id=job_id)
+
+
+def _set_study_status(study: Study, job: DraftingJob, status: StudyStatus) -> None:
+    if study.content_version == job.content_version:
         study.status = status

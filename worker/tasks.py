@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from celery import Celery, Task
 from sqlalchemy.exc import OperationalError
@@ -11,10 +12,30 @@ from radraft.contract import DRAFT_STUDY_TASK
 from radraft.db import session_scope
 from radraft.timeutil import utcnow
 from worker.context import get_context
-from worker.drafting import acknowledge_without_model, record_delivery
+from worker.drafting import (
+    NoUsableImageError,
+    fail_job,
+    generate_draft,
+    store_draft,
+    take_job,
+)
+from worker.runtimes.base import GenerationFailedError
 
 RETRY_BACKOFF_MAX_SECONDS = 300
 MAX_RETRIES = 5
+TRANSIENT_ERRORS = (OperationalError, GenerationFailedError)
+"""Database outages and a model child that failed twice: worth retrying with backoff."""
+
+
+class DraftStudyTask(Task):  # type: ignore[misc]
+    """Marks the job failed (dead letter, visible in the API) once retries are exhausted."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        job_id = int(args[0] if args else kwargs["job_id"])
+        with session_scope(get_context().session_factory) as session:
+            fail_job(session, job_id, f"gave up: {type(exc).__name__}", now=utcnow())
 
 
 def register_tasks(app: Celery) -> None:
@@ -22,10 +43,11 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(
         name=DRAFT_STUDY_TASK,
+        base=DraftStudyTask,
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
-        autoretry_for=(OperationalError,),
+        autoretry_for=TRANSIENT_ERRORS,
         retry_backoff=True,
         retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
         retry_jitter=True,
@@ -33,9 +55,24 @@ def register_tasks(app: Celery) -> None:
     )
     def draft_study(self: Task, job_id: int) -> None:  # type: ignore[type-arg]
         context = get_context()
+        assert context.batcher is not None, "drafting workers load a model at start-up"
         worker_name = f"{socket.gethostname()}:{self.request.hostname or ''}"
         with session_scope(context.session_factory) as session:
-            if not record_delivery(session, int(job_id), worker=worker_name, now=utcnow()):
-                return
+            inputs = take_job(session, int(job_id), worker=worker_name, now=utcnow())
+        if inputs is None:
+            return
+        settings = context.settings
+        try:
+            outcome = generate_draft(
+                inputs,
+                batcher=context.batcher,
+                spool_dir=settings.spool_dir,
+                image_size=settings.image_size,
+                max_new_tokens=settings.max_new_tokens,
+            )
+        except NoUsableImageError as error:
+            with session_scope(context.session_factory) as session:
+                fail_job(session, inputs.job_id, str(error), now=utcnow())
+            return
         with session_scope(context.session_factory) as session:
-            acknowledge_without_model(session, int(job_id), now=utcnow())
+            store_draft(session, inputs.job_id, outcome, context.batcher.runtime.info, now=utcnow())

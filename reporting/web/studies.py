@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from radraft.models import Instance, Study
+from radraft.models import Instance, Report, ReportRevision, Study
 from reporting.web.deps import DbSession
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
@@ -58,11 +58,31 @@ class StudyOut(BaseModel):
     jobs: list[JobOut]
 
 
+class ModelOut(BaseModel):
+    """The model that wrote a draft."""
+
+    name: str
+    revision: str | None
+    weights_hash: str | None
+
+
+class ReportOut(BaseModel):
+    """The study's report at its newest revision; ``demo`` marks a random-weight demo model."""
+
+    status: str
+    revision: int
+    findings: str
+    impression: str
+    model: ModelOut | None
+    demo: bool
+    created_at: datetime
+
+
 class StudyDetailOut(StudyOut):
-    """One study with its instances."""
+    """One study with its instances and its report (null until drafted)."""
 
     instances: list[InstanceOut]
-    report: None = None
+    report: ReportOut | None
 
 
 def _study_out(study: Study, instance_count: int) -> dict[str, object]:
@@ -107,5 +127,32 @@ def get_study(study_instance_uid: str, session: DbSession) -> dict[str, object]:
     ).all()
     body = _study_out(study, len(instances))
     body["instances"] = [InstanceOut.model_validate(i, from_attributes=True) for i in instances]
-    body["report"] = None
+    body["report"] = _report_out(session, study)
     return body
+
+
+def _report_out(session: DbSession, study: Study) -> ReportOut | None:
+    revision = session.scalar(
+        select(ReportRevision)
+        .join(Report)
+        .where(Report.study_id == study.id)
+        .order_by(Report.id.desc(), ReportRevision.number.desc())
+    )
+    if revision is None:
+        return None
+    model = None
+    if revision.model_name:
+        model = ModelOut(
+            name=revision.model_name,
+            revision=revision.model_revision,
+            weights_hash=revision.model_weights_hash,
+        )
+    return ReportOut(
+        status=revision.state,
+        revision=revision.number,
+        findings=revision.findings,
+        impression=revision.impression,
+        model=model,
+        demo=revision.demo_model,
+        created_at=revision.created_at,
+    )

@@ -1,0 +1,113 @@
+"""From a spooled DICOM image to the 8-bit picture a vision-language model sees.
+
+Decode (pylibjpeg plugins for JPEG, JPEG-LS, JPEG 2000, RLE), Modality LUT, VOI LUT or window,
+MONOCHROME1 inversion, 8 bits, aspect-preserving resize. Frontal image first, lateral second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from radraft.errors import RadraftError
+
+FRONTAL_PREFERENCE = ("PA", "AP", "FRONTAL", None)
+"""Which image goes first: PA, then AP, then a frontal of unknown direction, then unknown."""
+
+
+class UnusableImageError(RadraftError):
+    """An image cannot be given to the model; ``reason`` is stored with the draft."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A stored instance that may be shown to the model."""
+
+    sop_instance_uid: str
+    path: Path
+    view: str | None
+
+
+def choose_images(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Order candidates for the model: the best frontal, then one lateral, then the rest."""
+    frontal = sorted(
+        (c for c in candidates if c.view != "LATERAL"),
+        key=lambda c: FRONTAL_PREFERENCE.index(c.view if c.view in FRONTAL_PREFERENCE else None),
+    )
+    lateral = [c for c in candidates if c.view == "LATERAL"]
+    ordered = frontal[:1] + lateral[:1]
+    return ordered + [c for c in candidates if c not in ordered]
+
+
+def load_for_model(path: Path, *, size: int) -> np.ndarray:
+    """Decode and display-process one image: an (H, W) uint8 array, longest side ``size``.
+
+    Raises
+    ------
+    UnusableImageError
+        No pixel data, an undecodable pixel encoding, or a constant image.
+    """
+    try:
+        dataset = dcmread(path)
+    except (InvalidDicomError, OSError, ValueError, TypeError, EOFError) as error:
+        raise UnusableImageError(f"unreadable file ({type(error).__name__})") from error
+    if "PixelData" not in dataset:
+        raise UnusableImageError("no pixel data")
+    try:
+        pixels = dataset.pixel_array
+    except Exception as error:
+        raise UnusableImageError(
+            f"cannot decode {dataset.file_meta.get('TransferSyntaxUID', 'pixel data')}"
+            f" ({type(error).__name__})"
+        ) from error
+    grey = _to_grey(pixels, dataset)
+    display = _display_values(grey, dataset)
+    return _resize(display, size)
+
+
+def _to_grey(pixels: np.ndarray, dataset: Dataset) -> np.ndarray:
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        pixels = pixels[0]
+    if int(dataset.get("SamplesPerPixel", 1)) == 3:
+        return pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return pixels
+
+
+def _display_values(pixels: np.ndarray, dataset: Dataset) -> np.ndarray:
+    """Modality LUT, then VOI LUT or window (else robust min-max), inversion for MONOCHROME1."""
+    values = (
+        apply_modality_lut(pixels, dataset)
+        if int(dataset.get("SamplesPerPixel", 1)) == 1
+        else pixels
+    )
+    has_voi = "VOILUTSequence" in dataset or "WindowCenter" in dataset
+    if has_voi and int(dataset.get("SamplesPerPixel", 1)) == 1:
+        values = apply_voi_lut(values, dataset, prefer_lut=True)
+    values = np.asarray(values, dtype=np.float32)
+    low, high = np.percentile(values, (0.5, 99.5)) if not has_voi else (values.min(), values.max())
+    if high <= low:
+        raise UnusableImageError("constant image")
+    scaled = np.clip((values - low) / (high - low), 0.0, 1.0)
+    if str(dataset.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+        scaled = 1.0 - scaled
+    return (scaled * 255.0 + 0.5).astype(np.uint8)
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    height, width = image.shape
+    scale = size / max(height, width)
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(target, Image.Resampling.BILINEAR))

@@ -1,0 +1,68 @@
+"""Entry point of a model child process: load one runtime, answer batch frames until EOF.
+
+Started by ``worker.runtimes.supervised`` with its own Python (for CheXagent, a virtual
+environment with transformers 4.40.0). It imports only the runtime it serves, the protocol and
+``radraft.errors``, so that environment needs torch, transformers, numpy and Pillow only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import traceback
+from typing import Any
+
+from worker.runtimes.protocol import (
+    ProtocolError,
+    decode_requests,
+    encode_results,
+    read_frame,
+    write_frame,
+)
+
+
+def load(backend: str, source: str, device: str, demo: bool) -> Any:
+    """Load the runtime named by ``backend``."""
+    if backend == "chexagent":
+        from worker.runtimes.chexagent import CheXagentRuntime
+
+        return CheXagentRuntime(source, device=device)
+    from worker.runtimes.hf import HFRuntime
+
+    return HFRuntime(source, device=device, demo=demo, name=os.environ.get("RADRAFT_MODEL_NAME"))
+
+
+def main() -> None:
+    """Serve frames on stdin/stdout; the first reply carries the model's identity."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", required=True, choices=["hf", "chexagent"])
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--demo", action="store_true")
+    arguments = parser.parse_args()
+    requests_in = sys.stdin.buffer
+    replies_out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # library prints must never corrupt the protocol stream
+    try:
+        runtime = load(arguments.backend, arguments.source, arguments.device, arguments.demo)
+    except Exception as error:
+        write_frame(replies_out, {"ok": False, "error": f"{type(error).__name__}: {error}"})
+        return
+    write_frame(replies_out, {"ok": True, "info": dataclasses.asdict(runtime.info)})
+    while True:
+        try:
+            header, payload = read_frame(requests_in)
+        except ProtocolError:
+            return
+        try:
+            results = runtime.generate(decode_requests(header, payload))
+            write_frame(replies_out, encode_results(results))
+        except Exception as error:
+            traceback.print_exc()
+            write_frame(replies_out, {"ok": False, "error": f"{type(error).__name__}: {error}"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Any transformers image-text-to-text checkpoint: AutoProcessor, chat template, greedy, batched.
+
+Used for local checkpoints and hub ids (MedGemma- or MAIRA-2-style models) and for radraft's
+demo model, which is such a checkpoint with random weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from worker.runtimes.base import GenerationRequest, GenerationResult, ModelInfo, ModelLoadError
+
+FULL_HASH_LIMIT_BYTES = 1 << 30
+
+
+def pick_device(setting: str) -> str:
+    """``auto`` is CUDA when present; asking for CUDA without it is a start-up error."""
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("RADRAFT_DEVICE=cuda but no CUDA device is visible")
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """sha256 over the weight files; files over 1 GiB are sampled (size, first and last MiB)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.glob("*") if p.suffix in (".safetensors", ".bin", ".pt"))
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as stream:
+            if size <= FULL_HASH_LIMIT_BYTES:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+            else:
+                digest.update(stream.read(1 << 20))
+                stream.seek(-(1 << 20), 2)
+                digest.update(stream.read())
+    return "sha256:" + digest.hexdigest()
+
+
+class HFRuntime:
+    """A transformers image-text-to-text model loaded once, generating greedy batches."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        device: str = "auto",
+        name: str | None = None,
+        demo: bool = False,
+    ) -> None:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self._device = pick_device(device)
+        dtype = torch.bfloat16 if self._device == "cuda" else torch.float32
+        try:
+            self._processor: Any = AutoProcessor.from_pretrained(source)
+            self._model: Any = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(
+                f"cannot load image-text-to-text model {source!r} ({type(error).__name__}); "
+                "give a local checkpoint folder or a hub id reachable from this host"
+            ) from error
+        self._model.to(self._device).eval()
+        self._processor.tokenizer.padding_side = "left"
+        folder = Path(source)
+        revision = getattr(self._model.config, "_commit_hash", None) or "local"
+        self._info = ModelInfo(
+            name=name or source,
+            revision=str(revision),
+            weights_hash=weights_fingerprint(folder) if folder.is_dir() else "hub:" + str(revision),
+            backend="hf",
+            demo=demo,
+        )
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model's identity."""
+        return self._info
+
+    def prompt_for(self, request: GenerationRequest) -> str:
+        """The chat-formatted prompt: the images, then the instruction, as one user turn."""
+        content: list[dict[str, str]] = [{"type": "image"} for _ in request.images]
+        content.append({"type": "text", "text": request.instruction})
+        messages = [{"role": "user", "content": content}]
+        return str(self._processor.apply_chat_template(messages, add_generation_prompt=True))
+
+    @torch.inference_mode()
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Greedy generation for a batch, left-padded so a batched draft equals an unbatched one."""
+        if not requests:
+            return []
+        prompts = [self.prompt_for(request) for request in requests]
+        images = [
+            Image.fromarray(np.stack([image] * 3, axis=-1))
+            for request in requests
+            for image in request.images
+        ]
+        inputs = self._processor(
+            text=prompts, images=images or None, return_tensors="pt", padding=True
+        ).to(self._device)
+        max_new_tokens = max(request.max_new_tokens for request in requests)
+        start = time.perf_counter()
+        output = self._model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1
+        )
+        seconds = time.perf_counter() - start
+        prompt_length = inputs["input_ids"].shape[1]
+        results = []
+        eos = self._processor.tokenizer.eos_token_id
+        pad = self._processor.tokenizer.pad_token_id
+        for row, request in enumerate(requests):
+            generated = output[row, prompt_length:][: request.max_new_tokens]
+            kept = [int(t) for t in generated if int(t) not in (pad,)]
+            if eos in kept:
+                kept = kept[: kept.index(eos)]
+            results.append(
+                GenerationResult(
+                    text=self._processor.tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                    prompt_tokens=int(inputs["attention_mask"][row].sum()),
+                    generated_tokens=len(kept),
+                    seconds=seconds,
+                    batch_size=len(requests),
+                    prompt=prompts[row],
+                )
+            )
+        return results
+
+    def close(self) -> None:
+        """Drop the model."""
+        del self._model
