@@ -10,7 +10,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.selection import study_eligibility
@@ -133,14 +133,18 @@ def requeue_lost_jobs(
 
     A worker killed mid-task leaves its job RUNNING. Redis redelivers the message after its
     visibility timeout, but the embedded filesystem broker never does, so the database decides:
-    a job running longer than ``lease_seconds`` gets a new outbox row. The worker's delivery
+    a running job whose worker has not renewed its heartbeat for ``lease_seconds`` gets a new
+    outbox row. The worker's delivery
     counter bounds how often that can happen, and a finished job ignores late deliveries.
     """
     with session_scope(session_factory) as session:
         cutoff = clock() - timedelta(seconds=lease_seconds)
         lost = session.scalars(
             select(DraftingJob)
-            .where(DraftingJob.status == JobStatus.RUNNING, DraftingJob.started_at < cutoff)
+            .where(
+                DraftingJob.status == JobStatus.RUNNING,
+                func.coalesce(DraftingJob.heartbeat_at, DraftingJob.started_at) < cutoff,
+            )
             .with_for_update(skip_locked=True)
         ).all()
         for job in lost:

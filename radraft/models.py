@@ -179,6 +179,8 @@ class DraftingJob(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    """Renewed by the worker while it drafts; a stale heartbeat means the worker is gone."""
     finished_at: Mapped[datetime | None]
 
     study: Mapped[Study] = relationship(back_populates="jobs")

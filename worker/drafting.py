@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from radraft.enums import JobStatus, ReportState, StudyStatus
@@ -78,6 +78,7 @@ def take_job(session: Session, job_id: int, *, worker: str, now: datetime) -> Dr
         return None
     job.status = JobStatus.RUNNING
     job.started_at = now
+    job.heartbeat_at = now
     study = session.get(Study, job.study_id)
     assert study is not None  # a job's study is deleted only with the job (ON DELETE CASCADE)
     _set_study_status(study, job, StudyStatus.DRAFTING)
@@ -226,6 +227,15 @@ def store_draft(
     session.flush()
     log_event(logger, "worker.draft_stored", job_id=job.id, revision_id=revision.id)
     return revision
+
+
+def renew_heartbeat(session: Session, job_id: int, *, now: datetime) -> None:
+    """Tell the lost-job check that this job's worker is alive."""
+    session.execute(
+        update(DraftingJob)
+        .where(DraftingJob.id == job_id, DraftingJob.status == JobStatus.RUNNING)
+        .values(heartbeat_at=now)
+    )
 
 
 def fail_job(session: Session, job_id: int, reason: str, *, now: datetime) -> None:

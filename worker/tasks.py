@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery, Task
@@ -11,11 +14,12 @@ from sqlalchemy.exc import OperationalError
 from radraft.contract import DRAFT_STUDY_TASK
 from radraft.db import session_scope
 from radraft.timeutil import utcnow
-from worker.context import get_context
+from worker.context import WorkerContext, get_context
 from worker.drafting import (
     NoUsableImageError,
     fail_job,
     generate_draft,
+    renew_heartbeat,
     store_draft,
     take_job,
 )
@@ -36,6 +40,28 @@ class DraftStudyTask(Task):  # type: ignore[misc]
         job_id = int(args[0] if args else kwargs["job_id"])
         with session_scope(get_context().session_factory) as session:
             fail_job(session, job_id, f"gave up: {type(exc).__name__}", now=utcnow())
+
+
+@contextmanager
+def heartbeat(context: WorkerContext, job_id: int, *, interval: float) -> Iterator[None]:
+    """Renew the job's heartbeat every ``interval`` seconds while the body runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                with session_scope(context.session_factory) as session:
+                    renew_heartbeat(session, job_id, now=utcnow())
+            except OperationalError:
+                continue  # a missed beat only risks one duplicate delivery, which is idempotent
+
+    thread = threading.Thread(target=beat, name=f"radraft-heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def register_tasks(app: Celery) -> None:
@@ -63,13 +89,14 @@ def register_tasks(app: Celery) -> None:
             return
         settings = context.settings
         try:
-            outcome = generate_draft(
-                inputs,
-                batcher=context.batcher,
-                spool_dir=settings.spool_dir,
-                image_size=settings.image_size,
-                max_new_tokens=settings.max_new_tokens,
-            )
+            with heartbeat(context, inputs.job_id, interval=settings.job_lease_seconds / 4):
+                outcome = generate_draft(
+                    inputs,
+                    batcher=context.batcher,
+                    spool_dir=settings.spool_dir,
+                    image_size=settings.image_size,
+                    max_new_tokens=settings.max_new_tokens,
+                )
         except NoUsableImageError as error:
             with session_scope(context.session_factory) as session:
                 fail_job(session, inputs.job_id, str(error), now=utcnow())

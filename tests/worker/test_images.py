@@ -1,0 +1,72 @@
+"""DICOM to model input: LUTs, windowing, MONOCHROME1, resize, view order, unusable images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom import uid
+from pydicom.encaps import encapsulate
+
+from radraft.synthetic import make_chest_study
+from tests.dicom_peers import write_study
+from tests.support import SHARED_CXR
+from worker.images import Candidate, UnusableImageError, choose_images, load_for_model
+
+
+def test_monochrome1_is_inverted(tmp_path: Path) -> None:
+    (mono2,) = make_chest_study(1, rows=64, columns=96, views=("PA",))
+    (mono1,) = make_chest_study(1, rows=64, columns=96, views=("PA",))
+    mono1.PhotometricInterpretation = "MONOCHROME1"
+    first, second = write_study([mono2], tmp_path / "a") + write_study([mono1], tmp_path / "b")
+    normal = load_for_model(first, size=48).astype(int)
+    inverted = load_for_model(second, size=48).astype(int)
+    assert np.abs(normal + inverted - 255).max() <= 1
+
+
+def test_window_and_aspect_ratio(tmp_path: Path) -> None:
+    (dataset,) = make_chest_study(2, rows=100, columns=200, views=("PA",))
+    dataset.WindowCenter = 1000
+    dataset.WindowWidth = 200
+    (path,) = write_study([dataset], tmp_path)
+    assert load_for_model(path, size=64).shape == (32, 64)
+    image = load_for_model(path, size=200)  # no resampling: compare with the window formula
+    assert image.dtype == np.uint8
+    raw = dataset.pixel_array.astype(float)
+    # PS3.3 C.11.2.1.2.1: linear window, center 1000, width 200
+    expected = np.clip(((raw - 999.5) / 199 + 0.5), 0, 1) * 255
+    assert np.abs(image - expected).mean() < 2
+
+
+@pytest.mark.parametrize("name", ["cr_chest_pa_philips_mono1_j2k-lossy.dcm",
+                                  "cr_chest_pa_siim-nih_mono2_jpeg-baseline.dcm"])  # fmt: skip
+def test_real_compressed_chest_films_decode(name: str) -> None:
+    image = load_for_model(SHARED_CXR / name, size=128)
+    assert max(image.shape) == 128
+    assert 40 < image.mean() < 215
+    assert image.std() > 20
+
+
+def test_missing_and_corrupt_pixel_data_are_unusable(tmp_path: Path) -> None:
+    (no_pixels,) = make_chest_study(3, rows=32, columns=32, views=("PA",))
+    del no_pixels.PixelData
+    (corrupt,) = make_chest_study(3, rows=64, columns=64, views=("PA",),
+                                  transfer_syntax=uid.JPEG2000Lossless)  # fmt: skip
+    corrupt.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 2000])
+    first, second = write_study([no_pixels], tmp_path / "a") + write_study(
+        [corrupt], tmp_path / "b"
+    )
+    with pytest.raises(UnusableImageError, match="no pixel data"):
+        load_for_model(first, size=32)
+    with pytest.raises(UnusableImageError, match="cannot decode"):
+        load_for_model(second, size=32)
+
+
+def test_frontal_first_then_lateral() -> None:
+    lateral = Candidate("1", Path("l"), "LATERAL")
+    ap = Candidate("2", Path("a"), "AP")
+    pa = Candidate("3", Path("p"), "PA")
+    unknown = Candidate("4", Path("u"), None)
+    assert choose_images([lateral, ap, unknown, pa])[:2] == [pa, lateral]
+    assert choose_images([unknown, lateral])[:2] == [unknown, lateral]

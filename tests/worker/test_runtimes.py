@@ -1,0 +1,119 @@
+"""Model runtimes: the demo model, batching equality, the child process and its supervision."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker.batcher import Batcher
+from worker.runtimes.base import GenerationRequest
+from worker.runtimes.demo import build_demo_checkpoint
+from worker.runtimes.hf import HFRuntime
+from worker.runtimes.supervised import SupervisedRuntime
+
+
+def requests(count: int, tokens: int = 24) -> list[GenerationRequest]:
+    rng = np.random.default_rng(7)
+    out = []
+    for index in range(count):
+        images = tuple(
+            rng.integers(0, 255, size=(96, 80), dtype=np.uint8) for _ in range(1 + index % 2)
+        )
+        out.append(
+            GenerationRequest(
+                images,
+                f"Given the indication: cough {index}, write a structured findings section for "
+                "the CXR.",
+                tokens,
+            )
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def runtime(demo_model_dir: Path) -> HFRuntime:
+    return HFRuntime(str(demo_model_dir), device="cpu", demo=True)
+
+
+def test_demo_checkpoint_is_deterministic(demo_model_dir: Path, tmp_path: Path) -> None:
+    again = build_demo_checkpoint(tmp_path / "again")
+    for path in sorted(demo_model_dir.iterdir()):
+        assert (again / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_batched_greedy_drafts_equal_unbatched(runtime: HFRuntime) -> None:
+    batch = requests(4)
+    together = runtime.generate(batch)
+    alone = [runtime.generate([request])[0] for request in batch]
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert all(r.generated_tokens > 0 for r in together)
+    assert {r.batch_size for r in together} == {4}
+    assert len({r.text for r in together}) > 1, "different inputs should give different drafts"
+
+
+def test_batcher_groups_concurrent_requests(runtime: HFRuntime) -> None:
+    batcher = Batcher(runtime, max_batch=8, wait_ms=200)
+    futures = [batcher.submit(request) for request in requests(3)]
+    results = [future.result(timeout=60) for future in futures]
+    assert [r.batch_size for r in results] == [3, 3, 3]
+    assert [r.text for r in results] == [r.text for r in runtime.generate(requests(3))]
+
+
+def test_child_process_gives_the_same_drafts(demo_model_dir: Path, runtime: HFRuntime) -> None:
+    child = SupervisedRuntime(
+        python=Path(sys.executable), backend="hf", source=str(demo_model_dir), device="cpu",
+        demo=True,
+    )  # fmt: skip
+    try:
+        assert child.info.demo is True
+        assert child.info.weights_hash == runtime.info.weights_hash
+        batch = requests(3)
+        assert [r.text for r in child.generate(batch)] == [r.text for r in runtime.generate(batch)]
+    finally:
+        child.close()
+
+
+@pytest.mark.parametrize("failure", ["sigkill", "hang"])
+def test_child_killed_or_hung_mid_batch_is_restarted_and_the_batch_completes(
+    failure: str, demo_model_dir: Path, runtime: HFRuntime
+) -> None:
+    child = SupervisedRuntime(
+        python=Path(sys.executable), backend="hf", source=str(demo_model_dir), device="cpu",
+        demo=True, batch_timeout=5 if failure == "hang" else 600,
+    )  # fmt: skip
+    batch = requests(4, tokens=200)
+    first_pid = child.pid
+    assert first_pid is not None
+
+    def sabotage() -> None:
+        assert child.in_flight.wait(timeout=30)
+        time.sleep(0.2)
+        os.kill(first_pid, signal.SIGKILL if failure == "sigkill" else signal.SIGSTOP)
+
+    saboteur = threading.Thread(target=sabotage)
+    saboteur.start()
+    try:
+        results = child.generate(batch)
+        saboteur.join()
+        assert child.restarts == 1
+        assert child.pid != first_pid
+        assert [r.text for r in results] == [r.text for r in runtime.generate(batch)]
+    finally:
+        child.close()
+        if _alive(first_pid):
+            os.kill(first_pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
