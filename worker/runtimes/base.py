@@ -28,6 +28,8 @@ class GenerationRequest:
     images: tuple[np.ndarray, ...]
     instruction: str
     max_new_tokens: int
+    min_new_tokens: int = 0
+    """Benchmarks force a fixed length with it; drafting leaves it at 0."""
 
 
 @dataclass(frozen=True)

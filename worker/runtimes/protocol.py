@@ -67,6 +67,7 @@ def encode_requests(requests: Sequence[GenerationRequest]) -> tuple[dict[str, An
             {
                 "instruction": request.instruction,
                 "max_new_tokens": request.max_new_tokens,
+                "min_new_tokens": request.min_new_tokens,
                 "shapes": shapes,
             }
         )
@@ -86,7 +87,12 @@ def decode_requests(header: dict[str, Any], payload: bytes) -> list[GenerationRe
             )
             offset += size
         requests.append(
-            GenerationRequest(tuple(images), item["instruction"], int(item["max_new_tokens"]))
+            GenerationRequest(
+                tuple(images),
+                item["instruction"],
+                int(item["max_new_tokens"]),
+                int(item.get("min_new_tokens", 0)),
+            )
         )
     return requests
 
