@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.service import Gateway
 from radraft.db import session_scope
-from radraft.enums import JobStatus, OutboxStatus, ReportState, StudyStatus
+from radraft.enums import JobStatus, OutboxChannel, OutboxStatus, ReportState, StudyStatus
 from radraft.models import DraftingJob, OutboxMessage, ReportRevision, Study
 from radraft.serve import celery_publisher
 from radraft.settings import Settings
@@ -51,6 +51,17 @@ def assert_one_demo_draft(factory: sessionmaker[Session]) -> ReportRevision:
     assert len(draft.generation["images"]) == 2
     assert study is not None
     assert study.status == StudyStatus.DRAFTED
+    with session_scope(factory) as session:
+        outputs = {
+            (row.channel, row.payload["output"], row.payload["report_revision_id"])
+            for row in session.scalars(
+                select(OutboxMessage).where(OutboxMessage.channel != OutboxChannel.CELERY)
+            )
+        }
+    assert outputs == {
+        (OutboxChannel.DICOM, "sr", draft.id),
+        (OutboxChannel.HL7, "oru", draft.id),
+    }
     return draft
 
 
@@ -116,5 +127,6 @@ def test_broker_down_accepts_instances_and_publishes_once_it_is_back(
         gateway.stop()
     assert len(jobs(session_factory)) == 1
     assert done[0].attempts == 1, "the job was delivered more than once"
-    assert len(outbox(session_factory)) == 1
+    celery_rows = [r for r in outbox(session_factory) if r.channel == OutboxChannel.CELERY]
+    assert len(celery_rows) == 1
     assert_one_demo_draft(session_factory)
