@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.completion import run_completion_until
 from gateway.intake import InstanceIntake
+from gateway.orders import OrderListener
 from gateway.scp import build_application_entity, event_handlers
 from gateway.spool import Spool
 from radraft.logs import log_event
@@ -45,6 +46,7 @@ class Gateway:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Any = None
+        self.order_listener: OrderListener | None = None
 
     @property
     def port(self) -> int:
@@ -87,6 +89,13 @@ class Gateway:
         ]
         for thread in self._threads:
             thread.start()
+        if self._settings.hl7_listen_port is not None:
+            self.order_listener = OrderListener(
+                self._session_factory,
+                self._settings.hl7_listen_host,
+                self._settings.hl7_listen_port,
+            )
+            self.order_listener.start()
         log_event(logger, "gateway.started", ae_title=self._settings.ae_title, port=self.port)
 
     def _janitor(self) -> None:
@@ -96,6 +105,8 @@ class Gateway:
     def stop(self) -> None:
         """Stop accepting associations, finish the loops and release the port."""
         self._stop.set()
+        if self.order_listener is not None:
+            self.order_listener.stop()
         if self._server is not None:
             self._server.shutdown()
         for thread in self._threads:

@@ -16,6 +16,10 @@ from radraft.settings import Settings, load_settings
 app = typer.Typer(help="radraft: AI-drafted chest X-ray reports.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+outbox_app = typer.Typer(
+    help="Outputs waiting for or failed in delivery.", invoke_without_command=True
+)
+app.add_typer(outbox_app, name="outbox")
 model_app = typer.Typer(help="Model checkpoints and runtimes.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
@@ -106,6 +110,68 @@ def model_setup(backend: str) -> None:
         raise typer.BadParameter("only chexagent needs its own environment")
     python = setup_chexagent_environment(_settings())
     typer.echo(f"CheXagent environment ready: {python}")
+
+
+@outbox_app.callback()
+def outbox_list(
+    context: typer.Context,
+    status: Annotated[str | None, typer.Option(help="pending, done or failed")] = None,
+) -> None:
+    """List outbox rows (SR, HL7 and task messages), newest last."""
+    if context.invoked_subcommand is not None:
+        return
+    from sqlalchemy import select
+
+    from radraft.db import make_engine, make_sessionmaker, session_scope
+    from radraft.models import OutboxMessage
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        query = select(OutboxMessage).order_by(OutboxMessage.id)
+        if status:
+            query = query.where(OutboxMessage.status == status)
+        for row in session.scalars(query):
+            output = row.payload.get("output") or row.payload.get("task", "")
+            typer.echo(
+                f"{row.id}\t{row.channel}\t{output}\t{row.status}\tattempts={row.attempts}"
+                f"\tstudy={row.study_id}\t{row.last_error or ''}"
+            )
+    engine.dispose()
+
+
+@outbox_app.command("retry")
+def outbox_retry(outbox_id: int) -> None:
+    """Re-queue a failed output for delivery."""
+    from radraft.db import make_engine, make_sessionmaker, session_scope
+    from radraft.timeutil import utcnow
+    from reporting.delivery.relay import retry_failed
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        retried = retry_failed(session, outbox_id, now=utcnow())
+    engine.dispose()
+    if not retried:
+        raise RadraftError(f"outbox row {outbox_id} is not failed")
+    typer.echo(f"outbox row {outbox_id} re-queued")
+
+
+@app.command()
+def deliver() -> None:
+    """Deliver report outputs (SR C-STORE, HL7 ORU over MLLP) until SIGTERM or SIGINT."""
+    from radraft.db import make_engine, make_sessionmaker
+    from reporting.delivery.relay import OutputDeliveryRelay
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    OutputDeliveryRelay(make_sessionmaker(engine), settings).run_until(
+        stop, settings.outbox_poll_seconds
+    )
+    engine.dispose()
 
 
 @app.command()

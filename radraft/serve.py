@@ -24,6 +24,7 @@ from radraft.logs import log_event
 from radraft.migrate import upgrade
 from radraft.outbox import CeleryPublish, Publisher
 from radraft.settings import Settings, settings_to_environment
+from reporting.delivery.relay import OutputDeliveryRelay
 from reporting.web.app import create_app
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class EmbeddedServer:
         self._worker: WorkerSupervisor | None = None
         self._web: uvicorn.Server | None = None
         self._web_thread: threading.Thread | None = None
+        self._delivery_thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Migrate the database and start gateway, worker and web app; returns once all are up."""
@@ -109,8 +111,16 @@ class EmbeddedServer:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(settings.effective_database_url)
         engine = make_engine(settings.effective_database_url)
-        self.gateway = Gateway(settings, make_sessionmaker(engine), celery_publisher(settings))
+        session_factory = make_sessionmaker(engine)
+        self.gateway = Gateway(settings, session_factory, celery_publisher(settings))
         self.gateway.start()
+        relay = OutputDeliveryRelay(session_factory, settings)
+        self._delivery_thread = threading.Thread(
+            target=relay.run_until,
+            args=(self._stop, settings.outbox_poll_seconds),
+            name="radraft-delivery",
+        )
+        self._delivery_thread.start()
         if self._run_worker:
             self._worker = WorkerSupervisor(settings, self._stop)
             self._worker.start()
@@ -168,4 +178,6 @@ class EmbeddedServer:
             self._web_thread.join(timeout=10)
         if self._worker is not None:
             self._worker.stop()
+        if self._delivery_thread is not None:
+            self._delivery_thread.join(timeout=30)
         log_event(logger, "serve.stopped")

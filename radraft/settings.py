@@ -97,6 +97,37 @@ class Settings(BaseSettings):
         "and is published again (bounded by the delivery counter).",
     )
 
+    # --- outputs (SR and HL7) -------------------------------------------------------------------
+    sr_destination: str | None = Field(
+        default=None,
+        pattern=r"^[^@]{1,16}@[^:]+:\d{1,5}$",
+        description="PACS for report SRs as AE@host:port (C-STORE SCU); unset = none.",
+    )
+    hl7_destinations: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma list of host:port MLLP endpoints for ORU^R01; empty = none.",
+    )
+    hl7_listen_port: int | None = Field(
+        default=None, ge=0, le=65535, description="MLLP port of HL7 order intake; unset = off."
+    )
+    hl7_listen_host: str = Field(default="0.0.0.0", description="Address of HL7 order intake.")  # noqa: S104 - RIS connects over the network
+    hl7_send_drafts: bool = Field(
+        default=True, description="Send unverified model drafts as ORU (OBR-25 R) too."
+    )
+    hl7_sending_application: str = Field(default="RADRAFT", description="MSH-3.")
+    hl7_sending_facility: str = Field(default="", description="MSH-4.")
+    hl7_receiving_application: str = Field(default="", description="MSH-5.")
+    hl7_receiving_facility: str = Field(default="", description="MSH-6.")
+    institution_name: str = Field(
+        default="radraft", description="Institution and verifying organization in SRs."
+    )
+    delivery_max_attempts: int = Field(
+        default=8, ge=1, description="Delivery attempts before an output is marked failed."
+    )
+    delivery_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a PACS or RIS answer."
+    )
+
     # --- model ---------------------------------------------------------------------------------
     model: str = Field(
         default="demo",
@@ -132,7 +163,7 @@ class Settings(BaseSettings):
         default=512, ge=32, le=4096, description="Longest side of images given to the model."
     )
 
-    @field_validator("allowed_calling_aes", mode="before")
+    @field_validator("allowed_calling_aes", "hl7_destinations", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -18,11 +18,11 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from radraft.enums import JobStatus, OutboxChannel, ReportState, StudyStatus
+from radraft.enums import JobStatus, ReportState, StudyStatus
 from radraft.errors import RadraftError
 from radraft.logs import log_event
 from radraft.models import DraftingJob, Instance, Order, Report, ReportRevision, Study
-from radraft.outbox import add_message
+from radraft.report_outputs import queue_outputs
 from worker.batcher import Batcher
 from worker.images import Candidate, UnusableImageError, choose_images, load_for_model
 from worker.prompts import findings_instruction, impression_instruction, indication_from
@@ -238,22 +238,6 @@ def renew_heartbeat(session: Session, job_id: int, *, now: datetime) -> None:
         .where(DraftingJob.id == job_id, DraftingJob.status == JobStatus.RUNNING)
         .values(heartbeat_at=now)
     )
-
-
-OUTPUTS = ((OutboxChannel.DICOM, "sr"), (OutboxChannel.HL7, "oru"))
-"""Each revision becomes a DICOM SR (C-STORE to the PACS) and an HL7 ORU (MLLP to the RIS)."""
-
-
-def queue_outputs(session: Session, revision: ReportRevision, *, study_id: int) -> None:
-    """Outbox rows for a revision's outputs, in the caller's transaction (reporting delivers)."""
-    for channel, output in OUTPUTS:
-        add_message(
-            session,
-            channel=channel,
-            idempotency_key=f"report-revision:{revision.id}:{output}",
-            payload={"output": output, "report_revision_id": revision.id},
-            study_id=study_id,
-        )
 
 
 def fail_job(session: Session, job_id: int, reason: str, *, now: datetime) -> None:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from radraft import __version__
 from radraft.db import make_engine, make_sessionmaker
 from radraft.settings import Settings
-from reporting.web import health, studies
+from reporting.web import health, outbox, studies
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -29,4 +29,5 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="radraft", version=__version__, lifespan=lifespan)
     app.include_router(health.router)
     app.include_router(studies.router)
+    app.include_router(outbox.router)
     return app

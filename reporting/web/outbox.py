@@ -1,0 +1,38 @@
+"""``GET /api/outbox``: delivery state of report outputs and task messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from radraft.models import OutboxMessage
+from reporting.web.deps import DbSession
+
+router = APIRouter(prefix="/api/outbox", tags=["outbox"])
+
+
+class OutboxOut(BaseModel):
+    """One outbox row; ``failed`` rows need an operator (``radraft outbox retry ID``)."""
+
+    id: int
+    channel: str
+    status: str
+    attempts: int
+    last_error: str | None
+    study_id: int | None
+    payload: dict[str, Any]
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+@router.get("", response_model=list[OutboxOut])
+def list_outbox(session: DbSession, status: str | None = None) -> list[OutboxMessage]:
+    """Rows in the order they were written; filter with ``?status=failed``."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id).limit(1000)
+    if status:
+        query = query.where(OutboxMessage.status == status)
+    return list(session.scalars(query))

@@ -1,0 +1,158 @@
+"""Delivery to a real PACS (dcmtk storescp) and a real RIS (MLLP listener), without loss."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+from pydicom import dcmread
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from radraft.db import session_scope
+from radraft.enums import OutboxChannel, OutboxStatus
+from radraft.models import OutboxMessage, Study
+from radraft.settings import Settings, settings_to_environment
+from radraft.timeutil import utcnow
+from reporting.delivery.relay import OutputDeliveryRelay
+from tests.dicom_peers import ReferenceStoreSCP
+from tests.hl7_peer import TestRis
+from tests.processes import radraft_process
+from tests.reporting.factories import full_history
+from tests.support import free_port, wait_until
+
+
+class SteppingClock:
+    """Time that jumps a minute per call, so every backoff has passed at the next attempt."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(minutes=1)
+        return self.now
+
+
+def output_rows(factory: sessionmaker[Session]) -> list[OutboxMessage]:
+    with session_scope(factory) as session:
+        return list(
+            session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.channel != OutboxChannel.CELERY)
+                .order_by(OutboxMessage.id)
+            )
+        )
+
+
+def test_outputs_wait_for_down_peers_then_arrive_once_in_order(
+    received_study: Study,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    pacs_port, ris_port = free_port(), free_port()
+    settings = settings.model_copy(
+        update={
+            "sr_destination": f"PACS@127.0.0.1:{pacs_port}",
+            "hl7_destinations": [f"127.0.0.1:{ris_port}"],
+            "delivery_timeout_seconds": 3,
+            "delivery_max_attempts": 50,
+        }
+    )
+    with session_scope(session_factory) as session:
+        study = session.get(Study, received_study.id)
+        assert study is not None
+        full_history(session, study)
+    relay = OutputDeliveryRelay(session_factory, settings, clock=SteppingClock())
+
+    for _ in range(3):  # both peers down
+        assert relay.run_once() == 0
+    rows = output_rows(session_factory)
+    assert len(rows) == 8
+    assert {row.status for row in rows} == {OutboxStatus.PENDING}
+    assert all(row.last_error for row in rows[:2]), "the heads of each queue were attempted"
+
+    pacs = ReferenceStoreSCP(tmp_path / "pacs", pacs_port, ae_title="PACS")
+    ris = TestRis(ris_port)
+    pacs.start()
+    ris.start()
+    try:
+        wait_until(lambda: relay.run_once() == 0 and all(
+            row.status == OutboxStatus.DONE for row in output_rows(session_factory)
+        ), timeout=120, what="every output delivered")  # fmt: skip
+    finally:
+        pacs.stop()
+        ris.stop()
+
+    statuses = [str(message.segment("OBR")[25]) for message in ris.messages]
+    assert statuses == ["R", "P", "F", "C"], "one ORU per revision, in order"
+    for message in ris.messages:
+        obr25 = str(message.segment("OBR")[25])
+        assert {str(obx[11]) for obx in message.segments("OBX")} == {obr25}
+        assert str(message.segment("OBR")[18]) == received_study.accession_number
+        assert str(message.segment("PID")[3]) == received_study.patient_id
+        assert str(message.segment("MSH")[9]) == "ORU^R01^ORU_R01"
+    assert str(ris.messages[0].segment("OBX")[5]).startswith("[DEMO MODEL")
+    assert str(ris.messages[2].segment("OBR")[32]) == "Alan Attending"
+    assert len(ris.messages[0].segment("OBR")) <= 32, "no interpreter on an unsigned draft"
+
+    received = sorted(
+        (dcmread(path) for path in (tmp_path / "pacs").iterdir()),
+        key=lambda sr: int(sr.InstanceNumber),
+    )
+    assert [sr.VerificationFlag for sr in received] == [
+        "UNVERIFIED", "UNVERIFIED", "VERIFIED", "VERIFIED",
+    ]  # fmt: skip
+    assert len({sr.SOPInstanceUID for sr in received}) == 4
+
+
+def test_peer_answering_ae_is_retried_then_failed_visible_and_retryable(
+    received_study: Study,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    ris_port = free_port()
+    settings = settings.model_copy(
+        update={"hl7_destinations": [f"127.0.0.1:{ris_port}"], "delivery_max_attempts": 3}
+    )
+    with session_scope(session_factory) as session:
+        study = session.get(Study, received_study.id)
+        assert study is not None
+        full_history(session, study)
+    ris = TestRis(ris_port, ack_code="AE")
+    ris.start()
+    try:
+        relay = OutputDeliveryRelay(session_factory, settings, clock=SteppingClock())
+        for _ in range(5):
+            relay.run_once()
+        assert len(ris.messages) == 3, "three attempts, then the row is failed"
+    finally:
+        ris.stop()
+    hl7_rows = [r for r in output_rows(session_factory) if r.channel == OutboxChannel.HL7]
+    head, *rest = hl7_rows
+    assert head.status == OutboxStatus.FAILED
+    assert head.last_error == "ACK AE"
+    assert all(row.status == OutboxStatus.PENDING for row in rest), "later ones wait in order"
+
+    environment = {**os.environ, **settings_to_environment(settings)}
+    listed = subprocess.run(
+        [sys.executable, "-m", "radraft.cli", "outbox", "--status", "failed"],
+        env=environment, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert listed.stdout.startswith(f"{head.id}\thl7\toru\tfailed\tattempts=3")
+    with radraft_process(settings, ["web"], tmp_path / "web.log", ready_text="Uvicorn running"):
+        body = httpx.get(f"http://127.0.0.1:{settings.http_port}/api/outbox?status=failed").json()
+    assert [row["id"] for row in body] == [head.id]
+
+    retried = subprocess.run(
+        [sys.executable, "-m", "radraft.cli", "outbox", "retry", str(head.id)],
+        env=environment, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert retried.returncode == 0, retried.stderr
+    assert output_rows(session_factory)[[r.id for r in output_rows(session_factory)].index(
+        head.id)].status == OutboxStatus.PENDING  # fmt: skip

@@ -1,0 +1,111 @@
+"""Every SR radraft writes passes dciodvfy, renders with dsr2html, and reads back right."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from sqlalchemy.orm import Session, sessionmaker
+
+from radraft.db import session_scope
+from radraft.models import Study
+from radraft.settings import Settings
+from reporting.delivery.outputs import build_sr_dataset, load_bundle
+from tests.reporting.factories import full_history
+from tests.support import require_tool
+
+EXPECTED_FLAGS = {
+    "DRAFTED": ("PRELIMINARY", "PARTIAL", "UNVERIFIED"),
+    "PRELIMINARY": ("PRELIMINARY", "PARTIAL", "UNVERIFIED"),
+    "FINAL": ("FINAL", "COMPLETE", "VERIFIED"),
+    "AMENDED": ("FINAL", "COMPLETE", "VERIFIED"),
+}
+
+
+def concept_meanings(dataset: object) -> list[str]:
+    """Code meanings of a content tree, depth first."""
+    out = []
+    for item in getattr(dataset, "ContentSequence", []):
+        out.append(item.ConceptNameCodeSequence[0].CodeMeaning)
+        out.extend(concept_meanings(item))
+    return out
+
+
+def texts(dataset: object) -> list[str]:
+    out = []
+    for item in getattr(dataset, "ContentSequence", []):
+        if item.ValueType == "TEXT":
+            out.append(item.TextValue)
+        out.extend(texts(item))
+    return out
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_sr_of_every_state_is_valid_and_says_what_it_should(
+    received_study: Study,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    dciodvfy = require_tool("dciodvfy")
+    dsr2html = require_tool("dsr2html")
+    with session_scope(session_factory) as session:
+        study = session.get(Study, received_study.id)
+        assert study is not None
+        revision_ids = [revision.id for revision in full_history(session, study)]
+    written = []
+    for revision_id in revision_ids:
+        with session_scope(session_factory) as session:
+            bundle = load_bundle(session, revision_id, spool_dir=settings.spool_dir)
+            state = bundle.revision.state
+            path = tmp_path / f"{state}.dcm"
+            build_sr_dataset(bundle, settings).save_as(path, enforce_file_format=True)
+        written.append((state, path))
+
+        result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if "Error" in line]
+        assert errors == [], f"{state}: {errors}"
+        rendered = subprocess.run([dsr2html, str(path)], capture_output=True, text=True)
+        assert rendered.returncode == 0, rendered.stderr
+        assert "Diagnostic Imaging Report" in rendered.stdout
+
+        sr = dcmread(path)
+        flags = (sr.PreliminaryFlag, sr.CompletionFlag, sr.VerificationFlag)
+        assert flags == EXPECTED_FLAGS[state]
+        assert sr.StudyInstanceUID == received_study.study_instance_uid
+        assert sr.PatientID == received_study.patient_id
+        assert sr.AccessionNumber == received_study.accession_number
+        assert sr.ContentTemplateSequence[0].TemplateIdentifier == "2000"
+        assert sr.ConceptNameCodeSequence[0].CodeValue == "18748-4"
+        evidence = {
+            item.ReferencedSOPInstanceUID
+            for series in sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+            for item in series.ReferencedSOPSequence
+        }
+        assert len(evidence) == 2
+        meanings = concept_meanings(sr)
+        assert "Findings" in meanings
+        assert "Impressions" in meanings
+        if state == "DRAFTED":
+            assert "Device Observer Name" in meanings
+            assert any("demo model" in text.lower() for text in texts(sr))
+            equipment = next(
+                item for item in sr.ContributingEquipmentSequence if item.Manufacturer == "radraft"
+            )
+            assert equipment.ManufacturerModelName == "radraft-demo-llava-tiny"
+        else:
+            assert "Person Observer Name" in meanings
+        if state in ("FINAL", "AMENDED"):
+            verifier = sr.VerifyingObserverSequence[0]
+            assert str(verifier.VerifyingObserverName) == "Alan Attending"
+            assert verifier.VerifyingOrganization == settings.institution_name
+        if state == "AMENDED":
+            final_uid = dcmread(written[2][1]).SOPInstanceUID
+            predecessor = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+            assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == final_uid
+    uids = {dcmread(path).SOPInstanceUID for _, path in written}
+    series = {dcmread(path).SeriesInstanceUID for _, path in written}
+    assert len(uids) == 4, "a new SOP Instance UID per revision"
+    assert len(series) == 1, "one radraft SR series per study"
