@@ -8,7 +8,7 @@ import threading
 import hl7
 
 
-class TestRis:
+class RisPeer:
     """Accepts MLLP connections on 127.0.0.1; records every message; answers ``ack_code``."""
 
     def __init__(self, port: int, ack_code: str = "AA") -> None:
@@ -46,7 +46,10 @@ class TestRis:
                 message = hl7.parse(text)
                 self.messages.append(message)
                 control_id = str(message.segment("MSH")[10])
-                ack = f"MSH|^~\\&|RIS||||20260101000000||ACK|A{control_id}|P|2.5.1\rMSA|{self.ack_code}|{control_id}"
+                ack = (
+                    f"MSH|^~\\&|RIS||||20260101000000||ACK|A{control_id}|P|2.5.1\r"
+                    f"MSA|{self.ack_code}|{control_id}"
+                )
                 connection.sendall(b"\x0b" + ack.encode() + b"\x1c\x0d")
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydicom import dcmread
 from sqlalchemy import select
 
 from radraft.db import make_engine, make_sessionmaker, session_scope
@@ -18,7 +19,8 @@ from radraft.enums import JobStatus
 from radraft.models import DraftingJob, Study
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
-from tests.dicom_peers import storescu, synthetic_study_files
+from tests.dicom_peers import ReferenceStoreSCP, storescu, synthetic_study_files
+from tests.hl7_peer import RisPeer
 from tests.processes import radraft_process
 from tests.support import free_port, wait_until
 
@@ -27,6 +29,33 @@ from tests.support import free_port, wait_until
 def test_serve_runs_gateway_worker_and_api_and_stops_on_sigterm(
     settings: Settings, tmp_path: Path
 ) -> None:
+    pacs = ReferenceStoreSCP(tmp_path / "pacs", free_port(), ae_title="PACS")
+    ris = RisPeer(free_port())
+    settings = settings.model_copy(
+        update={
+            "sr_destination": f"PACS@127.0.0.1:{pacs.port}",
+            "hl7_destinations": [f"127.0.0.1:{ris.port}"],
+        }
+    )
+    pacs.start()
+    ris.start()
+    try:
+        run_serve_session(settings, tmp_path)
+        # The draft went out as soon as it was stored: an unverified SR and an ORU with R.
+        (sr_path,) = list((tmp_path / "pacs").iterdir())
+        sr = dcmread(sr_path)
+        assert (sr.PreliminaryFlag, sr.VerificationFlag) == ("PRELIMINARY", "UNVERIFIED")
+        assert sr.StudyInstanceUID == make_chest_study(50)[0].StudyInstanceUID
+        (oru,) = ris.messages
+        assert str(oru.segment("OBR")[25]) == "R"
+        assert str(oru.segment("OBX")[5]).startswith("[DEMO MODEL")
+    finally:
+        pacs.stop()
+        ris.stop()
+
+
+def run_serve_session(settings: Settings, tmp_path: Path) -> None:
+    """Start serve, send a study, wait for its draft and its delivery, stop with SIGTERM."""
     base = f"http://127.0.0.1:{settings.http_port}"
     log = tmp_path / "serve.log"
     with radraft_process(settings, ["serve"], log, ready_text="celery@") as process:
@@ -55,6 +84,13 @@ def test_serve_runs_gateway_worker_and_api_and_stops_on_sigterm(
         listing = httpx.get(f"{base}/api/studies").json()
         assert [item["study_instance_uid"] for item in listing] == [study_uid]
         assert httpx.get(f"{base}/api/studies/1.2.3.4").status_code == 404
+        wait_until(
+            lambda: (
+                [row["status"] for row in httpx.get(f"{base}/api/outbox").json()]
+                == ["done", "done", "done"]
+            ),
+            what="the draft's SR and ORU to be delivered",
+        )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     assert "serve.stopped" in log.read_text()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from tests.support import wait_until
 @pytest.fixture
 def received_study(
     running_gateway: Gateway, session_factory: sessionmaker[Session], tmp_path: Path
-) -> Iterator[Study]:
+) -> Study:
     """A PA + lateral study stored and classified by the gateway."""
     assert storescu(synthetic_study_files(90, tmp_path / "s"), port=running_gateway.port)
 
@@ -28,4 +27,4 @@ def received_study(
             study = session.scalar(select(Study))
             return study if study is not None and study.eligible is not None else None
 
-    yield wait_until(decided, what="the study to be decided")
+    return wait_until(decided, what="the study to be decided")

@@ -20,7 +20,7 @@ from radraft.settings import Settings, settings_to_environment
 from radraft.timeutil import utcnow
 from reporting.delivery.relay import OutputDeliveryRelay
 from tests.dicom_peers import ReferenceStoreSCP
-from tests.hl7_peer import TestRis
+from tests.hl7_peer import RisPeer
 from tests.processes import radraft_process
 from tests.reporting.factories import full_history
 from tests.support import free_port, wait_until
@@ -77,7 +77,7 @@ def test_outputs_wait_for_down_peers_then_arrive_once_in_order(
     assert all(row.last_error for row in rows[:2]), "the heads of each queue were attempted"
 
     pacs = ReferenceStoreSCP(tmp_path / "pacs", pacs_port, ae_title="PACS")
-    ris = TestRis(ris_port)
+    ris = RisPeer(ris_port)
     pacs.start()
     ris.start()
     try:
@@ -124,7 +124,7 @@ def test_peer_answering_ae_is_retried_then_failed_visible_and_retryable(
         study = session.get(Study, received_study.id)
         assert study is not None
         full_history(session, study)
-    ris = TestRis(ris_port, ack_code="AE")
+    ris = RisPeer(ris_port, ack_code="AE")
     ris.start()
     try:
         relay = OutputDeliveryRelay(session_factory, settings, clock=SteppingClock())
