@@ -70,15 +70,22 @@ def load_bundle(session: Session, revision_id: int, *, spool_dir: Path) -> Revis
     return RevisionBundle(revision, study, author, previous_signed, order, paths)
 
 
+def person_name(full_name: str) -> str:
+    """A DICOM PN (Family^Given) from a display name: the last word is taken as the family name."""
+    if "^" in full_name or " " not in full_name.strip():
+        return full_name.strip()
+    *given, family = full_name.split()
+    return f"{family}^{' '.join(given)}"
+
+
 def _document(
     bundle: RevisionBundle, settings: Settings, revision: ReportRevision
 ) -> ReportDocument:
     state = ReportState(revision.state)
     author_name = None
     if revision.model_name is None:
-        author_name = (
-            (bundle.author.full_name or bundle.author.username) if bundle.author else "unknown"
-        )
+        author = bundle.author
+        author_name = person_name(author.full_name or author.username) if author else "unknown"
     signed = state in (ReportState.FINAL, ReportState.AMENDED)
     return ReportDocument(
         study_instance_uid=bundle.study.study_instance_uid,
@@ -121,7 +128,11 @@ def build_oru_message(
     revision, study = bundle.revision, bundle.study
     interpreter = ""
     if bundle.author is not None:
-        interpreter = bundle.author.full_name or bundle.author.username
+        # OBR-32 (NDL): its first component is a CNN, ID & family name & given name.
+        family, _, given = person_name(bundle.author.full_name or bundle.author.username).partition(
+            "^"
+        )
+        interpreter = f"{bundle.author.username}&{family}&{given}"
     return build_oru(
         OruContent(
             control_id=control_id,

@@ -97,7 +97,7 @@ def test_outputs_wait_for_down_peers_then_arrive_once_in_order(
         assert str(message.segment("PID")[3]) == received_study.patient_id
         assert str(message.segment("MSH")[9]) == "ORU^R01^ORU_R01"
     assert str(ris.messages[0].segment("OBX")[5]).startswith("[DEMO MODEL")
-    assert str(ris.messages[2].segment("OBR")[32]) == "Alan Attending"
+    assert str(ris.messages[2].segment("OBR")[32]) == "att&Attending&Alan"
     assert len(ris.messages[0].segment("OBR")) <= 32, "no interpreter on an unsigned draft"
 
     received = sorted(

@@ -99,7 +99,7 @@ def test_sr_of_every_state_is_valid_and_says_what_it_should(
             assert "Person Observer Name" in meanings
         if state in ("FINAL", "AMENDED"):
             verifier = sr.VerifyingObserverSequence[0]
-            assert str(verifier.VerifyingObserverName) == "Alan Attending"
+            assert str(verifier.VerifyingObserverName) == "Attending^Alan"
             assert verifier.VerifyingOrganization == settings.institution_name
         if state == "AMENDED":
             final_uid = dcmread(written[2][1]).SOPInstanceUID
