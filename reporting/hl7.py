@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from hl7apy.core import Message
-from hl7apy.parser import parse_message
+from hl7apy.parser import parse_message, parse_segment
 
 from radraft.enums import ReportState
 from radraft.hl7ack import HL7_VERSION, AckCode, ack_code_of, build_ack, hl7_timestamp
@@ -121,13 +121,20 @@ def build_oru(content: OruContent) -> str:
         for line in text.splitlines() or [""]:
             set_id += 1
             observation = order.add_group("ORU_R01_OBSERVATION")
-            obx = observation.obx
-            obx.obx_1 = str(set_id)
-            obx.obx_2 = "TX"
-            obx.obx_3 = code
-            obx.obx_5 = line
-            obx.obx_11 = status
+            # Built from escaped ER7: hl7apy escapes | ~ \ in a value but leaves ^ and & as
+            # separators, which would split report text into components.
+            observation.obx = parse_segment(
+                f"OBX|{set_id}|TX|{code}||{escape_text(line)}||||||{status}", version=HL7_VERSION
+            )
     return str(message.to_er7())
+
+
+def escape_text(value: str) -> str:
+    """HL7 escape sequences for free text (v2.5.1 section 2.7.1); the escape character first."""
+    for raw, escaped in (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"),
+                         ("&", "\\T\\"), ("~", "\\R\\")):  # fmt: skip
+        value = value.replace(raw, escaped)
+    return value
 
 
 def parse(er7: str) -> Message:

@@ -8,6 +8,17 @@ import threading
 import hl7
 
 
+def read_until_end_block(connection: socket.socket) -> bytes:
+    """Bytes up to and including the MLLP end block (or whatever came before EOF)."""
+    data = b""
+    while b"\x1c\x0d" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 class RisPeer:
     """Accepts MLLP connections on 127.0.0.1; records every message; answers ``ack_code``."""
 
@@ -34,12 +45,7 @@ class RisPeer:
             except OSError:
                 return
             with connection:
-                data = b""
-                while b"\x1c\x0d" not in data:
-                    chunk = connection.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = read_until_end_block(connection)
                 if b"\x1c\x0d" not in data:
                     continue
                 text = data[data.index(b"\x0b") + 1 : data.index(b"\x1c\x0d")].decode()

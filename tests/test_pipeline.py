@@ -31,6 +31,14 @@ def outbox(factory: sessionmaker[Session]) -> list[OutboxMessage]:
         return list(session.scalars(select(OutboxMessage)))
 
 
+def wait_for_drafted_jobs(factory: sessionmaker[Session]) -> list[DraftingJob]:
+    """The succeeded jobs, once there is at least one."""
+    return wait_until(
+        lambda: [j for j in jobs(factory) if j.status == JobStatus.SUCCEEDED],
+        what="the worker to draft the study",
+    )
+
+
 def assert_one_demo_draft(factory: sessionmaker[Session]) -> ReportRevision:
     """Exactly one stored draft, from the demo model, with prompt, model and timings."""
     with session_scope(factory) as session:
@@ -75,10 +83,7 @@ def test_embedded_broker_delivers_one_job_to_a_real_worker(
         with radraft_process(settings, ["worker"], tmp_path / "w.log", ready_text=WORKER_READY):
             files = synthetic_study_files(40, tmp_path / "s")
             assert storescu(files, port=gateway.port).returncode == 0
-            done = wait_until(
-                lambda: [j for j in jobs(session_factory) if j.status == JobStatus.SUCCEEDED],
-                what="the worker to draft the study",
-            )
+            done = wait_for_drafted_jobs(session_factory)
     finally:
         gateway.stop()
     assert len(jobs(session_factory)) == 1
@@ -119,10 +124,7 @@ def test_broker_down_accepts_instances_and_publishes_once_it_is_back(
             what="the relay to publish after the broker came back",
         )
         with radraft_process(settings, ["worker"], tmp_path / "w.log", ready_text=WORKER_READY):
-            done = wait_until(
-                lambda: [j for j in jobs(session_factory) if j.status == JobStatus.SUCCEEDED],
-                what="the worker to draft the study",
-            )
+            done = wait_for_drafted_jobs(session_factory)
     finally:
         gateway.stop()
     assert len(jobs(session_factory)) == 1

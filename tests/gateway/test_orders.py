@@ -16,6 +16,7 @@ from radraft.models import Order
 from radraft.settings import Settings
 from radraft.timeutil import utcnow
 from tests.conftest import RecordingPublisher
+from tests.hl7_peer import read_until_end_block
 from tests.support import free_port
 from worker.drafting import take_job
 
@@ -48,12 +49,7 @@ OMI = (
 def exchange(port: int, payload: bytes) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(payload)
-        data = b""
-        while b"\x1c\x0d" not in data:
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_end_block(connection)
     return data.strip(b"\x0b\x1c\x0d").decode()
 
 

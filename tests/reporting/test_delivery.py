@@ -156,3 +156,30 @@ def test_peer_answering_ae_is_retried_then_failed_visible_and_retryable(
     assert retried.returncode == 0, retried.stderr
     assert output_rows(session_factory)[[r.id for r in output_rows(session_factory)].index(
         head.id)].status == OutboxStatus.PENDING  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_drafts_are_kept_off_hl7_when_the_setting_says_so(
+    received_study: Study, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ris_port = free_port()
+    settings = settings.model_copy(
+        update={"hl7_destinations": [f"127.0.0.1:{ris_port}"], "hl7_send_drafts": False}
+    )
+    with session_scope(session_factory) as session:
+        study = session.get(Study, received_study.id)
+        assert study is not None
+        full_history(session, study)
+    ris = RisPeer(ris_port)
+    ris.start()
+    try:
+        relay = OutputDeliveryRelay(session_factory, settings, clock=SteppingClock())
+        wait_until(lambda: relay.run_once() == 0 and all(
+            r.status == OutboxStatus.DONE
+            for r in output_rows(session_factory) if r.channel == OutboxChannel.HL7
+        ), what="HL7 rows handled")  # fmt: skip
+    finally:
+        ris.stop()
+    assert [str(m.segment("OBR")[25]) for m in ris.messages] == ["P", "F", "C"]
+    draft_row = next(r for r in output_rows(session_factory) if r.channel == OutboxChannel.HL7)
+    assert draft_row.last_error == "not sent: RADRAFT_HL7_SEND_DRAFTS is false"
