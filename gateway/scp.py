@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from pydicom import uid
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom import _config as pynetdicom_config
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from gateway.intake import InstanceIntake, ReceivedInstance
@@ -65,15 +66,16 @@ def build_application_entity(settings: Settings) -> AE:
     ae.dimse_timeout = 120
     ae.add_supported_context(Verification)
     for context in AllStoragePresentationContexts:
+        assert context.abstract_syntax is not None  # pynetdicom's list always names one
         ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
     return ae
 
 
-def event_handlers(intake: InstanceIntake) -> list[tuple[Any, Any]]:
+def event_handlers(intake: InstanceIntake) -> list[evt.EventHandlerType]:
     """pynetdicom handlers bound to one intake."""
 
     def handle_store(event: evt.Event) -> int:
-        request = event.request
+        request = cast(C_STORE, event.request)
         received = ReceivedInstance(
             path=Path(event.dataset_path),
             calling_ae_title=str(event.assoc.requestor.ae_title).strip(),
@@ -89,8 +91,11 @@ def event_handlers(intake: InstanceIntake) -> list[tuple[Any, Any]]:
         # Nagle's algorithm stalls each small response behind a delayed ACK (about 40-70 ms per
         # image with dcmtk senders); DICOM is request-response, so it is switched off.
         try:
-            event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (AttributeError, OSError) as error:
+            transport = event.assoc.dul.socket
+            assert transport is not None
+            assert transport.socket is not None
+            transport.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (AssertionError, AttributeError, OSError) as error:
             log_event(logger, "gateway.nodelay_failed", logging.DEBUG, error=type(error).__name__)
 
     def handle_rejected(event: evt.Event) -> None:

@@ -132,7 +132,7 @@ class EmbeddedServer:
             access_log=False,
         )
         self._web = uvicorn.Server(config)
-        self._web.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # uvicorn installs no signal handlers outside the main thread; this server owns them.
         self._web_thread = threading.Thread(target=self._web.run, name="radraft-web")
         self._web_thread.start()
         deadline = time.monotonic() + 30

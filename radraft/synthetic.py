@@ -155,7 +155,7 @@ def make_chest_instance(
     ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.ImplementationClassUID = UID_ROOT + "1"
+    ds.file_meta.ImplementationClassUID = uid.UID(UID_ROOT + "1")
     return ds
 
 
@@ -164,7 +164,7 @@ def encode(dataset: Dataset, transfer_syntax: str) -> Dataset:
     if transfer_syntax in (uid.RLELossless, uid.JPEG2000Lossless):
         dataset.compress(transfer_syntax)
     else:
-        dataset.file_meta.TransferSyntaxUID = transfer_syntax
+        dataset.file_meta.TransferSyntaxUID = uid.UID(transfer_syntax)
     return dataset
 
 

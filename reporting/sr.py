@@ -82,14 +82,14 @@ def _observer_context(document: ReportDocument) -> hd.sr.ObservationContext:
     device = None
     if document.author_name:
         person = hd.sr.ObserverContext(
-            observer_type=PERSON,
+            observer_type=hd.sr.CodedConcept.from_code(PERSON),
             observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
                 name=document.author_name
             ),
         )
     if document.model_name:
         device = hd.sr.ObserverContext(
-            observer_type=DEVICE,
+            observer_type=hd.sr.CodedConcept.from_code(DEVICE),
             observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
                 uid=uid.generate_uid(
                     prefix=RADRAFT_UID_PREFIX,
@@ -107,13 +107,15 @@ def _section(title: Code, item: Code, text: str) -> hd.sr.ContainerContentItem:
     section = hd.sr.ContainerContentItem(
         name=title, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
     )
-    section.ContentSequence = [
-        hd.sr.TextContentItem(
-            name=item,
-            value=text or "(none)",
-            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-        )
-    ]
+    section.ContentSequence = hd.sr.ContentSequence(
+        [
+            hd.sr.TextContentItem(
+                name=item,
+                value=text or "(none)",
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+        ]
+    )
     return section
 
 
@@ -126,7 +128,7 @@ def build_report_sr(document: ReportDocument, evidence: Sequence[Dataset]) -> hd
     """
     signed = document.state in (ReportState.FINAL, ReportState.AMENDED)
     root = hd.sr.ContainerContentItem(name=DOCUMENT_TITLE, template_id="2000")
-    items: list[Dataset] = list(_observer_context(document))
+    items: list[hd.sr.ContentItem] = [*_observer_context(document)]
     if document.demo:
         items.append(
             hd.sr.TextContentItem(
@@ -137,7 +139,7 @@ def build_report_sr(document: ReportDocument, evidence: Sequence[Dataset]) -> hd
         )
     items.append(_section(FINDINGS_SECTION, FINDING, document.findings))
     items.append(_section(IMPRESSIONS_SECTION, IMPRESSION, document.impression))
-    root.ContentSequence = items
+    root.ContentSequence = hd.sr.ContentSequence(items)
     equipment = []
     if document.model_name:
         equipment.append(

@@ -10,4 +10,5 @@ export TEST_REQUIRE_SERVICES=1
 
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"

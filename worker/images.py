@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
 from radraft.errors import RadraftError
 
@@ -103,11 +103,15 @@ def _display_values(pixels: np.ndarray, dataset: Dataset) -> np.ndarray:
     scaled = np.clip((values - low) / (high - low), 0.0, 1.0)
     if str(dataset.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
         scaled = 1.0 - scaled
-    return (scaled * 255.0 + 0.5).astype(np.uint8)
+    display: np.ndarray = (scaled * 255.0 + 0.5).astype(np.uint8)
+    return display
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     height, width = image.shape
     scale = size / max(height, width)
     target = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(target, Image.Resampling.BILINEAR))
+    resized: np.ndarray = np.asarray(
+        Image.fromarray(image).resize(target, Image.Resampling.BILINEAR)
+    )
+    return resized

@@ -31,7 +31,7 @@ TRANSIENT_ERRORS = (OperationalError, GenerationFailedError)
 """Database outages and a model child that failed twice: worth retrying with backoff."""
 
 
-class DraftStudyTask(Task):  # type: ignore[misc]
+class DraftStudyTask(Task):  # type: ignore[type-arg]
     """Marks the job failed (dead letter, visible in the API) once retries are exhausted."""
 
     def on_failure(

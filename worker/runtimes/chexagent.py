@@ -42,7 +42,7 @@ class CheXagentRuntime:
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=True)
-            model = AutoModelForCausalLM.from_pretrained(
+            model: Any = AutoModelForCausalLM.from_pretrained(
                 source, trust_remote_code=True, torch_dtype=dtype
             )
         except (OSError, ValueError, AssertionError) as error:

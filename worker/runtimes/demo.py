@@ -97,7 +97,7 @@ def build_demo_checkpoint(folder: Path) -> Path:
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_id=vocabulary["<image>"],
+        image_token_index=vocabulary["<image>"],
         vision_feature_layer=-1,
         vision_feature_select_strategy="full",
     )
@@ -137,11 +137,11 @@ def _image_processor_class() -> type:
     try:
         from transformers import CLIPImageProcessorPil
 
-        return CLIPImageProcessorPil  # type: ignore[no-any-return]
+        return CLIPImageProcessorPil
     except ImportError:
         from transformers import CLIPImageProcessor
 
-        return CLIPImageProcessor  # type: ignore[no-any-return]
+        return CLIPImageProcessor
 
 
 def is_demo_checkpoint(folder: Path) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from radraft.logs import log_event
 from worker.runtimes.base import (
@@ -103,7 +103,8 @@ class SupervisedRuntime:
     def _read(self, timeout: float) -> tuple[dict[str, Any], bytes]:
         assert self._process is not None
         assert self._process.stdout is not None
-        return self._reader.submit(read_frame, self._process.stdout).result(timeout=timeout)
+        stream = cast(BinaryIO, self._process.stdout)
+        return self._reader.submit(read_frame, stream).result(timeout=timeout)
 
     def _kill(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -136,7 +137,7 @@ class SupervisedRuntime:
         assert self._process.stdin is not None
         self.in_flight.set()
         try:
-            write_frame(self._process.stdin, header, payload)
+            write_frame(cast(BinaryIO, self._process.stdin), header, payload)
             reply, _ = self._read(self._batch_timeout)
         finally:
             self.in_flight.clear()
