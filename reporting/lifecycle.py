@@ -1,0 +1,161 @@
+"""The report lifecycle: DRAFTED -> PRELIMINARY -> FINAL -> AMENDED, one transaction each.
+
+Every transition stores a revision (full text, author, role, time), an audit row and the
+outbox rows of the revision's SR and ORU, in the caller's transaction. ``version`` on the report
+is the optimistic-concurrency token: a save based on an older version is refused, so two people
+editing the same report never silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from radraft.enums import ReportState, Role, StudyStatus
+from radraft.errors import RadraftError
+from radraft.models import AuditEntry, Report, ReportRevision, Study, User
+from radraft.report_outputs import queue_outputs
+
+MAX_SECTION_CHARACTERS = 20_000
+"""Longer sections are refused: no chest X-ray report is that long, a runaway paste is."""
+
+STUDY_STATUS_FOR_STATE = {
+    ReportState.DRAFTED: StudyStatus.DRAFTED,
+    ReportState.PRELIMINARY: StudyStatus.PRELIMINARY,
+    ReportState.FINAL: StudyStatus.FINAL,
+    ReportState.AMENDED: StudyStatus.AMENDED,
+}
+
+
+class LifecycleError(RadraftError):
+    """A transition that is not allowed; the web layer answers it with a 4xx."""
+
+
+class UnknownReportError(LifecycleError):
+    """No report with that id."""
+
+
+class StaleVersionError(LifecycleError):
+    """The report changed since the editor loaded it; ``current_version`` says to what."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(f"the report was changed meanwhile (now version {current_version})")
+        self.current_version = current_version
+
+
+class TransitionNotAllowedError(LifecycleError):
+    """This role cannot make this transition from the report's current state."""
+
+
+class InvalidTextError(LifecycleError):
+    """A section is empty where it must not be, or too long."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Who may move a report from which states to which."""
+
+    target: ReportState
+    sources: frozenset[ReportState]
+    roles: frozenset[Role]
+    audit_action: str
+
+
+SUBMIT = Transition(
+    ReportState.PRELIMINARY,
+    frozenset({ReportState.DRAFTED}),
+    frozenset({Role.RESIDENT}),
+    "report.submitted",
+)
+SIGN = Transition(
+    ReportState.FINAL,
+    frozenset({ReportState.DRAFTED, ReportState.PRELIMINARY}),
+    frozenset({Role.ATTENDING}),
+    "report.signed",
+)
+SEND_BACK = Transition(
+    ReportState.DRAFTED,
+    frozenset({ReportState.PRELIMINARY}),
+    frozenset({Role.ATTENDING}),
+    "report.sent_back",
+)
+AMEND = Transition(
+    ReportState.AMENDED,
+    frozenset({ReportState.FINAL, ReportState.AMENDED}),
+    frozenset({Role.ATTENDING}),
+    "report.amended",
+)
+
+
+def validate_text(findings: str, impression: str) -> None:
+    """Refuse oversized sections and a report with no impression."""
+    for name, text in (("findings", findings), ("impression", impression)):
+        if len(text) > MAX_SECTION_CHARACTERS:
+            raise InvalidTextError(f"{name} is longer than {MAX_SECTION_CHARACTERS} characters")
+    if not impression.strip():
+        raise InvalidTextError("the impression is empty")
+
+
+def apply_transition(
+    session: Session,
+    report_id: int,
+    transition: Transition,
+    *,
+    user: User,
+    expected_version: int,
+    findings: str,
+    impression: str,
+    now: datetime,
+) -> ReportRevision:
+    """Make one transition; raises a ``LifecycleError`` and changes nothing if it is refused."""
+    report = session.scalar(select(Report).where(Report.id == report_id).with_for_update())
+    if report is None:
+        raise UnknownReportError(f"report {report_id} does not exist")
+    if Role(user.role) not in transition.roles:
+        raise TransitionNotAllowedError(f"a {user.role} cannot do {transition.audit_action}")
+    if ReportState(report.state) not in transition.sources:
+        raise TransitionNotAllowedError(
+            f"{transition.audit_action} is not possible from {report.state}"
+        )
+    if report.version != expected_version:
+        raise StaleVersionError(report.version)
+    validate_text(findings, impression)
+    number = (
+        session.scalar(
+            select(func.max(ReportRevision.number)).where(ReportRevision.report_id == report.id)
+        )
+        or 0
+    ) + 1
+    revision = ReportRevision(
+        report_id=report.id,
+        number=number,
+        state=transition.target,
+        findings=findings,
+        impression=impression,
+        author_user_id=user.id,
+        author_role=user.role,
+        created_at=now,
+    )
+    session.add(revision)
+    report.state = transition.target
+    report.version += 1
+    report.updated_at = now
+    study = session.get(Study, report.study_id)
+    if study is not None:
+        study.status = STUDY_STATUS_FOR_STATE[transition.target]
+    session.flush()
+    session.add(
+        AuditEntry(
+            at=now,
+            actor=f"user:{user.id}",
+            action=transition.audit_action,
+            object_type="report",
+            object_id=str(report.id),
+            details={"revision": number, "version": report.version},
+        )
+    )
+    queue_outputs(session, revision, study_id=report.study_id)
+    return revision
