@@ -75,6 +75,16 @@ class Settings(BaseSettings):
         default=None,
         description="Service token for read-only study endpoints (Authorization: Bearer).",
     )
+    secret_key: str | None = Field(
+        default=None,
+        description="Signs session cookies; default: a random key kept in <data_dir>/secret_key.",
+    )
+    session_max_age_seconds: int = Field(
+        default=12 * 3600, gt=0, description="Lifetime of a login session."
+    )
+    idle_threshold_seconds: float = Field(
+        default=30.0, gt=0, description="Gaps longer than this are idle, not active reading time."
+    )
 
     # --- worker and outbox ---------------------------------------------------------------------
     outbox_poll_seconds: float = Field(
