@@ -20,6 +20,8 @@ outbox_app = typer.Typer(
     help="Outputs waiting for or failed in delivery.", invoke_without_command=True
 )
 app.add_typer(outbox_app, name="outbox")
+users_app = typer.Typer(help="Web app users.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 model_app = typer.Typer(help="Model checkpoints and runtimes.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
@@ -87,6 +89,36 @@ def worker(
         pool=pool,
         loglevel=settings.log_level,
     )
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="resident, attending, admin or researcher")],
+    full_name: Annotated[str, typer.Option(help="Name shown in reports and SRs.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a user (the password is asked for, or read from stdin)."""
+    import sys
+
+    from radraft.db import make_engine, make_sessionmaker, session_scope
+    from radraft.enums import Role
+    from reporting.users import create_user
+
+    if role not in {r.value for r in Role}:
+        raise typer.BadParameter(f"unknown role {role!r}")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        create_user(session, username, role=Role(role), password=password, full_name=full_name)
+    engine.dispose()
+    typer.echo(f"user {username} ({role}) created")
 
 
 @model_app.command("build-demo")

@@ -102,7 +102,8 @@ def run_demo(settings: Settings, *, studies: int, exit_when_done: bool, timeout:
         print(  # noqa: T201
             f"done: {summary['studies']} studies stored and classified, "
             f"{summary['jobs_run']} drafts written by the Celery worker ({settings.model} model)\n"
-            f"  studies API : {base}/api/studies\n"
+            f"  studies API : curl -H 'Authorization: Bearer {settings.api_token}' "
+            f"{base}/api/studies\n"
             f"  health      : {base}/healthz\n"
             f"  DICOM SCP   : {settings.ae_title}@127.0.0.1:{server.gateway.port}\n"
             f"  data dir    : {settings.data_dir.resolve()}"

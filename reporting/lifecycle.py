@@ -50,6 +50,10 @@ class TransitionNotAllowedError(LifecycleError):
     """This role cannot make this transition from the report's current state."""
 
 
+class RoleNotAllowedError(TransitionNotAllowedError):
+    """The user's role may never make this transition."""
+
+
 class InvalidTextError(LifecycleError):
     """A section is empty where it must not be, or too long."""
 
@@ -115,7 +119,7 @@ def apply_transition(
     if report is None:
         raise UnknownReportError(f"report {report_id} does not exist")
     if Role(user.role) not in transition.roles:
-        raise TransitionNotAllowedError(f"a {user.role} cannot do {transition.audit_action}")
+        raise RoleNotAllowedError(f"a {user.role} cannot do {transition.audit_action}")
     if ReportState(report.state) not in transition.sources:
         raise TransitionNotAllowedError(
             f"{transition.audit_action} is not possible from {report.state}"

@@ -88,6 +88,7 @@ def settings(tmp_path: Path, migrated_url: str, demo_model_dir: Path) -> Setting
         outbox_poll_seconds=0.05,
         outbox_max_backoff_seconds=1.0,
         model_path=demo_model_dir,
+        api_token="test-service-token",
         max_new_tokens=16,
         image_size=128,
     )

@@ -24,6 +24,8 @@ from tests.hl7_peer import RisPeer
 from tests.processes import radraft_process
 from tests.support import free_port, wait_until
 
+TOKEN = {"Authorization": "Bearer test-service-token"}
+
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_serve_runs_gateway_worker_and_api_and_stops_on_sigterm(
@@ -60,13 +62,15 @@ def run_serve_session(settings: Settings, tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     with radraft_process(settings, ["serve"], log, ready_text="celery@") as process:
         assert httpx.get(f"{base}/healthz").status_code == 200
-        assert httpx.get(f"{base}/api/studies").json() == []
+        assert httpx.get(f"{base}/api/studies", headers=TOKEN).json() == []
         files = synthetic_study_files(50, tmp_path / "s")
         assert storescu(files, port=settings.dicom_port).returncode == 0
         study_uid = make_chest_study(50)[0].StudyInstanceUID
 
         def drafted() -> dict[str, Any] | None:
-            body: dict[str, Any] = httpx.get(f"{base}/api/studies/{study_uid}").json()
+            body: dict[str, Any] = httpx.get(
+                f"{base}/api/studies/{study_uid}", headers=TOKEN
+            ).json()
             statuses = [job["status"] for job in body["jobs"]]
             return body if statuses == [JobStatus.SUCCEEDED] else None
 
@@ -81,12 +85,13 @@ def run_serve_session(settings: Settings, tmp_path: Path) -> None:
         assert report["impression"]
         assert len(study["instances"]) == 2
         assert {i["view_position"] for i in study["instances"]} == {"PA", "LATERAL"}
-        listing = httpx.get(f"{base}/api/studies").json()
+        listing = httpx.get(f"{base}/api/studies", headers=TOKEN).json()
         assert [item["study_instance_uid"] for item in listing] == [study_uid]
-        assert httpx.get(f"{base}/api/studies/1.2.3.4").status_code == 404
+        assert httpx.get(f"{base}/api/studies/1.2.3.4", headers=TOKEN).status_code == 404
+        assert httpx.get(f"{base}/api/studies").status_code == 401
         wait_until(
             lambda: (
-                [row["status"] for row in httpx.get(f"{base}/api/outbox").json()]
+                [row["status"] for row in httpx.get(f"{base}/api/outbox", headers=TOKEN).json()]
                 == ["done", "done", "done"]
             ),
             what="the draft's SR and ORU to be delivered",

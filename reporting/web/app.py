@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.middleware.sessions import SessionMiddleware
 
 from radraft import __version__
 from radraft.db import make_engine, make_sessionmaker
 from radraft.settings import Settings
-from reporting.web import health, outbox, studies
+from reporting.lifecycle import (
+    InvalidTextError,
+    LifecycleError,
+    RoleNotAllowedError,
+    StaleVersionError,
+    UnknownReportError,
+)
+from reporting.web import auth_routes, health, outbox, reports, studies
+from reporting.web.security import LoginThrottle
+
+
+def session_secret(settings: Settings) -> str:
+    """The configured secret, or one kept in the data dir so every web process shares it."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def lifecycle_error_status(error: LifecycleError) -> int:
+    """The one place where lifecycle errors become HTTP statuses."""
+    if isinstance(error, UnknownReportError):
+        return 404
+    if isinstance(error, RoleNotAllowedError):
+        return 403
+    if isinstance(error, InvalidTextError):
+        return 422
+    if isinstance(error, StaleVersionError):
+        return 409
+    return 409
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -19,7 +57,6 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.effective_database_url)
-        app.state.settings = settings
         app.state.session_factory = make_sessionmaker(engine)
         try:
             yield
@@ -27,7 +64,24 @@ def create_app(settings: Settings) -> FastAPI:
             engine.dispose()
 
     app = FastAPI(title="radraft", version=__version__, lifespan=lifespan)
-    app.include_router(health.router)
-    app.include_router(studies.router)
-    app.include_router(outbox.router)
+    app.state.settings = settings
+    app.state.login_throttle = LoginThrottle()
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings),
+        session_cookie="radraft_session",
+        max_age=settings.session_max_age_seconds,
+        same_site="strict",
+        https_only=False,
+    )
+
+    @app.exception_handler(LifecycleError)
+    async def lifecycle_error(_request: Request, error: LifecycleError) -> JSONResponse:
+        body: dict[str, object] = {"detail": str(error)}
+        if isinstance(error, StaleVersionError):
+            body["current_version"] = error.current_version
+        return JSONResponse(body, status_code=lifecycle_error_status(error))
+
+    for module in (health, auth_routes, studies, reports, outbox):
+        app.include_router(module.router)
     return app

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from sqlalchemy import select
 
 from radraft.models import OutboxMessage
 from reporting.web.deps import DbSession
+from reporting.web.security import reader
 
-router = APIRouter(prefix="/api/outbox", tags=["outbox"])
+router = APIRouter(prefix="/api/outbox", tags=["outbox"], dependencies=[Depends(reader)])
 
 
 class OutboxOut(BaseModel):

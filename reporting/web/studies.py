@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from radraft.models import Instance, Report, ReportRevision, Study
 from reporting.web.deps import DbSession
+from reporting.web.security import reader
 
-router = APIRouter(prefix="/api/studies", tags=["studies"])
+router = APIRouter(prefix="/api/studies", tags=["studies"], dependencies=[Depends(reader)])
 
 
 class JobOut(BaseModel):
@@ -69,6 +70,8 @@ class ModelOut(BaseModel):
 class ReportOut(BaseModel):
     """The study's report at its newest revision; ``demo`` marks a random-weight demo model."""
 
+    id: int
+    version: int
     status: str
     revision: int
     findings: str
@@ -147,7 +150,11 @@ def _report_out(session: DbSession, study: Study) -> ReportOut | None:
             revision=revision.model_revision,
             weights_hash=revision.model_weights_hash,
         )
+    report = session.get(Report, revision.report_id)
+    assert report is not None
     return ReportOut(
+        id=report.id,
+        version=report.version,
         status=revision.state,
         revision=revision.number,
         findings=revision.findings,

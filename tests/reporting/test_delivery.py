@@ -147,7 +147,10 @@ def test_peer_answering_ae_is_retried_then_failed_visible_and_retryable(
     )  # fmt: skip
     assert listed.stdout.startswith(f"{head.id}\thl7\toru\tfailed\tattempts=3")
     with radraft_process(settings, ["web"], tmp_path / "web.log", ready_text="Uvicorn running"):
-        body = httpx.get(f"http://127.0.0.1:{settings.http_port}/api/outbox?status=failed").json()
+        body = httpx.get(
+            f"http://127.0.0.1:{settings.http_port}/api/outbox?status=failed",
+            headers={"Authorization": f"Bearer {settings.api_token}"},
+        ).json()
     assert [row["id"] for row in body] == [head.id]
 
     retried = subprocess.run(

@@ -1,0 +1,171 @@
+"""The web API: logins, roles on every route, the lifecycle, timing events, bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from radraft.db import session_scope
+from radraft.enums import ReportState, Role, StudyStatus
+from radraft.models import AuditEntry, Report, ReportRevision, Study, TimingEvent
+from radraft.settings import Settings
+from reporting.users import create_user
+from reporting.web.app import create_app
+from tests.reporting.factories import add_revision
+
+PASSWORD = "correct horse battery"
+ROLES = ("resident", "attending", "admin", "researcher")
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+@pytest.fixture
+def world(session_factory: sessionmaker[Session]) -> dict[str, Any]:
+    """One drafted study and one user per role."""
+    with session_scope(session_factory) as session:
+        study = Study(study_instance_uid="1.2.826.0.1.7", status=StudyStatus.DRAFTED)
+        session.add(study)
+        session.flush()
+        add_revision(session, study, ReportState.DRAFTED, model=True,
+                     findings="Draft findings.", impression="Draft impression.")  # fmt: skip
+        report = session.scalar(select(Report))
+        assert report is not None
+        report.version = 1
+        for role in ROLES:
+            create_user(session, role, role=Role(role), password=PASSWORD, full_name=role.title())
+        return {"report": report.id, "study_uid": study.study_instance_uid}
+
+
+@pytest.fixture
+def app_client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def login(client: TestClient, username: str) -> dict[str, str]:
+    response = client.post("/api/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"X-CSRF-Token": response.json()["csrf_token"]}
+
+
+def edit(version: int, impression: str = "Impression.") -> dict[str, Any]:
+    return {"expected_version": version, "findings": "Findings.", "impression": impression}
+
+
+def test_lifecycle_and_timing_through_the_api(
+    app_client: TestClient, world: dict[str, Any], session_factory: sessionmaker[Session]
+) -> None:
+    report = world["report"]
+    csrf = login(app_client, "resident")
+    opened = app_client.post(f"/api/reports/{report}/sessions", headers=csrf).json()
+    again = app_client.post(f"/api/reports/{report}/sessions", headers=csrf).json()
+    assert again == {**opened, "resumed": True}, "a reload resumes the session"
+    events = [
+        {"type": "opened", "client_ms": 0},
+        {"type": "draft_shown", "client_ms": 800},
+        {"type": "first_input", "client_ms": 4000, "payload": {"keystrokes": 1, "inserted": 1}},
+        {"type": "input", "client_ms": 9000, "payload": {"keystrokes": 20, "inserted": 18}},
+        {"type": "submit", "client_ms": 12000},
+    ]
+    stored = app_client.post(f"/api/sessions/{opened['id']}/events", json=events, headers=csrf)
+    assert stored.json() == {"stored": 5}
+    times = app_client.get(f"/api/sessions/{opened['id']}/times").json()
+    assert times["total_seconds"] == pytest.approx(12, abs=0.01)
+    assert 0 < times["active_seconds"] <= times["total_seconds"]
+    assert times["time_to_first_input_seconds"] == pytest.approx(4, abs=0.01)
+    assert times["keystrokes"] == 21
+    assert (
+        app_client.post(f"/api/reports/{report}/submit", json=edit(1), headers=csrf).status_code
+        == 200
+    )
+
+    csrf = login(app_client, "attending")
+    signed = app_client.post(f"/api/reports/{report}/sign", json=edit(2, "Signed."), headers=csrf)
+    assert signed.status_code == 200
+    detail = app_client.get(f"/api/reports/{report}").json()
+    assert [r["state"] for r in detail["revisions"]] == ["DRAFTED", "PRELIMINARY", "FINAL"]
+    assert [r["author_role"] for r in detail["revisions"]] == [None, "resident", "attending"]
+    with session_scope(session_factory) as session:
+        actions = set(session.scalars(select(AuditEntry.action)))
+        assert session.scalar(select(Study.status)) == StudyStatus.FINAL
+        assert len(list(session.scalars(select(TimingEvent)))) == 5
+    assert {"report.submitted", "report.signed", "report.viewed"} <= actions
+
+
+ROUTES = [
+    ("GET", "/api/studies", None),
+    ("GET", "/api/studies/{study_uid}", None),
+    ("GET", "/api/outbox", None),
+    ("GET", "/api/reports/{report}", None),
+    ("POST", "/api/reports/{report}/sessions", None),
+    ("POST", "/api/reports/{report}/submit", edit(1)),
+    ("POST", "/api/reports/{report}/sign", edit(1)),
+    ("GET", "/api/me", None),
+]
+EXPECTED = {
+    # route index: statuses for (anonymous, resident, attending, admin, researcher)
+    0: (401, 200, 200, 200, 200),
+    1: (401, 200, 200, 200, 200),
+    2: (401, 200, 200, 200, 200),
+    3: (401, 200, 200, 200, 200),
+    4: (401, 200, 200, 403, 403),
+    5: (401, 200, 403, 403, 403),
+    6: (401, 403, 200, 403, 403),
+    7: (401, 200, 200, 200, 200),
+}
+
+
+@pytest.mark.parametrize("who", ["anonymous", *ROLES])
+def test_authorization_matrix(who: str, app_client: TestClient, world: dict[str, Any]) -> None:
+    headers = login(app_client, who) if who != "anonymous" else {}
+    column = ["anonymous", *ROLES].index(who)
+    for index, (method, path, body) in enumerate(ROUTES):
+        url = path.format(**world)
+        response = app_client.request(method, url, json=body, headers=headers)
+        assert response.status_code == EXPECTED[index][column], f"{who} {method} {url}"
+
+
+def test_service_token_reads_but_cannot_edit(app_client: TestClient, world: dict[str, Any]) -> None:
+    token = {"Authorization": "Bearer test-service-token"}
+    assert app_client.get("/api/studies", headers=token).status_code == 200
+    assert (
+        app_client.get("/api/studies", headers={"Authorization": "Bearer nope"}).status_code == 401
+    )
+    report = world["report"]
+    assert app_client.post(
+        f"/api/reports/{report}/sign", json=edit(1), headers=token
+    ).status_code in (401, 403)
+
+
+def test_bad_input_gets_a_clear_4xx_and_changes_nothing(
+    app_client: TestClient, world: dict[str, Any], session_factory: sessionmaker[Session]
+) -> None:
+    report = world["report"]
+    csrf = login(app_client, "resident")
+    cases = [
+        (f"/api/reports/{report}/submit", edit(1, "x" * 20_001), csrf, 422),
+        (f"/api/reports/{report}/submit", {"expected_version": 1}, csrf, 422),
+        (f"/api/reports/{report}/submit", edit(0), csrf, 409),
+        (f"/api/reports/{report}/amend", edit(1), csrf, 403),
+        (f"/api/reports/{report}/submit", edit(1), {"X-CSRF-Token": "forged"}, 403),
+        ("/api/reports/999999/submit", edit(1), csrf, 404),
+    ]
+    for url, body, headers, status in cases:
+        response = app_client.post(url, json=body, headers=headers)
+        assert response.status_code == status, (url, body, response.text)
+        assert "detail" in response.json()
+    assert app_client.get("/api/studies/1.2.3.999").status_code == 404
+    with session_scope(session_factory) as session:
+        assert len(list(session.scalars(select(ReportRevision)))) == 1
+
+
+def test_login_is_throttled(app_client: TestClient, world: dict[str, Any]) -> None:
+    for _ in range(5):
+        wrong = app_client.post("/api/login", json={"username": "resident", "password": "bad"})
+        assert wrong.status_code == 401
+    blocked = app_client.post("/api/login", json={"username": "resident", "password": PASSWORD})
+    assert blocked.status_code == 429
