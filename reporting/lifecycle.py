@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radraft.enums import ReportState, Role, StudyStatus
 from radraft.errors import RadraftError
 from radraft.models import AuditEntry, Report, ReportRevision, Study, User
 from radraft.report_outputs import queue_outputs
+from radraft.revisions import next_revision_number
 
 MAX_SECTION_CHARACTERS = 20_000
 """Longer sections are refused: no chest X-ray report is that long, a runaway paste is."""
@@ -127,12 +128,7 @@ def apply_transition(
     if report.version != expected_version:
         raise StaleVersionError(report.version)
     validate_text(findings, impression)
-    number = (
-        session.scalar(
-            select(func.max(ReportRevision.number)).where(ReportRevision.report_id == report.id)
-        )
-        or 0
-    ) + 1
+    number = next_revision_number(session, report.id)
     revision = ReportRevision(
         report_id=report.id,
         number=number,

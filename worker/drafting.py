@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from radraft.enums import JobStatus, ReportState, StudyStatus
@@ -23,6 +23,7 @@ from radraft.errors import RadraftError
 from radraft.logs import log_event
 from radraft.models import DraftingJob, Instance, Order, Report, ReportRevision, Study
 from radraft.report_outputs import queue_outputs
+from radraft.revisions import next_revision_number
 from worker.batcher import Batcher
 from worker.images import Candidate, UnusableImageError, choose_images, load_for_model
 from worker.prompts import findings_instruction, impression_instruction, indication_from
@@ -197,12 +198,7 @@ def store_draft(
         job.finished_at = now
         job.last_error = f"report is {report.state}; a new draft would overwrite human work"
         return None
-    number = (
-        session.scalar(
-            select(func.max(ReportRevision.number)).where(ReportRevision.report_id == report.id)
-        )
-        or 0
-    ) + 1
+    number = next_revision_number(session, report.id)
     generation = {**outcome.generation, "decoding": info.decoding, "backend": info.backend}
     revision = ReportRevision(
         report_id=report.id,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radraft.enums import ReportState, Role
 from radraft.models import Report, ReportRevision, Study, User
 from radraft.report_outputs import queue_outputs
+from radraft.revisions import next_revision_number
 from radraft.timeutil import utcnow
 
 
@@ -36,12 +37,7 @@ def add_revision(
         report = Report(study_id=study.id, state=state)
         session.add(report)
         session.flush()
-    number = (
-        session.scalar(
-            select(func.max(ReportRevision.number)).where(ReportRevision.report_id == report.id)
-        )
-        or 0
-    ) + 1
+    number = next_revision_number(session, report.id)
     revision = ReportRevision(
         report_id=report.id,
         number=number,
