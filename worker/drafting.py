@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 
 from radraft.enums import JobStatus, ReportState, StudyStatus
 from radraft.errors import RadraftError
+from radraft.imaging import Candidate, UnusableImageError, choose_images, load_for_model
 from radraft.logs import log_event
 from radraft.models import DraftingJob, Instance, Order, Report, ReportRevision, Study
 from radraft.report_outputs import queue_outputs
 from radraft.revisions import next_revision_number
 from worker.batcher import Batcher
-from worker.images import Candidate, UnusableImageError, choose_images, load_for_model
 from worker.prompts import findings_instruction, impression_instruction, indication_from
 from worker.runtimes.base import DEMO_LABEL, GenerationRequest, ModelInfo
 

@@ -21,7 +21,7 @@ from reporting.lifecycle import (
     StaleVersionError,
     UnknownReportError,
 )
-from reporting.web import auth_routes, health, outbox, reports, studies
+from reporting.web import auth_routes, health, outbox, previews, reports, studies
 from reporting.web.security import LoginThrottle
 
 
@@ -82,6 +82,6 @@ def create_app(settings: Settings) -> FastAPI:
             body["current_version"] = error.current_version
         return JSONResponse(body, status_code=lifecycle_error_status(error))
 
-    for module in (health, auth_routes, studies, reports, outbox):
+    for module in (health, auth_routes, studies, reports, outbox, previews):
         app.include_router(module.router)
     return app

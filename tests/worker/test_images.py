@@ -9,10 +9,10 @@ import pytest
 from pydicom import uid
 from pydicom.encaps import encapsulate
 
+from radraft.imaging import Candidate, UnusableImageError, choose_images, load_for_model
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import write_study
 from tests.support import SHARED_CXR
-from worker.images import Candidate, UnusableImageError, choose_images, load_for_model
 
 
 def test_monochrome1_is_inverted(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
-"""From a spooled DICOM image to the 8-bit picture a vision-language model sees.
+"""From a spooled DICOM image to an 8-bit picture: what the model sees and the web app shows.
 
 Decode (pylibjpeg plugins for JPEG, JPEG-LS, JPEG 2000, RLE), Modality LUT, VOI LUT or window,
-MONOCHROME1 inversion, 8 bits, aspect-preserving resize. Frontal image first, lateral second.
+MONOCHROME1 inversion, 8 bits, aspect-preserving resize. Shared by the worker (model input,
+frontal first, lateral second) and reporting (image previews with a chosen window).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def choose_images(candidates: Sequence[Candidate]) -> list[Candidate]:
     return ordered + [c for c in candidates if c not in ordered]
 
 
-def load_for_model(path: Path, *, size: int) -> np.ndarray:
+def load_for_model(
+    path: Path, *, size: int, window: tuple[float, float] | None = None
+) -> np.ndarray:
     """Decode and display-process one image: an (H, W) uint8 array, longest side ``size``.
 
     Raises
@@ -73,7 +76,7 @@ def load_for_model(path: Path, *, size: int) -> np.ndarray:
             f" ({type(error).__name__})"
         ) from error
     grey = _to_grey(pixels, dataset)
-    display = _display_values(grey, dataset)
+    display = _display_values(grey, dataset, window=window)
     return _resize(display, size)
 
 
@@ -86,18 +89,24 @@ def _to_grey(pixels: np.ndarray, dataset: Dataset) -> np.ndarray:
     return pixels
 
 
-def _display_values(pixels: np.ndarray, dataset: Dataset) -> np.ndarray:
-    """Modality LUT, then VOI LUT or window (else robust min-max), inversion for MONOCHROME1."""
-    values = (
-        apply_modality_lut(pixels, dataset)
-        if int(dataset.get("SamplesPerPixel", 1)) == 1
-        else pixels
-    )
+def _display_values(
+    pixels: np.ndarray, dataset: Dataset, *, window: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Modality LUT, then the given window (center, width), else the header's VOI LUT or
+    window, else a robust min-max; inversion for MONOCHROME1."""
+    monochrome = int(dataset.get("SamplesPerPixel", 1)) == 1
+    values = apply_modality_lut(pixels, dataset) if monochrome else pixels
     has_voi = "VOILUTSequence" in dataset or "WindowCenter" in dataset
-    if has_voi and int(dataset.get("SamplesPerPixel", 1)) == 1:
-        values = apply_voi_lut(values, dataset, prefer_lut=True)
-    values = np.asarray(values, dtype=np.float32)
-    low, high = np.percentile(values, (0.5, 99.5)) if not has_voi else (values.min(), values.max())
+    if window is not None and monochrome:
+        center, width = window
+        values = np.asarray(values, dtype=np.float32)
+        low, high = center - width / 2, center + width / 2
+    elif has_voi and monochrome:
+        values = np.asarray(apply_voi_lut(values, dataset, prefer_lut=True), dtype=np.float32)
+        low, high = float(values.min()), float(values.max())
+    else:
+        values = np.asarray(values, dtype=np.float32)
+        low, high = (float(v) for v in np.percentile(values, (0.5, 99.5)))
     if high <= low:
         raise UnusableImageError("constant image")
     scaled = np.clip((values - low) / (high - low), 0.0, 1.0)

@@ -1,0 +1,49 @@
+"""``GET /api/instances/{sop_instance_uid}/preview.png``: an image preview rendered from DICOM.
+
+The case page shows these with window/level presets (``center``, ``width``) and a size; the
+header's own window is the default. Every preview is an image view of a study, so it needs the
+same read access as the study API.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from PIL import Image
+from sqlalchemy import select
+
+from radraft.imaging import UnusableImageError, load_for_model
+from radraft.models import Instance
+from reporting.web.deps import DbSession
+from reporting.web.security import reader
+
+router = APIRouter(prefix="/api/instances", tags=["images"], dependencies=[Depends(reader)])
+
+
+@router.get("/{sop_instance_uid}/preview.png")
+def preview(
+    sop_instance_uid: str,
+    session: DbSession,
+    request: Request,
+    size: Annotated[int, Query(ge=32, le=2048)] = 512,
+    center: float | None = None,
+    width: Annotated[float | None, Query(gt=0)] = None,
+) -> Response:
+    """A PNG, longest side ``size``; 404 unknown instance, 422 half a window or no pixels."""
+    instance = session.scalar(select(Instance).where(Instance.sop_instance_uid == sop_instance_uid))
+    if instance is None:
+        raise HTTPException(status_code=404, detail="unknown instance")
+    if (center is None) != (width is None):
+        raise HTTPException(status_code=422, detail="give both center and width, or neither")
+    window = (center, width) if center is not None and width is not None else None
+    path = request.app.state.settings.spool_dir / instance.spool_path
+    try:
+        pixels = load_for_model(path, size=size, window=window)
+    except UnusableImageError as error:
+        raise HTTPException(status_code=422, detail=error.reason) from error
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "private"})
