@@ -16,20 +16,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.selection import study_eligibility
 from radraft.contract import DRAFT_STUDY_TASK
 from radraft.db import session_scope
-from radraft.enums import JobStatus, OutboxChannel, ReportState, StudyStatus
+from radraft.enums import (
+    STUDY_STATUS_FOR_REPORT_STATE,
+    JobStatus,
+    OutboxChannel,
+    ReportState,
+    StudyStatus,
+)
 from radraft.logs import log_event
 from radraft.models import DraftingJob, EditSession, Instance, Report, Study
 from radraft.outbox import add_message
 from radraft.timeutil import Clock, utcnow
 
 logger = logging.getLogger(__name__)
-
-REPORT_STATE_TO_STUDY_STATUS = {
-    ReportState.DRAFTED: StudyStatus.DRAFTED,
-    ReportState.PRELIMINARY: StudyStatus.PRELIMINARY,
-    ReportState.FINAL: StudyStatus.FINAL,
-    ReportState.AMENDED: StudyStatus.AMENDED,
-}
 
 
 def complete_stable_studies(
@@ -97,7 +96,7 @@ def decide_study(session: Session, study: Study, *, now: datetime) -> None:
             select(Report).where(Report.study_id == study.id).order_by(Report.id.desc())
         )
         if latest_report is not None:
-            study.status = REPORT_STATE_TO_STUDY_STATUS[ReportState(latest_report.state)]
+            study.status = STUDY_STATUS_FOR_REPORT_STATE[ReportState(latest_report.state)]
         study.eligibility_reason = (
             f"{eligibility.reason}; new images arrived after editing started, no new draft"
         )

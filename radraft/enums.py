@@ -54,6 +54,15 @@ class ReportState(StrEnum):
     """Changed after signing."""
 
 
+STUDY_STATUS_FOR_REPORT_STATE = {
+    ReportState.DRAFTED: StudyStatus.DRAFTED,
+    ReportState.PRELIMINARY: StudyStatus.PRELIMINARY,
+    ReportState.FINAL: StudyStatus.FINAL,
+    ReportState.AMENDED: StudyStatus.AMENDED,
+}
+"""A study's status once it has a report: the report's state (worklist and API)."""
+
+
 class Role(StrEnum):
     """Web app roles."""
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from radraft.enums import ReportState, Role, StudyStatus
+from radraft.enums import STUDY_STATUS_FOR_REPORT_STATE, ReportState, Role
 from radraft.errors import RadraftError
 from radraft.models import AuditEntry, Report, ReportRevision, Study, User
 from radraft.report_outputs import queue_outputs
@@ -22,13 +22,6 @@ from radraft.revisions import next_revision_number
 
 MAX_SECTION_CHARACTERS = 20_000
 """Longer sections are refused: no chest X-ray report is that long, a runaway paste is."""
-
-STUDY_STATUS_FOR_STATE = {
-    ReportState.DRAFTED: StudyStatus.DRAFTED,
-    ReportState.PRELIMINARY: StudyStatus.PRELIMINARY,
-    ReportState.FINAL: StudyStatus.FINAL,
-    ReportState.AMENDED: StudyStatus.AMENDED,
-}
 
 
 class LifecycleError(RadraftError):
@@ -145,7 +138,7 @@ def apply_transition(
     report.updated_at = now
     study = session.get(Study, report.study_id)
     if study is not None:
-        study.status = STUDY_STATUS_FOR_STATE[transition.target]
+        study.status = STUDY_STATUS_FOR_REPORT_STATE[transition.target]
     session.flush()
     session.add(
         AuditEntry(

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from radraft.enums import ReportState, Role
+from radraft.enums import ReportState, Role, StudyStatus
 from radraft.models import Report, ReportRevision, Study, User
 from radraft.report_outputs import queue_outputs
 from radraft.revisions import next_revision_number
@@ -56,6 +56,19 @@ def add_revision(
     session.flush()
     queue_outputs(session, revision, study_id=study.id)
     return revision
+
+
+def drafted_study(session: Session, study_instance_uid: str) -> tuple[Study, Report]:
+    """A study whose report holds one model draft at version 1, as the worker leaves it."""
+    study = Study(study_instance_uid=study_instance_uid, status=StudyStatus.DRAFTED)
+    session.add(study)
+    session.flush()
+    revision = add_revision(session, study, ReportState.DRAFTED, model=True,
+                            findings="Draft findings.", impression="Draft impression.")  # fmt: skip
+    report = session.get(Report, revision.report_id)
+    assert report is not None
+    report.version = 1
+    return study, report
 
 
 def full_history(session: Session, study: Study) -> list[ReportRevision]:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
-from radraft.enums import OutboxChannel, ReportState, Role, StudyStatus
+from radraft.enums import OutboxChannel, Role, StudyStatus
 from radraft.models import AuditEntry, OutboxMessage, Report, ReportRevision, Study, User
 from radraft.timeutil import utcnow
 from reporting.lifecycle import (
@@ -24,21 +24,14 @@ from reporting.lifecycle import (
     TransitionNotAllowedError,
     apply_transition,
 )
-from tests.reporting.factories import add_revision, make_user
+from tests.reporting.factories import drafted_study, make_user
 
 
 @pytest.fixture
 def drafted(session_factory: sessionmaker[Session]) -> dict[str, int]:
     """A study with a model draft, a resident and an attending."""
     with session_scope(session_factory) as session:
-        study = Study(study_instance_uid="1.2.826.0.1.1", status=StudyStatus.DRAFTED)
-        session.add(study)
-        session.flush()
-        add_revision(session, study, ReportState.DRAFTED, model=True,
-                     findings="draft findings", impression="draft impression")  # fmt: skip
-        report = session.scalar(select(Report))
-        assert report is not None
-        report.version = 1
+        _study, report = drafted_study(session, "1.2.826.0.1.1")
         resident = make_user(session, "res", Role.RESIDENT, "Rita Resident")
         attending = make_user(session, "att", Role.ATTENDING, "Alan Attending")
         return {"report": report.id, "resident": resident.id, "attending": attending.id}

@@ -11,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
-from radraft.enums import ReportState, Role, StudyStatus
-from radraft.models import AuditEntry, Report, ReportRevision, Study, TimingEvent
+from radraft.enums import Role, StudyStatus
+from radraft.models import AuditEntry, ReportRevision, Study, TimingEvent
 from radraft.settings import Settings
 from reporting.users import create_user
 from reporting.web.app import create_app
-from tests.reporting.factories import add_revision
+from tests.reporting.factories import drafted_study
 
 PASSWORD = "correct horse battery"
 ROLES = ("resident", "attending", "admin", "researcher")
@@ -27,14 +27,7 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 def world(session_factory: sessionmaker[Session]) -> dict[str, Any]:
     """One drafted study and one user per role."""
     with session_scope(session_factory) as session:
-        study = Study(study_instance_uid="1.2.826.0.1.7", status=StudyStatus.DRAFTED)
-        session.add(study)
-        session.flush()
-        add_revision(session, study, ReportState.DRAFTED, model=True,
-                     findings="Draft findings.", impression="Draft impression.")  # fmt: skip
-        report = session.scalar(select(Report))
-        assert report is not None
-        report.version = 1
+        study, report = drafted_study(session, "1.2.826.0.1.7")
         for role in ROLES:
             create_user(session, role, role=Role(role), password=PASSWORD, full_name=role.title())
         return {"report": report.id, "study_uid": study.study_instance_uid}
