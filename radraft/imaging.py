@@ -62,6 +62,32 @@ def load_for_model(
     UnusableImageError
         No pixel data, an undecodable pixel encoding, or a constant image.
     """
+    grey, dataset = _decode(path)
+    display = _display_values(grey, dataset, window=window)
+    return _resize(display, size)
+
+
+def default_window(path: Path) -> tuple[float, float]:
+    """The (center, width) a viewer starts from: the header's first window, else a robust range.
+
+    Values are in Modality LUT output units, the units ``load_for_model``'s window uses, so a
+    page can drag from here and ask for previews with the window it shows.
+    """
+    grey, dataset = _decode(path)
+    center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
+    if center is not None and width is not None:
+        first_center = float(center[0] if isinstance(center, Sequence) else center)
+        first_width = float(width[0] if isinstance(width, Sequence) else width)
+        if first_width > 0:
+            return first_center, first_width
+    values = np.asarray(apply_modality_lut(grey, dataset), dtype=np.float32)
+    low, high = (float(v) for v in np.percentile(values, (0.5, 99.5)))
+    if high <= low:
+        raise UnusableImageError("constant image")
+    return (low + high) / 2, high - low
+
+
+def _decode(path: Path) -> tuple[np.ndarray, Dataset]:
     try:
         dataset = dcmread(path)
     except (InvalidDicomError, OSError, ValueError, TypeError, EOFError) as error:
@@ -75,9 +101,7 @@ def load_for_model(
             f"cannot decode {dataset.file_meta.get('TransferSyntaxUID', 'pixel data')}"
             f" ({type(error).__name__})"
         ) from error
-    grey = _to_grey(pixels, dataset)
-    display = _display_values(grey, dataset, window=window)
-    return _resize(display, size)
+    return _to_grey(pixels, dataset), dataset
 
 
 def _to_grey(pixels: np.ndarray, dataset: Dataset) -> np.ndarray:

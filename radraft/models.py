@@ -258,6 +258,12 @@ class EditSession(Base):
     role: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
+    autosave_findings: Mapped[str | None] = mapped_column(Text)
+    """Work in progress, saved by the page as the reader types; not a revision."""
+    autosave_impression: Mapped[str | None] = mapped_column(Text)
+    autosave_base_version: Mapped[int | None] = mapped_column(Integer)
+    """The report version the work in progress started from (stale once another edit lands)."""
+    autosaved_at: Mapped[datetime | None]
 
 
 class TimingEvent(Base):

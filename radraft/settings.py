@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     idle_threshold_seconds: float = Field(
         default=30.0, gt=0, description="Gaps longer than this are idle, not active reading time."
     )
+    viewer_url_template: str | None = Field(
+        default=None,
+        description=(
+            "Deep link to the site's viewer on the case page, with {study_instance_uid} and"
+            " {accession_number}, e.g. https://pacs/ohif/viewer?StudyInstanceUIDs={study_instance_uid}."
+        ),
+    )
+    worklist_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often an open worklist page refreshes itself."
+    )
 
     # --- worker and outbox ---------------------------------------------------------------------
     outbox_poll_seconds: float = Field(

@@ -24,8 +24,7 @@ def create_user(
     session: Session, username: str, *, role: Role, password: str, full_name: str = ""
 ) -> User:
     """A new active user; refuses duplicates and short passwords."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"passwords have at least {MIN_PASSWORD_LENGTH} characters")
+    _check_password(password)
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise UserError(f"user {username!r} exists")
     user = User(
@@ -34,6 +33,17 @@ def create_user(
     session.add(user)
     session.flush()
     return user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"passwords have at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def set_password(user: User, password: str) -> None:
+    """Replace a user's password (an admin's reset)."""
+    _check_password(password)
+    user.password_hash = _hasher.hash(password)
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:

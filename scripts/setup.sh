@@ -12,7 +12,7 @@ if command -v apt-get >/dev/null 2>&1; then
   # Postgres + Redis test run; chromium for the web app's browser tests.
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    dcmtk dicom3tools postgresql redis-server >/dev/null
+    dcmtk dicom3tools postgresql redis-server chromium chromium-driver >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

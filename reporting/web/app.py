@@ -6,9 +6,11 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from radraft import __version__
@@ -21,7 +23,18 @@ from reporting.lifecycle import (
     StaleVersionError,
     UnknownReportError,
 )
-from reporting.web import auth_routes, health, outbox, previews, reports, studies
+from reporting.web import (
+    auth_routes,
+    health,
+    outbox,
+    pages,
+    previews,
+    reports,
+    studies,
+    user_admin,
+    worklist,
+)
+from reporting.web.cookies import SecureCookieOverTLS
 from reporting.web.security import LoginThrottle
 
 
@@ -74,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
         same_site="strict",
         https_only=False,
     )
+    app.add_middleware(SecureCookieOverTLS)  # outermost: it must see the session's Set-Cookie
 
     @app.exception_handler(LifecycleError)
     async def lifecycle_error(_request: Request, error: LifecycleError) -> JSONResponse:
@@ -82,6 +96,8 @@ def create_app(settings: Settings) -> FastAPI:
             body["current_version"] = error.current_version
         return JSONResponse(body, status_code=lifecycle_error_status(error))
 
-    for module in (health, auth_routes, studies, reports, outbox, previews):
+    for module in (health, auth_routes, studies, worklist, reports, outbox, previews, user_admin):
         app.include_router(module.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=Path(pages.__file__).parent / "static"), "static")
     return app

@@ -8,19 +8,47 @@ same read access as the study API.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from PIL import Image
+from pydantic import BaseModel
 from sqlalchemy import select
 
-from radraft.imaging import UnusableImageError, load_for_model
+from radraft.imaging import UnusableImageError, default_window, load_for_model
 from radraft.models import Instance
 from reporting.web.deps import DbSession
 from reporting.web.security import reader
 
 router = APIRouter(prefix="/api/instances", tags=["images"], dependencies=[Depends(reader)])
+
+
+class WindowOut(BaseModel):
+    """The window a viewer starts from, in the units ``preview.png`` takes."""
+
+    center: float
+    width: float
+
+
+def _spooled_path(session: DbSession, request: Request, sop_instance_uid: str) -> Path:
+    instance = session.scalar(select(Instance).where(Instance.sop_instance_uid == sop_instance_uid))
+    if instance is None:
+        raise HTTPException(status_code=404, detail="unknown instance")
+    path: Path = request.app.state.settings.spool_dir / instance.spool_path
+    return path
+
+
+@router.get("/{sop_instance_uid}/window", response_model=WindowOut)
+def window(sop_instance_uid: str, session: DbSession, request: Request) -> WindowOut:
+    """The header's window or a robust range: where window/level drag starts."""
+    path = _spooled_path(session, request, sop_instance_uid)
+    try:
+        center, width = default_window(path)
+    except UnusableImageError as error:
+        raise HTTPException(status_code=422, detail=error.reason) from error
+    return WindowOut(center=center, width=width)
 
 
 @router.get("/{sop_instance_uid}/preview.png")
@@ -33,15 +61,12 @@ def preview(
     width: Annotated[float | None, Query(gt=0)] = None,
 ) -> Response:
     """A PNG, longest side ``size``; 404 unknown instance, 422 half a window or no pixels."""
-    instance = session.scalar(select(Instance).where(Instance.sop_instance_uid == sop_instance_uid))
-    if instance is None:
-        raise HTTPException(status_code=404, detail="unknown instance")
+    path = _spooled_path(session, request, sop_instance_uid)
     if (center is None) != (width is None):
         raise HTTPException(status_code=422, detail="give both center and width, or neither")
-    window = (center, width) if center is not None and width is not None else None
-    path = request.app.state.settings.spool_dir / instance.spool_path
+    chosen = (center, width) if center is not None and width is not None else None
     try:
-        pixels = load_for_model(path, size=size, window=window)
+        pixels = load_for_model(path, size=size, window=chosen)
     except UnusableImageError as error:
         raise HTTPException(status_code=422, detail=error.reason) from error
     buffer = io.BytesIO()

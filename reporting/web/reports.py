@@ -23,6 +23,7 @@ from reporting.lifecycle import (
 from reporting.timing import StampedEvent, TimingEventType, derive_times
 from reporting.web.deps import DbSession
 from reporting.web.security import Reader, audit, current_user, require_roles, verify_csrf
+from reporting.worddiff import word_diff
 
 router = APIRouter(prefix="/api", tags=["reports"])
 TRANSITIONS = {"submit": SUBMIT, "sign": SIGN, "send-back": SEND_BACK, "amend": AMEND}
@@ -39,6 +40,8 @@ class RevisionOut(BaseModel):
     impression: str
     author_user_id: int | None
     author_role: str | None
+    author_name: str | None = None
+    source_label: str | None = None
     created_at: datetime
 
 
@@ -68,12 +71,46 @@ class TimingEventIn(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
+class AutosaveIn(BaseModel):
+    """Work in progress; ``base_version`` is the report version the editor started from."""
+
+    base_version: int = Field(ge=0)
+    findings: str = Field(max_length=MAX_SECTION_CHARACTERS)
+    impression: str = Field(max_length=MAX_SECTION_CHARACTERS)
+
+
+class AutosaveOut(BaseModel):
+    """The stored work in progress of an edit session."""
+
+    base_version: int
+    findings: str
+    impression: str
+    saved_at: datetime
+
+
 class SessionOut(BaseModel):
-    """An edit session (resumed after a reload)."""
+    """An edit session (resumed after a reload, with its autosaved text)."""
 
     id: int
     report_id: int
     resumed: bool
+    autosave: AutosaveOut | None = None
+
+
+class DiffPieceOut(BaseModel):
+    """A run of words both revisions share (equal) or only one has (insert, delete)."""
+
+    op: str
+    text: str
+
+
+class RevisionDiffOut(BaseModel):
+    """The word diff of two revisions, per section."""
+
+    old: int
+    new: int
+    findings: list[DiffPieceOut]
+    impression: list[DiffPieceOut]
 
 
 def _report(session: DbSession, report_id: int) -> Report:
@@ -98,8 +135,19 @@ def get_report(report_id: int, session: DbSession, actor: Reader) -> dict[str, A
         "study_id": report.study_id,
         "state": report.state,
         "version": report.version,
-        "revisions": [RevisionOut.model_validate(r, from_attributes=True) for r in revisions],
+        "revisions": [_revision_out(session, revision) for revision in revisions],
     }
+
+
+def _revision_out(session: DbSession, revision: ReportRevision) -> RevisionOut:
+    """A revision with its author's name, or what wrote it when no person did."""
+    out = RevisionOut.model_validate(revision, from_attributes=True)
+    if revision.author_user_id is not None:
+        author = session.get(User, revision.author_user_id)
+        out.author_name = (author.full_name or author.username) if author else None
+    elif revision.model_name:
+        out.source_label = "demo model draft" if revision.demo_model else "model draft"
+    return out
 
 
 @router.post(
@@ -120,7 +168,9 @@ def open_session(report_id: int, session: DbSession, user: Editor) -> SessionOut
         .order_by(EditSession.id.desc())
     )
     if existing is not None:
-        return SessionOut(id=existing.id, report_id=report_id, resumed=True)
+        return SessionOut(
+            id=existing.id, report_id=report_id, resumed=True, autosave=_autosave_out(existing)
+        )
     opened = EditSession(report_id=report_id, user_id=user.id, role=user.role)
     session.add(opened)
     session.flush()
@@ -155,6 +205,66 @@ def transition(
         impression=body.impression,
         now=utcnow(),
     )
+
+
+def _autosave_out(edit_session: EditSession) -> AutosaveOut | None:
+    if edit_session.autosaved_at is None or edit_session.autosave_base_version is None:
+        return None
+    return AutosaveOut(
+        base_version=edit_session.autosave_base_version,
+        findings=edit_session.autosave_findings or "",
+        impression=edit_session.autosave_impression or "",
+        saved_at=edit_session.autosaved_at,
+    )
+
+
+@router.get("/reports/{report_id}/diff", response_model=RevisionDiffOut)
+def revision_diff(
+    report_id: int, session: DbSession, actor: Reader, old: int, new: int
+) -> RevisionDiffOut:
+    """Word-level differences between revisions ``old`` and ``new`` of a report."""
+    _report(session, report_id)
+    found = {
+        revision.number: revision
+        for revision in session.scalars(
+            select(ReportRevision).where(
+                ReportRevision.report_id == report_id, ReportRevision.number.in_((old, new))
+            )
+        )
+    }
+    if old not in found or new not in found:
+        raise HTTPException(status_code=404, detail="unknown revision number")
+    audit(session, actor, "report.viewed", "report", str(report_id))
+
+    def pieces(old_text: str, new_text: str) -> list[DiffPieceOut]:
+        return [DiffPieceOut(op=p.op, text=p.text) for p in word_diff(old_text, new_text)]
+
+    return RevisionDiffOut(
+        old=old,
+        new=new,
+        findings=pieces(found[old].findings, found[new].findings),
+        impression=pieces(found[old].impression, found[new].impression),
+    )
+
+
+@router.put(
+    "/sessions/{session_id}/autosave",
+    response_model=AutosaveOut,
+    dependencies=[Depends(verify_csrf)],
+)
+def autosave(session_id: int, body: AutosaveIn, session: DbSession, user: Editor) -> AutosaveOut:
+    """Keep the editor's text so a reload or a crash loses no keystroke (not a revision)."""
+    edit_session = _own_session(session, session_id, user)
+    if edit_session.ended_at is not None:
+        raise HTTPException(status_code=409, detail="the edit session has ended")
+    edit_session.autosave_findings = body.findings
+    edit_session.autosave_impression = body.impression
+    edit_session.autosave_base_version = body.base_version
+    edit_session.autosaved_at = utcnow()
+    audit(session, f"user:{user.id}", "report.autosaved", "report", str(edit_session.report_id))
+    saved = _autosave_out(edit_session)
+    assert saved is not None
+    return saved
 
 
 def _own_session(session: DbSession, session_id: int, user: User) -> EditSession:

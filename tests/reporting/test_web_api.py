@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,42 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
-from radraft.enums import Role, StudyStatus
+from radraft.enums import StudyStatus
 from radraft.models import AuditEntry, ReportRevision, Study, TimingEvent
-from radraft.settings import Settings
-from reporting.users import create_user
-from reporting.web.app import create_app
-from tests.reporting.factories import drafted_study
+from tests.reporting.web_support import PASSWORD, ROLES, edit, login
 
-PASSWORD = "correct horse battery"
-ROLES = ("resident", "attending", "admin", "researcher")
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
-
-
-@pytest.fixture
-def world(session_factory: sessionmaker[Session]) -> dict[str, Any]:
-    """One drafted study and one user per role."""
-    with session_scope(session_factory) as session:
-        study, report = drafted_study(session, "1.2.826.0.1.7")
-        for role in ROLES:
-            create_user(session, role, role=Role(role), password=PASSWORD, full_name=role.title())
-        return {"report": report.id, "study_uid": study.study_instance_uid}
-
-
-@pytest.fixture
-def app_client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-def login(client: TestClient, username: str) -> dict[str, str]:
-    response = client.post("/api/login", json={"username": username, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return {"X-CSRF-Token": response.json()["csrf_token"]}
-
-
-def edit(version: int, impression: str = "Impression.") -> dict[str, Any]:
-    return {"expected_version": version, "findings": "Findings.", "impression": impression}
 
 
 def test_lifecycle_and_timing_through_the_api(
@@ -98,6 +66,14 @@ ROUTES = [
     ("POST", "/api/reports/{report}/submit", edit(1)),
     ("POST", "/api/reports/{report}/sign", edit(1)),
     ("GET", "/api/me", None),
+    ("GET", "/api/worklist", None),
+    ("GET", "/api/reports/{report}/diff?old=1&new=1", None),
+    ("GET", "/api/users", None),
+    ("POST", "/api/users", {"username": "new", "role": "resident", "password": "p" * 12}),
+    ("PATCH", "/api/users/{resident_id}", {"full_name": "Renamed"}),
+    ("GET", "/worklist", None),
+    ("GET", "/cases/{study_uid}", None),
+    ("GET", "/admin/users", None),
 ]
 EXPECTED = {
     # route index: statuses for (anonymous, resident, attending, admin, researcher)
@@ -109,6 +85,15 @@ EXPECTED = {
     5: (401, 200, 403, 403, 403),
     6: (401, 403, 200, 403, 403),
     7: (401, 200, 200, 200, 200),
+    8: (401, 200, 200, 200, 200),
+    9: (401, 200, 200, 200, 200),
+    10: (401, 403, 403, 200, 403),
+    11: (401, 403, 403, 201, 403),
+    12: (401, 403, 403, 200, 403),
+    # pages: anonymous is sent to the login page
+    13: (303, 200, 200, 200, 200),
+    14: (303, 200, 200, 200, 200),
+    15: (303, 403, 403, 200, 403),
 }
 
 
@@ -118,7 +103,9 @@ def test_authorization_matrix(who: str, app_client: TestClient, world: dict[str,
     column = ["anonymous", *ROLES].index(who)
     for index, (method, path, body) in enumerate(ROUTES):
         url = path.format(**world)
-        response = app_client.request(method, url, json=body, headers=headers)
+        response = app_client.request(
+            method, url, json=body, headers=headers, follow_redirects=False
+        )
         assert response.status_code == EXPECTED[index][column], f"{who} {method} {url}"
 
 

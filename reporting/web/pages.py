@@ -1,0 +1,152 @@
+"""Server-rendered pages: login, worklist, case (images, editor, history) and user admin.
+
+The pages render what they show from the database and then drive everything else through the
+same REST API that integrations use (``static/*.js``), so the API is the one contract.
+A page for someone not logged in redirects to the login page; a role that may not see a page
+gets a 403 page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from radraft.enums import Role
+from radraft.models import Instance, Order, Report, ReportRevision, Study, User
+from reporting.web.deps import DbSession
+from reporting.web.security import audit, session_user
+from reporting.web.worklist import WORKLIST_STATUSES
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = quote(request.url.path, safe="/")
+    return RedirectResponse(f"/login?next={target}", status_code=303)
+
+
+def _page(
+    request: Request, name: str, user: User | None, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    csrf = str(request.session.get("csrf", "")) if user is not None else ""
+    return templates.TemplateResponse(
+        request, name, {"user": user, "csrf_token": csrf, **context}, status_code=status_code
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, session: DbSession) -> Response:
+    """The worklist for a logged-in user, else the login page."""
+    if session_user(request, session) is None:
+        return _login_redirect(request)
+    return RedirectResponse("/worklist", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/worklist") -> Response:
+    """The login form (it posts to ``/api/login``)."""
+    safe_next = next if next.startswith("/") and not next.startswith("//") else "/worklist"
+    return _page(request, "login.html", None, next=safe_next)
+
+
+@router.get("/worklist", response_class=HTMLResponse)
+def worklist_page(request: Request, session: DbSession) -> Response:
+    """Studies with status, priority and age; the page refreshes itself from the API."""
+    user = session_user(request, session)
+    if user is None:
+        return _login_redirect(request)
+    settings = request.app.state.settings
+    return _page(
+        request,
+        "worklist.html",
+        user,
+        statuses=list(WORKLIST_STATUSES),
+        poll_ms=int(settings.worklist_poll_seconds * 1000),
+    )
+
+
+@router.get("/cases/{study_instance_uid}", response_class=HTMLResponse)
+def case_page(study_instance_uid: str, request: Request, session: DbSession) -> Response:
+    """Images, indication, the report editor and its revision history."""
+    user = session_user(request, session)
+    if user is None:
+        return _login_redirect(request)
+    study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
+    if study is None:
+        raise HTTPException(status_code=404, detail="unknown study")
+    instances = session.scalars(
+        select(Instance).where(Instance.study_id == study.id).order_by(Instance.id)
+    ).all()
+    report = session.scalar(
+        select(Report).where(Report.study_id == study.id).order_by(Report.id.desc())
+    )
+    draft = None
+    if report is not None:
+        draft = session.scalar(
+            select(ReportRevision).where(
+                ReportRevision.report_id == report.id, ReportRevision.number == 1
+            )
+        )
+        audit(session, f"user:{user.id}", "report.viewed", "report", str(report.id))
+    settings = request.app.state.settings
+    viewer_url = None
+    if settings.viewer_url_template:
+        viewer_url = settings.viewer_url_template.format(
+            study_instance_uid=quote(study.study_instance_uid, safe=""),
+            accession_number=quote(study.accession_number or "", safe=""),
+        )
+    return _page(
+        request,
+        "case.html",
+        user,
+        study=study,
+        indication=_indication(session, study),
+        images=_ordered_images(instances),
+        report=report,
+        draft=draft,
+        can_edit=Role(user.role) in (Role.RESIDENT, Role.ATTENDING),
+        viewer_url=viewer_url,
+        idle_threshold_ms=int(settings.idle_threshold_seconds * 1000),
+    )
+
+
+@router.get("/admin/users", response_class=HTMLResponse)
+def users_page(request: Request, session: DbSession) -> Response:
+    """Accounts: add, change role, deactivate, reset password (admins only)."""
+    user = session_user(request, session)
+    if user is None:
+        return _login_redirect(request)
+    if user.role != Role.ADMIN:
+        return _page(request, "forbidden.html", user, status_code=403)
+    return _page(request, "users.html", user, roles=[role.value for role in Role])
+
+
+def _indication(session: DbSession, study: Study) -> list[tuple[str, str]]:
+    """The clinical question as the order and the DICOM header give it."""
+    fields = [
+        ("Reason for exam", study.reason_for_requested_procedure),
+        ("Requested procedure", study.requested_procedure_description),
+        ("Study description", study.study_description),
+        ("Admitting diagnoses", study.admitting_diagnoses),
+    ]
+    if study.accession_number:
+        order_reason = session.scalar(
+            select(Order.reason_for_exam)
+            .where(Order.accession_number == study.accession_number)
+            .order_by(Order.id.desc())
+        )
+        fields.insert(0, ("Order", order_reason))
+    return [(label, value) for label, value in fields if value]
+
+
+def _ordered_images(instances: Any) -> list[Instance]:
+    """Frontal views first, lateral second, the rest after (the reading order)."""
+    rank = {"PA": 0, "AP": 1, "LATERAL": 3}
+    return sorted(instances, key=lambda i: rank.get(i.view_position or "", 2))
