@@ -74,17 +74,24 @@ def default_window(path: Path) -> tuple[float, float]:
     page can drag from here and ask for previews with the window it shows.
     """
     grey, dataset = _decode(path)
-    center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
-    if center is not None and width is not None:
-        first_center = float(center[0] if isinstance(center, Sequence) else center)
-        first_width = float(width[0] if isinstance(width, Sequence) else width)
-        if first_width > 0:
-            return first_center, first_width
+    header = _header_window(dataset)
+    if header is not None:
+        return header
     values = np.asarray(apply_modality_lut(grey, dataset), dtype=np.float32)
     low, high = (float(v) for v in np.percentile(values, (0.5, 99.5)))
     if high <= low:
         raise UnusableImageError("constant image")
     return (low + high) / 2, high - low
+
+
+def _header_window(dataset: Dataset) -> tuple[float, float] | None:
+    """The first Window Center/Width pair of the header, if it has a usable one."""
+    center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
+    if center is None or width is None:
+        return None
+    first_center = float(center[0] if isinstance(center, Sequence) else center)
+    first_width = float(width[0] if isinstance(width, Sequence) else width)
+    return (first_center, first_width) if first_width > 0 else None
 
 
 def _decode(path: Path) -> tuple[np.ndarray, Dataset]:
@@ -120,7 +127,9 @@ def _display_values(
     window, else a robust min-max; inversion for MONOCHROME1."""
     monochrome = int(dataset.get("SamplesPerPixel", 1)) == 1
     values = apply_modality_lut(pixels, dataset) if monochrome else pixels
-    has_voi = "VOILUTSequence" in dataset or "WindowCenter" in dataset
+    if window is None and "VOILUTSequence" not in dataset:
+        window = _header_window(dataset)
+    has_voi = "VOILUTSequence" in dataset
     if window is not None and monochrome:
         center, width = window
         values = np.asarray(values, dtype=np.float32)

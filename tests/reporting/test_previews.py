@@ -39,4 +39,15 @@ def test_preview_png_with_window_presets(
         saturated = (narrow_image == 0).mean() + (narrow_image == 255).mean()
         assert saturated > (image == 0).mean() + (image == 255).mean(), "a narrow window clips"
         assert client.get(url, params={"center": 5}, headers=TOKEN).status_code == 422
+        start = client.get(f"/api/instances/{sop_uid}/window", headers=TOKEN)
+        assert start.status_code == 200
+        header = start.json()
+        assert header["width"] > 0
+        same = client.get(
+            url, params={"size": 128, "center": header["center"], "width": header["width"]},
+            headers=TOKEN,
+        )  # fmt: skip
+        same_image = np.asarray(Image.open(io.BytesIO(same.content)), dtype=np.float32)
+        difference = np.abs(same_image - image.astype(np.float32)).mean()
+        assert difference < 3, "dragging starts from the window shown by default"
         assert client.get("/api/instances/1.2.3/preview.png", headers=TOKEN).status_code == 404
