@@ -46,6 +46,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed_dir),
+            "control_folder": str(settings.broker_dir / "control"),  # default: ./control
             "store_processed": False,
             "polling_interval": 0.1,
         }

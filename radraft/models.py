@@ -258,6 +258,10 @@ class EditSession(Base):
     role: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
+    study_read_id: Mapped[int | None] = mapped_column(
+        ForeignKey("study_reads.id", ondelete="CASCADE"), index=True
+    )
+    """Set for a read of a timing study (then ``report_id`` is the case's clinical report)."""
     autosave_findings: Mapped[str | None] = mapped_column(Text)
     """Work in progress, saved by the page as the reader types; not a revision."""
     autosave_impression: Mapped[str | None] = mapped_column(Text)
@@ -329,3 +333,77 @@ class AuditEntry(Base):
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[str] = mapped_column(String(128))
     details: Mapped[dict[str, Any] | None]
+
+
+class ReaderStudy(Base):
+    """A timing study: its protocol (as given), seed and status."""
+
+    __tablename__ = "reader_studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    protocol: Mapped[dict[str, Any]]
+    seed: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StudyReader(Base):
+    """A reader of a timing study, with the role they read as."""
+
+    __tablename__ = "study_readers"
+    __table_args__ = (UniqueConstraint("reader_study_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_study_id: Mapped[int] = mapped_column(
+        ForeignKey("reader_studies.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class StudyCase(Base):
+    """A radraft study in a timing study's case pool; practice cases are never analysed."""
+
+    __tablename__ = "study_cases"
+    __table_args__ = (UniqueConstraint("reader_study_id", "study_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_study_id: Mapped[int] = mapped_column(
+        ForeignKey("reader_studies.id", ondelete="CASCADE"), index=True
+    )
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    practice: Mapped[bool] = mapped_column(Boolean, default=False)
+    model_findings: Mapped[str] = mapped_column(Text, default="")
+    """The model draft at enrolment, kept so the shown draft cannot change during the study."""
+    model_impression: Mapped[str] = mapped_column(Text, default="")
+    model_revision_id: Mapped[int | None] = mapped_column(ForeignKey("report_revisions.id"))
+
+
+class StudyRead(Base):
+    """One assigned read: a reader, a case, an arm, a position; its text and feedback.
+
+    ``draft_*`` is what the reader is shown (normalised, source hidden); a chained arm waits
+    for ``source_read_id`` (the resident's read of the same case) to be submitted.
+    """
+
+    __tablename__ = "study_reads"
+    __table_args__ = (UniqueConstraint("reader_id", "case_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_study_id: Mapped[int] = mapped_column(
+        ForeignKey("reader_studies.id", ondelete="CASCADE"), index=True
+    )
+    reader_id: Mapped[int] = mapped_column(ForeignKey("study_readers.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("study_cases.id"))
+    arm: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer)
+    practice: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_read_id: Mapped[int | None] = mapped_column(ForeignKey("study_reads.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    draft_findings: Mapped[str | None] = mapped_column(Text)
+    draft_impression: Mapped[str | None] = mapped_column(Text)
+    final_findings: Mapped[str | None] = mapped_column(Text)
+    final_impression: Mapped[str | None] = mapped_column(Text)
+    opened_at: Mapped[datetime | None]
+    submitted_at: Mapped[datetime | None]
+    feedback: Mapped[dict[str, Any] | None]
