@@ -29,6 +29,7 @@ from reporting.web import (
     outbox,
     pages,
     previews,
+    reading,
     reports,
     studies,
     user_admin,
@@ -96,7 +97,17 @@ def create_app(settings: Settings) -> FastAPI:
             body["current_version"] = error.current_version
         return JSONResponse(body, status_code=lifecycle_error_status(error))
 
-    for module in (health, auth_routes, studies, worklist, reports, outbox, previews, user_admin):
+    for module in (
+        health,
+        auth_routes,
+        studies,
+        worklist,
+        reports,
+        outbox,
+        previews,
+        user_admin,
+        reading,
+    ):
         app.include_router(module.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(pages.__file__).parent / "static"), "static")

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from radraft.enums import Role
 from radraft.models import Instance, Order, Report, ReportRevision, Study, User
+from reporting.study.reads import EditReason, ReadError, next_read, own_read, read_view
 from reporting.web.deps import DbSession
 from reporting.web.security import audit, session_user
 from reporting.web.worklist import WORKLIST_STATUSES
@@ -115,6 +116,52 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
         viewer_url=viewer_url,
         idle_threshold_ms=int(settings.idle_threshold_seconds * 1000),
     )
+
+
+@router.get("/reading", response_class=HTMLResponse)
+def reading_next_page(request: Request, session: DbSession) -> Response:
+    """A timing-study reader's next read, or a page saying there is none."""
+    user = session_user(request, session)
+    if user is None:
+        return _login_redirect(request)
+    if user.role not in (Role.RESIDENT, Role.ATTENDING):
+        return _page(request, "forbidden.html", user, status_code=403)
+    read = next_read(session, user)
+    if read is None:
+        return _page(request, "reading_done.html", user)
+    return RedirectResponse(f"/reading/{read.id}", status_code=303)
+
+
+@router.get("/reading/{read_id}", response_class=HTMLResponse)
+def reading_page(read_id: int, request: Request, session: DbSession) -> Response:
+    """One blinded read: images, the draft as "Draft report", then the feedback form."""
+    user = session_user(request, session)
+    if user is None:
+        return _login_redirect(request)
+    try:
+        view = read_view(session, own_read(session, read_id, user), user)
+    except ReadError as error:
+        raise HTTPException(status_code=error.status, detail=str(error)) from error
+    settings = request.app.state.settings
+    return _page(
+        request,
+        "reading.html",
+        user,
+        read=view,
+        edit_reasons=[reason.value for reason in EditReason],
+        idle_threshold_ms=int(settings.idle_threshold_seconds * 1000),
+    )
+
+
+@router.get("/admin/studies", response_class=HTMLResponse)
+def studies_admin_page(request: Request, session: DbSession) -> Response:
+    """Create a timing study from a YAML protocol; see progress (admins)."""
+    user = session_user(request, session)
+    if user is None:
+        return _login_redirect(request)
+    if user.role != Role.ADMIN:
+        return _page(request, "forbidden.html", user, status_code=403)
+    return _page(request, "studies.html", user)
 
 
 @router.get("/admin/users", response_class=HTMLResponse)

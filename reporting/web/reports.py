@@ -164,6 +164,7 @@ def open_session(report_id: int, session: DbSession, user: Editor) -> SessionOut
             EditSession.report_id == report_id,
             EditSession.user_id == user.id,
             EditSession.ended_at.is_(None),
+            EditSession.study_read_id.is_(None),  # a timing-study read has its own session
         )
         .order_by(EditSession.id.desc())
     )

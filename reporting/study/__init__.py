@@ -1,0 +1,1 @@
+"""Timing studies: protocol, assignment, blinded reads, feedback, analysis, power."""

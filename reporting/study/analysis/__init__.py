@@ -1,0 +1,1 @@
+"""Analysis of a timing study: tidy data, statistics, plots and the HTML report."""
