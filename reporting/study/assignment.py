@@ -1,8 +1,9 @@
 """Balanced, seeded allocation of cases and arms to readers.
 
 The cases are shuffled once by the seed. Reader ``i`` of a role reads a contiguous window of
-that order (windows spread evenly over the pool, so every case is read about equally often),
-and the arm of case ``g`` for reader ``i`` is ``cycle[(g + i) % len(cycle)]``, where the cycle
+that order (windows spread evenly over the pool and wrapping at its end, so every case is read
+about equally often), and the arm of the window's ``u``-th slot (counted from the pool's start,
+without wrapping) is ``cycle[(u + i) % len(cycle)]``, where the cycle
 interleaves the arms in proportion to their weights. Over a window each reader gets the arms
 in proportion; over readers each case rotates through the arms (a Latin-square design when the
 numbers divide). An attending arm that edits a resident's read is only given where a resident
@@ -71,16 +72,17 @@ def allocate(
         per_reader = reads_per_reader[role]
         for index, reader in enumerate(names):
             start = index * len(order) // len(names)
-            window = [(start + k) % len(order) for k in range(per_reader)]
+            window = [start + k for k in range(per_reader)]  # unwrapped: arms stay in step
             chosen = _arms_for_window(reader, index, window, order, cycle, planned)
             reads = [
-                (order[g], arm, source) for g, (arm, source) in zip(window, chosen, strict=True)
+                (order[u % len(order)], arm, source)
+                for u, (arm, source) in zip(window, chosen, strict=True)
             ]
             rng.shuffle(reads)
+            practice_arms = [arm for arm in cycle if arm not in CHAINED_SOURCE]
             practice = [
-                Allocation(reader, role, case, cycle[k % len(cycle)], k, True)
-                for k, case in enumerate(practice_cases)
-                if cycle[k % len(cycle)] not in CHAINED_SOURCE
+                Allocation(reader, role, case, practice_arms[k % len(practice_arms)], k, True)
+                for k, case in enumerate(practice_cases if practice_arms else ())
             ]
             planned.extend(practice)
             planned.extend(
@@ -99,23 +101,24 @@ def _arms_for_window(
     planned: Sequence[Allocation],
 ) -> list[tuple[Arm, tuple[str, str] | None]]:
     """The arm of each case of a reader's window, honouring chained arms' feasibility."""
-    target = Counter(cycle[(g + index) % len(cycle)] for g in window)
+    target = Counter(cycle[(u + index) % len(cycle)] for u in window)
     used: Counter[Arm] = Counter()
     uses_of_source: Counter[tuple[str, str]] = Counter(
         a.source for a in planned if a.source is not None
     )
     chosen: list[tuple[Arm, tuple[str, str] | None]] = []
-    for g in window:
-        preferred = cycle[(g + index) % len(cycle)]
+    for u in window:
+        case = order[u % len(order)]
+        preferred = cycle[(u + index) % len(cycle)]
         ranked = [preferred] + [arm for arm in dict.fromkeys(cycle) if arm != preferred]
         candidates = [arm for arm in ranked if used[arm] < target[arm]] + ranked
         for arm in candidates:
-            source = _source_read(arm, order[g], planned, uses_of_source)
+            source = _source_read(arm, case, planned, uses_of_source)
             if arm not in CHAINED_SOURCE or source is not None:
                 break
         else:
             raise ProtocolError(
-                f"no arm possible for {reader} on case {order[g]}: attending arms that edit a"
+                f"no arm possible for {reader} on case {case}: attending arms that edit a"
                 " resident read need residents reading that case in the matching arm"
             )
         used[arm] += 1

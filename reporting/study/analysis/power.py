@@ -67,6 +67,6 @@ def power_grid(
                     simulations,
                     different / simulations,
                     equivalent / simulations,
-                )  # fmt: skip
+                )
             )
     return points
