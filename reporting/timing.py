@@ -71,6 +71,7 @@ def derive_times(events: Sequence[StampedEvent], *, idle_threshold: float) -> Se
         gap = (current.server_at - previous.server_at).total_seconds()
         if not idle and gap <= idle_threshold:
             active += gap
+    active = min(active, total)  # a sum of gaps can exceed the span by rounding only
     inputs = [
         e for e in ordered if e.event_type in (TimingEventType.FIRST_INPUT, TimingEventType.INPUT)
     ]

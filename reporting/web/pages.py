@@ -143,11 +143,14 @@ def reading_page(read_id: int, request: Request, session: DbSession) -> Response
     except ReadError as error:
         raise HTTPException(status_code=error.status, detail=str(error)) from error
     settings = request.app.state.settings
+    study = session.scalar(select(Study).where(Study.study_instance_uid == view.study_instance_uid))
+    assert study is not None
     return _page(
         request,
         "reading.html",
         user,
         read=view,
+        indication=_indication(session, study),
         edit_reasons=[reason.value for reason in EditReason],
         idle_threshold_ms=int(settings.idle_threshold_seconds * 1000),
     )

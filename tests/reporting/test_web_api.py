@@ -74,6 +74,11 @@ ROUTES = [
     ("GET", "/worklist", None),
     ("GET", "/cases/{study_uid}", None),
     ("GET", "/admin/users", None),
+    ("GET", "/api/reading/next", None),
+    ("GET", "/api/reader-studies", None),
+    ("POST", "/api/reader-studies", {"protocol": "name: [unclosed"}),
+    ("GET", "/reading", None),
+    ("GET", "/admin/studies", None),
 ]
 EXPECTED = {
     # route index: statuses for (anonymous, resident, attending, admin, researcher)
@@ -94,6 +99,11 @@ EXPECTED = {
     13: (303, 200, 200, 200, 200),
     14: (303, 200, 200, 200, 200),
     15: (303, 403, 403, 200, 403),
+    16: (401, 200, 200, 403, 403),
+    17: (401, 403, 403, 200, 200),
+    18: (401, 403, 403, 422, 403),
+    19: (303, 200, 200, 403, 403),
+    20: (303, 403, 403, 200, 403),
 }
 
 

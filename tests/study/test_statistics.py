@@ -7,10 +7,12 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from reporting.study.analysis.stats import arm_effect, legacy_comparison, tost
+from reporting.study.analysis.simulation import TimeModel, simulate_reads
+from reporting.study.analysis.stats import arm_effect, fit_mixed_model, legacy_comparison, tost
 from reporting.study.analysis.textmetrics import (
     bleu4,
     char_edit_distance,
@@ -72,3 +74,17 @@ def test_power_calculator_prints_the_grid(backend: str) -> None:
     assert [(p["readers"], p["cases"]) for p in points] == [(2, 40), (4, 40)]
     assert all(0.0 <= p["power_difference"] <= 1.0 for p in points)
     assert points[1]["power_difference"] >= 0.8, "a 36% saving is found with 4 x 30 reads"
+
+
+def test_random_reader_slope_with_enough_readers(backend: str) -> None:
+    model = TimeModel(arm_ratios={"draft": 0.7})
+    few = simulate_reads(model, readers=4, cases=40, reads_per_reader=20,
+                         arms=["scratch", "draft"], rng=np.random.default_rng(3))  # fmt: skip
+    many = simulate_reads(model, readers=8, cases=40, reads_per_reader=20,
+                          arms=["scratch", "draft"], rng=np.random.default_rng(3))  # fmt: skip
+    assert fit_mixed_model(few, role="resident", reference="scratch").random_slope is False
+    fit = fit_mixed_model(many, role="resident", reference="scratch")
+    assert fit.random_slope is True
+    assert "(arm|reader)" in fit.formula
+    (effect,) = fit.effects
+    assert effect.ratio_low <= 0.7 <= effect.ratio_high
