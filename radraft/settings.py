@@ -172,6 +172,14 @@ class Settings(BaseSettings):
     device: str = Field(
         default="auto", pattern="^(auto|cpu|cuda)$", description="Where the model runs."
     )
+    static_cache: str = Field(
+        default="auto",
+        pattern="^(auto|on|off)$",
+        description=(
+            "Static KV cache for generation (auto: on CUDA); with it transformers compiles the"
+            " decoder's forward pass on CUDA. Identical greedy drafts either way."
+        ),
+    )
     max_new_tokens: int = Field(
         default=200, ge=1, le=1024, description="Greedy decoding budget per section."
     )

@@ -58,6 +58,15 @@ def test_batched_greedy_drafts_equal_unbatched(runtime: HFRuntime) -> None:
     assert len({r.text for r in together}) > 1, "different inputs should give different drafts"
 
 
+def test_static_kv_cache_gives_the_same_drafts(runtime: HFRuntime, demo_model_dir: Path) -> None:
+    static = HFRuntime(str(demo_model_dir), device="cpu", demo=True, static_cache="on")
+    assert static.cache_options() == {"cache_implementation": "static", "disable_compile": True}
+    assert runtime.cache_options() == {}, "auto: the static cache is for CUDA"
+    batch = requests(3)
+    assert [r.text for r in static.generate(batch)] == [r.text for r in runtime.generate(batch)]
+    assert [r.text for r in static.generate(batch[:1])] == [runtime.generate(batch[:1])[0].text]
+
+
 def test_batcher_groups_concurrent_requests(runtime: HFRuntime) -> None:
     batcher = Batcher(runtime, max_batch=8, wait_ms=200)
     futures = [batcher.submit(request) for request in requests(3)]

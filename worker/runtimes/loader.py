@@ -72,4 +72,4 @@ def _hf_or_child(settings: Settings, source: str, *, demo: bool) -> ModelRuntime
             device=settings.device,
             demo=demo,
         )
-    return HFRuntime(source, device=settings.device, demo=demo)
+    return HFRuntime(source, device=settings.device, demo=demo, static_cache=settings.static_cache)
