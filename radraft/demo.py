@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from radraft.db import make_engine, make_sessionmaker, session_scope
 from radraft.dicomsend import send_datasets
-from radraft.enums import JobStatus
+from radraft.enums import JobStatus, Role
 from radraft.errors import RadraftError
 from radraft.models import DraftingJob, Study
 from radraft.serve import EmbeddedServer
@@ -73,6 +74,25 @@ def wait_for_jobs(settings: Settings, expected_studies: int, timeout: float) -> 
         engine.dispose()
 
 
+DEMO_ROLES = (Role.RESIDENT, Role.ATTENDING, Role.ADMIN)
+
+
+def create_demo_accounts(settings: Settings) -> dict[str, str]:
+    """A resident, an attending and an admin with fresh random passwords, printed once."""
+    from reporting.users import create_user
+
+    accounts = {role.value: secrets.token_urlsafe(12) for role in DEMO_ROLES}
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            for role in DEMO_ROLES:
+                create_user(session, role.value, role=role, password=accounts[role.value],
+                            full_name=f"Demo {role.value}")  # fmt: skip
+    finally:
+        engine.dispose()
+    return accounts
+
+
 def run_demo(settings: Settings, *, studies: int, exit_when_done: bool, timeout: float) -> None:
     """Run the demo end to end and print where to look."""
     prepare_data_dir(settings.data_dir)
@@ -98,10 +118,14 @@ def run_demo(settings: Settings, *, studies: int, exit_when_done: bool, timeout:
             sent += len(datasets)
         print(f"sent {studies} synthetic chest studies ({sent} images); waiting for drafting jobs")  # noqa: T201
         summary = wait_for_jobs(settings, studies, timeout)
+        accounts = create_demo_accounts(settings)
         base = f"http://{settings.http_host}:{settings.http_port}"
         print(  # noqa: T201
             f"done: {summary['studies']} studies stored and classified, "
             f"{summary['jobs_run']} drafts written by the Celery worker ({settings.model} model)\n"
+            f"  web app     : {base}/ (demo accounts: "
+            + ", ".join(f"{name} / {password}" for name, password in accounts.items())
+            + ")\n"
             f"  studies API : curl -H 'Authorization: Bearer {settings.api_token}' "
             f"{base}/api/studies\n"
             f"  health      : {base}/healthz\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from radraft.enums import JobStatus
 from radraft.models import DraftingJob, Study
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
+from reporting.users import authenticate
 from tests.dicom_peers import ReferenceStoreSCP, storescu, synthetic_study_files
 from tests.hl7_peer import RisPeer
 from tests.processes import radraft_process
@@ -134,11 +136,17 @@ def test_demo_runs_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "done: 3 studies stored and classified, 3 drafts written" in completed.stdout
+    accounts = dict(re.findall(r"(resident|attending|admin) / (\S+?)[,)]", completed.stdout))
+    assert set(accounts) == {"resident", "attending", "admin"}
     engine = make_engine(f"sqlite:///{data_dir / 'radraft.db'}")
     try:
         with session_scope(make_sessionmaker(engine)) as session:
             studies = list(session.scalars(select(Study)))
             job_statuses = list(session.scalars(select(DraftingJob.status)))
+            for name, password in accounts.items():
+                user = authenticate(session, name, password)
+                assert user is not None, f"the printed {name} account logs in"
+                assert user.role == name
     finally:
         engine.dispose()
     assert len(studies) == 3

@@ -19,7 +19,7 @@ from reporting.web.app import create_app
 from tests.reporting.web_support import login
 from tests.study.simulated import build_world, protocol_yaml
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 SOURCE_HINTS = [*(arm.value for arm in Arm), "radraft-demo", "[DEMO", "res0", "res1",
                 "source", "arm"]  # fmt: skip
 
