@@ -42,6 +42,17 @@ def _page(
     )
 
 
+def _visitor(request: Request, session: DbSession, *roles: Role) -> User | Response:
+    """The logged-in user if their role may see the page (any role when none are given);
+    otherwise the response to send instead: the login page, or a 403 page."""
+    user = session_user(request, session)
+    if user is None:
+        return _login_redirect(request)
+    if roles and Role(user.role) not in roles:
+        return _page(request, "forbidden.html", user, status_code=403)
+    return user
+
+
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, session: DbSession) -> Response:
     """The worklist for a logged-in user, else the login page."""
@@ -60,9 +71,9 @@ def login_page(request: Request, next: str = "/worklist") -> Response:
 @router.get("/worklist", response_class=HTMLResponse)
 def worklist_page(request: Request, session: DbSession) -> Response:
     """Studies with status, priority and age; the page refreshes itself from the API."""
-    user = session_user(request, session)
-    if user is None:
-        return _login_redirect(request)
+    user = _visitor(request, session)
+    if isinstance(user, Response):
+        return user
     settings = request.app.state.settings
     return _page(
         request,
@@ -76,9 +87,9 @@ def worklist_page(request: Request, session: DbSession) -> Response:
 @router.get("/cases/{study_instance_uid}", response_class=HTMLResponse)
 def case_page(study_instance_uid: str, request: Request, session: DbSession) -> Response:
     """Images, indication, the report editor and its revision history."""
-    user = session_user(request, session)
-    if user is None:
-        return _login_redirect(request)
+    user = _visitor(request, session)
+    if isinstance(user, Response):
+        return user
     study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
     if study is None:
         raise HTTPException(status_code=404, detail="unknown study")
@@ -109,7 +120,10 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
         user,
         study=study,
         indication=_indication(session, study),
-        images=_ordered_images(instances),
+        viewer_images=[
+            {"uid": image.sop_instance_uid, "label": image.view_position or f"Image {index}"}
+            for index, image in enumerate(_ordered_images(instances), start=1)
+        ],
         report=report,
         draft=draft,
         can_edit=Role(user.role) in (Role.RESIDENT, Role.ATTENDING),
@@ -121,11 +135,9 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
 @router.get("/reading", response_class=HTMLResponse)
 def reading_next_page(request: Request, session: DbSession) -> Response:
     """A timing-study reader's next read, or a page saying there is none."""
-    user = session_user(request, session)
-    if user is None:
-        return _login_redirect(request)
-    if user.role not in (Role.RESIDENT, Role.ATTENDING):
-        return _page(request, "forbidden.html", user, status_code=403)
+    user = _visitor(request, session, Role.RESIDENT, Role.ATTENDING)
+    if isinstance(user, Response):
+        return user
     read = next_read(session, user)
     if read is None:
         return _page(request, "reading_done.html", user)
@@ -135,9 +147,9 @@ def reading_next_page(request: Request, session: DbSession) -> Response:
 @router.get("/reading/{read_id}", response_class=HTMLResponse)
 def reading_page(read_id: int, request: Request, session: DbSession) -> Response:
     """One blinded read: images, the draft as "Draft report", then the feedback form."""
-    user = session_user(request, session)
-    if user is None:
-        return _login_redirect(request)
+    user = _visitor(request, session)
+    if isinstance(user, Response):
+        return user
     try:
         view = read_view(session, own_read(session, read_id, user), user)
     except ReadError as error:
@@ -150,6 +162,10 @@ def reading_page(read_id: int, request: Request, session: DbSession) -> Response
         "reading.html",
         user,
         read=view,
+        viewer_images=[
+            {"uid": uid, "label": f"Image {index}"}
+            for index, uid in enumerate(view.images, start=1)
+        ],
         indication=_indication(session, study),
         edit_reasons=[reason.value for reason in EditReason],
         idle_threshold_ms=int(settings.idle_threshold_seconds * 1000),
@@ -159,22 +175,18 @@ def reading_page(read_id: int, request: Request, session: DbSession) -> Response
 @router.get("/admin/studies", response_class=HTMLResponse)
 def studies_admin_page(request: Request, session: DbSession) -> Response:
     """Create a timing study from a YAML protocol; see progress (admins)."""
-    user = session_user(request, session)
-    if user is None:
-        return _login_redirect(request)
-    if user.role != Role.ADMIN:
-        return _page(request, "forbidden.html", user, status_code=403)
+    user = _visitor(request, session, Role.ADMIN)
+    if isinstance(user, Response):
+        return user
     return _page(request, "studies.html", user)
 
 
 @router.get("/admin/users", response_class=HTMLResponse)
 def users_page(request: Request, session: DbSession) -> Response:
     """Accounts: add, change role, deactivate, reset password (admins only)."""
-    user = session_user(request, session)
-    if user is None:
-        return _login_redirect(request)
-    if user.role != Role.ADMIN:
-        return _page(request, "forbidden.html", user, status_code=403)
+    user = _visitor(request, session, Role.ADMIN)
+    if isinstance(user, Response):
+        return user
     return _page(request, "users.html", user, roles=[role.value for role in Role])
 
 
