@@ -79,6 +79,13 @@ ROUTES = [
     ("POST", "/api/reader-studies", {"protocol": "name: [unclosed"}),
     ("GET", "/reading", None),
     ("GET", "/admin/studies", None),
+    ("GET", "/api/instances/1.2.3.404/window", None),
+    ("GET", "/api/reader-studies/none/allocation", None),
+    ("PUT", "/api/sessions/999/autosave", {"base_version": 1, "findings": "", "impression": ""}),
+    ("GET", "/api/reading/999", None),
+    ("POST", "/api/reading/999/submit", {"findings": "a", "impression": "b"}),
+    ("POST", "/api/reading/999/feedback", {}),
+    ("GET", "/api/sessions/999/times", None),
 ]
 EXPECTED = {
     # route index: statuses for (anonymous, resident, attending, admin, researcher)
@@ -104,6 +111,14 @@ EXPECTED = {
     18: (401, 403, 403, 422, 403),
     19: (303, 200, 200, 403, 403),
     20: (303, 403, 403, 200, 403),
+    # unknown objects: the role check comes first, then 404
+    21: (401, 404, 404, 404, 404),
+    22: (401, 403, 403, 404, 404),
+    23: (401, 404, 404, 403, 403),
+    24: (401, 404, 404, 403, 403),
+    25: (401, 404, 404, 403, 403),
+    26: (401, 404, 404, 403, 403),
+    27: (401, 404, 404, 403, 403),
 }
 
 
