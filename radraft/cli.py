@@ -213,10 +213,12 @@ def web() -> None:
     """Run the web app alone."""
     import uvicorn
 
+    from radraft.serve import web_server_options
     from reporting.web.app import create_app
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+    typer.echo(f"web app on {settings.http_host}:{settings.http_port}")
+    uvicorn.run(create_app(settings), **web_server_options(settings))
 
 
 @app.command()

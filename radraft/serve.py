@@ -91,6 +91,26 @@ class WorkerSupervisor:
         self._thread.join(timeout=timeout)
 
 
+def web_server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn options shared by ``serve`` and ``web``.
+
+    No access log: request lines carry study UIDs and worklist searches (which may be a
+    patient's name), and PHI stays out of logs. HTTPS when a certificate is configured; the
+    session cookie is then marked Secure.
+    """
+    options: dict[str, Any] = {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,  # browsers hold keep-alive connections open
+    }
+    if settings.tls_certfile is not None:
+        options["ssl_certfile"] = str(settings.tls_certfile)
+        options["ssl_keyfile"] = str(settings.tls_keyfile) if settings.tls_keyfile else None
+    return options
+
+
 class EmbeddedServer:
     """Everything radraft needs on one machine, started and stopped as one."""
 
@@ -124,13 +144,7 @@ class EmbeddedServer:
         if self._run_worker:
             self._worker = WorkerSupervisor(settings, self._stop)
             self._worker.start()
-        config = uvicorn.Config(
-            create_app(settings),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level="warning",
-            access_log=False,
-        )
+        config = uvicorn.Config(create_app(settings), **web_server_options(settings))
         self._web = uvicorn.Server(config)
         # uvicorn installs no signal handlers outside the main thread; this server owns them.
         self._web_thread = threading.Thread(target=self._web.run, name="radraft-web")

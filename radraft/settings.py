@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     # --- web -----------------------------------------------------------------------------------
     http_host: str = Field(default="127.0.0.1", description="Address the web app binds.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Web app port.")
+    tls_certfile: Path | None = Field(
+        default=None, description="PEM certificate: serve the web app over HTTPS."
+    )
+    tls_keyfile: Path | None = Field(
+        default=None, description="PEM private key of the certificate."
+    )
     api_token: str | None = Field(
         default=None,
         description="Service token for read-only study endpoints (Authorization: Bearer).",
