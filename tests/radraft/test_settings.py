@@ -8,6 +8,7 @@ import pytest
 
 from radraft.errors import ConfigurationError
 from radraft.settings import Settings, load_settings, settings_to_environment
+from tests.support import REPO_ROOT
 
 
 def test_environment_contract(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -69,3 +70,11 @@ def test_child_environment_recreates_the_settings(tmp_path: Path) -> None:
     assert Settings(**{k.removeprefix("RADRAFT_").lower(): v for k, v in environment.items()}) == (
         settings
     )
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    undocumented = [
+        name for name in Settings.model_fields if f"`RADRAFT_{name.upper()}`" not in readme
+    ]
+    assert undocumented == [], "add these to the README's configuration table"
