@@ -22,11 +22,11 @@ from reporting.web.app import create_app
 from tests.reporting.web_support import login
 from tests.study.simulated import PlantedStudy, build_world, protocol_yaml, run_reads
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 RESIDENT_RATIO = 0.64  # the CheXagent paper's 36% saving
 PRACTICE = "1.2.826.0.1.3680043.99.50"
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_planted_saving_is_recovered_and_attendings_are_equivalent(
     settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
@@ -100,7 +100,7 @@ def check_report_numbers(html_path: Path, results: dict) -> None:  # type: ignor
         assert cells.get(key) == value, key
 
 
-def test_no_planted_effect_is_rarely_significant(backend: str) -> None:
+def test_no_planted_effect_is_rarely_significant() -> None:
     """Type I error of the primary model on designs like the study's (tolerance for 40 runs)."""
     model = TimeModel(baseline_seconds=100, reader_sd=0.25, case_sd=0.2, residual_sd=0.3)
     significant = 0
