@@ -101,7 +101,7 @@ def web_server_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "host": settings.http_host,
         "port": settings.http_port,
-        "log_level": "warning",
+        "log_level": "info",  # start-up and shutdown lines; requests are not logged
         "access_log": False,
         "timeout_graceful_shutdown": 10,  # browsers hold keep-alive connections open
     }
