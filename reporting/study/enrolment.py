@@ -20,7 +20,7 @@ from radraft.models import (
     StudyReader,
     User,
 )
-from reporting.study.arms import CHAINED_SOURCE, MODEL_DRAFT_ARMS, Arm
+from reporting.study.arms import CHAINED_SOURCE, MODEL_DRAFT_ARMS
 from reporting.study.assignment import Allocation, allocate
 from reporting.study.blinding import normalise_draft
 from reporting.study.protocol import Protocol, ProtocolError
@@ -142,8 +142,3 @@ def _cases(session: Session, keys: list[str]) -> dict[str, tuple[Study, ReportRe
     if problems:
         raise ProtocolError("cases not usable: " + "; ".join(problems))
     return found
-
-
-def arm_of(read: StudyRead) -> Arm:
-    """The read's arm as an ``Arm``."""
-    return Arm(read.arm)

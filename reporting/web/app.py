@@ -23,6 +23,7 @@ from reporting.lifecycle import (
     StaleVersionError,
     UnknownReportError,
 )
+from reporting.study.reads import ReadError
 from reporting.web import (
     auth_routes,
     health,
@@ -96,6 +97,10 @@ def create_app(settings: Settings) -> FastAPI:
         if isinstance(error, StaleVersionError):
             body["current_version"] = error.current_version
         return JSONResponse(body, status_code=lifecycle_error_status(error))
+
+    @app.exception_handler(ReadError)
+    async def read_error(_request: Request, error: ReadError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=error.status)
 
     for module in (
         health,

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from radraft.enums import Role
 from radraft.models import Instance, Order, Report, ReportRevision, Study, User
-from reporting.study.reads import EditReason, ReadError, next_read, own_read, read_view
+from reporting.study.reads import EditReason, next_read, own_read, read_view
 from reporting.web.deps import DbSession
 from reporting.web.security import audit, session_user
 from reporting.web.worklist import WORKLIST_STATUSES
@@ -150,10 +150,7 @@ def reading_page(read_id: int, request: Request, session: DbSession) -> Response
     user = _visitor(request, session)
     if isinstance(user, Response):
         return user
-    try:
-        view = read_view(session, own_read(session, read_id, user), user)
-    except ReadError as error:
-        raise HTTPException(status_code=error.status, detail=str(error)) from error
+    view = read_view(session, own_read(session, read_id, user), user)
     settings = request.app.state.settings
     study = session.scalar(select(Study).where(Study.study_instance_uid == view.study_instance_uid))
     assert study is not None

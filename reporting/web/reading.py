@@ -21,7 +21,6 @@ from reporting.study.export import allocation_rows
 from reporting.study.protocol import ProtocolError, parse_protocol
 from reporting.study.reads import (
     FeedbackIn,
-    ReadError,
     ReadView,
     give_feedback,
     next_read,
@@ -52,13 +51,6 @@ class ProtocolIn(BaseModel):
     protocol: str = Field(min_length=1, max_length=1_000_000)
 
 
-def _read_or_error(session: DbSession, read_id: int, user: User) -> StudyRead:
-    try:
-        return own_read(session, read_id, user)
-    except ReadError as error:
-        raise HTTPException(status_code=error.status, detail=str(error)) from error
-
-
 @router.get("/reading/next")
 def reading_next(session: DbSession, user: ReaderUser) -> dict[str, int | None]:
     """The reader's next read (its feedback form first, if one is still open)."""
@@ -69,21 +61,15 @@ def reading_next(session: DbSession, user: ReaderUser) -> dict[str, int | None]:
 @router.get("/reading/{read_id}", response_model=ReadView)
 def reading_view(read_id: int, session: DbSession, user: ReaderUser) -> ReadView:
     """The blinded case and draft."""
-    read = _read_or_error(session, read_id, user)
-    try:
-        return read_view(session, read, user)
-    except ReadError as error:
-        raise HTTPException(status_code=error.status, detail=str(error)) from error
+    read = own_read(session, read_id, user)
+    return read_view(session, read, user)
 
 
 @router.post("/reading/{read_id}/session", dependencies=[Depends(verify_csrf)])
 def reading_session(read_id: int, session: DbSession, user: ReaderUser) -> dict[str, Any]:
     """Open (or resume after a reload) the read's edit session for timing events."""
-    read = _read_or_error(session, read_id, user)
-    try:
-        edit_session, resumed = open_read_session(session, read, user)
-    except ReadError as error:
-        raise HTTPException(status_code=error.status, detail=str(error)) from error
+    read = own_read(session, read_id, user)
+    edit_session, resumed = open_read_session(session, read, user)
     return {"id": edit_session.id, "resumed": resumed}
 
 
@@ -92,11 +78,8 @@ def reading_submit(
     read_id: int, body: ReadTextIn, session: DbSession, user: ReaderUser
 ) -> dict[str, str]:
     """Store the read's report (the timing stops at the page's submit event)."""
-    read = _read_or_error(session, read_id, user)
-    try:
-        submit_read(session, read, user, body.findings, body.impression, utcnow())
-    except ReadError as error:
-        raise HTTPException(status_code=error.status, detail=str(error)) from error
+    read = own_read(session, read_id, user)
+    submit_read(session, read, user, body.findings, body.impression, utcnow())
     return {"status": DONE}
 
 
@@ -105,11 +88,8 @@ def reading_feedback(
     read_id: int, body: FeedbackIn, session: DbSession, user: ReaderUser
 ) -> dict[str, str]:
     """The form after submit (not timed), once."""
-    read = _read_or_error(session, read_id, user)
-    try:
-        give_feedback(session, read, user, body)
-    except ReadError as error:
-        raise HTTPException(status_code=error.status, detail=str(error)) from error
+    read = own_read(session, read_id, user)
+    give_feedback(session, read, user, body)
     return {"status": "stored"}
 
 
