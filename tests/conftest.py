@@ -17,6 +17,8 @@ from radraft.logs import configure_logging
 from radraft.migrate import upgrade
 from radraft.outbox import CeleryPublish
 from radraft.settings import Settings
+from tests.dicom_peers import ReferenceStoreSCP
+from tests.hl7_peer import RisPeer
 from tests.support import RedisServer, free_port, missing, postgres_database
 
 BACKENDS = ["sqlite", "postgres"]
@@ -131,3 +133,35 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@dataclass
+class ReportDestinations:
+    """A running PACS (dcmtk's storescp) and RIS (an MLLP peer) that reports are delivered to."""
+
+    pacs: ReferenceStoreSCP
+    ris: RisPeer
+
+    def settings_update(self) -> dict[str, object]:
+        """The settings that point radraft's outbox at these two peers."""
+        return {
+            "sr_destination": f"PACS@127.0.0.1:{self.pacs.port}",
+            "hl7_destinations": [f"127.0.0.1:{self.ris.port}"],
+        }
+
+    def stored_srs(self) -> list[Path]:
+        """The SR files the PACS has received."""
+        return sorted(self.pacs.folder.iterdir())
+
+
+@pytest.fixture
+def report_destinations(tmp_path: Path) -> Iterator[ReportDestinations]:
+    """PACS and RIS peers, listening for the whole test."""
+    destinations = ReportDestinations(
+        ReferenceStoreSCP(tmp_path / "pacs", free_port(), ae_title="PACS"), RisPeer(free_port())
+    )
+    destinations.pacs.start()
+    destinations.ris.start()
+    yield destinations
+    destinations.pacs.stop()
+    destinations.ris.stop()

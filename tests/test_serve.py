@@ -21,8 +21,8 @@ from radraft.models import DraftingJob, Study
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
 from reporting.users import authenticate
-from tests.dicom_peers import ReferenceStoreSCP, storescu, synthetic_study_files
-from tests.hl7_peer import RisPeer
+from tests.conftest import ReportDestinations
+from tests.dicom_peers import storescu, synthetic_study_files
 from tests.processes import radraft_process
 from tests.support import free_port, wait_until
 
@@ -31,31 +31,18 @@ TOKEN = {"Authorization": "Bearer test-service-token"}
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_serve_runs_gateway_worker_and_api_and_stops_on_sigterm(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, report_destinations: ReportDestinations
 ) -> None:
-    pacs = ReferenceStoreSCP(tmp_path / "pacs", free_port(), ae_title="PACS")
-    ris = RisPeer(free_port())
-    settings = settings.model_copy(
-        update={
-            "sr_destination": f"PACS@127.0.0.1:{pacs.port}",
-            "hl7_destinations": [f"127.0.0.1:{ris.port}"],
-        }
-    )
-    pacs.start()
-    ris.start()
-    try:
-        run_serve_session(settings, tmp_path)
-        # The draft went out as soon as it was stored: an unverified SR and an ORU with R.
-        (sr_path,) = list((tmp_path / "pacs").iterdir())
-        sr = dcmread(sr_path)
-        assert (sr.PreliminaryFlag, sr.VerificationFlag) == ("PRELIMINARY", "UNVERIFIED")
-        assert sr.StudyInstanceUID == make_chest_study(50)[0].StudyInstanceUID
-        (oru,) = ris.messages
-        assert str(oru.segment("OBR")[25]) == "R"
-        assert str(oru.segment("OBX")[5]).startswith("[DEMO MODEL")
-    finally:
-        pacs.stop()
-        ris.stop()
+    settings = settings.model_copy(update=report_destinations.settings_update())
+    run_serve_session(settings, tmp_path)
+    # The draft went out as soon as it was stored: an unverified SR and an ORU with R.
+    (sr_path,) = report_destinations.stored_srs()
+    sr = dcmread(sr_path)
+    assert (sr.PreliminaryFlag, sr.VerificationFlag) == ("PRELIMINARY", "UNVERIFIED")
+    assert sr.StudyInstanceUID == make_chest_study(50)[0].StudyInstanceUID
+    (oru,) = report_destinations.ris.messages
+    assert str(oru.segment("OBR")[25]) == "R"
+    assert str(oru.segment("OBX")[5]).startswith("[DEMO MODEL")
 
 
 def run_serve_session(settings: Settings, tmp_path: Path) -> None:

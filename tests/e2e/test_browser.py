@@ -25,11 +25,11 @@ from radraft.models import EditSession, ReportRevision, TimingEvent, User
 from radraft.settings import Settings, settings_to_environment
 from radraft.synthetic import make_chest_study
 from reporting.timing import StampedEvent, TimingEventType, derive_times
-from tests.dicom_peers import ReferenceStoreSCP, storescu, synthetic_study_files
+from tests.conftest import ReportDestinations
+from tests.dicom_peers import storescu, synthetic_study_files
 from tests.e2e.browser import chromium, log_in, log_out, screenshot, wait_for
-from tests.hl7_peer import RisPeer
 from tests.processes import radraft_process
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 
 PASSWORD = "browser test password"
 RESIDENT_TEXT = " Resident adds: no pneumothorax."
@@ -73,14 +73,14 @@ def type_into(driver: WebDriver, element_id: str, text: str) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_resident_edits_and_submits_attending_signs_in_chromium(
-    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    report_destinations: ReportDestinations,
 ) -> None:
-    pacs = ReferenceStoreSCP(tmp_path / "pacs", free_port(), ae_title="PACS")
-    ris = RisPeer(free_port())
     settings = settings.model_copy(
         update={
-            "sr_destination": f"PACS@127.0.0.1:{pacs.port}",
-            "hl7_destinations": [f"127.0.0.1:{ris.port}"],
+            **report_destinations.settings_update(),
             "viewer_url_template": "https://viewer.example/ohif?StudyInstanceUIDs={study_instance_uid}",
             "worklist_poll_seconds": 1.0,
         }
@@ -89,25 +89,20 @@ def test_resident_edits_and_submits_attending_signs_in_chromium(
     add_user(settings, "alan", "attending", "Alan Attending")
     base = f"http://127.0.0.1:{settings.http_port}"
     study_uid = str(make_chest_study(60)[0].StudyInstanceUID)
-    pacs.start()
-    ris.start()
-    try:
-        with radraft_process(settings, ["serve"], tmp_path / "serve.log", ready_text="celery@"):
-            with chromium() as driver:
-                log_in(driver, base, "rita", PASSWORD)
-                worklist_updates_live(driver, settings, tmp_path, study_uid)
-                resident_session(driver, study_uid)
-                attending_session(driver, base, study_uid)
-            wait_until(
-                lambda: len(ris.messages) == 3 and len(list((tmp_path / "pacs").iterdir())) == 3,
-                timeout=60,
-                what="draft, preliminary and final SRs and ORUs to be delivered",
-            )
-    finally:
-        pacs.stop()
-        ris.stop()
+    ris = report_destinations.ris
+    with radraft_process(settings, ["serve"], tmp_path / "serve.log", ready_text="celery@"):
+        with chromium() as driver:
+            log_in(driver, base, "rita", PASSWORD)
+            worklist_updates_live(driver, settings, tmp_path, study_uid)
+            resident_session(driver, study_uid)
+            attending_session(driver, base, study_uid)
+        wait_until(
+            lambda: len(ris.messages) == 3 and len(report_destinations.stored_srs()) == 3,
+            timeout=60,
+            what="draft, preliminary and final SRs and ORUs to be delivered",
+        )
     check_database(session_factory, settings)
-    final_sr = max((dcmread(path) for path in (tmp_path / "pacs").iterdir()),
+    final_sr = max((dcmread(path) for path in report_destinations.stored_srs()),
                    key=lambda sr: int(sr.InstanceNumber))  # fmt: skip
     assert (final_sr.CompletionFlag, final_sr.VerificationFlag) == ("COMPLETE", "VERIFIED")
     assert [str(message.segment("OBR")[25]) for message in ris.messages] == ["R", "P", "F"]
