@@ -186,6 +186,16 @@ class Settings(BaseSettings):
             " decoder's forward pass on CUDA. Identical greedy drafts either way."
         ),
     )
+    compile_decoder: str = Field(
+        default="auto",
+        pattern="^(auto|on|off)$",
+        description=(
+            "Compile the decoder's forward pass (torch.compile through transformers; needs the"
+            " static KV cache and turns it on). auto: on CUDA; on: on any device. The worker"
+            " compiles at start-up (a batch of one and one of RADRAFT_MAX_BATCH); identical"
+            " greedy drafts either way. `hf` and `demo` backends only."
+        ),
+    )
     max_new_tokens: int = Field(
         default=200, ge=1, le=1024, description="Greedy decoding budget per section."
     )

@@ -55,7 +55,14 @@ def assert_one_demo_draft(factory: sessionmaker[Session]) -> ReportRevision:
     assert draft.generation is not None
     assert draft.generation["findings"]["generated_tokens"] > 0
     assert draft.generation["findings"]["seconds"] > 0
-    assert draft.generation["decoding"] == {"do_sample": False}
+    assert draft.generation["decoding"] == {
+        "do_sample": False,
+        "num_beams": 1,
+        "kv_cache": "dynamic",
+        "compiled": False,
+        "dtype": "float32",
+        "device": "cpu",
+    }
     assert len(draft.generation["images"]) == 2
     assert study is not None
     assert study.status == StudyStatus.DRAFTED

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from worker.batcher import Batcher
-from worker.runtimes.base import GenerationRequest
+from worker.runtimes.base import GenerationRequest, ModelLoadError
+from worker.runtimes.child import hf_arguments
 from worker.runtimes.demo import build_demo_checkpoint
 from worker.runtimes.hf import HFRuntime
 from worker.runtimes.supervised import SupervisedRuntime
@@ -67,6 +68,30 @@ def test_static_kv_cache_gives_the_same_drafts(runtime: HFRuntime, demo_model_di
     assert [r.text for r in static.generate(batch[:1])] == [runtime.generate(batch[:1])[0].text]
 
 
+def test_compiled_decoder_gives_the_same_drafts(runtime: HFRuntime, demo_model_dir: Path) -> None:
+    """The path GPU workers take by default (static cache + torch.compile), run on CPU."""
+    compiled = HFRuntime(str(demo_model_dir), device="cpu", demo=True, compile_decoder="on")
+    assert compiled.compiled
+    assert compiled.info.decoding["kv_cache"] == "static"
+    assert compiled.info.decoding["compiled"] is True
+    options = compiled.cache_options()
+    assert options["cache_implementation"] == "static"
+    assert options["compile_config"]._compile_all_devices is True
+    assert "disable_compile" not in options
+    compiled.warm_up(max_batch=4, image_size=96, max_new_tokens=24)
+    for batch in (requests(4), requests(3), requests(1)):
+        assert [r.text for r in compiled.generate(batch)] == [
+            r.text for r in runtime.generate(batch)
+        ]
+
+
+def test_compilation_without_the_static_cache_is_refused(demo_model_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="RADRAFT_COMPILE_DECODER=on needs the static KV"):
+        HFRuntime(
+            str(demo_model_dir), device="cpu", demo=True, compile_decoder="on", static_cache="off"
+        )
+
+
 def test_batcher_groups_concurrent_requests(runtime: HFRuntime) -> None:
     batcher = Batcher(runtime, max_batch=8, wait_ms=200)
     futures = [batcher.submit(request) for request in requests(3)]
@@ -78,10 +103,11 @@ def test_batcher_groups_concurrent_requests(runtime: HFRuntime) -> None:
 def test_child_process_gives_the_same_drafts(demo_model_dir: Path, runtime: HFRuntime) -> None:
     child = SupervisedRuntime(
         python=Path(sys.executable), backend="hf", source=str(demo_model_dir), device="cpu",
-        demo=True,
+        demo=True, hf_options=hf_arguments("on", "auto", (4, 96, 24)),
     )  # fmt: skip
     try:
         assert child.info.demo is True
+        assert child.info.decoding["kv_cache"] == "static", "the worker's settings reach the child"
         assert child.info.weights_hash == runtime.info.weights_hash
         batch = requests(3)
         assert [r.text for r in child.generate(batch)] == [r.text for r in runtime.generate(batch)]

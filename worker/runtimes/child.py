@@ -23,15 +23,37 @@ from worker.runtimes.protocol import (
 )
 
 
-def load(backend: str, source: str, device: str, demo: bool) -> Any:
-    """Load the runtime named by ``backend``."""
-    if backend == "chexagent":
+def load(arguments: argparse.Namespace) -> Any:
+    """Load the runtime named by ``arguments.backend`` (an ``hf`` one compiles here too)."""
+    if arguments.backend == "chexagent":
         from worker.runtimes.chexagent import CheXagentRuntime
 
-        return CheXagentRuntime(source, device=device)
+        return CheXagentRuntime(arguments.source, device=arguments.device)
     from worker.runtimes.hf import HFRuntime
 
-    return HFRuntime(source, device=device, demo=demo, name=os.environ.get("RADRAFT_MODEL_NAME"))
+    runtime = HFRuntime(
+        arguments.source,
+        device=arguments.device,
+        demo=arguments.demo,
+        name=os.environ.get("RADRAFT_MODEL_NAME"),
+        static_cache=arguments.static_cache,
+        compile_decoder=arguments.compile_decoder,
+    )
+    if arguments.warm_up:
+        max_batch, image_size, max_new_tokens = (int(n) for n in arguments.warm_up.split(","))
+        runtime.warm_up(max_batch, image_size, max_new_tokens)
+    return runtime
+
+
+def hf_arguments(
+    static_cache: str, compile_decoder: str, warm_up: tuple[int, int, int]
+) -> list[str]:
+    """Command-line options that carry the worker's generation settings to an ``hf`` child."""
+    return [
+        "--static-cache", static_cache,
+        "--compile-decoder", compile_decoder,
+        "--warm-up", ",".join(str(n) for n in warm_up),
+    ]  # fmt: skip
 
 
 def main() -> None:
@@ -41,12 +63,15 @@ def main() -> None:
     parser.add_argument("--source", required=True)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--demo", action="store_true")
+    parser.add_argument("--static-cache", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--compile-decoder", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--warm-up", default="", help="max_batch,image_size,max_new_tokens")
     arguments = parser.parse_args()
     requests_in = sys.stdin.buffer
     replies_out = sys.stdout.buffer
     sys.stdout = sys.stderr  # library prints must never corrupt the protocol stream
     try:
-        runtime = load(arguments.backend, arguments.source, arguments.device, arguments.demo)
+        runtime = load(arguments)
     except Exception as error:
         write_frame(replies_out, {"ok": False, "error": f"{type(error).__name__}: {error}"})
         return

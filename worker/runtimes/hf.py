@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,15 @@ def weights_fingerprint(folder: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def compile_on_any_device() -> Any:
+    """transformers' compile settings with its CUDA-only guard lifted (CPU, tests)."""
+    from transformers import CompileConfig
+
+    config = CompileConfig()
+    config._compile_all_devices = True  # type: ignore[assignment]  # annotated None, read as a flag
+    return config
+
+
 class HFRuntime:
     """A transformers image-text-to-text model loaded once, generating greedy batches."""
 
@@ -62,6 +72,7 @@ class HFRuntime:
         name: str | None = None,
         demo: bool = False,
         static_cache: str = "auto",
+        compile_decoder: str = "auto",
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -84,7 +95,7 @@ class HFRuntime:
             backend="hf",
             demo=demo,
         )
-        self._setup(processor, model, device, info, static_cache=static_cache)
+        self._setup(processor, model, device, info, static_cache, compile_decoder)
 
     @classmethod
     def from_components(
@@ -95,15 +106,31 @@ class HFRuntime:
         device: str,
         info: ModelInfo,
         static_cache: str = "auto",
+        compile_decoder: str = "auto",
     ) -> HFRuntime:
         """Wrap a processor and a model already in memory (the inference benchmark does)."""
         runtime = cls.__new__(cls)
-        runtime._setup(processor, model, device, info, static_cache=static_cache)
+        runtime._setup(processor, model, device, info, static_cache, compile_decoder)
         return runtime
 
     def _setup(
-        self, processor: Any, model: Any, device: str, info: ModelInfo, *, static_cache: str
+        self,
+        processor: Any,
+        model: Any,
+        device: str,
+        info: ModelInfo,
+        static_cache: str,
+        compile_decoder: str,
     ) -> None:
+        if compile_decoder == "on" and static_cache == "off":
+            raise ModelLoadError(
+                "RADRAFT_COMPILE_DECODER=on needs the static KV cache (RADRAFT_STATIC_CACHE=off)"
+            )
+        on_cuda = device == "cuda"
+        self._compiled = compile_decoder == "on" or (compile_decoder == "auto" and on_cuda)
+        self._static_cache = (
+            static_cache == "on" or (static_cache == "auto" and on_cuda) or compile_decoder == "on"
+        )
         self._processor = processor
         self._model = model.to(device).eval()
         self._device = device
@@ -111,8 +138,17 @@ class HFRuntime:
         if device == "cpu" and parameters < SMALL_MODEL_PARAMETERS:
             torch.set_num_threads(1)
         self._processor.tokenizer.padding_side = "left"
-        self._info = info
-        self._static_cache = static_cache == "on" or (static_cache == "auto" and device == "cuda")
+        self._info = replace(
+            info,
+            decoding={
+                "do_sample": False,
+                "num_beams": 1,
+                "kv_cache": "static" if self._static_cache else "dynamic",
+                "compiled": self.compiled,
+                "dtype": str(self._model.dtype).removeprefix("torch."),
+                "device": device,
+            },
+        )
 
     @property
     def info(self) -> ModelInfo:
@@ -173,13 +209,39 @@ class HFRuntime:
             )
         return results
 
+    @property
+    def compiled(self) -> bool:
+        """Whether generation runs the compiled decoder (each new batch shape compiles once)."""
+        return self._static_cache and self._compiled
+
     def cache_options(self) -> dict[str, Any]:
-        """Static KV cache (fixed shapes) where chosen; transformers then compiles the decoder's
-        forward pass on CUDA. Elsewhere compilation stays off: it would only add start-up time.
+        """Generation options for the static KV cache and compilation.
+
+        A static cache has fixed shapes, so transformers can compile the decoder's forward pass
+        (on CUDA it does so by default). Off CUDA compilation is opt-in: for a small model it
+        pays back only after many studies, and its first batch of each shape waits for it.
         """
         if not self._static_cache:
             return {}
-        return {"cache_implementation": "static", "disable_compile": self._device != "cuda"}
+        options: dict[str, Any] = {"cache_implementation": "static"}
+        if not self.compiled:
+            options["disable_compile"] = True
+        elif self._device != "cuda":
+            options["compile_config"] = compile_on_any_device()
+        return options
+
+    def warm_up(self, max_batch: int, image_size: int, max_new_tokens: int) -> None:
+        """Compile before the first study: a batch of one, then the largest batch.
+
+        The second shape makes torch.compile switch to shape-generic code, so later batch
+        sizes and prompt lengths mostly reuse it instead of stalling a study's drafting.
+        """
+        if not self.compiled:
+            return
+        image = np.zeros((image_size, image_size), dtype=np.uint8)
+        for size in sorted({1, max_batch}):
+            request = GenerationRequest((image, image), "Warm-up.", max_new_tokens)
+            self.generate([request] * size)
 
     def close(self) -> None:
         """Drop the model."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from radraft.settings import Settings
 from worker.runtimes.base import ModelLoadError, ModelRuntime
 from worker.runtimes.chexagent import CHEXAGENT_HUB_ID
+from worker.runtimes.child import hf_arguments
 from worker.runtimes.demo import is_demo_checkpoint
 from worker.runtimes.hf import HFRuntime
 from worker.runtimes.supervised import SupervisedRuntime
@@ -71,5 +72,18 @@ def _hf_or_child(settings: Settings, source: str, *, demo: bool) -> ModelRuntime
             source=source,
             device=settings.device,
             demo=demo,
+            hf_options=hf_arguments(
+                settings.static_cache,
+                settings.compile_decoder,
+                (settings.max_batch, settings.image_size, settings.max_new_tokens),
+            ),
         )
-    return HFRuntime(source, device=settings.device, demo=demo, static_cache=settings.static_cache)
+    runtime = HFRuntime(
+        source,
+        device=settings.device,
+        demo=demo,
+        static_cache=settings.static_cache,
+        compile_decoder=settings.compile_decoder,
+    )
+    runtime.warm_up(settings.max_batch, settings.image_size, settings.max_new_tokens)
+    return runtime

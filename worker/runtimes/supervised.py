@@ -49,6 +49,7 @@ class SupervisedRuntime:
         source: str,
         device: str,
         demo: bool = False,
+        hf_options: Sequence[str] = (),
         load_timeout: float = 900.0,
         batch_timeout: float = 600.0,
     ) -> None:
@@ -58,6 +59,7 @@ class SupervisedRuntime:
         ]  # fmt: skip
         if demo:
             self._command.append("--demo")
+        self._command.extend(hf_options)
         self._load_timeout = load_timeout
         self._batch_timeout = batch_timeout
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radraft-child-io")
