@@ -71,6 +71,27 @@ def test_planted_saving_is_recovered_and_attendings_are_equivalent(
     assert (out / "events.csv").exists()
     check_report_numbers(out / "report.html", results)
     assert "time ratio" in completed.stdout
+    check_pilot_planning(settings, results["mixed"]["resident"])
+
+
+def check_pilot_planning(settings: Settings, resident_fit: dict) -> None:  # type: ignore[type-arg]
+    """``radraft study power --pilot`` plans with the study's fitted spread, not its effect."""
+    environment = settings_to_environment(settings) | {"PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "radraft.cli", "study", "power", "--role", "resident",
+               "--readers", "4", "--cases", "50", "--simulations", "3", "--ratio", "0.8",
+               "--json", "--pilot"]  # fmt: skip
+    planned = subprocess.run([*command, "sim"], env=environment, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    assert "pilot 'sim': 120 resident reads by 4 readers of" in planned.stderr
+    model = json.loads(planned.stdout)["model"]
+    assert model["arm_ratios"] == {"draft": 0.8}
+    assert model["residual_sd"] == pytest.approx(resident_fit["residual_variance"] ** 0.5)
+    assert model["reader_sd"] == pytest.approx(resident_fit["reader_variance"] ** 0.5)
+    unknown = subprocess.run([*command, "no-such-study"], env=environment, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert unknown.returncode == 2
+    assert "no study named 'no-such-study'" in unknown.stderr
 
 
 def check_report_numbers(html_path: Path, results: dict) -> None:  # type: ignore[type-arg]

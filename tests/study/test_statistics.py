@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from radraft.enums import Role
+from reporting.study.analysis.power import PilotError, time_model_from_pilot
 from reporting.study.analysis.simulation import TimeModel, simulate_reads
 from reporting.study.analysis.stats import arm_effect, fit_mixed_model, legacy_comparison, tost
 from reporting.study.analysis.textmetrics import (
@@ -70,7 +72,9 @@ def test_power_calculator_prints_the_grid(backend: str) -> None:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
-    points = json.loads(completed.stdout)
+    printed = json.loads(completed.stdout)
+    assert printed["model"]["arm_ratios"] == {"draft": 0.64}
+    points = printed["points"]
     assert [(p["readers"], p["cases"]) for p in points] == [(2, 40), (4, 40)]
     assert all(0.0 <= p["power_difference"] <= 1.0 for p in points)
     assert points[1]["power_difference"] >= 0.8, "a 36% saving is found with 4 x 30 reads"
@@ -88,3 +92,30 @@ def test_random_reader_slope_with_enough_readers(backend: str) -> None:
     assert "(arm|reader)" in fit.formula
     (effect,) = fit.effects
     assert effect.ratio_low <= 0.7 <= effect.ratio_high
+
+
+def test_pilot_gives_the_planning_spread_but_not_its_effect(backend: str) -> None:
+    planted = TimeModel(baseline_seconds=120.0, arm_ratios={"resident_model": 0.5},
+                        reader_sd=0.3, case_sd=0.25, residual_sd=0.35)  # fmt: skip
+    reads = simulate_reads(planted, readers=10, cases=80, reads_per_reader=40,
+                           arms=["resident_scratch", "resident_model"],
+                           rng=np.random.default_rng(5))  # fmt: skip
+    reads = reads.assign(role="resident", practice=False)
+    model, fit = time_model_from_pilot(reads, role=Role.RESIDENT, ratio=0.8)
+    assert fit.n_reads == 400
+    assert model.arm_ratios == {"draft": 0.8}, "the planned effect, not the pilot's 0.5"
+    assert model.residual_sd == pytest.approx(0.35, rel=0.15)
+    assert 0.1 <= model.reader_sd <= 0.6
+    assert 0.1 <= model.case_sd <= 0.45
+    # the geometric mean of the reference arm carries the reader and case draws of the pilot
+    assert 80 <= model.baseline_seconds <= 180
+
+
+def test_pilot_without_the_reference_arm_is_refused(backend: str) -> None:
+    reads = simulate_reads(TimeModel(), readers=3, cases=20, reads_per_reader=10,
+                           arms=["resident_model"], rng=np.random.default_rng(1))  # fmt: skip
+    with pytest.raises(PilotError, match="no analysable resident reads in resident_scratch"):
+        time_model_from_pilot(reads.assign(role="resident", practice=False),
+                              role=Role.RESIDENT, ratio=0.64)  # fmt: skip
+    with pytest.raises(PilotError, match="no submitted reads"):
+        time_model_from_pilot(pd.DataFrame(), role=Role.ATTENDING, ratio=1.0)

@@ -117,3 +117,9 @@ def _read_row(
         "thinks_model_wrote_draft": feedback.get("thinks_model_wrote_draft"),
         "free_text": feedback.get("free_text", ""),
     }
+
+
+def analysed_reads(reads: pd.DataFrame) -> pd.DataFrame:
+    """The reads an analysis uses: practice reads and reads without active time left out."""
+    analysed = reads[~reads["practice"].astype(bool)]
+    return analysed[analysed["active_s"] > 0].copy()

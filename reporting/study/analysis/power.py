@@ -2,18 +2,29 @@
 
 For each design, datasets are drawn from ``TimeModel`` and fitted with the primary mixed
 model; power is the share of fits with p < alpha for the arm effect, and the share whose TOST
-concludes equivalence at the margin (the attending question).
+concludes equivalence at the margin (the attending question). The model's spread can come
+from a pilot study (``time_model_from_pilot``), the effect always from the plan.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from radraft.enums import Role
+from radraft.errors import RadraftError
+from reporting.study.analysis.dataset import analysed_reads
 from reporting.study.analysis.simulation import TimeModel, simulate_reads
-from reporting.study.analysis.stats import fit_mixed_model, tost
+from reporting.study.analysis.stats import MixedModelFit, fit_mixed_model, tost
+from reporting.study.arms import REFERENCE_ARM
+
+
+class PilotError(RadraftError):
+    """A pilot study's reads cannot give a planning model (the message says what is missing)."""
 
 
 @dataclass(frozen=True)
@@ -70,3 +81,38 @@ def power_grid(
                 )
             )
     return points
+
+
+def time_model_from_pilot(
+    reads: pd.DataFrame, *, role: Role, ratio: float
+) -> tuple[TimeModel, MixedModelFit]:
+    """A planning model whose spread is a pilot's and whose effect is the planned ``ratio``.
+
+    Reader, case and residual SDs, the learning curve and the reference arm's geometric-mean
+    time come from the primary model fitted to the pilot's reads of ``role``. The pilot's own
+    arm effect is deliberately not used: power computed from an observed effect only restates
+    that estimate's p-value, and a small pilot's effect is too noisy to plan on.
+    """
+    if reads.empty:
+        raise PilotError("the pilot has no submitted reads")
+    own = analysed_reads(reads)
+    own = own[own["role"] == role]
+    reference = REFERENCE_ARM[role]
+    if own.empty or reference not in set(own["arm"]) or own["arm"].nunique() < 2:
+        raise PilotError(f"the pilot has no analysable {role} reads in {reference} and another arm")
+    fit = fit_mixed_model(own, role=role, reference=reference)
+    reference_times = own.loc[own["arm"] == reference, "active_s"].astype(float)
+    model = TimeModel(
+        baseline_seconds=float(np.exp(np.log(reference_times).mean())),
+        arm_ratios={"draft": ratio},
+        reader_sd=_sd(fit.reader_variance),
+        case_sd=_sd(fit.case_variance),
+        residual_sd=_sd(fit.residual_variance),
+        position_effect=fit.position_beta,
+    )
+    return model, fit
+
+
+def _sd(variance: float) -> float:
+    """A variance component as an SD; a component the fit could not estimate counts as 0."""
+    return math.sqrt(variance) if math.isfinite(variance) and variance > 0 else 0.0

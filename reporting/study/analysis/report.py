@@ -19,6 +19,7 @@ import pandas as pd
 from jinja2 import Environment, select_autoescape
 
 from radraft.enums import Role
+from reporting.study.analysis.dataset import analysed_reads
 from reporting.study.analysis.plots import PLOTS
 from reporting.study.analysis.stats import (
     cluster_bootstrap,
@@ -47,8 +48,7 @@ def analyze(
     out.mkdir(parents=True, exist_ok=True)
     reads.to_csv(out / "reads.csv", index=False)
     events.to_csv(out / "events.csv", index=False)
-    analysed = reads[~reads["practice"].astype(bool)].copy()
-    analysed = analysed[analysed["active_s"] > 0]
+    analysed = analysed_reads(reads)
     results: dict[str, Any] = {
         "study": study_name,
         "software": _versions(),
