@@ -27,6 +27,7 @@ from reporting.study.reads import ReadError
 from reporting.web import (
     auth_routes,
     health,
+    metrics,
     outbox,
     pages,
     previews,
@@ -109,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
         worklist,
         reports,
         outbox,
+        metrics,
         previews,
         user_admin,
         reading,

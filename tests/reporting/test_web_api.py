@@ -86,6 +86,7 @@ ROUTES = [
     ("POST", "/api/reading/999/submit", {"findings": "a", "impression": "b"}),
     ("POST", "/api/reading/999/feedback", {}),
     ("GET", "/api/sessions/999/times", None),
+    ("GET", "/metrics", None),
 ]
 EXPECTED = {
     # route index: statuses for (anonymous, resident, attending, admin, researcher)
@@ -119,6 +120,7 @@ EXPECTED = {
     25: (401, 404, 404, 403, 403),
     26: (401, 404, 404, 403, 403),
     27: (401, 404, 404, 403, 403),
+    28: (401, 200, 200, 200, 200),
 }
 
 

@@ -1,0 +1,129 @@
+"""``GET /metrics``: queue depths, backlogs and drafting times for Prometheus.
+
+A PACS administrator needs to see at a glance whether studies are waiting for a worker, whether
+SRs and ORUs are piling up for an unreachable PACS or RIS, and how long drafting takes. Every
+figure is computed from the database, so one scrape of any web process sees the whole
+deployment. Counts and durations only: no identifier of a patient, study or user.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import func, select
+
+from radraft.enums import JobStatus, OutboxChannel, OutboxStatus, StudyStatus
+from radraft.models import DraftingJob, OutboxMessage, Study
+from radraft.timeutil import utcnow
+from reporting.web.deps import DbSession
+from reporting.web.security import reader
+
+router = APIRouter(tags=["operations"], dependencies=[Depends(reader)])
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+RECENT = timedelta(hours=1)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(session: DbSession) -> PlainTextResponse:
+    """The Prometheus text exposition of radraft's state."""
+    now = utcnow()
+    lines: list[str] = []
+    studies = dict(session.execute(select(Study.status, func.count()).group_by(Study.status)).all())
+    _gauge(lines, "radraft_studies", "Studies by workflow status.",
+           {(("status", s.value),): studies.get(s.value, 0) for s in StudyStatus})  # fmt: skip
+    jobs = dict(
+        session.execute(select(DraftingJob.status, func.count()).group_by(DraftingJob.status)).all()
+    )
+    _gauge(lines, "radraft_drafting_jobs", "Drafting jobs by status.",
+           {(("status", s.value),): jobs.get(s.value, 0) for s in JobStatus})  # fmt: skip
+    oldest_job = session.scalar(
+        select(func.min(DraftingJob.created_at)).where(DraftingJob.status == JobStatus.QUEUED)
+    )
+    _gauge(lines, "radraft_drafting_oldest_queued_seconds",
+           "Age of the oldest drafting job no worker has taken (0: none waiting).",
+           {(): _age(now, oldest_job)})  # fmt: skip
+    _outbox(lines, session, now)
+    _recent_drafting(lines, session, now)
+    return PlainTextResponse("\n".join(lines) + "\n", media_type=PROMETHEUS_TEXT)
+
+
+def _outbox(lines: list[str], session: DbSession, now: datetime) -> None:
+    counts = {
+        (channel, status): count
+        for channel, status, count in session.execute(
+            select(OutboxMessage.channel, OutboxMessage.status, func.count()).group_by(
+                OutboxMessage.channel, OutboxMessage.status
+            )
+        ).all()
+    }
+    _gauge(lines, "radraft_outbox_messages",
+           "Outbox rows by channel (celery: drafting jobs; dicom: SRs; hl7: ORUs) and status.",
+           {(("channel", c.value), ("status", s.value)): counts.get((c.value, s.value), 0)
+            for c in OutboxChannel for s in OutboxStatus})  # fmt: skip
+    oldest = dict(
+        session.execute(
+            select(OutboxMessage.channel, func.min(OutboxMessage.created_at))
+            .where(OutboxMessage.status == OutboxStatus.PENDING)
+            .group_by(OutboxMessage.channel)
+        ).all()
+    )
+    ages = {(("channel", c.value),): _age(now, oldest.get(c.value)) for c in OutboxChannel}
+    _gauge(lines, "radraft_outbox_oldest_pending_seconds",
+           "Age of the oldest undelivered row per channel (0: nothing waiting).", ages)  # fmt: skip
+
+
+def _recent_drafting(lines: list[str], session: DbSession, now: datetime) -> None:
+    """Wall time from a worker taking a job to its draft being stored, over the last hour."""
+    finished = session.execute(
+        select(DraftingJob.started_at, DraftingJob.finished_at).where(
+            DraftingJob.status == JobStatus.SUCCEEDED, DraftingJob.finished_at >= now - RECENT
+        )
+    ).all()
+    seconds = sorted(
+        (end - start).total_seconds() for start, end in finished if start is not None and end
+    )
+    _gauge(lines, "radraft_drafts_last_hour", "Drafts stored in the last hour.",
+           {(): len(seconds)})  # fmt: skip
+    quantiles = {(("quantile", q),): _quantile(seconds, float(q)) for q in ("0.5", "0.9")}
+    _gauge(lines, "radraft_drafting_seconds_last_hour",
+           "Seconds from a worker taking a job to its stored draft, last hour (NaN: none).",
+           quantiles)  # fmt: skip
+
+
+def _gauge(
+    lines: list[str], name: str, help_text: str, samples: Mapping[tuple[Any, ...], float]
+) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} gauge")
+    for labels, value in samples.items():
+        lines.append(f"{name}{_labels(labels)} {_number(value)}")
+
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    inner = ",".join(f'{key}="{value}"' for key, value in pairs)
+    return "{" + inner + "}" if inner else ""
+
+
+def _number(value: float) -> str:
+    if value != value:  # NaN
+        return "NaN"
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    return max(0.0, (now - since).total_seconds()) if since is not None else 0.0
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    percentiles = statistics.quantiles(values, n=100, method="inclusive")
+    return percentiles[round(q * 100) - 1]

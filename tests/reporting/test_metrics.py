@@ -1,0 +1,108 @@
+"""``GET /metrics``: what an operator's Prometheus sees, and that it shows no PHI."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from radraft.db import session_scope
+from radraft.enums import JobStatus, OutboxChannel, OutboxStatus
+from radraft.models import DraftingJob, OutboxMessage, Study
+from radraft.timeutil import utcnow
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+TOKEN = {"Authorization": "Bearer test-service-token"}
+SAMPLE = re.compile(r"^(\w+)(?:\{(.*)\})? (\S+)$")
+
+
+def scrape(client: TestClient) -> dict[tuple[str, str], float]:
+    """(name, labels) -> value; every sample line must parse and carry HELP and TYPE."""
+    response = client.get("/metrics", headers=TOKEN)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    declared = set()
+    for line in response.text.splitlines():
+        if line.startswith("# TYPE "):
+            declared.add(line.split()[2])
+            continue
+        if line.startswith("#"):
+            continue
+        match = SAMPLE.match(line)
+        assert match, line
+        name, labels, value = match.groups()
+        assert name in declared, f"{name} has no TYPE line"
+        samples[(name, labels or "")] = float(value)
+    return samples
+
+
+def test_metrics_count_queues_backlogs_and_drafting_times(
+    app_client: TestClient, world: dict[str, Any], session_factory: sessionmaker[Session]
+) -> None:
+    now = utcnow()
+    with session_scope(session_factory) as session:
+        study = session.scalar(select(Study))
+        assert study is not None
+        study.patient_name = "Canary^Metrics"
+
+        def ago(seconds: float) -> Any:
+            return now - timedelta(seconds=seconds)
+
+        def job(version: int, status: JobStatus, **times: Any) -> DraftingJob:
+            return DraftingJob(study_id=study.id, content_version=version, status=status, **times)
+
+        session.add_all([
+            job(7, JobStatus.QUEUED, created_at=ago(120)),
+            job(8, JobStatus.SUCCEEDED, started_at=ago(600), finished_at=ago(597)),
+            job(9, JobStatus.SUCCEEDED, started_at=ago(300), finished_at=ago(295)),
+            job(10, JobStatus.SUCCEEDED, started_at=ago(3 * 3600), finished_at=ago(2 * 3600)),
+            OutboxMessage(channel=OutboxChannel.HL7, idempotency_key="metrics-old", payload={},
+                          status=OutboxStatus.PENDING, created_at=ago(900)),
+            OutboxMessage(channel=OutboxChannel.DICOM, idempotency_key="metrics-failed",
+                          payload={}, status=OutboxStatus.FAILED),
+        ])  # fmt: skip
+    with session_scope(session_factory) as session:
+        rows = Counter((row.channel, row.status) for row in session.scalars(select(OutboxMessage)))
+        jobs = Counter(session.scalars(select(DraftingJob.status)))
+
+    samples = scrape(app_client)
+    for (channel, status), count in rows.items():
+        key = ("radraft_outbox_messages", f'channel="{channel}",status="{status}"')
+        assert samples[key] == count, key
+    assert samples[("radraft_outbox_messages", 'channel="dicom",status="failed"')] >= 1
+    assert sum(v for (n, _), v in samples.items() if n == "radraft_outbox_messages") == sum(
+        rows.values()
+    )
+    for status in JobStatus:
+        assert samples[("radraft_drafting_jobs", f'status="{status}"')] == jobs[status]
+    assert samples[("radraft_studies", 'status="drafted"')] == 1
+    assert 119 <= samples[("radraft_drafting_oldest_queued_seconds", "")] <= 180
+    assert 899 <= samples[("radraft_outbox_oldest_pending_seconds", 'channel="hl7"')] <= 960
+    assert samples[("radraft_outbox_oldest_pending_seconds", 'channel="celery"')] == 0
+    # last hour only: the 3 s and 5 s drafts, not the one from two hours ago
+    assert samples[("radraft_drafts_last_hour", "")] == 2
+    median = samples[("radraft_drafting_seconds_last_hour", 'quantile="0.5"')]
+    assert median == pytest.approx(4.0, abs=0.01)
+    p90 = samples[("radraft_drafting_seconds_last_hour", 'quantile="0.9"')]
+    assert 4.0 < p90 <= 5.0
+
+    text = app_client.get("/metrics", headers=TOKEN).text
+    assert "Canary" not in text
+    assert world["study_uid"] not in text
+
+
+def test_metrics_need_the_service_token_or_a_login(app_client: TestClient) -> None:
+    assert app_client.get("/metrics").status_code == 401
+    wrong = {"Authorization": "Bearer wrong"}
+    assert app_client.get("/metrics", headers=wrong).status_code == 401
+    samples = scrape(app_client)
+    assert math.isnan(samples[("radraft_drafting_seconds_last_hour", 'quantile="0.5"')])
+    assert samples[("radraft_drafts_last_hour", "")] == 0
