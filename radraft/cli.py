@@ -13,6 +13,7 @@ from radraft.errors import RadraftError
 from radraft.logs import configure_logging
 from radraft.settings import Settings, load_settings
 from reporting.study.cli import study_app
+from reporting.timing_cli import timing_app
 
 app = typer.Typer(help="radraft: AI-drafted chest X-ray reports.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -26,6 +27,7 @@ app.add_typer(users_app, name="users")
 model_app = typer.Typer(help="Model checkpoints and runtimes.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(study_app, name="study")
+app.add_typer(timing_app, name="timing")
 
 
 def _settings(**overrides: object) -> Settings:

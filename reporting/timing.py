@@ -53,6 +53,19 @@ class SessionTimes:
     characters_deleted: int
     pasted: bool
 
+    def columns(self) -> dict[str, float | int | bool | None]:
+        """The times as table columns, named the same in every export and analysis."""
+        return {
+            "total_s": self.total_seconds,
+            "active_s": self.active_seconds,
+            "time_to_first_input_s": self.time_to_first_input_seconds,
+            "edit_s": self.edit_seconds,
+            "keystrokes": self.keystrokes,
+            "characters_inserted": self.characters_inserted,
+            "characters_deleted": self.characters_deleted,
+            "pasted": self.pasted,
+        }
+
 
 def derive_times(events: Sequence[StampedEvent], *, idle_threshold: float) -> SessionTimes:
     """Total, active and editing times and edit counts of one session's events."""
