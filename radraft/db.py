@@ -15,11 +15,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     Gateway threads, the web app and the worker process write the same SQLite file, so writers
     wait (``busy_timeout``) instead of failing, and ``synchronous=FULL`` makes every commit durable
-    before the gateway acknowledges an instance.
+    before the gateway acknowledges an instance. ``hide_parameters`` keeps bound values (names,
+    report text, searches) out of error messages, which end up in logs and tracebacks.
     """
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs
+            url,
+            connect_args={"timeout": 60, "check_same_thread": False},
+            hide_parameters=True,
+            **kwargs,
         )
 
         @event.listens_for(engine, "connect")
@@ -39,7 +43,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -11,10 +12,12 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 
 from radraft import __version__
 from radraft.db import make_engine, make_sessionmaker
+from radraft.logs import log_event
 from radraft.settings import Settings
 from reporting.lifecycle import (
     InvalidTextError,
@@ -39,6 +42,10 @@ from reporting.web import (
 )
 from reporting.web.cookies import SecureCookieOverTLS
 from reporting.web.security import LoginThrottle
+
+logger = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER_SECONDS = 5
+"""What a 503 for an unreachable database tells clients to wait; the pool reconnects by itself."""
 
 
 def session_secret(settings: Settings) -> str:
@@ -98,6 +105,16 @@ def create_app(settings: Settings) -> FastAPI:
         if isinstance(error, StaleVersionError):
             body["current_version"] = error.current_version
         return JSONResponse(body, status_code=lifecycle_error_status(error))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_unavailable(_request: Request, error: DBAPIError) -> JSONResponse:
+        log_event(logger, "web.database_unavailable", error=type(error.orig).__name__)
+        return JSONResponse(
+            {"detail": "the database is unavailable; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(ReadError)
     async def read_error(_request: Request, error: ReadError) -> JSONResponse:
