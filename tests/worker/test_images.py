@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom import uid
+from pydicom import dcmread, uid
 from pydicom.encaps import encapsulate
 
-from radraft.imaging import Candidate, UnusableImageError, choose_images, load_for_model
+from radraft.imaging import (
+    Candidate,
+    UnusableImageError,
+    choose_images,
+    decode_pixels,
+    load_for_model,
+)
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import write_study
-from tests.support import SHARED_CXR
+from tests.support import SHARED_CXR, require_tool
 
 
 def test_monochrome1_is_inverted(tmp_path: Path) -> None:
@@ -70,3 +77,16 @@ def test_frontal_first_then_lateral() -> None:
     unknown = Candidate("4", Path("u"), None)
     assert choose_images([lateral, ap, unknown, pa])[:2] == [pa, lateral]
     assert choose_images([unknown, lateral])[:2] == [unknown, lateral]
+
+
+def test_jpeg_ls_decodes_with_the_fast_plugin_to_the_original_pixels(tmp_path: Path) -> None:
+    (dataset,) = make_chest_study(3, rows=256, columns=192, views=("PA",))
+    (plain,) = write_study([dataset], tmp_path / "plain")
+    encoded = tmp_path / "jpegls.dcm"
+    subprocess.run([require_tool("dcmcjpls"), str(plain), str(encoded)], check=True)
+    compressed = dcmread(encoded)
+    assert compressed.file_meta.TransferSyntaxUID == uid.JPEGLSLossless
+    pixels = decode_pixels(compressed)
+    assert np.array_equal(pixels, dataset.pixel_array), "lossless: the very same values"
+    assert compressed._pixel_array_opts["decoding_plugin"] == "pyjpegls"
+    assert load_for_model(encoded, size=64).shape == (64, 48)
