@@ -40,8 +40,13 @@ def clinical_session_rows(
     query = select(EditSession).where(EditSession.study_read_id.is_(None))
     if since is not None:
         query = query.where(EditSession.started_at >= since)
+    sessions = list(session.scalars(query.order_by(EditSession.started_at, EditSession.id)))
     rows = []
-    for edit_session in session.scalars(query.order_by(EditSession.id)):
+    next_start: dict[tuple[int, int], datetime] = {}
+    for edit_session in reversed(sessions):  # when this reader's next session of the report began
+        key = (edit_session.report_id, edit_session.user_id)
+        until = next_start.get(key)
+        next_start[key] = edit_session.started_at
         revisions = list(
             session.scalars(
                 select(ReportRevision)
@@ -56,19 +61,22 @@ def clinical_session_rows(
             StampedEvent(TimingEventType(e.event_type), e.server_at, e.payload or {})
             for e in events
         ]
-        rows.append(_row(edit_session, revisions, stamped, idle_threshold))
-    return rows
+        rows.append(_row(edit_session, until, revisions, stamped, idle_threshold))
+    return sorted(rows, key=lambda row: int(row["session_id"]))
 
 
 def _row(
     edit_session: EditSession,
+    until: datetime | None,
     revisions: Sequence[ReportRevision],
     events: Sequence[StampedEvent],
     idle_threshold: float,
 ) -> dict[str, Any]:
+    # the reader's first revision of the report in this session, before their next session
     result = next(
         (r for r in revisions
-         if r.author_user_id == edit_session.user_id and r.created_at >= edit_session.started_at),
+         if r.author_user_id == edit_session.user_id and r.created_at >= edit_session.started_at
+         and (until is None or r.created_at < until)),
         None,
     )  # fmt: skip
     if result is not None:  # a submission is made against the version it was edited from

@@ -94,6 +94,33 @@ def test_export_has_one_row_per_clinical_session_and_no_phi(
         assert exported.object_id == "2"
 
 
+def test_a_session_without_a_submission_is_not_credited_with_the_next_ones(
+    app_client: TestClient, world: dict[str, Any], settings: Settings
+) -> None:
+    report = world["report"]
+    abandoned = read_case(app_client, report, "resident", seconds=6, keys=4)  # submit failed
+    retried = read_case(app_client, report, "resident", seconds=9, keys=7)
+    assert retried != abandoned, "an ended session is not resumed"
+    csrf = login(app_client, "resident")
+    submitted = app_client.post(f"/api/reports/{report}/submit", json=edit(1), headers=csrf)
+    assert submitted.status_code == 200
+    rows = export_rows(settings)
+    assert [(int(r["session_id"]), r["result_revision"]) for r in rows] == [
+        (abandoned, ""), (retried, "2")
+    ]  # fmt: skip
+    assert rows[0]["word_edit_rate"] == "", "nothing to compare without a result"
+
+
+def export_rows(settings: Settings) -> list[dict[str, str]]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "radraft.cli", "timing", "export"],
+        env=settings_to_environment(settings) | {"PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    return list(csv.DictReader(io.StringIO(completed.stdout)))
+
+
 def test_export_since_leaves_earlier_sessions_out(
     app_client: TestClient, world: dict[str, Any], settings: Settings
 ) -> None:
