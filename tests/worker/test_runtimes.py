@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -68,8 +69,11 @@ def test_static_kv_cache_gives_the_same_drafts(runtime: HFRuntime, demo_model_di
     assert [r.text for r in static.generate(batch[:1])] == [runtime.generate(batch[:1])[0].text]
 
 
-def test_compiled_decoder_gives_the_same_drafts(runtime: HFRuntime, demo_model_dir: Path) -> None:
+def test_compiled_decoder_gives_the_same_drafts(
+    runtime: HFRuntime, demo_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The path GPU workers take by default (static cache + torch.compile), run on CPU."""
+    caplog.set_level(logging.INFO, logger="worker.runtimes.hf")
     compiled = HFRuntime(str(demo_model_dir), device="cpu", demo=True, compile_decoder="on")
     assert compiled.compiled
     assert compiled.info.decoding["kv_cache"] == "static"
@@ -79,6 +83,8 @@ def test_compiled_decoder_gives_the_same_drafts(runtime: HFRuntime, demo_model_d
     assert options["compile_config"]._compile_all_devices is True
     assert "disable_compile" not in options
     compiled.warm_up(max_batch=4, image_size=96, max_new_tokens=24)
+    assert "worker.compiled seconds=" in caplog.text
+    assert "batch_sizes=1,4" in caplog.text
     for batch in (requests(4), requests(3), requests(1)):
         assert [r.text for r in compiled.generate(batch)] == [
             r.text for r in runtime.generate(batch)

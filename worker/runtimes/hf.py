@@ -7,6 +7,7 @@ demo model, which is such a checkpoint with random weights.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -19,6 +20,7 @@ from PIL import Image
 
 from worker.runtimes.base import GenerationRequest, GenerationResult, ModelInfo, ModelLoadError
 
+logger = logging.getLogger(__name__)
 FULL_HASH_LIMIT_BYTES = 1 << 30
 SMALL_MODEL_PARAMETERS = 100_000_000
 """Below this, CPU generation runs on one thread: for a tiny model, synchronising intra-op
@@ -238,10 +240,18 @@ class HFRuntime:
         """
         if not self.compiled:
             return
+        start = time.perf_counter()
         image = np.zeros((image_size, image_size), dtype=np.uint8)
-        for size in sorted({1, max_batch}):
+        sizes = sorted({1, max_batch})
+        for size in sizes:
             request = GenerationRequest((image, image), "Warm-up.", max_new_tokens)
             self.generate([request] * size)
+        # radraft.logs' key=value shape, without importing it (a child runtime's venv lacks it)
+        logger.info(
+            "worker.compiled seconds=%.1f batch_sizes=%s",
+            time.perf_counter() - start,
+            ",".join(map(str, sizes)),
+        )
 
     def close(self) -> None:
         """Drop the model."""
