@@ -18,7 +18,7 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
 from radraft.enums import JobStatus, OutboxChannel, OutboxStatus, StudyStatus
-from radraft.models import DraftingJob, OutboxMessage, Study
+from radraft.models import DraftingJob, OutboxMessage, ReportRevision, Study
 from radraft.timeutil import utcnow
 from reporting.web.deps import DbSession
 from reporting.web.security import reader
@@ -94,6 +94,19 @@ def _recent_drafting(lines: list[str], session: DbSession, now: datetime) -> Non
     _gauge(lines, "radraft_drafting_seconds_last_hour",
            "Seconds from a worker taking a job to its stored draft, last hour (NaN: none).",
            quantiles)  # fmt: skip
+    by_model = session.execute(
+        select(ReportRevision.model_name, ReportRevision.demo_model, func.count())
+        .where(
+            ReportRevision.drafting_job_id.is_not(None),
+            ReportRevision.created_at >= now - RECENT,
+        )
+        .group_by(ReportRevision.model_name, ReportRevision.demo_model)
+    ).all()
+    _gauge(lines, "radraft_drafts_by_model_last_hour",
+           "Drafts stored in the last hour by model; demo=\"true\" is a random-weight model that"
+           " must never draft in clinical use.",
+           {(("model", name or "unknown"), ("demo", "true" if demo else "false")): count
+            for name, demo, count in by_model})  # fmt: skip
 
 
 def _gauge(
@@ -106,8 +119,13 @@ def _gauge(
 
 
 def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    inner = ",".join(f'{key}="{value}"' for key, value in pairs)
+    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in pairs)
     return "{" + inner + "}" if inner else ""
+
+
+def _escape(value: str) -> str:
+    """A label value as the exposition format wants it (backslash, quote and newline escaped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _number(value: float) -> str:

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
-from radraft.enums import JobStatus, OutboxChannel, OutboxStatus
-from radraft.models import DraftingJob, OutboxMessage, Study
+from radraft.enums import JobStatus, OutboxChannel, OutboxStatus, ReportState
+from radraft.models import DraftingJob, OutboxMessage, ReportRevision, Study
 from radraft.timeutil import utcnow
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -69,6 +69,12 @@ def test_metrics_count_queues_backlogs_and_drafting_times(
             OutboxMessage(channel=OutboxChannel.DICOM, idempotency_key="metrics-failed",
                           payload={}, status=OutboxStatus.FAILED),
         ])  # fmt: skip
+        session.flush()
+        drafted_by = session.scalar(select(DraftingJob).where(DraftingJob.content_version == 9))
+        assert drafted_by is not None
+        session.add(ReportRevision(report_id=world["report"], number=9, state=ReportState.DRAFTED,
+                                   drafting_job_id=drafted_by.id, model_name='tiny "demo"',
+                                   demo_model=True))  # fmt: skip
     with session_scope(session_factory) as session:
         rows = Counter((row.channel, row.status) for row in session.scalars(select(OutboxMessage)))
         jobs = Counter(session.scalars(select(DraftingJob.status)))
@@ -93,6 +99,9 @@ def test_metrics_count_queues_backlogs_and_drafting_times(
     assert median == pytest.approx(4.0, abs=0.01)
     p90 = samples[("radraft_drafting_seconds_last_hour", 'quantile="0.9"')]
     assert 4.0 < p90 <= 5.0
+    assert (
+        samples[("radraft_drafts_by_model_last_hour", 'model="tiny \\"demo\\"",demo="true"')] == 1
+    )
 
     text = app_client.get("/metrics", headers=TOKEN).text
     assert "Canary" not in text
@@ -106,3 +115,4 @@ def test_metrics_need_the_service_token_or_a_login(app_client: TestClient) -> No
     samples = scrape(app_client)
     assert math.isnan(samples[("radraft_drafting_seconds_last_hour", 'quantile="0.5"')])
     assert samples[("radraft_drafts_last_hour", "")] == 0
+    assert not [name for name, _ in samples if name == "radraft_drafts_by_model_last_hour"]
