@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from radraft.db import make_engine
 from radraft.models import Report, ReportRevision, Study
@@ -102,21 +102,17 @@ def read_complete(path: Path) -> Dataset | None:
         return None
 
 
-def model_seconds(settings: Settings, study_uid: str) -> float:
+def model_seconds(engine: Engine, study_uid: str) -> float:
     """Preprocessing plus generation seconds the worker stored with the study's draft."""
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with engine.connect() as connection:
-            generation = connection.execute(
-                select(ReportRevision.generation)
-                .join(Report, Report.id == ReportRevision.report_id)
-                .join(Study, Study.id == Report.study_id)
-                .where(Study.study_instance_uid == study_uid)
-                .where(ReportRevision.drafting_job_id.is_not(None))
-                .order_by(ReportRevision.id.desc())
-            ).scalar()
-    finally:
-        engine.dispose()
+    with engine.connect() as connection:
+        generation = connection.execute(
+            select(ReportRevision.generation)
+            .join(Report, Report.id == ReportRevision.report_id)
+            .join(Study, Study.id == Report.study_id)
+            .where(Study.study_instance_uid == study_uid)
+            .where(ReportRevision.drafting_job_id.is_not(None))
+            .order_by(ReportRevision.id.desc())
+        ).scalar()
     assert generation, "the draft records its timings"
     return float(
         generation["preprocess_seconds"]
@@ -149,7 +145,7 @@ def main() -> None:
             "RADRAFT_OUTBOX_POLL_SECONDS": "0.02",
             "RADRAFT_LOG_LEVEL": "WARNING",
         }
-        settings = Settings(data_dir=workdir / "radraft")
+        engine = make_engine(Settings(data_dir=workdir / "radraft").effective_database_url)
         cli = [sys.executable, "-m", "radraft.cli"]
         subprocess.run([*cli, "model", "build-demo"], env=environment, check=True,
                        capture_output=True)  # fmt: skip
@@ -170,7 +166,7 @@ def main() -> None:
                 acknowledged = send(paths, dicom_port)
                 stored = wait_for_sr(pacs_folder, uid, seen)
                 latencies.append(stored - acknowledged - arguments.stable_seconds)
-                references.append(model_seconds(settings, uid))
+                references.append(model_seconds(engine, uid))
                 print(f"study {index + 1}: {latencies[-1]:.2f} s end to end "
                       f"(model {references[-1]:.2f} s)", flush=True)  # fmt: skip
         finally:
@@ -178,6 +174,7 @@ def main() -> None:
             serve.wait(timeout=60)
             pacs.terminate()
             pacs.wait()
+            engine.dispose()
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     model = statistics.median(references)
     print(f"end to end (stable wait of {arguments.stable_seconds} s excluded): "

@@ -43,17 +43,20 @@ def clinical_session_rows(
     sessions = list(session.scalars(query.order_by(EditSession.started_at, EditSession.id)))
     rows = []
     next_start: dict[tuple[int, int], datetime] = {}
+    revisions_of: dict[int, list[ReportRevision]] = {}
     for edit_session in reversed(sessions):  # when this reader's next session of the report began
         key = (edit_session.report_id, edit_session.user_id)
         until = next_start.get(key)
         next_start[key] = edit_session.started_at
-        revisions = list(
-            session.scalars(
-                select(ReportRevision)
-                .where(ReportRevision.report_id == edit_session.report_id)
-                .order_by(ReportRevision.number)
+        if edit_session.report_id not in revisions_of:  # a report read by several sessions
+            revisions_of[edit_session.report_id] = list(
+                session.scalars(
+                    select(ReportRevision)
+                    .where(ReportRevision.report_id == edit_session.report_id)
+                    .order_by(ReportRevision.number)
+                )
             )
-        )
+        revisions = revisions_of[edit_session.report_id]
         events = session.scalars(
             select(TimingEvent).where(TimingEvent.edit_session_id == edit_session.id)
         )

@@ -138,10 +138,11 @@ def power(
     from reporting.study.analysis.power import power_grid
     from reporting.study.analysis.simulation import TimeModel
 
-    model = TimeModel(baseline_seconds=baseline_seconds, arm_ratios={"draft": ratio},
-                      reader_sd=reader_sd, case_sd=case_sd, residual_sd=residual_sd)  # fmt: skip
-    if pilot is not None:
-        model = _pilot_model(pilot, role, ratio)
+    model = (
+        _pilot_model(pilot, role, ratio) if pilot is not None
+        else TimeModel(baseline_seconds=baseline_seconds, arm_ratios={"draft": ratio},
+                       reader_sd=reader_sd, case_sd=case_sd, residual_sd=residual_sd)
+    )  # fmt: skip
     points = power_grid(
         model, arms=["reference", "draft"],
         readers=[int(n) for n in readers.split(",")], cases=[int(n) for n in cases.split(",")],

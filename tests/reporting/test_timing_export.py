@@ -60,13 +60,8 @@ def test_export_has_one_row_per_clinical_session_and_no_phi(
                              headers=csrf)  # fmt: skip
     assert signed.status_code == 200
 
-    completed = subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "timing", "export"],
-        env=settings_to_environment(settings) | {"PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr
-    rows = list(csv.DictReader(io.StringIO(completed.stdout)))
+    exported = run_export(settings)
+    rows = list(csv.DictReader(io.StringIO(exported)))
     assert [int(row["session_id"]) for row in rows] == [resident, attending]
     first, second = rows
     assert (first["role"], first["start_source"], first["start_demo_model"]) == (
@@ -86,8 +81,8 @@ def test_export_has_one_row_per_clinical_session_and_no_phi(
     assert second["accepted_unchanged"] == "True", "the attending signed the resident's text"
     assert float(second["word_edit_rate"]) == 0
 
-    assert "Canary" not in completed.stdout
-    assert world["study_uid"] not in completed.stdout
+    assert "Canary" not in exported
+    assert world["study_uid"] not in exported
     with session_scope(session_factory) as session:
         exported = session.scalar(select(AuditEntry).where(AuditEntry.action == "timing.exported"))
         assert exported is not None
@@ -104,32 +99,28 @@ def test_a_session_without_a_submission_is_not_credited_with_the_next_ones(
     csrf = login(app_client, "resident")
     submitted = app_client.post(f"/api/reports/{report}/submit", json=edit(1), headers=csrf)
     assert submitted.status_code == 200
-    rows = export_rows(settings)
+    rows = list(csv.DictReader(io.StringIO(run_export(settings))))
     assert [(int(r["session_id"]), r["result_revision"]) for r in rows] == [
         (abandoned, ""), (retried, "2")
     ]  # fmt: skip
     assert rows[0]["word_edit_rate"] == "", "nothing to compare without a result"
 
 
-def export_rows(settings: Settings) -> list[dict[str, str]]:
+def run_export(settings: Settings, *options: str) -> str:
+    """``radraft timing export`` as an operator runs it; its CSV from standard output."""
     completed = subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "timing", "export"],
+        [sys.executable, "-m", "radraft.cli", "timing", "export", *options],
         env=settings_to_environment(settings) | {"PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
-    return list(csv.DictReader(io.StringIO(completed.stdout)))
+    return completed.stdout
 
 
 def test_export_since_leaves_earlier_sessions_out(
     app_client: TestClient, world: dict[str, Any], settings: Settings
 ) -> None:
     read_case(app_client, world["report"], "resident", seconds=5, keys=3)
-    completed = subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "timing", "export", "--since", "2999-01-01"],
-        env=settings_to_environment(settings) | {"PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.splitlines()[1:] == []
-    assert completed.stdout.startswith("session_id,report_id,reader_id,role,")
+    exported = run_export(settings, "--since", "2999-01-01")
+    assert exported.splitlines()[1:] == []
+    assert exported.startswith("session_id,report_id,reader_id,role,")

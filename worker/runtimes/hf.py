@@ -129,10 +129,13 @@ class HFRuntime:
                 "RADRAFT_COMPILE_DECODER=on needs the static KV cache (RADRAFT_STATIC_CACHE=off)"
             )
         on_cuda = device == "cuda"
-        self._compiled = compile_decoder == "on" or (compile_decoder == "auto" and on_cuda)
         self._static_cache = (
             static_cache == "on" or (static_cache == "auto" and on_cuda) or compile_decoder == "on"
         )
+        self._compiled = self._static_cache and (
+            compile_decoder == "on" or (compile_decoder == "auto" and on_cuda)
+        )
+        self._cache_options = self._generation_cache_options(on_cuda)
         self._processor = processor
         self._model = model.to(device).eval()
         self._device = device
@@ -187,7 +190,7 @@ class HFRuntime:
             min_new_tokens=min_new_tokens or None,
             do_sample=False,
             num_beams=1,
-            **self.cache_options(),
+            **self._cache_options,
         )
         seconds = time.perf_counter() - start
         prompt_length = inputs["input_ids"].shape[1]
@@ -214,10 +217,14 @@ class HFRuntime:
     @property
     def compiled(self) -> bool:
         """Whether generation runs the compiled decoder (each new batch shape compiles once)."""
-        return self._static_cache and self._compiled
+        return self._compiled
 
     def cache_options(self) -> dict[str, Any]:
-        """Generation options for the static KV cache and compilation.
+        """The generate() options for the KV cache and compilation, chosen at load time."""
+        return dict(self._cache_options)
+
+    def _generation_cache_options(self, on_cuda: bool) -> dict[str, Any]:
+        """Options for the static KV cache and compilation.
 
         A static cache has fixed shapes, so transformers can compile the decoder's forward pass
         (on CUDA it does so by default). Off CUDA compilation is opt-in: for a small model it
@@ -226,9 +233,9 @@ class HFRuntime:
         if not self._static_cache:
             return {}
         options: dict[str, Any] = {"cache_implementation": "static"}
-        if not self.compiled:
+        if not self._compiled:
             options["disable_compile"] = True
-        elif self._device != "cuda":
+        elif not on_cuda:
             options["compile_config"] = compile_on_any_device()
         return options
 

@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from radraft.enums import Role
 from radraft.models import (
     EditSession,
     ReaderStudy,
@@ -29,7 +30,7 @@ from reporting.study.analysis.textmetrics import (
     rouge_l,
     word_edit_rate,
 )
-from reporting.study.arms import Arm, draft_source
+from reporting.study.arms import REFERENCE_ARM, Arm, draft_source
 from reporting.study.enrolment import DONE
 from reporting.timing import StampedEvent, TimingEventType, derive_times
 
@@ -116,3 +117,11 @@ def analysed_reads(reads: pd.DataFrame) -> pd.DataFrame:
     """The reads an analysis uses: practice reads and reads without active time left out."""
     analysed = reads[~reads["practice"].astype(bool)]
     return analysed[analysed["active_s"] > 0].copy()
+
+
+def comparable_reads(analysed: pd.DataFrame, role: Role) -> pd.DataFrame | None:
+    """One role's analysed reads, if they hold its reference arm and at least one other arm."""
+    own = analysed[analysed["role"] == role]
+    if own.empty or REFERENCE_ARM[role] not in set(own["arm"]) or own["arm"].nunique() < 2:
+        return None
+    return own

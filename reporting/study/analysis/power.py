@@ -17,7 +17,7 @@ import pandas as pd
 
 from radraft.enums import Role
 from radraft.errors import RadraftError
-from reporting.study.analysis.dataset import analysed_reads
+from reporting.study.analysis.dataset import analysed_reads, comparable_reads
 from reporting.study.analysis.simulation import TimeModel, simulate_reads
 from reporting.study.analysis.stats import MixedModelFit, fit_mixed_model, tost
 from reporting.study.arms import REFERENCE_ARM
@@ -95,10 +95,9 @@ def time_model_from_pilot(
     """
     if reads.empty:
         raise PilotError("the pilot has no submitted reads")
-    own = analysed_reads(reads)
-    own = own[own["role"] == role]
+    own = comparable_reads(analysed_reads(reads), role)
     reference = REFERENCE_ARM[role]
-    if own.empty or reference not in set(own["arm"]) or own["arm"].nunique() < 2:
+    if own is None:
         raise PilotError(f"the pilot has no analysable {role} reads in {reference} and another arm")
     fit = fit_mixed_model(own, role=role, reference=reference)
     reference_times = own.loc[own["arm"] == reference, "active_s"].astype(float)

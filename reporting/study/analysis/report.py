@@ -19,7 +19,7 @@ import pandas as pd
 from jinja2 import Environment, select_autoescape
 
 from radraft.enums import Role
-from reporting.study.analysis.dataset import analysed_reads
+from reporting.study.analysis.dataset import analysed_reads, comparable_reads
 from reporting.study.analysis.plots import PLOTS
 from reporting.study.analysis.stats import (
     cluster_bootstrap,
@@ -63,10 +63,10 @@ def analyze(
         "equivalence": {},
     }
     for role in (Role.RESIDENT, Role.ATTENDING):
-        own = analysed[analysed["role"] == role]
-        reference = REFERENCE_ARM[role]
-        if own.empty or reference not in set(own["arm"]) or own["arm"].nunique() < 2:
+        own = comparable_reads(analysed, role)
+        if own is None:
             continue
+        reference = REFERENCE_ARM[role]
         results["legacy"][role] = {
             arm: asdict(legacy_comparison(group["total_s"], own.loc[own["arm"] == reference,
                                                                      "total_s"]))
