@@ -17,7 +17,17 @@ import pytest
 from sqlalchemy import create_engine, text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_CXR = REPO_ROOT.parent / "shared" / "data" / "cxr"
+TEST_CXR = REPO_ROOT / "tests" / "data" / "cxr"
+"""Real radiographs kept in the repository (see its README.md for sources and licences)."""
+CHEST_FILES = (
+    "cr_chest_pa_fuji_mono1_no-part10-header.dcm",
+    "cr_chest_pa_philips_mono1_j2k-lossy.dcm",
+    "cr_chest_pa_siim-nih_mono2_jpeg-baseline.dcm",
+)
+NON_CHEST_FILES = (
+    "non_chest/cr_hip_fuji_mono2_rle.dcm",
+    "non_chest/cr_tibia_fuji_mono1_jpeg-lossless.dcm",
+)
 REQUIRE_SERVICES = os.environ.get("TEST_REQUIRE_SERVICES") == "1"
 
 T = TypeVar("T")
@@ -28,6 +38,14 @@ def missing(what: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{what} is required (TEST_REQUIRE_SERVICES=1) but missing")
     pytest.skip(f"{what} not available")
+
+
+def cxr_file(name: str) -> Path:
+    """A real radiograph of ``tests/data/cxr``; a missing file fails the test with its path."""
+    path = TEST_CXR / name
+    if not path.is_file():
+        pytest.fail(f"test data file missing: {path}")
+    return path
 
 
 def require_tool(name: str) -> str:

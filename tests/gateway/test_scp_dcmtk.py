@@ -29,7 +29,7 @@ from tests.dicom_peers import (
     synthetic_study_files,
     write_study,
 )
-from tests.support import SHARED_CXR, free_port, wait_until
+from tests.support import CHEST_FILES, NON_CHEST_FILES, cxr_file, free_port, wait_until
 
 
 def study_status(factory: sessionmaker[Session], study_uid: str) -> str | None:
@@ -130,10 +130,8 @@ def test_study_in_three_syntaxes_is_stored_byte_complete_and_queued_once(
 def test_real_chest_radiographs_are_drafted_and_other_films_are_not(
     running_gateway: Gateway, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    chest = sorted(SHARED_CXR.glob("*.dcm"))
-    other = sorted((SHARED_CXR / "non_chest").glob("*.dcm"))
-    assert len(chest) == 3
-    assert len(other) == 2
+    chest = [cxr_file(name) for name in CHEST_FILES]
+    other = [cxr_file(name) for name in NON_CHEST_FILES]
     result = storescu([*chest, *other], port=running_gateway.port)
     assert result.returncode == 0, result.output
 

@@ -15,7 +15,7 @@ from gateway.selection import (
     determine_view,
     study_eligibility,
 )
-from tests.support import SHARED_CXR
+from tests.support import cxr_file
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_study_is_eligible_when_one_image_is_a_chest_radiograph() -> None:
     ],
 )
 def test_real_headers(name: str, is_chest: bool, view: View | None) -> None:
-    path: Path = SHARED_CXR / name
+    path: Path = cxr_file(name)
     header = read_instance_header(path, expected_sop_instance_uid=_sop_uid(path))
     result: Classification = classify_instance(header.facts, strict=False)
     assert result.is_chest is is_chest, result.reason

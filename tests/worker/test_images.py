@@ -19,7 +19,7 @@ from radraft.imaging import (
 )
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import write_study
-from tests.support import SHARED_CXR, require_tool
+from tests.support import cxr_file, require_tool
 
 
 def test_monochrome1_is_inverted(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_window_and_aspect_ratio(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["cr_chest_pa_philips_mono1_j2k-lossy.dcm",
                                   "cr_chest_pa_siim-nih_mono2_jpeg-baseline.dcm"])  # fmt: skip
 def test_real_compressed_chest_films_decode(name: str) -> None:
-    image = load_for_model(SHARED_CXR / name, size=128)
+    image = load_for_model(cxr_file(name), size=128)
     assert max(image.shape) == 128
     assert 40 < image.mean() < 215
     assert image.std() > 20
