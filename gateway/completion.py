@@ -16,16 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.selection import study_eligibility
 from radraft.contract import DRAFT_STUDY_TASK
 from radraft.db import session_scope
-from radraft.enums import (
-    STUDY_STATUS_FOR_REPORT_STATE,
-    JobStatus,
-    OutboxChannel,
-    ReportState,
-    StudyStatus,
-)
+from radraft.enums import JobStatus, OutboxChannel, ReportState, StudyStatus
 from radraft.logs import log_event
 from radraft.models import DraftingJob, EditSession, Instance, Report, Study
 from radraft.outbox import add_message
+from radraft.study_status import STUDY_STATUS_FOR_REPORT_STATE, can_move, move_study
 from radraft.timeutil import Clock, utcnow
 
 logger = logging.getLogger(__name__)
@@ -85,18 +80,18 @@ def decide_study(session: Session, study: Study, *, now: datetime) -> None:
     study.eligibility_reason = eligibility.reason
     study.completed_at = now
     if not eligibility.eligible:
-        study.status = StudyStatus.NOT_ELIGIBLE
+        if can_move(StudyStatus(study.status), StudyStatus.NOT_ELIGIBLE):
+            move_study(study, StudyStatus.NOT_ELIGIBLE)
+        # else: a study somebody already reports on keeps its report's status.
         log_event(logger, "gateway.study_not_eligible", study_id=study.id)
         return
     editing_started = session.scalar(
         select(exists().where(EditSession.report_id == Report.id, Report.study_id == study.id))
     )
     if editing_started:
-        latest_report = session.scalar(
-            select(Report).where(Report.study_id == study.id).order_by(Report.id.desc())
-        )
-        if latest_report is not None:
-            study.status = STUDY_STATUS_FOR_REPORT_STATE[ReportState(latest_report.state)]
+        report = session.scalar(select(Report).where(Report.study_id == study.id))
+        if report is not None:
+            move_study(study, STUDY_STATUS_FOR_REPORT_STATE[ReportState(report.state)])
         study.eligibility_reason = (
             f"{eligibility.reason}; new images arrived after editing started, no new draft"
         )
@@ -118,7 +113,7 @@ def decide_study(session: Session, study: Study, *, now: datetime) -> None:
         payload={"task": DRAFT_STUDY_TASK, "args": [job.id]},
         study_id=study.id,
     )
-    study.status = StudyStatus.QUEUED
+    move_study(study, StudyStatus.QUEUED)
     log_event(logger, "gateway.study_queued", study_id=study.id, job_id=job.id)
 
 

@@ -53,14 +53,10 @@ class ReportState(StrEnum):
     AMENDED = "AMENDED"
     """Changed after signing."""
 
-
-STUDY_STATUS_FOR_REPORT_STATE = {
-    ReportState.DRAFTED: StudyStatus.DRAFTED,
-    ReportState.PRELIMINARY: StudyStatus.PRELIMINARY,
-    ReportState.FINAL: StudyStatus.FINAL,
-    ReportState.AMENDED: StudyStatus.AMENDED,
-}
-"""A study's status once it has a report: the report's state (worklist and API)."""
+    @property
+    def is_signed(self) -> bool:
+        """Signed by an attending (final or amended): verified in the SR, F or C in HL7."""
+        return self in (ReportState.FINAL, ReportState.AMENDED)
 
 
 class Role(StrEnum):
@@ -92,3 +88,11 @@ class OutboxStatus(StrEnum):
     """The peer (broker, PACS, RIS) accepted it."""
     FAILED = "failed"
     """The retry budget is spent; an operator can re-queue it."""
+
+
+class AuditAction(StrEnum):
+    """Audit actions written by more than one service (the web app's own are named in place)."""
+
+    IDENTITY_CONFLICT = "instance.identity_conflict"
+    """The gateway refused an instance whose UIDs are known with another patient, study,
+    series or SOP class; ``details.differs`` names the attributes, never their values."""

@@ -7,9 +7,10 @@ LUT or window, MONOCHROME1 inversion, 8 bits, aspect-preserving resize. Shared b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -49,15 +50,31 @@ class Candidate:
     view: str | None
 
 
-def choose_images(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Order candidates for the model: the best frontal, then one lateral, then the rest."""
+ViewedT = TypeVar("ViewedT")
+
+
+def ordered_images(
+    items: Sequence[ViewedT], view_of: Callable[[ViewedT], str | None]
+) -> list[ViewedT]:
+    """The reading order: the best frontal, then one lateral, then the rest as they came.
+
+    One order for the model (which reads the first two) and for the case page (which shows all),
+    so the images a radiologist sees first are the ones the draft was written from.
+    """
     frontal = sorted(
-        (c for c in candidates if c.view != "LATERAL"),
-        key=lambda c: FRONTAL_PREFERENCE.index(c.view if c.view in FRONTAL_PREFERENCE else None),
+        (item for item in items if view_of(item) != "LATERAL"),
+        key=lambda item: FRONTAL_PREFERENCE.index(
+            view_of(item) if view_of(item) in FRONTAL_PREFERENCE else None
+        ),
     )
-    lateral = [c for c in candidates if c.view == "LATERAL"]
-    ordered = frontal[:1] + lateral[:1]
-    return ordered + [c for c in candidates if c not in ordered]
+    lateral = [item for item in items if view_of(item) == "LATERAL"]
+    first = frontal[:1] + lateral[:1]
+    return first + [item for item in items if item not in first]
+
+
+def choose_images(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Order candidates for the model (``ordered_images`` by their classified view)."""
+    return ordered_images(candidates, lambda candidate: candidate.view)
 
 
 def load_for_model(

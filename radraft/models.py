@@ -66,7 +66,11 @@ class Base(DeclarativeBase):
     """Declarative base with the naming convention Alembic's batch mode needs on SQLite."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        dict[str, str]: JSON,
+    }
 
 
 class Study(Base):
@@ -88,6 +92,16 @@ class Study(Base):
     reason_for_requested_procedure: Mapped[str | None] = mapped_column(Text)
     requested_procedure_description: Mapped[str | None] = mapped_column(String(64))
     admitting_diagnoses: Mapped[str | None] = mapped_column(Text)
+    issuer_of_patient_id: Mapped[str | None] = mapped_column(String(64))
+    """Issuer of Patient ID (0010,0021): the assigning authority of ``patient_id`` if sent."""
+    requested_procedure_id: Mapped[str | None] = mapped_column(String(16))
+    dicom_study_id: Mapped[str | None] = mapped_column(String(16))
+    """Study ID (0020,0010), copied into the SR."""
+    procedure_code: Mapped[dict[str, str] | None]
+    """The study's procedure as a code (``code``, ``scheme``, ``meaning``) from Procedure Code
+    Sequence or Requested Procedure Code Sequence; OBR-4 and the SR's Procedure reported."""
+    timezone_offset: Mapped[str | None] = mapped_column(String(5))
+    """Timezone Offset From UTC (0008,0201) of the source's dates and times (``+HHMM``)."""
     status: Mapped[str] = mapped_column(String(32), default=StudyStatus.RECEIVING, index=True)
     eligible: Mapped[bool | None] = mapped_column(Boolean)
     eligibility_reason: Mapped[str | None] = mapped_column(Text)
@@ -206,7 +220,10 @@ class Report(Base):
     __tablename__ = "reports"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), index=True, unique=True
+    )
+    """One report per study, whoever writes first (a unique index, and the study row lock)."""
     state: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -295,7 +312,13 @@ class Order(Base):
     placer_order_number: Mapped[str | None] = mapped_column(String(64))
     filler_order_number: Mapped[str | None] = mapped_column(String(64))
     message_type: Mapped[str] = mapped_column(String(16))
+    order_control: Mapped[str] = mapped_column(String(2), default="NW", server_default="NW")
+    """ORC-1: NW, XO, XX give details; CA, OC, CR, DC, OD withdraw the order (radraft.orders)."""
     reason_for_exam: Mapped[str | None] = mapped_column(Text)
+    procedure: Mapped[dict[str, str] | None]
+    """OBR-4 Universal Service Identifier as ``code``, ``meaning`` and ``scheme``."""
+    patient_class: Mapped[str | None] = mapped_column(String(8))
+    """PV1-2 Patient Class (E, I, O, P, R, B, U...), echoed in the ORU's PV1-2."""
     raw_message: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from radraft.enums import STUDY_STATUS_FOR_REPORT_STATE, ReportState, Role
+from radraft.enums import ReportState, Role
 from radraft.errors import RadraftError
-from radraft.models import AuditEntry, Report, ReportRevision, Study, User
-from radraft.report_outputs import queue_outputs
-from radraft.revisions import next_revision_number
+from radraft.models import AuditEntry, Report, ReportRevision, User
+from radraft.reports import NewRevision, append_revision, lock_report, lock_study
 
 MAX_SECTION_CHARACTERS = 20_000
 """Longer sections are refused: no chest X-ray report is that long, a runaway paste is."""
@@ -108,9 +106,17 @@ def apply_transition(
     impression: str,
     now: datetime,
 ) -> ReportRevision:
-    """Make one transition; raises a ``LifecycleError`` and changes nothing if it is refused."""
-    report = session.scalar(select(Report).where(Report.id == report_id).with_for_update())
-    if report is None:
+    """Make one transition; raises a ``LifecycleError`` and changes nothing if it is refused.
+
+    The revision itself is appended by the core's ``append_revision``, which the worker's drafts
+    use too; this function owns who may do what, from which state, on which version.
+    """
+    found = session.get(Report, report_id)
+    if found is None:
+        raise UnknownReportError(f"report {report_id} does not exist")
+    study = lock_study(session, found.study_id)
+    report = lock_report(session, study.id)
+    if report is None or report.id != report_id:
         raise UnknownReportError(f"report {report_id} does not exist")
     if Role(user.role) not in transition.roles:
         raise RoleNotAllowedError(f"a {user.role} cannot do {transition.audit_action}")
@@ -121,25 +127,13 @@ def apply_transition(
     if report.version != expected_version:
         raise StaleVersionError(report.version)
     validate_text(findings, impression)
-    number = next_revision_number(session, report.id)
-    revision = ReportRevision(
-        report_id=report.id,
-        number=number,
-        state=transition.target,
-        findings=findings,
-        impression=impression,
-        author_user_id=user.id,
-        author_role=user.role,
-        created_at=now,
+    revision = append_revision(
+        session,
+        study,
+        report,
+        NewRevision(transition.target, findings, impression, author=user),
+        now=now,
     )
-    session.add(revision)
-    report.state = transition.target
-    report.version += 1
-    report.updated_at = now
-    study = session.get(Study, report.study_id)
-    if study is not None:
-        study.status = STUDY_STATUS_FOR_REPORT_STATE[transition.target]
-    session.flush()
     session.add(
         AuditEntry(
             at=now,
@@ -147,8 +141,7 @@ def apply_transition(
             action=transition.audit_action,
             object_type="report",
             object_id=str(report.id),
-            details={"revision": number, "version": report.version},
+            details={"revision": revision.number, "version": report.version},
         )
     )
-    queue_outputs(session, revision, study_id=report.study_id)
     return revision

@@ -22,11 +22,19 @@ from radraft.enums import JobStatus, ReportState, StudyStatus
 from radraft.errors import RadraftError
 from radraft.imaging import Candidate, UnusableImageError, choose_images, load_for_model
 from radraft.logs import log_event
-from radraft.models import DraftingJob, Instance, Order, Report, ReportRevision, Study
-from radraft.report_outputs import queue_outputs
-from radraft.revisions import next_revision_number
+from radraft.models import DraftingJob, Instance, ReportRevision, Study
+from radraft.orders import indication_for
+from radraft.reports import (
+    ModelAuthorship,
+    NewRevision,
+    UnknownStudyError,
+    append_revision,
+    lock_report,
+    lock_study,
+)
+from radraft.study_status import PEOPLE_OWN, move_study
 from worker.batcher import Batcher
-from worker.prompts import findings_instruction, impression_instruction, indication_from
+from worker.prompts import findings_instruction, impression_instruction
 from worker.runtimes.base import DEMO_LABEL, GenerationRequest, ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -64,15 +72,34 @@ class DraftOutcome:
     generation: dict[str, Any] = field(default_factory=dict)
 
 
+def _lock_job(session: Session, job_id: int) -> tuple[DraftingJob, Study] | None:
+    """The job and its study, locked in the writers' order (study first); None if gone."""
+    study_id = session.scalar(select(DraftingJob.study_id).where(DraftingJob.id == job_id))
+    if study_id is None:
+        return None
+    try:
+        study = lock_study(session, study_id)
+    except UnknownStudyError:
+        return None
+    job = session.scalar(
+        select(DraftingJob)
+        .where(DraftingJob.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (job, study) if job is not None else None
+
+
 def take_job(session: Session, job_id: int, *, worker: str, now: datetime) -> DraftInputs | None:
     """Count one delivery and read the inputs; None if there is nothing (more) to do.
 
     The delivery counter lives in the database so that a study which crashes workers (and is
     redelivered because of ``reject_on_worker_lost``) stops after ``MAX_DELIVERIES``.
     """
-    job = session.scalar(select(DraftingJob).where(DraftingJob.id == job_id).with_for_update())
-    if job is None or job.status in FINISHED_STATUSES:
+    locked = _lock_job(session, job_id)
+    if locked is None or locked[0].status in FINISHED_STATUSES:
         return None
+    job, study = locked
     job.attempts += 1
     job.worker = worker
     if job.attempts > MAX_DELIVERIES:
@@ -81,34 +108,18 @@ def take_job(session: Session, job_id: int, *, worker: str, now: datetime) -> Dr
     job.status = JobStatus.RUNNING
     job.started_at = now
     job.heartbeat_at = now
-    study = session.get(Study, job.study_id)
-    assert study is not None  # a job's study is deleted only with the job (ON DELETE CASCADE)
     _set_study_status(study, job, StudyStatus.DRAFTING)
     instances = session.scalars(
         select(Instance)
         .where(Instance.study_id == study.id, Instance.is_chest.is_(True))
         .order_by(Instance.id)
     ).all()
-    order_reason = None
-    if study.accession_number:
-        order_reason = session.scalar(
-            select(Order.reason_for_exam)
-            .where(Order.accession_number == study.accession_number)
-            .order_by(Order.id.desc())
-        )
-    indication = indication_from(
-        (
-            order_reason,
-            study.reason_for_requested_procedure,
-            study.requested_procedure_description,
-            study.admitting_diagnoses,
-            study.study_description,
-        )
-    )
     candidates = tuple(
         Candidate(i.sop_instance_uid, Path(i.spool_path), i.view_position) for i in instances
     )
-    return DraftInputs(job_id=job.id, candidates=candidates, indication=indication)
+    return DraftInputs(
+        job_id=job.id, candidates=candidates, indication=indication_for(session, study).text
+    )
 
 
 def generate_draft(
@@ -181,48 +192,41 @@ def store_draft(
     session: Session, job_id: int, outcome: DraftOutcome, info: ModelInfo, *, now: datetime
 ) -> ReportRevision | None:
     """Store the draft and close the job in one transaction; a second run stores nothing."""
-    job = session.scalar(select(DraftingJob).where(DraftingJob.id == job_id).with_for_update())
-    if job is None or job.status in FINISHED_STATUSES:
+    locked = _lock_job(session, job_id)
+    if locked is None or locked[0].status in FINISHED_STATUSES:
         return None
-    study = session.get(Study, job.study_id)
-    assert study is not None
-    report = session.scalar(
-        select(Report).where(Report.study_id == study.id).order_by(Report.id.desc())
-    )
-    if report is None:
-        report = Report(study_id=study.id, state=ReportState.DRAFTED, version=0)
-        session.add(report)
-        session.flush()
-    elif report.state != ReportState.DRAFTED:
+    job, study = locked
+    report = lock_report(session, study.id)
+    if report is not None and report.state != ReportState.DRAFTED:
         job.status = JobStatus.SUPERSEDED
         job.finished_at = now
         job.last_error = f"report is {report.state}; a new draft would overwrite human work"
         return None
-    number = next_revision_number(session, report.id)
     generation = {**outcome.generation, "decoding": info.decoding, "backend": info.backend}
-    revision = ReportRevision(
-        report_id=report.id,
-        number=number,
-        state=ReportState.DRAFTED,
-        findings=label_demo(outcome.findings, demo=info.demo),
-        impression=label_demo(outcome.impression, demo=info.demo),
-        drafting_job_id=job.id,
-        model_name=info.name,
-        model_revision=info.revision,
-        model_weights_hash=info.weights_hash,
-        demo_model=info.demo,
-        prompt=outcome.prompt,
-        generation=generation,
-        created_at=now,
+    revision = append_revision(
+        session,
+        study,
+        report,
+        NewRevision(
+            ReportState.DRAFTED,
+            label_demo(outcome.findings, demo=info.demo),
+            label_demo(outcome.impression, demo=info.demo),
+            model=ModelAuthorship(
+                name=info.name,
+                revision=info.revision,
+                weights_hash=info.weights_hash,
+                demo=info.demo,
+                prompt=outcome.prompt,
+                generation=generation,
+                drafting_job_id=job.id,
+            ),
+        ),
+        now=now,
+        update_study_status=study.content_version == job.content_version,
     )
-    session.add(revision)
-    report.version += 1
     job.status = JobStatus.SUCCEEDED
     job.finished_at = now
     job.last_error = None
-    _set_study_status(study, job, StudyStatus.DRAFTED)
-    session.flush()
-    queue_outputs(session, revision, study_id=study.id)
     log_event(logger, "worker.draft_stored", job_id=job.id, revision_id=revision.id)
     return revision
 
@@ -238,18 +242,24 @@ def renew_heartbeat(session: Session, job_id: int, *, now: datetime) -> None:
 
 def fail_job(session: Session, job_id: int, reason: str, *, now: datetime) -> None:
     """Dead-letter a job: failed, with the reason visible through the study API."""
-    job = session.get(DraftingJob, job_id)
-    if job is None or job.status in FINISHED_STATUSES:
+    locked = _lock_job(session, job_id)
+    if locked is None or locked[0].status in FINISHED_STATUSES:
         return
+    job, study = locked
     job.status = JobStatus.FAILED
     job.last_error = reason[:2000]
     job.finished_at = now
-    study = session.get(Study, job.study_id)
-    if study is not None:
-        _set_study_status(study, job, StudyStatus.FAILED)
+    _set_study_status(study, job, StudyStatus.FAILED)
     log_event(logger, "worker.job_failed", logging.ERROR, job_id=job_id)
 
 
 def _set_study_status(study: Study, job: DraftingJob, status: StudyStatus) -> None:
-    if study.content_version == job.content_version:
-        study.status = status
+    """Move the study only for the job of its current content (an older job's news is stale).
+
+    A study that already has a signed or submitted report keeps showing the report's state.
+    """
+    if study.content_version != job.content_version:
+        return
+    if StudyStatus(study.status) in PEOPLE_OWN:
+        return
+    move_study(study, status)

@@ -1,19 +1,10 @@
-"""The drafting prompts, as CheXagent's model card and public repository phrase them."""
+"""The drafting prompts, as CheXagent's model card and public repository phrase them.
+
+The indication itself comes from ``radraft.orders.indication_for``, so the case page shows the
+same one.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Iterable
-
-NEUTRAL_INDICATION = "chest radiograph"
-"""Used when neither the order nor the DICOM header gives a reason for the exam."""
-
-
-def indication_from(parts: Iterable[str | None]) -> str:
-    """The first non-empty text among the candidate sources, normalised to one line."""
-    for part in parts:
-        if part and part.strip():
-            return " ".join(part.split())
-    return NEUTRAL_INDICATION
 
 
 def findings_instruction(indication: str) -> str:

@@ -18,7 +18,9 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from radraft.enums import Role
-from radraft.models import Instance, Order, Report, ReportRevision, Study, User
+from radraft.imaging import ordered_images
+from radraft.models import Instance, Report, ReportRevision, Study, User
+from radraft.orders import indication_for
 from reporting.study.reads import EditReason, next_read, own_read, read_view
 from reporting.web.deps import DbSession
 from reporting.web.security import audit, session_user
@@ -122,7 +124,9 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
         indication=_indication(session, study),
         viewer_images=[
             {"uid": image.sop_instance_uid, "label": image.view_position or f"Image {index}"}
-            for index, image in enumerate(_ordered_images(instances), start=1)
+            for index, image in enumerate(
+                ordered_images(instances, lambda i: i.view_position), start=1
+            )
         ],
         report=report,
         draft=draft,
@@ -188,24 +192,6 @@ def users_page(request: Request, session: DbSession) -> Response:
 
 
 def _indication(session: DbSession, study: Study) -> list[tuple[str, str]]:
-    """The clinical question as the order and the DICOM header give it."""
-    fields = [
-        ("Reason for exam", study.reason_for_requested_procedure),
-        ("Requested procedure", study.requested_procedure_description),
-        ("Study description", study.study_description),
-        ("Admitting diagnoses", study.admitting_diagnoses),
-    ]
-    if study.accession_number:
-        order_reason = session.scalar(
-            select(Order.reason_for_exam)
-            .where(Order.accession_number == study.accession_number)
-            .order_by(Order.id.desc())
-        )
-        fields.insert(0, ("Order", order_reason))
-    return [(label, value) for label, value in fields if value]
-
-
-def _ordered_images(instances: Any) -> list[Instance]:
-    """Frontal views first, lateral second, the rest after (the reading order)."""
-    rank = {"PA": 0, "AP": 1, "LATERAL": 3}
-    return sorted(instances, key=lambda i: rank.get(i.view_position or "", 2))
+    """The indication the model was given (``radraft.orders.indication_for``) and its source."""
+    indication = indication_for(session, study)
+    return [(f"Indication ({indication.source})", indication.text)]

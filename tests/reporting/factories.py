@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from radraft.enums import ReportState, Role, StudyStatus
 from radraft.models import Report, ReportRevision, Study, User
-from radraft.report_outputs import queue_outputs
-from radraft.revisions import next_revision_number
+from radraft.reports import ModelAuthorship, NewRevision, append_revision, lock_report, lock_study
 from radraft.timeutil import utcnow
 
 
@@ -31,31 +30,26 @@ def add_revision(
     author: User | None = None,
     model: bool = False,
 ) -> ReportRevision:
-    """A revision with its outbox rows, as the lifecycle writes them (one transaction)."""
-    report = session.scalar(select(Report).where(Report.study_id == study.id))
-    if report is None:
-        report = Report(study_id=study.id, state=state)
-        session.add(report)
-        session.flush()
-    number = next_revision_number(session, report.id)
-    revision = ReportRevision(
-        report_id=report.id,
-        number=number,
-        state=state,
-        findings=findings,
-        impression=impression,
-        author_user_id=author.id if author else None,
-        author_role=author.role if author else None,
-        model_name="radraft-demo-llava-tiny" if model else None,
-        model_revision="1" if model else None,
-        demo_model=model,
-        created_at=utcnow() + timedelta(seconds=number),
+    """A revision with its outbox rows, written by the core's ``append_revision`` as the worker
+    and the lifecycle write theirs (one transaction)."""
+    locked_study = lock_study(session, study.id)
+    report = lock_report(session, study.id)
+    authorship = None
+    if model:
+        authorship = ModelAuthorship(
+            name="radraft-demo-llava-tiny", revision="1", weights_hash=None, demo=True,
+            prompt=None, generation=None, drafting_job_id=None,
+        )  # fmt: skip
+    existing = session.scalar(select(func.count()).select_from(ReportRevision).join(Report).where(
+        Report.study_id == study.id))  # fmt: skip
+    return append_revision(
+        session,
+        locked_study,
+        report,
+        NewRevision(state, findings, impression, author=author, model=authorship),
+        now=utcnow() + timedelta(seconds=(existing or 0) + 1),
+        update_study_status=False,
     )
-    session.add(revision)
-    report.state = state
-    session.flush()
-    queue_outputs(session, revision, study_id=study.id)
-    return revision
 
 
 def drafted_study(session: Session, study_instance_uid: str) -> tuple[Study, Report]:

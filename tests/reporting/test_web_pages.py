@@ -218,3 +218,53 @@ def test_case_page_shows_indication_demo_label_and_viewer_link(
     assert 'href="https://pacs.example/ohif?StudyInstanceUIDs=1.2.826.0.1.7"' in html
     assert "<script>alert(1)</script>" not in html, "patient data is escaped"
     assert "&lt;script&gt;" in html
+
+
+def test_the_case_page_shows_the_indication_the_model_was_given(
+    app_client: TestClient, world: dict[str, Any], session_factory: sessionmaker[Session]
+) -> None:
+    from radraft.models import DraftingJob, Order
+    from radraft.timeutil import utcnow
+    from worker.drafting import take_job
+
+    def order(placer: str, control: str, reason: str | None) -> Order:
+        return Order(accession_number="ACC-IND", placer_order_number=placer,
+                     order_control=control, message_type="ORM^O01", reason_for_exam=reason,
+                     raw_message="MSH|")  # fmt: skip
+
+    def prompt_and_page() -> tuple[str, str]:
+        with session_scope(session_factory) as session:
+            study = session.scalar(
+                select(Study).where(Study.study_instance_uid == world["study_uid"])
+            )
+            assert study is not None
+            job = DraftingJob(study_id=study.id, content_version=study.content_version + len(
+                session.scalars(select(DraftingJob)).all()) + 1)  # fmt: skip
+            session.add(job)
+            session.flush()
+            inputs = take_job(session, job.id, worker="test", now=utcnow())
+            assert inputs is not None
+        page = app_client.get(f"/cases/{world['study_uid']}")
+        assert page.status_code == 200
+        return inputs.indication, page.text
+
+    with session_scope(session_factory) as session:
+        study = session.scalar(select(Study).where(Study.study_instance_uid == world["study_uid"]))
+        assert study is not None
+        study.accession_number = "ACC-IND"
+        study.reason_for_requested_procedure = "Header reason"
+        study.study_description = "XR CHEST"
+        session.add_all([order("P1", "NW", "Fever, cough"), order("P2", "NW", "Chest pain")])
+    login(app_client, "resident")
+    indication, page = prompt_and_page()
+    assert indication == "Chest pain", "the newest standing order"
+    assert "Chest pain" in page
+    assert "Fever, cough" not in page
+    assert "Header reason" not in page
+
+    with session_scope(session_factory) as session:
+        session.add(order("P2", "CA", None))  # the newer order is cancelled
+    indication, page = prompt_and_page()
+    assert indication == "Fever, cough"
+    assert "Fever, cough" in page
+    assert "Chest pain" not in page
