@@ -22,14 +22,17 @@ from gateway.header import (
     UnreadableHeaderError,
     read_instance_header,
 )
-from gateway.integrity import IncompleteDatasetError, verify_part10_file
+from gateway.identity import IdentityConflict, IdentityConflictError, find_conflict, identity_key
+from gateway.integrity import IncompleteDatasetError, VerifiedFile, verify_part10_file
 from gateway.selection import classify_instance
 from gateway.spool import Spool, SpoolError
 from gateway.statuses import StoreStatus
 from radraft.db import session_scope
-from radraft.enums import StudyStatus
+from radraft.enums import AuditAction, StudyStatus
+from radraft.errors import RadraftError
 from radraft.logs import log_event
-from radraft.models import Instance, Series, Study
+from radraft.models import AuditEntry, Instance, Series, Study
+from radraft.study_status import move_study
 from radraft.timeutil import Clock, utcnow
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,18 @@ STATUSES_RESET_BY_NEW_INSTANCES = frozenset(
         StudyStatus.FAILED,
     }
 )
+
+
+class PixelDataMismatchError(RadraftError):
+    """Native Pixel Data is shorter than its Image Pixel module says (a cut or forged image)."""
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """The C-STORE answer: a status and, on failure, an Error Comment (0000,0902)."""
+
+    status: StoreStatus
+    comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,25 +87,42 @@ class InstanceIntake:
         self._strict = strict_body_part
         self._clock = clock
 
-    def accept(self, received: ReceivedInstance) -> StoreStatus:
+    def accept(self, received: ReceivedInstance) -> StoreOutcome:
         """Verify, spool and record one instance; never raises, answers a status instead."""
         try:
-            transfer_syntax = verify_part10_file(str(received.path))
+            verified = verify_part10_file(str(received.path))
             header = read_instance_header(
-                received.path, expected_sop_instance_uid=received.sop_instance_uid
+                received.path,
+                expected_sop_instance_uid=received.sop_instance_uid,
+                expected_sop_class_uid=received.sop_class_uid,
             )
+            check_pixel_data_length(header, verified)
         except IncompleteDatasetError as error:
             return self._refuse(received, StoreStatus.CANNOT_UNDERSTAND, error.reason)
         except UnreadableHeaderError as error:
             return self._refuse(received, StoreStatus.CANNOT_UNDERSTAND, f"header: {error}")
-        except MissingIdentifierError as error:
+        except (MissingIdentifierError, PixelDataMismatchError) as error:
             return self._refuse(received, StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, str(error))
         try:
-            relative_path, size = self._spool.store(received.path, header.sop_instance_uid)
+            with session_scope(self._session_factory) as session:
+                conflict = find_conflict(session, header)
+        except SQLAlchemyError as error:
+            return self._refuse(
+                received, StoreStatus.OUT_OF_RESOURCES, f"database: {type(error).__name__}"
+            )
+        if conflict is not None:
+            return self._refuse_conflict(received, conflict)
+        try:
+            relative_path, size = self._spool.store(received.path, identity_key(header))
         except SpoolError as error:
             return self._refuse(received, StoreStatus.OUT_OF_RESOURCES, str(error))
         try:
-            self._record_with_retry(header, relative_path, size, transfer_syntax, received)
+            self._record_with_retry(header, relative_path, size, verified.transfer_syntax, received)
+        except IdentityConflictError as error:
+            # Another association registered the UID meanwhile: this copy has its own file name,
+            # so removing it leaves the first copy untouched.
+            self._spool.discard(relative_path)
+            return self._refuse_conflict(received, error.conflict)
         except SQLAlchemyError as error:
             return self._refuse(
                 received, StoreStatus.OUT_OF_RESOURCES, f"database: {type(error).__name__}"
@@ -100,12 +132,12 @@ class InstanceIntake:
             "gateway.instance_stored",
             calling_ae=received.calling_ae_title,
             sop_class=header.sop_class_uid,
-            transfer_syntax=transfer_syntax,
+            transfer_syntax=verified.transfer_syntax,
             size=size,
         )
-        return StoreStatus.SUCCESS
+        return StoreOutcome(StoreStatus.SUCCESS)
 
-    def _refuse(self, received: ReceivedInstance, status: StoreStatus, reason: str) -> StoreStatus:
+    def _refuse(self, received: ReceivedInstance, status: StoreStatus, reason: str) -> StoreOutcome:
         log_event(
             logger,
             "gateway.instance_refused",
@@ -115,7 +147,27 @@ class InstanceIntake:
             status=status.name,
             reason=reason,
         )
-        return status
+        return StoreOutcome(status, reason[:64])
+
+    def _refuse_conflict(
+        self, received: ReceivedInstance, conflict: IdentityConflict
+    ) -> StoreOutcome:
+        """Refuse, and record the conflict in the audit log (names of attributes, no values)."""
+        try:
+            with session_scope(self._session_factory) as session:
+                session.add(
+                    AuditEntry(
+                        at=self._clock(),
+                        actor=f"dicom:{received.calling_ae_title}",
+                        action=AuditAction.IDENTITY_CONFLICT,
+                        object_type=conflict.object_type,
+                        object_id=str(conflict.object_id),
+                        details={"differs": list(conflict.differs)},
+                    )
+                )
+        except SQLAlchemyError as error:
+            log_event(logger, "gateway.audit_failed", logging.ERROR, error=type(error).__name__)
+        return self._refuse(received, StoreStatus.DUPLICATE_SOP_INSTANCE, conflict.comment)
 
     def _record_with_retry(
         self,
@@ -145,6 +197,32 @@ class InstanceIntake:
                     raise
 
 
+def reopens_study(study: Study, *, is_candidate: bool) -> bool:
+    """Whether a new instance re-opens its study for completion (and maybe a new draft).
+
+    Only an image the model could draft from does, once the study was decided: radraft's own SR
+    sent back by a PACS, any other SR, a presentation state or a key object selection is stored
+    and changes nothing, so a PACS that forwards whole studies cannot start a drafting loop.
+    Before the first decision every instance counts, so a study still arriving stays open.
+    """
+    return is_candidate or study.completed_version == 0
+
+
+def check_pixel_data_length(header: InstanceHeader, verified: VerifiedFile) -> None:
+    """Refuse native Pixel Data shorter than Rows x Columns x Samples x Frames x Bits Allocated.
+
+    dcmtk's storescp accepts such a file; radraft refuses it so that the sender, which keeps its
+    copy only when we refuse, still has the whole image.
+    """
+    if not verified.is_native or verified.pixel_data_length is None:
+        return
+    expected = header.pixels.native_length()
+    if expected is not None and verified.pixel_data_length < expected:
+        raise PixelDataMismatchError(
+            f"Pixel Data is {verified.pixel_data_length} bytes, the header needs {expected}"
+        )
+
+
 def record_instance(
     session: Session,
     header: InstanceHeader,
@@ -164,6 +242,9 @@ def record_instance(
     study = session.scalar(
         select(Study).where(Study.study_instance_uid == header.study_instance_uid).with_for_update()
     )
+    conflict = find_conflict(session, header)
+    if conflict is not None:
+        raise IdentityConflictError(conflict)
     if study is None:
         study = Study(study_instance_uid=header.study_instance_uid, first_received_at=now)
         session.add(study)
@@ -192,10 +273,11 @@ def record_instance(
             sop_instance_uid=header.sop_instance_uid, study_id=study.id, series_id=series.id
         )
         session.add(instance)
-        study.content_version += 1
-        study.last_received_at = now
-        if study.status in STATUSES_RESET_BY_NEW_INSTANCES:
-            study.status = StudyStatus.RECEIVING
+        if reopens_study(study, is_candidate=classification.is_chest):
+            study.content_version += 1
+            study.last_received_at = now
+            if study.status in STATUSES_RESET_BY_NEW_INSTANCES:
+                move_study(study, StudyStatus.RECEIVING)
     else:
         instance.receive_count += 1
     instance.sop_class_uid = header.sop_class_uid

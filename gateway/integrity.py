@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from pydicom.uid import (
@@ -29,6 +30,19 @@ LONG_LENGTH_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
 PREAMBLE_LENGTH = 128
+PIXEL_DATA = (0x7FE0, 0x0010)
+MAX_NESTING_DEPTH = 32
+"""Sequences nested deeper than this are refused: real images and SRs stay far below, and an
+attacker's thousands of levels would otherwise exhaust the parser's stack."""
+NATIVE_SYNTAXES = frozenset(
+    {
+        ImplicitVRLittleEndian,
+        "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+        ExplicitVRBigEndian,
+        DeflatedExplicitVRLittleEndian,
+    }
+)
+"""Transfer syntaxes whose Pixel Data is stored uncompressed (its length is fixed by the header)."""
 
 
 class IncompleteDatasetError(RadraftError):
@@ -39,14 +53,37 @@ class IncompleteDatasetError(RadraftError):
         self.reason = reason
 
 
-def verify_part10_file(path: str) -> str:
-    """Verify a Part 10 file is complete; returns its transfer syntax UID.
+@dataclass(frozen=True)
+class VerifiedFile:
+    """What the walk learnt: the transfer syntax and, if present, the Pixel Data value length."""
+
+    transfer_syntax: str
+    pixel_data_length: int | None
+    """Length of a top-level Pixel Data element with a defined length (native pixels)."""
+
+    @property
+    def is_native(self) -> bool:
+        """Pixel Data, if any, is uncompressed, so its length must match the Image Pixel module."""
+        return self.transfer_syntax in NATIVE_SYNTAXES
+
+
+class _Walk:
+    """State of one walk: the Pixel Data length found at the top level."""
+
+    def __init__(self) -> None:
+        self.pixel_data_length: int | None = None
+
+
+def verify_part10_file(path: str) -> VerifiedFile:
+    """Verify a Part 10 file is complete; returns its transfer syntax and Pixel Data length.
 
     Raises
     ------
     IncompleteDatasetError
-        If the preamble, the file meta group or any element of the data set is cut short.
+        If the preamble, the file meta group or any element of the data set is cut short, or
+        sequences nest deeper than ``MAX_NESTING_DEPTH``.
     """
+    walk = _Walk()
     with open(path, "rb") as stream:
         size = stream.seek(0, io.SEEK_END)
         stream.seek(0)
@@ -64,14 +101,14 @@ def verify_part10_file(path: str) -> str:
             if not inflater.eof:
                 raise IncompleteDatasetError("deflated data set is cut short")
             body: BinaryIO = io.BytesIO(inflated)
-            _walk(body, len(inflated), implicit=False, little=True)
+            _walk(body, len(inflated), implicit=False, little=True, state=walk)
         else:
             implicit = transfer_syntax == ImplicitVRLittleEndian
             little = transfer_syntax != ExplicitVRBigEndian
-            _walk(stream, size, implicit=implicit, little=little)
+            _walk(stream, size, implicit=implicit, little=little, state=walk)
         if stream.tell() == start and transfer_syntax != DeflatedExplicitVRLittleEndian:
             raise IncompleteDatasetError("empty data set")
-    return transfer_syntax
+    return VerifiedFile(transfer_syntax, walk.pixel_data_length)
 
 
 def _read_file_meta(stream: BinaryIO, size: int) -> str:
@@ -120,7 +157,7 @@ def _read_header(
     return tag, vr, length
 
 
-def _walk(stream: BinaryIO, end: int, *, implicit: bool, little: bool) -> None:
+def _walk(stream: BinaryIO, end: int, *, implicit: bool, little: bool, state: _Walk) -> None:
     """Skip over elements up to ``end``; fail if any value or sequence runs past it."""
     while stream.tell() < end:
         tag, vr, length = _read_header(stream, end, implicit=implicit, little=little)
@@ -128,13 +165,17 @@ def _walk(stream: BinaryIO, end: int, *, implicit: bool, little: bool) -> None:
             raise IncompleteDatasetError("unexpected delimiter in a data set")
         if length == UNDEFINED_LENGTH:
             # Undefined-length UN is encoded implicit VR little endian (PS3.5 6.2.2).
-            _walk_sequence(stream, end, implicit=implicit or vr == b"UN", little=little)
+            _walk_sequence(stream, end, implicit=implicit or vr == b"UN", little=little, depth=1)
             continue
+        if tag == PIXEL_DATA:
+            state.pixel_data_length = length
         _skip(stream, length, end)
 
 
-def _walk_sequence(stream: BinaryIO, end: int, *, implicit: bool, little: bool) -> None:
+def _walk_sequence(stream: BinaryIO, end: int, *, implicit: bool, little: bool, depth: int) -> None:
     """Walk items (or pixel data fragments) until the sequence delimiter."""
+    if depth > MAX_NESTING_DEPTH:
+        raise IncompleteDatasetError(f"sequences nested deeper than {MAX_NESTING_DEPTH} levels")
     while True:
         tag, _vr, length = _read_header(stream, end, implicit=True, little=little)
         if tag == SEQUENCE_DELIMITER:
@@ -144,10 +185,10 @@ def _walk_sequence(stream: BinaryIO, end: int, *, implicit: bool, little: bool) 
         if length != UNDEFINED_LENGTH:
             _skip(stream, length, end)
             continue
-        _walk_item(stream, end, implicit=implicit, little=little)
+        _walk_item(stream, end, implicit=implicit, little=little, depth=depth)
 
 
-def _walk_item(stream: BinaryIO, end: int, *, implicit: bool, little: bool) -> None:
+def _walk_item(stream: BinaryIO, end: int, *, implicit: bool, little: bool, depth: int) -> None:
     """Walk the elements of an undefined-length item until its delimiter."""
     while True:
         position = stream.tell()
@@ -157,7 +198,9 @@ def _walk_item(stream: BinaryIO, end: int, *, implicit: bool, little: bool) -> N
         stream.seek(position)
         tag, vr, length = _read_header(stream, end, implicit=implicit, little=little)
         if length == UNDEFINED_LENGTH:
-            _walk_sequence(stream, end, implicit=implicit or vr == b"UN", little=little)
+            _walk_sequence(
+                stream, end, implicit=implicit or vr == b"UN", little=little, depth=depth + 1
+            )
         else:
             _skip(stream, length, end)
 

@@ -1,7 +1,11 @@
 """HL7 order intake (ORM^O01, OMI^O23 over MLLP): acknowledged, stored, matched by accession.
 
-Reading is tolerant (plain ER7 splitting, any 2.x version); a message we cannot use gets an AE
-or AR acknowledgement with the reason, and the listener keeps serving.
+Reading is tolerant (the message's own delimiters, any 2.x version) and exact about text: the
+bytes are decoded by MSH-18 and escape sequences are decoded, so a reason for exam reads back
+as the ordering physician wrote it. Every message is stored as one row with its ORC-1 order
+control; what they mean together (a cancelled order is never an indication) is decided by
+``radraft.orders``. A message we cannot use gets an AE or AR with the reason; the listener
+keeps serving, and answers each of several messages sent in one write.
 """
 
 from __future__ import annotations
@@ -16,102 +20,133 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
-from radraft.hl7ack import AckCode, build_ack
+from radraft.errors import RadraftError
+from radraft.hl7ack import AckCode, AcknowledgedMessage, build_ack
+from radraft.hl7text import CharacterSetError, Delimiters, decode_message, python_codec, unescape
 from radraft.logs import log_event
-from radraft.mllp import MllpError, frame, read_frame
+from radraft.mllp import DEFAULT_MAX_MESSAGE_BYTES, FrameReader, MllpError, frame
 from radraft.models import Order
+from radraft.orders import OrderControl
 from radraft.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_TYPES = {("ORM", "O01"), ("OMI", "O23")}
+IDLE_TIMEOUT_SECONDS = 300.0
+
+
+class OrderRejectedError(RadraftError):
+    """The message cannot be used; ``code`` is AE (content) or AR (not ours / not HL7)."""
+
+    def __init__(self, code: AckCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 @dataclass(frozen=True)
 class OrderFacts:
-    """What radraft keeps of an order."""
+    """What radraft keeps of an order message (text unescaped)."""
 
-    control_id: str
     message_type: str
+    order_control: OrderControl
     accession_number: str
     placer_order_number: str
     filler_order_number: str
     reason_for_exam: str
+    procedure: dict[str, str] | None
+    patient_class: str
 
 
-class OrderRejectedError(ValueError):
-    """The message cannot be used; ``code`` is AE (content) or AR (not ours / not HL7)."""
+class _Message:
+    """Segments and fields of an ER7 message, read with its own delimiters."""
 
-    def __init__(self, code: AckCode, reason: str, control_id: str = "") -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.control_id = control_id
+    def __init__(self, text: str) -> None:
+        self.delimiters = Delimiters.of(text)
+        self.segments: dict[str, list[list[str]]] = {}
+        for line in text.replace("\n", "\r").split("\r"):
+            if len(line) >= 3:
+                self.segments.setdefault(line[:3], []).append(line.split(self.delimiters.field))
+
+    def first(self, name: str) -> list[str] | None:
+        return self.segments.get(name, [None])[0]
+
+    def field(self, segment: list[str] | None, number: int, component: int = 0) -> str:
+        """Field ``number`` (HL7 numbering; MSH shifted by one) of a segment, one component,
+        first repetition, unescaped."""
+        if segment is None:
+            return ""
+        index = number - 1 if segment[0] == "MSH" else number
+        if index >= len(segment):
+            return ""
+        value = segment[index].split(self.delimiters.repetition)[0]
+        parts = value.split(self.delimiters.component)
+        raw = parts[component] if component < len(parts) else ""
+        return unescape(raw, self.delimiters).strip()
 
 
-def _segments(message: str) -> dict[str, list[list[str]]]:
-    segments: dict[str, list[list[str]]] = {}
-    for line in message.replace("\n", "\r").split("\r"):
-        if len(line) >= 3:
-            segments.setdefault(line[:3], []).append(line.split("|"))
-    return segments
-
-
-def _field(segment: list[str] | None, index: int, component: int = 0) -> str:
-    """Field ``index`` (1-based, HL7 numbering) of a non-MSH segment, one component."""
-    if segment is None or index >= len(segment):
-        return ""
-    parts = segment[index].split("^")
-    return parts[component].strip() if component < len(parts) else ""
-
-
-def parse_order(message: str) -> OrderFacts:
+def parse_order(text: str) -> OrderFacts:
     """Read an ORM^O01 or OMI^O23; raise ``OrderRejectedError`` with the reason otherwise."""
-    if not message.startswith("MSH|"):
+    if not text.startswith("MSH"):
         raise OrderRejectedError(AckCode.REJECT, "not an HL7 v2 message (no MSH segment)")
-    segments = _segments(message)
-    msh = segments["MSH"][0]
-    # MSH-1 is the field separator itself, so MSH-n is at list index n - 1.
-    control_id = msh[9] if len(msh) > 9 else ""
-    type_field = (msh[8] if len(msh) > 8 else "").split("^")
-    kind = (type_field[0], type_field[1] if len(type_field) > 1 else "")
+    message = _Message(text)
+    msh = message.first("MSH")
+    kind = (message.field(msh, 9, 0), message.field(msh, 9, 1))
     if kind not in SUPPORTED_TYPES:
+        raise OrderRejectedError(AckCode.REJECT, f"unsupported message type {'^'.join(kind)}")
+    orc = message.first("ORC")
+    obr = message.first("OBR")
+    ipc = message.first("IPC")
+    pv1 = message.first("PV1")
+    control_code = message.field(orc, 1) or OrderControl.NEW.value
+    try:
+        control = OrderControl(control_code)
+    except ValueError:
         raise OrderRejectedError(
-            AckCode.REJECT, f"unsupported message type {'^'.join(kind)}", control_id
-        )
-    orc = segments.get("ORC", [None])[0]
-    obr = segments.get("OBR", [None])[0]
-    ipc = segments.get("IPC", [None])[0]
-    accession = _field(ipc, 1) or _field(obr, 18) or _field(obr, 20)
+            AckCode.ERROR, f"unsupported order control (ORC-1) {control_code[:8]}"
+        ) from None
+    accession = message.field(ipc, 1) or message.field(obr, 18) or message.field(obr, 20)
     if not accession:
-        raise OrderRejectedError(AckCode.ERROR, "no accession number (IPC-1 or OBR-18)", control_id)
+        raise OrderRejectedError(AckCode.ERROR, "no accession number (IPC-1 or OBR-18)")
+    if len(accession) > 64:
+        raise OrderRejectedError(AckCode.ERROR, "accession number longer than 64 characters")
     reason = (
-        _field(obr, 31, 1)
-        or _field(obr, 31)
-        or _field(orc, 16, 1)
-        or _field(orc, 16)
-        or _field(obr, 13)
+        message.field(obr, 31, 1)
+        or message.field(obr, 31)
+        or message.field(orc, 16, 1)
+        or message.field(orc, 16)
+        or message.field(obr, 13)
     )
+    procedure = None
+    code, meaning, scheme = (message.field(obr, 4, i) for i in range(3))
+    if code or meaning:
+        procedure = {"code": code[:64], "meaning": meaning[:199], "scheme": scheme[:20]}
     return OrderFacts(
-        control_id=control_id,
         message_type="^".join(kind),
-        accession_number=accession[:64],
-        placer_order_number=(_field(orc, 2) or _field(obr, 2))[:64],
-        filler_order_number=(_field(orc, 3) or _field(obr, 3))[:64],
+        order_control=control,
+        accession_number=accession,
+        placer_order_number=(message.field(orc, 2) or message.field(obr, 2))[:64],
+        filler_order_number=(message.field(orc, 3) or message.field(obr, 3))[:64],
         reason_for_exam=reason,
+        procedure=procedure,
+        patient_class=message.field(pv1, 2)[:8],
     )
 
 
-def handle_order_message(session_factory: sessionmaker[Session], message: str) -> str:
-    """Store one order and return the ACK to send back (AA, AE or AR)."""
+def handle_order_message(session_factory: sessionmaker[Session], raw: bytes) -> bytes:
+    """Store one order message and return the encoded ACK to send back (AA, AE or AR)."""
     now = utcnow()
     try:
-        facts = parse_order(message)
+        text, _declared = decode_message(raw)
+    except CharacterSetError as error:
+        answered = AcknowledgedMessage.from_message(raw.decode("ascii", "replace"))
+        return _encoded(answered, AckCode.ERROR, str(error))
+    answered = AcknowledgedMessage.from_message(text)
+    try:
+        facts = parse_order(text)
     except OrderRejectedError as error:
         log_event(logger, "gateway.order_refused", logging.WARNING, code=error.code.value)
-        return build_ack(
-            error.control_id, error.code, text=error.reason, sent_at=now, control_id=_new_id()
-        )
+        return _encoded(answered, error.code, error.reason)
     try:
         with session_scope(session_factory) as session:
             session.add(
@@ -120,37 +155,66 @@ def handle_order_message(session_factory: sessionmaker[Session], message: str) -
                     placer_order_number=facts.placer_order_number or None,
                     filler_order_number=facts.filler_order_number or None,
                     message_type=facts.message_type,
+                    order_control=facts.order_control.value,
                     reason_for_exam=facts.reason_for_exam or None,
-                    raw_message=message,
+                    procedure=facts.procedure,
+                    patient_class=facts.patient_class or None,
+                    raw_message=text,
+                    received_at=now,
                 )
             )
     except SQLAlchemyError as error:
         log_event(logger, "gateway.order_not_stored", logging.ERROR, error=type(error).__name__)
-        return build_ack(
-            facts.control_id, AckCode.ERROR, text="cannot store the order now; send it again",
-            sent_at=now, control_id=_new_id(),
-        )  # fmt: skip
-    log_event(logger, "gateway.order_stored", message_type=facts.message_type)
-    return build_ack(facts.control_id, AckCode.ACCEPT, sent_at=now, control_id=_new_id())
+        return _encoded(answered, AckCode.ERROR, "cannot store the order now; send it again")
+    log_event(
+        logger,
+        "gateway.order_stored",
+        message_type=facts.message_type,
+        order_control=facts.order_control.value,
+    )
+    return _encoded(answered, AckCode.ACCEPT, "")
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex[:20]
+def _encoded(answered: AcknowledgedMessage, code: AckCode, text: str) -> bytes:
+    """The ACK, encoded in the character set of the message it answers."""
+    ack = build_ack(answered, code, text=text, sent_at=utcnow(), control_id=uuid.uuid4().hex[:20])
+    try:
+        codec = python_codec(answered.character_set) if answered.character_set else "ascii"
+    except ValueError:
+        codec = "ascii"
+    return ack.encode(codec, "replace")
 
 
 class OrderListener:
     """A threaded MLLP server answering each framed message with its ACK."""
 
-    def __init__(self, session_factory: sessionmaker[Session], host: str, port: int) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        host: str,
+        port: int,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+    ) -> None:
         factory = session_factory
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
-                self.request.settimeout(300)
+                self.request.settimeout(idle_timeout)
+                reader = FrameReader(self.request, max_message_bytes=max_message_bytes)
                 while True:
                     try:
-                        message = read_frame(self.request)
-                    except (MllpError, OSError):
+                        message = reader.next_frame()
+                    except (MllpError, OSError) as error:
+                        log_event(
+                            logger,
+                            "gateway.mllp_closed",
+                            logging.WARNING,
+                            reason=type(error).__name__,
+                        )
+                        return
+                    if message is None:
                         return
                     self.request.sendall(frame(handle_order_message(factory, message)))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import cast
 
 from pydicom import uid
+from pydicom.dataset import Dataset
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.dimse_primitives import C_STORE
@@ -23,14 +24,6 @@ from radraft.logs import log_event
 from radraft.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-DRAFTED_SOP_CLASSES = {
-    uid.ComputedRadiographyImageStorage: "CR Image Storage",
-    uid.DigitalXRayImageStorageForPresentation: "DX Image Storage - For Presentation",
-    uid.DigitalXRayImageStorageForProcessing: "DX Image Storage - For Processing",
-    uid.SecondaryCaptureImageStorage: "Secondary Capture Image Storage",
-}
-"""SOP classes whose chest radiographs are drafted; every other storage class is stored only."""
 
 TRANSFER_SYNTAXES = [
     uid.ExplicitVRLittleEndian,
@@ -74,7 +67,7 @@ def build_application_entity(settings: Settings) -> AE:
 def event_handlers(intake: InstanceIntake) -> list[evt.EventHandlerType]:
     """pynetdicom handlers bound to one intake."""
 
-    def handle_store(event: evt.Event) -> int:
+    def handle_store(event: evt.Event) -> Dataset:
         request = cast(C_STORE, event.request)
         received = ReceivedInstance(
             path=Path(event.dataset_path),
@@ -82,7 +75,13 @@ def event_handlers(intake: InstanceIntake) -> list[evt.EventHandlerType]:
             sop_class_uid=str(request.AffectedSOPClassUID),
             sop_instance_uid=str(request.AffectedSOPInstanceUID),
         )
-        return int(intake.accept(received))
+        outcome = intake.accept(received)
+        response = Dataset()
+        response.Status = int(outcome.status)
+        if outcome.comment:
+            # Error Comment (0000,0902) is LO: 64 characters, no backslash.
+            response.ErrorComment = outcome.comment.replace("\\", "/")[:64]
+        return response
 
     def handle_echo(_event: evt.Event) -> int:
         return int(StoreStatus.SUCCESS)

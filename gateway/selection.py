@@ -8,9 +8,11 @@ asks for an explicit chest body part. Every decision carries a reason a person c
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+
+from pydicom import uid
 
 
 class View(StrEnum):
@@ -26,7 +28,17 @@ class View(StrEnum):
     """Frontal, but no tag tells PA from AP (e.g. from Patient Orientation alone)."""
 
 
+RADIOGRAPH_SOP_CLASSES: Mapping[str, str] = {
+    uid.ComputedRadiographyImageStorage: "CR Image Storage",
+    uid.DigitalXRayImageStorageForPresentation: "DX Image Storage - For Presentation",
+    uid.DigitalXRayImageStorageForProcessing: "DX Image Storage - For Processing",
+    uid.SecondaryCaptureImageStorage: "Secondary Capture Image Storage",
+}
+"""SOP classes a chest radiograph can arrive in; any other class is stored and never drafted,
+whatever its Modality says (a CT slice or an encapsulated PDF labelled DX is not a radiograph)."""
 RADIOGRAPHIC_MODALITIES = frozenset({"CR", "DX"})
+OWN_MANUFACTURER = "RADRAFT"
+"""Manufacturer (upper-cased) of radraft's own SRs, recognised when a PACS sends them back."""
 CHEST_WORDS = re.compile(r"\b(CHEST|THORAX|THORAC\w*|TORAX|LUNGS?|CXR|RIBS?)\b")
 OTHER_BODY_PART_WORDS = re.compile(
     r"\b(HIP|PELVIS|KNEE|TIBIA|FIBULA|FEMUR|SKULL|HEAD|HAND|FOOT|ANKLE|WRIST|ELBOW|SHOULDER|"
@@ -63,7 +75,9 @@ DESCRIPTION_VIEW_PATTERNS: Sequence[tuple[re.Pattern[str], View]] = (
 class HeaderFacts:
     """The header values the classifier reads from one instance (upper-cased, stripped)."""
 
+    sop_class_uid: str = ""
     modality: str = ""
+    manufacturer: str = ""
     body_part_examined: str = ""
     view_position: str = ""
     view_code_value: str = ""
@@ -87,6 +101,11 @@ class Classification:
 def classify_instance(facts: HeaderFacts, *, strict: bool) -> Classification:
     """Classify one instance from its header facts."""
     view, view_source = determine_view(facts)
+    if facts.sop_class_uid not in RADIOGRAPH_SOP_CLASSES:
+        if facts.manufacturer == OWN_MANUFACTURER and facts.modality == "SR":
+            return Classification(False, None, None, "radraft's own report SR, sent back")
+        name = uid.UID(facts.sop_class_uid).name if facts.sop_class_uid else "none"
+        return Classification(False, view, view_source, f"SOP class {name} is not a radiograph")
     if facts.modality not in RADIOGRAPHIC_MODALITIES:
         modality = facts.modality or "none"
         return Classification(False, view, view_source, f"modality {modality} is not CR or DX")

@@ -1,7 +1,9 @@
 """Durable storage of received instances: fsync the file, rename it into place, fsync the folder.
 
-Files are named by a hash of the SOP Instance UID, so a UID can never escape the spool folder
-and a re-sent instance replaces its own file atomically.
+Files are named by a hash of the instance's identity (SOP Instance UID plus the study, series,
+SOP class and patient it claims), so a UID can never escape the spool folder, a re-sent
+instance replaces its own file atomically, and an instance that re-uses a UID for another
+patient can never overwrite the first copy, even when two such arrive at once.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ class SpoolError(RadraftError):
     """The spool could not persist an instance (disk full, permissions, I/O error)."""
 
 
-def spool_relative_path(sop_instance_uid: str) -> str:
-    """Where an instance lives inside the spool, derived from its SOP Instance UID only."""
-    digest = hashlib.sha256(sop_instance_uid.encode("ascii", "replace")).hexdigest()
+def spool_relative_path(identity: str) -> str:
+    """Where an instance lives inside the spool, derived from its identity key only."""
+    digest = hashlib.sha256(identity.encode("utf-8", "replace")).hexdigest()
     return f"{digest[:2]}/{digest}.dcm"
 
 
@@ -35,7 +37,7 @@ class Spool:
         self.root.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
 
-    def store(self, received_path: Path, sop_instance_uid: str) -> tuple[str, int]:
+    def store(self, received_path: Path, identity: str) -> tuple[str, int]:
         """Durably move a received file into the spool; returns (relative path, size).
 
         Raises
@@ -43,7 +45,7 @@ class Spool:
         SpoolError
             If any step fails; the spool then holds either the old file or none, never a part.
         """
-        relative = spool_relative_path(sop_instance_uid)
+        relative = spool_relative_path(identity)
         target = self.root / relative
         try:
             target.parent.mkdir(exist_ok=True)
@@ -60,6 +62,13 @@ class Spool:
         except OSError as error:
             raise SpoolError(f"cannot persist instance: {error.strerror}") from error
         return relative, size
+
+    def discard(self, relative: str) -> None:
+        """Remove a spooled file that no row references (an instance refused after spooling)."""
+        try:
+            (self.root / relative).unlink()
+        except FileNotFoundError:
+            return
 
     def _copy_across_filesystems(self, source: Path, target: Path) -> None:
         partial = target.with_suffix(".partial")

@@ -3,24 +3,46 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
+from pydicom import config as pydicom_config
 from pynetdicom import _config as pynetdicom_config
+
+LIBRARY_LOG_LEVELS = {
+    "pynetdicom": logging.WARNING,
+    "pydicom": logging.ERROR,
+    "highdicom": logging.ERROR,
+    "hl7apy": logging.ERROR,
+}
+"""Floors for library loggers whose lower records quote UIDs, names or dates (pynetdicom's
+warnings are about associations and AE titles, and identifier logging is off)."""
 
 
 def configure_logging(level: str = "INFO") -> None:
     """Set up process logging and silence library output that can carry PHI.
 
     pynetdicom logs C-FIND/MOVE/GET identifiers by default and dumps PDUs at DEBUG; both are
-    switched off, and pynetdicom's own logger stays at WARNING whatever our level is.
+    switched off. pydicom, highdicom and hl7apy log and warn with values from the data they
+    handle (highdicom logs source SOP Instance UIDs at INFO while building an SR), so their
+    loggers have floors whatever our level is, and their value-quoting warnings are off.
     """
     pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
     pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
+    # pydicom checks values as it reads and warns quoting them ("Invalid value for VR DA:
+    # '19xx0101'", a birth date); the gateway validates what it keeps itself, so reading is
+    # not checked. Writing stays checked: a bad value we write is an error, not a warning.
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    # highdicom warns with the person name itself when a name has one component, and pydicom's
+    # warnings about values it writes quote the values.
+    warnings.filterwarnings("ignore", message="The string .* is unlikely to represent")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    for name, floor in LIBRARY_LOG_LEVELS.items():
+        logging.getLogger(name).setLevel(floor)
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:

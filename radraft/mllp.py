@@ -1,4 +1,9 @@
-"""MLLP framing (HL7 over TCP): start block 0x0B, message, end block 0x1C 0x0D."""
+"""MLLP framing (HL7 over TCP): start block 0x0B, message bytes, end block 0x1C 0x0D.
+
+Frames are bytes: the message's character set (MSH-18) decides how they are decoded, after
+framing. A reader keeps what arrives after a frame, so several messages in one TCP write
+(pipelined) are each read and answered; anything that is not a frame closes the connection.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +13,70 @@ from radraft.errors import RadraftError
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
-MAX_MESSAGE_BYTES = 8 << 20
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+BETWEEN_FRAMES = b"\r\n\t "
+"""Whitespace some senders put between frames; tolerated, anything else is not MLLP."""
 
 
 class MllpError(RadraftError):
     """The peer closed, timed out or sent something that is not an MLLP frame."""
 
 
-def frame(message: str) -> bytes:
-    """An MLLP frame around an ER7 message."""
-    return START_BLOCK + message.encode("utf-8") + END_BLOCK
+def frame(message: bytes) -> bytes:
+    """An MLLP frame around an encoded message."""
+    return START_BLOCK + message + END_BLOCK
 
 
-def read_frame(connection: socket.socket) -> str:
-    """Read one MLLP frame; raises ``MllpError`` on EOF, garbage or an oversized frame."""
-    buffer = b""
-    while END_BLOCK not in buffer:
-        chunk = connection.recv(65536)
-        if not chunk:
-            raise MllpError("connection closed before a whole MLLP frame arrived")
-        buffer += chunk
-        if len(buffer) > MAX_MESSAGE_BYTES:
-            raise MllpError("MLLP frame too large")
-    start = buffer.find(START_BLOCK)
-    end = buffer.find(END_BLOCK)
-    if start < 0 or start > end:
-        raise MllpError("no MLLP start block")
-    return buffer[start + 1 : end].decode("utf-8", "replace")
+class FrameReader:
+    """Reads successive frames from one connection, keeping bytes that arrive early."""
+
+    def __init__(
+        self, connection: socket.socket, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ) -> None:
+        self._connection = connection
+        self._max = max_message_bytes
+        self._buffer = b""
+
+    def next_frame(self) -> bytes | None:
+        """The next message's bytes; None when the peer closed cleanly between frames.
+
+        Raises
+        ------
+        MllpError
+            On bytes outside a frame, a frame over the size limit, or a close inside a frame.
+        OSError
+            On a socket timeout or error.
+        """
+        while True:
+            self._buffer = self._buffer.lstrip(BETWEEN_FRAMES)
+            if self._buffer and not self._buffer.startswith(START_BLOCK):
+                raise MllpError("bytes outside an MLLP frame")
+            end = self._buffer.find(END_BLOCK)
+            if end >= 0:
+                message, self._buffer = self._buffer[1:end], self._buffer[end + 2 :]
+                return message
+            if len(self._buffer) > self._max + len(START_BLOCK):
+                raise MllpError(f"MLLP frame larger than {self._max} bytes")
+            chunk = self._connection.recv(65536)
+            if not chunk:
+                if self._buffer:
+                    raise MllpError("connection closed inside an MLLP frame")
+                return None
+            self._buffer += chunk
 
 
-def send_message(host: str, port: int, message: str, *, timeout: float) -> str:
-    """Send one message and return the peer's reply (its ACK)."""
+def read_frame(
+    connection: socket.socket, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> bytes:
+    """Read exactly one frame (a peer's answer); raises ``MllpError`` on EOF or garbage."""
+    message = FrameReader(connection, max_message_bytes=max_message_bytes).next_frame()
+    if message is None:
+        raise MllpError("connection closed before a whole MLLP frame arrived")
+    return message
+
+
+def send_message(host: str, port: int, message: bytes, *, timeout: float) -> bytes:
+    """Send one encoded message and return the peer's reply (its ACK) as bytes."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as connection:
             connection.settimeout(timeout)

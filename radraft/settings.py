@@ -8,16 +8,60 @@ passed down; nothing reads the environment at import time.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_serializer, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from radraft.errors import ConfigurationError
 
 ENV_PREFIX = "RADRAFT_"
+DICOM_DESTINATION = re.compile(r"^(?P<ae>[^@\\]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
+MLLP_DESTINATION = re.compile(r"^(?P<host>[^:@]+):(?P<port>\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class DicomDestination:
+    """A DICOM peer for C-STORE: called AE title, host, port (``AE@host:port`` in settings)."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> DicomDestination:
+        """Read ``AE@host:port``; a ValueError names what is wrong."""
+        match = DICOM_DESTINATION.match(text.strip())
+        if match is None or not 0 < int(match["port"]) < 65536:
+            raise ValueError(f"{text!r} is not AE@host:port (AE title up to 16 characters)")
+        return cls(match["ae"].strip(), match["host"], int(match["port"]))
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class MllpDestination:
+    """An MLLP peer (a RIS or EHR interface engine): host and port (``host:port``)."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> MllpDestination:
+        """Read ``host:port``; a ValueError names what is wrong."""
+        match = MLLP_DESTINATION.match(text.strip())
+        if match is None or not 0 < int(match["port"]) < 65536:
+            raise ValueError(f"{text!r} is not host:port")
+        return cls(match["host"], int(match["port"]))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 class Settings(BaseSettings):
@@ -124,12 +168,11 @@ class Settings(BaseSettings):
     )
 
     # --- outputs (SR and HL7) -------------------------------------------------------------------
-    sr_destination: str | None = Field(
+    sr_destination: DicomDestination | None = Field(
         default=None,
-        pattern=r"^[^@]{1,16}@[^:]+:\d{1,5}$",
         description="PACS for report SRs as AE@host:port (C-STORE SCU); unset = none.",
     )
-    hl7_destinations: Annotated[list[str], NoDecode] = Field(
+    hl7_destinations: Annotated[list[MllpDestination], NoDecode] = Field(
         default_factory=list,
         description="Comma list of host:port MLLP endpoints for ORU^R01; empty = none.",
     )
@@ -144,6 +187,27 @@ class Settings(BaseSettings):
     hl7_sending_facility: str = Field(default="", description="MSH-4.")
     hl7_receiving_application: str = Field(default="", description="MSH-5.")
     hl7_receiving_facility: str = Field(default="", description="MSH-6.")
+    hl7_character_set: str = Field(
+        default="UNICODE UTF-8",
+        description="MSH-18 of outgoing ORUs and the encoding of their bytes (HL7 table 0211: "
+        "UNICODE UTF-8, 8859/1 ... 8859/15, ASCII, GB 18030-2000, ISO IR87, KS X 1001, BIG-5).",
+    )
+    hl7_assigning_authority: str = Field(
+        default="",
+        max_length=64,
+        description="PID-3.4 Assigning Authority of the patient id; empty: the source's Issuer "
+        "of Patient ID if it sent one.",
+    )
+    sr_send_drafts: bool = Field(
+        default=True,
+        description="Send unverified model drafts to the PACS as SRs too (signed and "
+        "preliminary reports always go).",
+    )
+    site_timezone: str = Field(
+        default="UTC",
+        description="IANA timezone of the site (e.g. Europe/Berlin): the UTC offset written "
+        "with SR dates (Timezone Offset From UTC) and HL7 times when the source gave none.",
+    )
     institution_name: str = Field(
         default="radraft", description="Institution and verifying organization in SRs."
     )
@@ -207,12 +271,56 @@ class Settings(BaseSettings):
         default=512, ge=32, le=4096, description="Longest side of images given to the model."
     )
 
-    @field_validator("allowed_calling_aes", "hl7_destinations", mode="before")
+    @field_validator("site_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(
+                f"unknown timezone {value!r} (an IANA name such as Europe/Berlin)"
+            ) from error
+        return value
+
+    @field_validator("hl7_character_set")
+    @classmethod
+    def _known_hl7_character_set(cls, value: str) -> str:
+        from radraft.hl7text import python_codec
+
+        python_codec(value)  # raises ValueError for a name outside HL7 table 0211
+        return value
+
+    @field_validator("allowed_calling_aes", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("sr_destination", mode="before")
+    @classmethod
+    def _parse_dicom_destination(cls, value: object) -> object:
+        return DicomDestination.parse(value) if isinstance(value, str) and value else value or None
+
+    @field_validator("hl7_destinations", mode="before")
+    @classmethod
+    def _parse_mllp_destinations(cls, value: object) -> object:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        return [
+            MllpDestination.parse(item) if isinstance(item, str) else item
+            for item in items
+            if not isinstance(item, str) or item.strip()
+        ]
+
+    @field_serializer("sr_destination")
+    def _dicom_destination_text(self, value: DicomDestination | None) -> str | None:
+        return str(value) if value is not None else None
+
+    @field_serializer("hl7_destinations")
+    def _mllp_destination_texts(self, value: list[MllpDestination]) -> list[str]:
+        return [str(item) for item in value]
 
     @property
     def effective_database_url(self) -> str:
@@ -220,6 +328,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'radraft.db').resolve()}"
+
+    @property
+    def site_zone(self) -> ZoneInfo:
+        """The site's timezone (``site_timezone``)."""
+        return ZoneInfo(self.site_timezone)
 
     @property
     def spool_dir(self) -> Path:

@@ -1,28 +1,40 @@
-"""HL7 v2.5.1 ORU^R01 of a report revision (hl7apy), and the ACKs radraft sends and reads.
+"""HL7 v2.5.1 ORU^R01 of a report revision, written as escaped ER7 and checked with hl7apy.
 
 OBR-25 and every OBX-11 carry the result status: R for an unverified model draft ("results
 stored, not yet verified"; never P, which receivers such as dcm4chee read as a verified
 preliminary report), P for a resident's preliminary report, F for the signed report, C for a
-correction (amendment).
+correction (amendment). Every value is escaped, so report text never splits into fields or
+components; names keep their DICOM groups as XPN repetitions with name representation codes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from hl7apy.core import Message
-from hl7apy.parser import parse_message, parse_segment
+from hl7apy.parser import parse_message
 
 from radraft.enums import ReportState
-from radraft.hl7ack import HL7_VERSION, AckCode, ack_code_of, build_ack, hl7_timestamp
+from radraft.hl7ack import HL7_VERSION, hl7_timestamp
+from radraft.hl7text import escape
 
-__all__ = ["AckCode", "OruContent", "ResultStatus", "ack_code_of", "build_ack", "build_oru"]
+__all__ = [
+    "CodedValue",
+    "OruContent",
+    "ResultStatus",
+    "build_oru",
+    "person_name_to_xpn",
+]
 
-FINDINGS_CODE = "18782-3^Radiology Study observation (narrative)^LN"
-IMPRESSION_CODE = "19005-8^Radiology Imaging study [Impression] (narrative)^LN"
-DEFAULT_PROCEDURE = "36643-5^XR Chest 2 Views^LN"
+FINDINGS_CODE = ("18782-3", "Radiology Study observation (narrative)", "LN")
+IMPRESSION_CODE = ("19005-8", "Radiology Imaging study [Impression] (narrative)", "LN")
+NAME_REPRESENTATIONS = ("A", "I", "P")
+"""XPN-8 Name Representation Code (HL7 table 4000) of DICOM PN groups 1, 2, 3: alphabetic,
+ideographic, phonetic."""
+UNKNOWN_PATIENT_CLASS = "U"
 
 
 class ResultStatus(StrEnum):
@@ -38,12 +50,25 @@ class ResultStatus(StrEnum):
     """A correction of a signed report (amendment)."""
 
 
-RESULT_STATUS_FOR_STATE = {
+RESULT_STATUS_FOR_STATE: Mapping[ReportState, ResultStatus] = {
     ReportState.DRAFTED: ResultStatus.RESULTS_STORED,
     ReportState.PRELIMINARY: ResultStatus.PRELIMINARY,
     ReportState.FINAL: ResultStatus.FINAL,
     ReportState.AMENDED: ResultStatus.CORRECTED,
 }
+
+
+@dataclass(frozen=True)
+class CodedValue:
+    """A CE/CWE value: identifier, text and coding system (each escaped on writing)."""
+
+    code: str
+    text: str
+    system: str
+
+    def er7(self) -> str:
+        """The value as ER7 components."""
+        return "^".join(escape(part) for part in (self.code, self.text, self.system)).rstrip("^")
 
 
 @dataclass(frozen=True)
@@ -57,18 +82,24 @@ class OruContent:
     impression: str
     accession_number: str
     patient_id: str
+    procedure: CodedValue
     patient_name: str = ""
+    """A DICOM PN (groups separated by ``=``), written as XPN repetitions."""
+    assigning_authority: str = ""
     birth_date: str = ""
     sex: str = ""
+    patient_class: str = UNKNOWN_PATIENT_CLASS
     placer_order_number: str = ""
     filler_order_number: str = ""
-    procedure: str = DEFAULT_PROCEDURE
-    observed_at: datetime | None = None
-    interpreter: str = ""
+    observed_at: str = ""
+    """OBR-7, an HL7 DTM with its UTC offset (the study's date and time)."""
+    interpreter: tuple[str, str, str] | None = None
+    """OBR-32: user id, family name, given name of the signing physician."""
     sending_application: str = "RADRAFT"
     sending_facility: str = ""
     receiving_application: str = ""
     receiving_facility: str = ""
+    character_set: str = "UNICODE UTF-8"
 
     @property
     def result_status(self) -> ResultStatus:
@@ -76,65 +107,127 @@ class OruContent:
         return RESULT_STATUS_FOR_STATE[self.state]
 
 
+def person_name_to_xpn(person_name: str) -> str:
+    """A DICOM PN as XPN repetitions: one per group, components reordered, XPN-8 set.
+
+    DICOM PN components are family^given^middle^prefix^suffix; XPN's are family^given^middle^
+    suffix^prefix^degree^type^representation. A name with one group stays plain.
+    """
+    groups = person_name.split("=")
+    repetitions = []
+    for index, group in enumerate(groups):
+        if not group and index:
+            continue
+        parts = (group.split("^") + [""] * 5)[:5]
+        family, given, middle, prefix, suffix = (escape(part) for part in parts)
+        components = [family, given, middle, suffix, prefix]
+        if len(groups) > 1 and index < len(NAME_REPRESENTATIONS):
+            components += ["", "", NAME_REPRESENTATIONS[index]]
+        repetitions.append("^".join(components).rstrip("^"))
+    return "~".join(repetitions)
+
+
+def _segment(name: str, fields: Mapping[int, str]) -> str:
+    """A segment with the given (already escaped) fields in HL7 numbering, empty ones between."""
+    if not fields:
+        return name
+    values = [""] * (max(fields) + 1)
+    values[0] = name
+    for number, value in fields.items():
+        values[number] = value
+    return "|".join(values)
+
+
 def build_oru(content: OruContent) -> str:
     """The ORU^R01 as ER7 text (segments separated by carriage returns)."""
-    message = Message("ORU_R01", version=HL7_VERSION)
-    msh = message.msh
-    msh.msh_3 = content.sending_application
-    msh.msh_4 = content.sending_facility
-    msh.msh_5 = content.receiving_application
-    msh.msh_6 = content.receiving_facility
-    msh.msh_7 = hl7_timestamp(content.sent_at)
-    msh.msh_9 = "ORU^R01^ORU_R01"
-    msh.msh_10 = content.control_id
-    msh.msh_11 = "P"
-    result = message.add_group("ORU_R01_PATIENT_RESULT")
-    patient = result.add_group("ORU_R01_PATIENT")
-    patient.pid.pid_1 = "1"
-    patient.pid.pid_3 = content.patient_id
-    patient.pid.pid_5 = content.patient_name
-    patient.pid.pid_7 = content.birth_date
-    patient.pid.pid_8 = content.sex[:1]
-    visit = patient.add_group("ORU_R01_VISIT")
-    visit.pv1.pv1_1 = "1"
-    visit.pv1.pv1_2 = "O"
-    order = result.add_group("ORU_R01_ORDER_OBSERVATION")
     status = content.result_status.value
-    order.orc.orc_1 = "RE"
-    order.orc.orc_2 = content.placer_order_number
-    order.orc.orc_3 = content.filler_order_number or content.accession_number
-    order.orc.orc_5 = "CM" if status in ("F", "C") else "IP"
-    order.obr.obr_1 = "1"
-    order.obr.obr_2 = content.placer_order_number
-    order.obr.obr_3 = content.filler_order_number or content.accession_number
-    order.obr.obr_4 = content.procedure
-    if content.observed_at is not None:
-        order.obr.obr_7 = hl7_timestamp(content.observed_at)
-    order.obr.obr_18 = content.accession_number
-    order.obr.obr_22 = hl7_timestamp(content.sent_at)
-    order.obr.obr_24 = "RAD"
-    order.obr.obr_25 = status
-    if content.interpreter and status in ("F", "C"):
-        order.obr.obr_32 = content.interpreter
+    signed = content.result_status in (ResultStatus.FINAL, ResultStatus.CORRECTED)
+    patient_id = escape(content.patient_id)
+    if content.assigning_authority:
+        patient_id += f"^^^{escape(content.assigning_authority)}^MR"
+    msh = "MSH|^~\\&|" + "|".join(
+        (
+            escape(content.sending_application),
+            escape(content.sending_facility),
+            escape(content.receiving_application),
+            escape(content.receiving_facility),
+            hl7_timestamp(content.sent_at),
+            "",
+            "ORU^R01^ORU_R01",
+            escape(content.control_id),
+            "P",
+            HL7_VERSION,
+            "",
+            "",
+            "",
+            "",
+            "",
+            escape(content.character_set),
+        )
+    )
+    filler = escape(content.filler_order_number or content.accession_number)
+    placer = escape(content.placer_order_number)
+    obr: dict[int, str] = {
+        1: "1",
+        2: placer,
+        3: filler,
+        4: content.procedure.er7(),
+        18: escape(content.accession_number),
+        22: hl7_timestamp(content.sent_at),
+        24: "RAD",
+        25: status,
+    }
+    if content.observed_at:
+        obr[7] = content.observed_at
+    if signed and content.interpreter is not None:
+        obr[32] = "&".join(escape(part) for part in content.interpreter)
+    segments = [
+        msh,
+        _segment(
+            "PID",
+            {
+                1: "1",
+                3: patient_id,
+                5: person_name_to_xpn(content.patient_name),
+                7: escape(content.birth_date),
+                8: escape(content.sex[:1]),
+            },
+        ),
+        _segment("PV1", {1: "1", 2: escape(content.patient_class or UNKNOWN_PATIENT_CLASS)}),
+        _segment(
+            "ORC",
+            {1: "RE", 2: placer, 3: filler, 5: "CM" if signed else "IP"},
+        ),
+        _segment("OBR", obr),
+        *_observations(content, status),
+    ]
+    return "\r".join(segments)
+
+
+def _observations(content: OruContent, status: str) -> Sequence[str]:
+    """One TX OBX per line; OBX-4 groups the lines of a section (1 findings, 2 impression)."""
+    out = []
     set_id = 0
-    for code, text in ((FINDINGS_CODE, content.findings), (IMPRESSION_CODE, content.impression)):
+    for sub_id, (code, text) in enumerate(
+        ((FINDINGS_CODE, content.findings), (IMPRESSION_CODE, content.impression)), start=1
+    ):
+        identifier = CodedValue(*code).er7()
         for line in text.splitlines() or [""]:
             set_id += 1
-            observation = order.add_group("ORU_R01_OBSERVATION")
-            # Built from escaped ER7: hl7apy escapes | ~ \ in a value but leaves ^ and & as
-            # separators, which would split report text into components.
-            observation.obx = parse_segment(
-                f"OBX|{set_id}|TX|{code}||{escape_text(line)}||||||{status}", version=HL7_VERSION
+            out.append(
+                _segment(
+                    "OBX",
+                    {
+                        1: str(set_id),
+                        2: "TX",
+                        3: identifier,
+                        4: str(sub_id),
+                        5: escape(line),
+                        11: status,
+                    },
+                )
             )
-    return str(message.to_er7())
-
-
-def escape_text(value: str) -> str:
-    """HL7 escape sequences for free text (v2.5.1 section 2.7.1); the escape character first."""
-    for raw, escaped in (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"),
-                         ("&", "\\T\\"), ("~", "\\R\\")):  # fmt: skip
-        value = value.replace(raw, escaped)
-    return value
+    return out
 
 
 def parse(er7: str) -> Message:

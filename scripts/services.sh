@@ -4,7 +4,7 @@
 # them). Prints the URL to export as TEST_POSTGRES_URL. Safe to run again.
 set -euo pipefail
 
-PG_PORT="${RADRAFT_TEST_PG_PORT_OVERRIDE:-55432}"
+PG_PORT="${TEST_POSTGRES_PORT:-55432}"
 PG_ROOT="${TMPDIR:-/tmp}/radraft-test-postgres"
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 if [ -z "$PG_BIN" ]; then

@@ -16,7 +16,7 @@ from radraft.db import make_engine, make_sessionmaker
 from radraft.logs import configure_logging
 from radraft.migrate import upgrade
 from radraft.outbox import CeleryPublish
-from radraft.settings import Settings
+from radraft.settings import DicomDestination, MllpDestination, Settings
 from tests.dicom_peers import ReferenceStoreSCP
 from tests.hl7_peer import RisPeer
 from tests.support import RedisServer, free_port, missing, postgres_database
@@ -145,8 +145,8 @@ class ReportDestinations:
     def settings_update(self) -> dict[str, object]:
         """The settings that point radraft's outbox at these two peers."""
         return {
-            "sr_destination": f"PACS@127.0.0.1:{self.pacs.port}",
-            "hl7_destinations": [f"127.0.0.1:{self.ris.port}"],
+            "sr_destination": DicomDestination("PACS", "127.0.0.1", self.pacs.port),
+            "hl7_destinations": [MllpDestination("127.0.0.1", self.ris.port)],
         }
 
     def stored_srs(self) -> list[Path]:

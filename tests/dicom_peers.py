@@ -47,9 +47,17 @@ def transfer_syntax_of(path: Path) -> str:
 
 
 def storescu(
-    files: Iterable[Path], *, port: int, calling: str = "STORESCU", called: str = "RADRAFT"
+    files: Iterable[Path],
+    *,
+    port: int,
+    calling: str = "STORESCU",
+    called: str = "RADRAFT",
+    debug: bool = False,
 ) -> PeerResult:
-    """Send files with dcmtk's storescu: one association per transfer syntax."""
+    """Send files with dcmtk's storescu: one association per transfer syntax.
+
+    ``debug`` dumps each C-STORE response (status in hex, Error Comment) into the output.
+    """
     binary = require_tool("storescu")
     groups: dict[str, list[Path]] = defaultdict(list)
     for path in files:
@@ -57,7 +65,8 @@ def storescu(
     outputs = []
     returncode = 0
     for syntax, paths in groups.items():
-        command = [binary, "-v", "-aet", calling, "-aec", called, *STORESCU_PROPOSE.get(syntax, [])]
+        command = [binary, "-d" if debug else "-v", "-aet", calling, "-aec", called]
+        command += STORESCU_PROPOSE.get(syntax, [])
         command += ["127.0.0.1", str(port), *map(str, paths)]
         completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
         outputs.append(completed.stdout + completed.stderr)
@@ -121,20 +130,28 @@ def dataset_bytes(path: Path) -> bytes:
 class ReferenceStoreSCP:
     """dcmtk's storescp, the reference receiver: what it writes is what went over the wire."""
 
-    def __init__(self, folder: Path, port: int, ae_title: str = "RADRAFT") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        port: int,
+        ae_title: str = "RADRAFT",
+        *,
+        options: Sequence[str] = ("+xa",),
+    ) -> None:
         self.folder = folder
         self.port = port
         self.ae_title = ae_title
+        self.options = list(options)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        """Start storescp accepting every transfer syntax."""
+        """Start storescp with its options (default: accept every transfer syntax)."""
         from tests.support import wait_until
 
         binary = require_tool("storescp")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [binary, "+xa", "-aet", self.ae_title, "-od", str(self.folder), str(self.port)],
+            [binary, *self.options, "-aet", self.ae_title, "-od", str(self.folder), str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -1,73 +1,107 @@
-"""Builds a revision's outputs from the database: its SR and its ORU^R01."""
+"""Builds a revision's outputs from the database: its SR and its ORU^R01.
+
+Patient and study values come from the study row (validated by the gateway); the source files
+are read only to confirm what the SR references, so an instance that vanished from the spool
+fails the output with a reason instead of producing an SR about images nobody has.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.sr.coding import Code
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radraft.enums import ReportState
 from radraft.errors import RadraftError
-from radraft.models import Instance, Order, Report, ReportRevision, Study, User
+from radraft.hl7ack import hl7_timestamp
+from radraft.models import Instance, Order, Report, ReportRevision, Series, Study, User
+from radraft.orders import latest_order
 from radraft.settings import Settings
-from reporting.hl7 import OruContent, build_oru
-from reporting.sr import ReportDocument, build_report_sr, sr_instance_uid, sr_series_uid
+from reporting.hl7 import CodedValue, OruContent, build_oru
+from reporting.sr import (
+    EvidenceReference,
+    ModelIdentity,
+    PatientAndStudy,
+    ReportDocument,
+    ReportSR,
+    RequestedProcedure,
+)
 
 
 class MissingRevisionError(RadraftError):
     """The outbox row names a revision (or study) that no longer exists."""
 
 
+class OutputBuildError(RadraftError):
+    """An output cannot be built from what radraft holds; ``reason`` goes on the outbox row."""
+
+
+HL7_TO_DICOM_SCHEME = {"CPT": "C4", "CPT4": "C4", "C4": "C4", "LOINC": "LN", "LN": "LN",
+                       "SNOMED": "SCT", "SCT": "SCT", "SNM": "SNM", "RADLEX": "RADLEX"}  # fmt: skip
+"""HL7 coding system names seen in OBR-4 and the DICOM Coding Scheme Designator of each; any
+other is a local scheme, written with the private prefix ``99``."""
+SINGLE_VIEW = CodedValue("36554-4", "XR Chest Single view", "LN")
+TWO_VIEWS = CodedValue("36643-5", "XR Chest 2 Views", "LN")
+CHEST_VIEWS = CodedValue("30745-4", "XR Chest Views", "LN")
+
+
 @dataclass(frozen=True)
 class RevisionBundle:
-    """A revision with everything its outputs need."""
+    """A revision with everything its outputs need, read in one transaction."""
 
     revision: ReportRevision
+    earlier: tuple[ReportRevision, ...]
     study: Study
     author: User | None
-    previous_signed: ReportRevision | None
     order: Order | None
-    instance_paths: tuple[Path, ...]
+    sources: tuple[tuple[Path, EvidenceReference], ...]
+    chest_views: tuple[str | None, ...]
 
 
 def load_bundle(session: Session, revision_id: int, *, spool_dir: Path) -> RevisionBundle:
-    """Read a revision and its study, author, predecessor and source images."""
+    """Read a revision and its study, author, earlier revisions, order and source images."""
     revision = session.get(ReportRevision, revision_id)
     if revision is None:
         raise MissingRevisionError(f"report revision {revision_id} is gone")
     report = session.get(Report, revision.report_id)
-    assert report is not None  # revisions are deleted with their report
-    study = session.get(Study, report.study_id)
-    assert study is not None
+    study = session.get(Study, report.study_id) if report is not None else None
+    if report is None or study is None:
+        raise MissingRevisionError(f"the report of revision {revision_id} is gone")
     author = session.get(User, revision.author_user_id) if revision.author_user_id else None
-    previous_signed = session.scalar(
-        select(ReportRevision)
-        .where(
-            ReportRevision.report_id == report.id,
-            ReportRevision.number < revision.number,
-            ReportRevision.state.in_([ReportState.FINAL, ReportState.AMENDED]),
-        )
-        .order_by(ReportRevision.number.desc())
-    )
-    order = None
-    if study.accession_number:
-        order = session.scalar(
-            select(Order)
-            .where(Order.accession_number == study.accession_number)
-            .order_by(Order.id.desc())
-        )
-    paths = tuple(
-        spool_dir / path
-        for path in session.scalars(
-            select(Instance.spool_path).where(Instance.study_id == study.id).order_by(Instance.id)
+    earlier = tuple(
+        session.scalars(
+            select(ReportRevision)
+            .where(ReportRevision.report_id == report.id, ReportRevision.number < revision.number)
+            .order_by(ReportRevision.number)
         )
     )
-    return RevisionBundle(revision, study, author, previous_signed, order, paths)
+    rows = session.execute(
+        select(Instance, Series.series_instance_uid)
+        .join(Series, Series.id == Instance.series_id)
+        .where(Instance.study_id == study.id)
+        .order_by(Instance.id)
+    ).all()
+    sources = tuple(
+        (
+            spool_dir / instance.spool_path,
+            EvidenceReference(
+                study.study_instance_uid,
+                series_uid,
+                instance.sop_class_uid,
+                instance.sop_instance_uid,
+            ),
+        )
+        for instance, series_uid in rows
+    )
+    views = tuple(instance.view_position for instance, _ in rows if instance.is_chest)
+    order = latest_order(session, study.accession_number)
+    return RevisionBundle(revision, earlier, study, author, order, sources, views)
 
 
 def person_name(full_name: str) -> str:
@@ -78,80 +112,205 @@ def person_name(full_name: str) -> str:
     return f"{family}^{' '.join(given)}"
 
 
-def _document(
-    bundle: RevisionBundle, settings: Settings, revision: ReportRevision
-) -> ReportDocument:
-    state = ReportState(revision.state)
-    author_name = None
+def _author_name(bundle: RevisionBundle) -> str | None:
+    if bundle.revision.model_name is not None:
+        return None
+    author = bundle.author
+    return person_name(author.full_name or author.username) if author else "unknown"
+
+
+def _model(revision: ReportRevision) -> ModelIdentity | None:
     if revision.model_name is None:
-        author = bundle.author
-        author_name = person_name(author.full_name or author.username) if author else "unknown"
-    signed = state in (ReportState.FINAL, ReportState.AMENDED)
+        return None
+    return ModelIdentity(revision.model_name, revision.model_revision, revision.demo_model)
+
+
+def _origin_model(bundle: RevisionBundle) -> ModelIdentity | None:
+    """The model of the newest model draft this revision grew from (itself, for a draft)."""
+    for revision in (bundle.revision, *reversed(bundle.earlier)):
+        model = _model(revision)
+        if model is not None:
+            return model
+    return None
+
+
+def study_offset(study: Study, settings: Settings, moment: datetime) -> timezone:
+    """The UTC offset of the study's dates: the source's own, else the site's at ``moment``."""
+    if study.timezone_offset:
+        sign = -1 if study.timezone_offset[0] == "-" else 1
+        hours, minutes = int(study.timezone_offset[1:3]), int(study.timezone_offset[3:5])
+        return timezone(sign * timedelta(hours=hours, minutes=minutes))
+    offset = moment.astimezone(settings.site_zone).utcoffset()
+    return timezone(offset or timedelta(0))
+
+
+def _dicom_code(code: str, meaning: str, scheme: str) -> Code | None:
+    if not code:
+        return None
+    designator = HL7_TO_DICOM_SCHEME.get(scheme.upper(), f"99{scheme.upper()}"[:16] or "99LOCAL")
+    return Code(code, designator, meaning or code)
+
+
+def procedure_code(bundle: RevisionBundle) -> Code | None:
+    """The procedure as a DICOM code: the standing order's OBR-4, else the study's own code."""
+    if bundle.order is not None and bundle.order.procedure:
+        procedure = bundle.order.procedure
+        return _dicom_code(procedure["code"], procedure["meaning"], procedure["scheme"])
+    if bundle.study.procedure_code:
+        code = bundle.study.procedure_code
+        return Code(code["code"], code["scheme"], code["meaning"] or code["code"])
+    return None
+
+
+def _document(bundle: RevisionBundle, settings: Settings) -> ReportDocument:
+    revision, study, order = bundle.revision, bundle.study, bundle.order
+    state = ReportState(revision.state)
+    moment = revision.created_at.astimezone(study_offset(study, settings, revision.created_at))
+    code = procedure_code(bundle)
+    request = None
+    if study.accession_number or order is not None:
+        request = RequestedProcedure(
+            accession_number=study.accession_number or "",
+            placer_order_number=(order.placer_order_number or "") if order else "",
+            filler_order_number=(order.filler_order_number or "") if order else "",
+            requested_procedure_id=study.requested_procedure_id or "",
+            requested_procedure_description=study.requested_procedure_description or "",
+            procedure_code=code,
+        )
     return ReportDocument(
-        study_instance_uid=bundle.study.study_instance_uid,
+        identity=PatientAndStudy(
+            study_instance_uid=study.study_instance_uid,
+            patient_id=study.patient_id or "",
+            issuer_of_patient_id=study.issuer_of_patient_id or "",
+            patient_name=study.patient_name or "",
+            patient_birth_date=study.patient_birth_date or "",
+            patient_sex=study.patient_sex or "",
+            accession_number=study.accession_number or "",
+            study_id=study.dicom_study_id or "",
+            study_date=study.study_date or "",
+            study_time=study.study_time or "",
+            referring_physician_name=study.referring_physician_name or "",
+            study_description=study.study_description or "",
+        ),
         revision_key=str(revision.id),
         revision_number=revision.number,
         state=state,
         findings=revision.findings,
         impression=revision.impression,
-        author_name=author_name,
-        model_name=revision.model_name,
-        model_revision=revision.model_revision,
-        demo=revision.demo_model,
-        verifying_observer_name=author_name if signed else None,
-        verifying_organization=settings.institution_name if signed else None,
-        verified_at=revision.created_at if signed else None,
+        content_datetime=moment,
+        author_name=_author_name(bundle),
+        model=_model(revision),
+        origin_model=_origin_model(bundle),
+        verifying_organization=settings.institution_name if state.is_signed else None,
         institution_name=settings.institution_name,
+        request=request,
+        procedure_reported=code,
+        predecessor_keys=tuple(str(earlier.id) for earlier in bundle.earlier),
     )
 
 
-def build_sr_dataset(bundle: RevisionBundle, settings: Settings) -> Dataset:
-    """The revision's SR; an amendment names the signed SR it replaces as predecessor."""
-    evidence = [dcmread(path, stop_before_pixels=True) for path in bundle.instance_paths]
-    document = _document(bundle, settings, bundle.revision)
-    if bundle.previous_signed is not None and document.state == ReportState.AMENDED:
-        predecessor = Dataset()
-        predecessor.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.33"
-        predecessor.SOPInstanceUID = sr_instance_uid(
-            _document(bundle, settings, bundle.previous_signed)
+def _evidence(bundle: RevisionBundle) -> list[EvidenceReference]:
+    """The source instances, each confirmed in the spool (header only)."""
+    references = []
+    for path, reference in bundle.sources:
+        try:
+            header = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        except FileNotFoundError as error:
+            raise OutputBuildError("a source instance is missing from the spool") from error
+        except (InvalidDicomError, OSError, ValueError) as error:
+            raise OutputBuildError(
+                f"a source instance cannot be read: {type(error).__name__}"
+            ) from error
+        if str(header.get("SOPInstanceUID", "")) != reference.sop_instance_uid:
+            raise OutputBuildError("a spooled file does not hold the instance it should")
+        references.append(reference)
+    if not references:
+        raise OutputBuildError("the study has no source instances")
+    return references
+
+
+def build_sr_dataset(bundle: RevisionBundle, settings: Settings) -> ReportSR:
+    """The revision's SR."""
+    return ReportSR(_document(bundle, settings), _evidence(bundle))
+
+
+def oru_procedure(bundle: RevisionBundle) -> CodedValue:
+    """OBR-4: the order's procedure, else the study's code, else its description, else the views.
+
+    A study described by nothing gets the LOINC chest X-ray code that matches what arrived:
+    single view, two views (a frontal and a lateral), or views unspecified.
+    """
+    order, study = bundle.order, bundle.study
+    if order is not None and order.procedure:
+        return CodedValue(
+            order.procedure["code"], order.procedure["meaning"], order.procedure["scheme"]
         )
-        predecessor.StudyInstanceUID = bundle.study.study_instance_uid
-        predecessor.SeriesInstanceUID = sr_series_uid(bundle.study.study_instance_uid)
-        document = ReportDocument(**{**document.__dict__, "predecessor": predecessor})
-    return build_report_sr(document, evidence)
+    if study.procedure_code:
+        code = study.procedure_code
+        return CodedValue(code["code"], code["meaning"], code["scheme"])
+    description = study.requested_procedure_description or study.study_description
+    if description:
+        return CodedValue("", description, "")
+    views = bundle.chest_views
+    if len(views) == 1:
+        return SINGLE_VIEW
+    if len(views) == 2 and "LATERAL" in views and any(v != "LATERAL" for v in views):
+        return TWO_VIEWS
+    return CHEST_VIEWS
+
+
+def observed_at(bundle: RevisionBundle, settings: Settings) -> str:
+    """OBR-7: the study's date and time with its UTC offset, else when radraft received it."""
+    study = bundle.study
+    if study.study_date:
+        clock = (study.study_time or "").split(".")[0].ljust(6, "0")[:6]
+        try:
+            local = datetime.strptime(study.study_date + clock, "%Y%m%d%H%M%S")
+        except ValueError:
+            local = None
+        if local is not None:
+            offset = study_offset(study, settings, local.replace(tzinfo=settings.site_zone))
+            return hl7_timestamp(local.replace(tzinfo=offset))
+    received = study.first_received_at
+    return hl7_timestamp(received.astimezone(study_offset(study, settings, received)))
 
 
 def build_oru_message(
     bundle: RevisionBundle, settings: Settings, *, control_id: str, now: datetime
 ) -> str:
     """The revision's ORU^R01."""
-    revision, study = bundle.revision, bundle.study
-    interpreter = ""
+    revision, study, order = bundle.revision, bundle.study, bundle.order
+    interpreter = None
     if bundle.author is not None:
-        # OBR-32 (NDL): its first component is a CNN, ID & family name & given name.
         family, _, given = person_name(bundle.author.full_name or bundle.author.username).partition(
             "^"
         )
-        interpreter = f"{bundle.author.username}&{family}&{given}"
+        interpreter = (bundle.author.username, family, given)
     return build_oru(
         OruContent(
             control_id=control_id,
-            sent_at=now,
+            sent_at=now.astimezone(settings.site_zone),
             state=ReportState(revision.state),
             findings=revision.findings,
             impression=revision.impression,
             accession_number=study.accession_number or "",
             patient_id=study.patient_id or "",
+            procedure=oru_procedure(bundle),
             patient_name=study.patient_name or "",
+            assigning_authority=(
+                settings.hl7_assigning_authority or study.issuer_of_patient_id or ""
+            ),
             birth_date=study.patient_birth_date or "",
             sex=study.patient_sex or "",
-            placer_order_number=(bundle.order.placer_order_number or "") if bundle.order else "",
-            filler_order_number=(bundle.order.filler_order_number or "") if bundle.order else "",
-            observed_at=study.first_received_at,
+            patient_class=(order.patient_class if order and order.patient_class else "U"),
+            placer_order_number=(order.placer_order_number or "") if order else "",
+            filler_order_number=(order.filler_order_number or "") if order else "",
+            observed_at=observed_at(bundle, settings),
             interpreter=interpreter,
             sending_application=settings.hl7_sending_application,
             sending_facility=settings.hl7_sending_facility,
             receiving_application=settings.hl7_receiving_application,
             receiving_facility=settings.hl7_receiving_facility,
+            character_set=settings.hl7_character_set,
         )
     )

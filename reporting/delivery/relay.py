@@ -1,17 +1,20 @@
-"""Delivers SR and HL7 outbox rows in order per study, with retries, never dropping one.
+"""Delivers SR and HL7 outbox rows in order per study, with retries, never hiding a failure.
 
 A row is claimed in a short transaction (its next attempt is pushed past the send timeout, so
-another relay leaves it alone), sent with no transaction open, and its outcome recorded in a
-second transaction. A row is done only after the peer accepted it (C-STORE success, ACK AA);
-after ``delivery_max_attempts`` it is failed, visible in the API and ``radraft outbox``, and can
-be re-queued. Rows of the same study and channel go out in the order they were written.
+another relay leaves it alone), built and sent with no transaction open, and its outcome
+recorded in a second transaction. A row is done only after the peer accepted it (C-STORE
+success or warning, ACK AA answering our control id). Whatever goes wrong while building or
+sending it, whether a refusal by the peer or an exception in our own code, is an attempt with
+its reason, and the pass goes on with the other rows; after ``delivery_max_attempts`` the row
+is failed, visible in the API, ``/metrics`` and ``radraft outbox``, and can be re-queued. Rows of
+the same study and channel go out in the order they were written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -25,20 +28,31 @@ from radraft.enums import OutboxChannel, OutboxStatus, ReportState
 from radraft.logs import log_event
 from radraft.models import OutboxMessage, ReportRevision
 from radraft.outbox import backoff_seconds
-from radraft.settings import Settings
+from radraft.settings import DicomDestination, MllpDestination, Settings
 from radraft.timeutil import Clock, utcnow
 from reporting.delivery.outputs import (
     MissingRevisionError,
+    RevisionBundle,
     build_oru_message,
     build_sr_dataset,
     load_bundle,
 )
-from reporting.delivery.senders import DeliveryError, send_oru, store_sr
+from reporting.delivery.senders import DeliveryError, SentNote, send_oru, store_sr
 
 logger = logging.getLogger(__name__)
 
-StoreSR = Callable[[Dataset, str], None]
-SendORU = Callable[[str, str], None]
+StoreSR = Callable[[Dataset, DicomDestination], SentNote]
+SendORU = Callable[[str, MllpDestination, str], None]
+MAX_REASON_CHARACTERS = 2000
+
+
+def oru_control_id(row_id: int, destination: MllpDestination) -> str:
+    """MSH-10 of one output to one RIS: the same on every retry, so the RIS can de-duplicate.
+
+    Twenty characters at most (ST 20): the outbox row and a digest of the destination.
+    """
+    digest = hashlib.sha256(str(destination).encode()).hexdigest()[:6]
+    return f"R{row_id}-{digest}"[:20]
 
 
 class OutputDeliveryRelay:
@@ -63,7 +77,13 @@ class OutputDeliveryRelay:
             )
         )
         self._send = send or (
-            lambda message, destination: send_oru(message, destination, timeout=timeout)
+            lambda message, destination, control_id: send_oru(
+                message,
+                destination,
+                control_id=control_id,
+                character_set=settings.hl7_character_set,
+                timeout=timeout,
+            )
         )
 
     def _configured(self) -> list[OutboxChannel]:
@@ -114,63 +134,83 @@ class OutputDeliveryRelay:
         return delivered
 
     def _deliver(self, row_id: int) -> bool:
-        with session_scope(self._session_factory) as session:
-            row = session.get(OutboxMessage, row_id)
-            if row is None or row.status != OutboxStatus.PENDING:
-                return False
-            channel = OutboxChannel(row.channel)
-            payload = dict(row.payload)
-            try:
+        """One attempt at one row; every failure, ours or the peer's, is recorded on it."""
+        try:
+            with session_scope(self._session_factory) as session:
+                row = session.get(OutboxMessage, row_id)
+                if row is None or row.status != OutboxStatus.PENDING:
+                    return False
+                channel = OutboxChannel(row.channel)
+                payload = dict(row.payload)
                 bundle = load_bundle(
                     session, int(payload["report_revision_id"]), spool_dir=self._settings.spool_dir
                 )
-            except MissingRevisionError as error:
-                row.status = OutboxStatus.FAILED
-                row.last_error = str(error)
-                return False
-            session.expunge_all()
-        try:
-            done_for = self._send_output(channel, payload, bundle, row_id)
+                session.expunge_all()
+            note = self._send_output(channel, payload, bundle, row_id)
+        except MissingRevisionError as error:
+            self._record_failure(row_id, str(error), final=True)
+            return False
         except DeliveryError as error:
             self._record_failure(row_id, str(error))
             return False
+        except Exception as error:
+            self._record_failure(row_id, f"cannot build or send: {_describe(error)}")
+            log_event(
+                logger,
+                "delivery.output_error",
+                logging.ERROR,
+                outbox_id=row_id,
+                error=type(error).__name__,
+            )
+            return False
         with session_scope(self._session_factory) as session:
             row = session.get(OutboxMessage, row_id)
-            assert row is not None
+            if row is None:
+                return False
             row.attempts += 1
             row.status = OutboxStatus.DONE
             row.delivered_at = self._clock()
-            row.last_error = done_for
+            row.last_error = note
             row.payload = payload
         log_event(logger, "delivery.delivered", outbox_id=row_id, channel=channel.value)
         return True
 
     def _send_output(
-        self, channel: OutboxChannel, payload: dict[str, Any], bundle: Any, row_id: int
+        self,
+        channel: OutboxChannel,
+        payload: dict[str, Any],
+        bundle: RevisionBundle,
+        row_id: int,
     ) -> str | None:
-        """Send; returns a note for the row (e.g. why nothing was sent), raises on failure."""
+        """Build and send; returns a note for the row (a warning, or why nothing was sent)."""
+        is_draft = bundle.revision.state == ReportState.DRAFTED
         if channel == OutboxChannel.DICOM:
+            if is_draft and not self._settings.sr_send_drafts:
+                return "not sent: RADRAFT_SR_SEND_DRAFTS is false"
             dataset = build_sr_dataset(bundle, self._settings)
-            assert self._settings.sr_destination is not None
-            self._store(dataset, self._settings.sr_destination)
+            pacs = self._settings.sr_destination
+            if pacs is None:
+                raise DeliveryError("no SR destination configured")
+            sent = self._store(dataset, pacs)
             self._remember_sr_uid(bundle.revision.id, str(dataset.SOPInstanceUID))
-            return None
-        if bundle.revision.state == ReportState.DRAFTED and not self._settings.hl7_send_drafts:
+            return sent.warning or None
+        if is_draft and not self._settings.hl7_send_drafts:
             return "not sent: RADRAFT_HL7_SEND_DRAFTS is false"
         delivered_to: list[str] = list(payload.get("delivered_to", []))
         for destination in self._settings.hl7_destinations:
-            if destination in delivered_to:
+            if str(destination) in delivered_to:
                 continue  # a retry never sends twice to a destination that acknowledged
+            control_id = oru_control_id(row_id, destination)
             message = build_oru_message(
-                bundle, self._settings, control_id=uuid.uuid4().hex[:20], now=self._clock()
+                bundle, self._settings, control_id=control_id, now=self._clock()
             )
             try:
-                self._send(message, destination)
+                self._send(message, destination, control_id)
             except DeliveryError:
                 payload["delivered_to"] = delivered_to
                 self._save_payload(row_id, payload)
                 raise
-            delivered_to.append(destination)
+            delivered_to.append(str(destination))
         payload["delivered_to"] = delivered_to
         return None
 
@@ -186,14 +226,15 @@ class OutputDeliveryRelay:
             if revision is not None:
                 revision.sr_sop_instance_uid = sop_instance_uid
 
-    def _record_failure(self, row_id: int, reason: str) -> None:
+    def _record_failure(self, row_id: int, reason: str, *, final: bool = False) -> None:
+        """Count the attempt and keep its reason; the last allowed attempt fails the row."""
         with session_scope(self._session_factory) as session:
             row = session.get(OutboxMessage, row_id)
             if row is None:
                 return
             row.attempts += 1
-            row.last_error = reason[:2000]
-            if row.attempts >= self._settings.delivery_max_attempts:
+            row.last_error = reason[:MAX_REASON_CHARACTERS]
+            if final or row.attempts >= self._settings.delivery_max_attempts:
                 row.status = OutboxStatus.FAILED
                 log_event(logger, "delivery.failed", logging.ERROR, outbox_id=row_id)
             else:
@@ -212,6 +253,12 @@ class OutputDeliveryRelay:
             except Exception as error:
                 log_event(logger, "delivery.relay_error", logging.ERROR, error=type(error).__name__)
             stop.wait(poll_seconds)
+
+
+def _describe(error: Exception) -> str:
+    """The error's type and its message, cut short (stored on the row, never logged)."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}"[:500] if text else type(error).__name__
 
 
 def retry_failed(session: Session, outbox_id: int, *, now: Any) -> bool:

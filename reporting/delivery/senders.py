@@ -1,59 +1,91 @@
-"""The network edges of delivery: C-STORE to the PACS, MLLP to the RIS."""
+"""The network edges of delivery: C-STORE to the PACS, MLLP to the RIS.
+
+Destinations arrive parsed (``radraft.settings``); a sender either returns what the peer said
+(a success, or a warning worth recording) or raises ``DeliveryError`` with the reason.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from pydicom import uid
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 
 from radraft.errors import RadraftError
-from radraft.hl7ack import AckCode, ack_code_of
+from radraft.hl7ack import AckCode, read_ack
+from radraft.hl7text import python_codec
 from radraft.mllp import MllpError, send_message
+from radraft.settings import DicomDestination, MllpDestination
+
+SR_TRANSFER_SYNTAXES = [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian]
+"""Proposed for the SR; Implicit VR Little Endian is the default every SCP must accept, so a
+PACS that takes only that one still stores our SRs (pynetdicom re-encodes as accepted)."""
+WARNING_STATUSES = {
+    0x0107: "Attribute List Error",
+    0x0116: "Attribute Value Out of Range",
+    0xB000: "Coercion of Data Elements",
+    0xB006: "Elements Discarded",
+    0xB007: "Data Set Does Not Match SOP Class",
+}
+"""C-STORE warning statuses (PS3.4 B.2.3, PS3.7 C): the SR is stored; the warning is recorded."""
 
 
 class DeliveryError(RadraftError):
     """The peer did not accept the output; ``reason`` is stored on the outbox row."""
 
 
-def parse_dicom_destination(destination: str) -> tuple[str, str, int]:
-    """``AE@host:port`` into its parts."""
-    ae_title, address = destination.split("@", 1)
-    host, port = address.rsplit(":", 1)
-    return ae_title, host, int(port)
+@dataclass(frozen=True)
+class SentNote:
+    """What the peer said about an output it accepted (recorded on the outbox row)."""
+
+    warning: str = ""
 
 
-def parse_hl7_destination(destination: str) -> tuple[str, int]:
-    """``host:port`` into its parts."""
-    host, port = destination.rsplit(":", 1)
-    return host, int(port)
-
-
-def store_sr(dataset: Dataset, destination: str, *, calling_ae_title: str, timeout: float) -> None:
-    """C-STORE the SR; success only on status 0x0000 (warnings count as stored too: 0xB...)."""
-    ae_title, host, port = parse_dicom_destination(destination)
+def store_sr(
+    dataset: Dataset, destination: DicomDestination, *, calling_ae_title: str, timeout: float
+) -> SentNote:
+    """C-STORE the SR; stored on success or a warning status (the warning is returned)."""
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
-    association = ae.associate(host, port, ae_title=ae_title)
+    ae.add_requested_context(dataset.SOPClassUID, SR_TRANSFER_SYNTAXES)
+    association = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
     if not association.is_established:
-        raise DeliveryError(f"association with {ae_title} refused or failed")
+        raise DeliveryError(f"association with {destination.ae_title} refused or failed")
     try:
         response = association.send_c_store(dataset)
+    except ValueError as error:
+        raise DeliveryError(f"no accepted presentation context: {error}") from error
     finally:
         association.release()
     if "Status" not in response:
         raise DeliveryError("no C-STORE response")
     status = int(response.Status)
-    if status != 0 and (status & 0xF000) != 0xB000:
-        raise DeliveryError(f"C-STORE status 0x{status:04X}")
+    comment = str(response.get("ErrorComment", "") or "")
+    if status == 0x0000:
+        return SentNote()
+    if status in WARNING_STATUSES or (status & 0xF000) == 0xB000:
+        name = WARNING_STATUSES.get(status, "Warning")
+        return SentNote(f"stored with warning 0x{status:04X} {name} {comment}".strip())
+    raise DeliveryError(f"C-STORE status 0x{status:04X} {comment}".strip())
 
 
-def send_oru(message: str, destination: str, *, timeout: float) -> None:
-    """Send over MLLP; delivered only when the ACK says AA."""
-    host, port = parse_hl7_destination(destination)
+def send_oru(
+    message: str,
+    destination: MllpDestination,
+    *,
+    control_id: str,
+    character_set: str,
+    timeout: float,
+) -> None:
+    """Send over MLLP in ``character_set``; delivered only when an ACK AA/CA answers our MSH-10."""
+    encoded = message.encode(python_codec(character_set))
     try:
-        ack = send_message(host, port, message, timeout=timeout)
+        raw_ack = send_message(destination.host, destination.port, encoded, timeout=timeout)
     except MllpError as error:
         raise DeliveryError(str(error)) from error
-    code = ack_code_of(ack)
-    if code not in (AckCode.ACCEPT, "CA"):
-        raise DeliveryError(f"ACK {code or 'missing'}")
+    ack = read_ack(raw_ack.decode(python_codec(character_set), "replace"))
+    if ack.code not in (AckCode.ACCEPT, AckCode.COMMIT_ACCEPT):
+        raise DeliveryError(f"ACK {ack.code or 'missing'}")
+    if ack.acknowledged_control_id != control_id:
+        raise DeliveryError("ACK answers another message (MSA-2 is not our MSH-10)")

@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
-from radraft.enums import JobStatus, OutboxChannel, OutboxStatus, StudyStatus
-from radraft.models import DraftingJob, OutboxMessage, ReportRevision, Study
+from radraft.enums import AuditAction, JobStatus, OutboxChannel, OutboxStatus, StudyStatus
+from radraft.models import AuditEntry, DraftingJob, OutboxMessage, ReportRevision, Study
 from radraft.timeutil import utcnow
 from reporting.web.deps import DbSession
 from reporting.web.security import reader
@@ -50,6 +50,15 @@ def metrics(session: DbSession) -> PlainTextResponse:
            {(): _age(now, oldest_job)})  # fmt: skip
     _outbox(lines, session, now)
     _recent_drafting(lines, session, now)
+    conflicts = session.scalar(
+        select(func.count())
+        .select_from(AuditEntry)
+        .where(AuditEntry.action == AuditAction.IDENTITY_CONFLICT)
+    )
+    _gauge(lines, "radraft_identity_conflicts",
+           "Instances refused since installation because their UIDs are known with another"
+           " patient, study, series or SOP class (see the audit log).",
+           {(): conflicts or 0})  # fmt: skip
     return PlainTextResponse("\n".join(lines) + "\n", media_type=PROMETHEUS_TEXT)
 
 

@@ -14,7 +14,6 @@ from pynetdicom import AE
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.spool import spool_relative_path
 from radraft.db import session_scope
 from radraft.models import Instance, Study
 from radraft.settings import Settings, settings_to_environment
@@ -82,11 +81,12 @@ def test_sigkill_mid_association_loses_no_acknowledged_instance(
     restarted = start_gateway_process(settings, tmp_path / "gateway.log")
     try:
         with session_scope(session_factory) as session:
-            stored = set(session.scalars(select(Instance.sop_instance_uid)))
-        assert set(acknowledged) <= stored
+            rows = session.execute(select(Instance.sop_instance_uid, Instance.spool_path))
+            stored = dict(rows.tuples().all())
+        assert set(acknowledged) <= set(stored)
         by_uid = {str(dataset.SOPInstanceUID): dataset for dataset in datasets}
         for sop_uid in acknowledged:
-            spooled = settings.spool_dir / spool_relative_path(sop_uid)
+            spooled = settings.spool_dir / stored[sop_uid]
             assert dcmread(spooled).PixelData == by_uid[sop_uid].PixelData
         # Completion runs from the database, so the restarted gateway decides the studies.
         study_uids = {str(by_uid[sop_uid].StudyInstanceUID) for sop_uid in acknowledged}

@@ -54,8 +54,9 @@ def exchange(port: int, payload: bytes) -> str:
 
 
 def msa(ack: str) -> tuple[str, str, str]:
-    segment = hl7.parse(ack).segment("MSA")
-    text = str(segment[3]) if len(segment) > 3 else ""
+    message = hl7.parse(ack)
+    segment = message.segment("MSA")
+    text = message.unescape(str(segment[3])) if len(segment) > 3 else ""
     return str(segment[1]), str(segment[2]), text
 
 
@@ -140,3 +141,108 @@ def test_order_reason_becomes_the_drafting_indication(
         inputs = take_job(session, job.id, worker="test", now=utcnow())
     assert inputs is not None
     assert inputs.indication == "Cough and fever for 3 days, rule out pneumonia"
+
+
+def framed(message: str, encoding: str = "ascii") -> bytes:
+    return b"\x0b" + message.encode(encoding) + b"\x1c\x0d"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_cancelled_order_is_never_the_indication(
+    listening_gateway: Gateway, session_factory: sessionmaker[Session]
+) -> None:
+    from radraft.models import DraftingJob, Study
+
+    assert listening_gateway.order_listener is not None
+    port = listening_gateway.order_listener.port
+    cancel = ORM.replace("ORC|NW|", "ORC|CA|").replace("MSG0001", "MSG0003")
+    assert msa(exchange(port, framed(ORM)))[0] == "AA"
+    assert msa(exchange(port, framed(cancel)))[0] == "AA"
+    with session_scope(session_factory) as session:
+        controls = [o.order_control for o in session.scalars(select(Order).order_by(Order.id))]
+        assert controls == ["NW", "CA"], "both messages are kept, with their order control"
+        study = Study(study_instance_uid="1.2.4", accession_number="ACC777")
+        session.add(study)
+        session.flush()
+        job = DraftingJob(study_id=study.id, content_version=1)
+        session.add(job)
+        session.flush()
+        inputs = take_job(session, job.id, worker="test", now=utcnow())
+    assert inputs is not None
+    assert inputs.indication == "chest radiograph", "no indication from a cancelled order"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_ack_answers_in_the_senders_terms(listening_gateway: Gateway) -> None:
+    assert listening_gateway.order_listener is not None
+    ack = hl7.parse(exchange(listening_gateway.order_listener.port, framed(OMI)))
+    msh = ack.segment("MSH")
+    assert str(msh[9]) == "ACK^O23^ACK"
+    assert (str(msh[3]), str(msh[4]), str(msh[5]), str(msh[6])) == (
+        "RADRAFT", "HOSP", "RIS", "HOSP",
+    )  # fmt: skip
+    assert str(msh[12]) == "2.5.1"
+    orm_ack = hl7.parse(exchange(listening_gateway.order_listener.port, framed(ORM)))
+    assert str(orm_ack.segment("MSH")[9]) == "ACK^O01^ACK"
+    assert str(orm_ack.segment("MSH")[12]) == "2.3", "the sender's version is kept"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_8859_1_order_with_escapes_reads_back_as_written(
+    listening_gateway: Gateway, session_factory: sessionmaker[Session]
+) -> None:
+    assert listening_gateway.order_listener is not None
+    reason = "Fieber 39°C \\T\\ Husten, Verdacht auf Pneumonie (Frau Müller)\\.br\\Röntgen"
+    message = (
+        "MSH|^~\\&|RIS|HOSP|RADRAFT|HOSP|20261101101500||ORM^O01|MSG0009|P|2.5.1|||||"
+        "|8859/1\r"
+        "PID|1||PAT009||MÜLLER^GRÉTA\r"
+        "ORC|NW|PLC900|FIL900\r"
+        + segment("OBR", {1: "1", 2: "PLC900", 3: "FIL900", 18: "ACC900", 31: "^" + reason})
+    )
+    ack = exchange(listening_gateway.order_listener.port, framed(message, "latin-1"))
+    assert msa(ack)[0] == "AA"
+    with session_scope(session_factory) as session:
+        order = session.scalar(select(Order).where(Order.accession_number == "ACC900"))
+        assert order is not None
+        assert order.reason_for_exam == (
+            "Fieber 39°C & Husten, Verdacht auf Pneumonie (Frau Müller)\nRöntgen"
+        )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_bytes_that_do_not_match_msh18_get_an_error_with_the_reason(
+    listening_gateway: Gateway, session_factory: sessionmaker[Session]
+) -> None:
+    assert listening_gateway.order_listener is not None
+    message = ORM.replace("|P|2.3\r", "|P|2.3||||||UNICODE UTF-8\r").replace("DOE", "DÖE")
+    answer = msa(exchange(listening_gateway.order_listener.port, framed(message, "latin-1")))
+    assert answer[0] == "AE"
+    assert "not valid UNICODE UTF-8" in answer[2]
+    with session_scope(session_factory) as session:
+        assert session.scalars(select(Order)).all() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_pipelined_orders_are_each_stored_and_answered_and_unframed_bytes_closed(
+    listening_gateway: Gateway, session_factory: sessionmaker[Session]
+) -> None:
+    assert listening_gateway.order_listener is not None
+    port = listening_gateway.order_listener.port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(framed(ORM) + framed(OMI))  # two orders in one TCP write
+        replies = b""
+        while replies.count(b"\x1c\x0d") < 2:
+            chunk = connection.recv(65536)
+            assert chunk, "the listener closed before answering both"
+            replies += chunk
+    acks = [part.strip(b"\x0b") for part in replies.split(b"\x1c\x0d") if part.strip()]
+    assert [msa(ack.decode())[:2] for ack in acks] == [("AA", "MSG0001"), ("AA", "MSG0002")]
+    with session_scope(session_factory) as session:
+        assert sorted(o.accession_number for o in session.scalars(select(Order))) == [
+            "ACC777",
+            "ACC888",
+        ]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert connection.recv(1024) == b"", "unframed bytes: the connection is closed"

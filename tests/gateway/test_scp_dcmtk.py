@@ -185,7 +185,7 @@ def test_ct_study_is_stored_but_not_queued(
     with session_scope(session_factory) as session:
         reason = session.scalar(select(Study.eligibility_reason))
     assert reason is not None
-    assert "modality CT is not CR or DX" in reason
+    assert "SOP class CT Image Storage is not a radiograph" in reason
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

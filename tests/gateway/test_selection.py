@@ -17,29 +17,73 @@ from gateway.selection import (
 )
 from tests.support import cxr_file
 
+DX = "1.2.840.10008.5.1.4.1.1.1.1"
+CR = "1.2.840.10008.5.1.4.1.1.1"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+
 
 @pytest.mark.parametrize(
     ("facts", "strict", "is_chest", "reason_part"),
     [
-        (HeaderFacts(modality="DX", body_part_examined="CHEST"), False, True, "body part CHEST"),
-        (HeaderFacts(modality="CR", body_part_examined="THORAX"), True, True, "THORAX"),
-        (HeaderFacts(modality="CR", body_part_examined="HIP"), False, False, "HIP is not chest"),
-        (HeaderFacts(modality="CT", body_part_examined="CHEST"), False, False, "modality CT"),
-        (HeaderFacts(modality="DX"), False, True, "no body part or description"),
-        (HeaderFacts(modality="DX"), True, False, "strict mode"),
         (
-            HeaderFacts(modality="CR", series_description="KNEE 2 VIEWS"),
+            HeaderFacts(sop_class_uid=DX, modality="DX", body_part_examined="CHEST"),
+            False,
+            True,
+            "body part CHEST",
+        ),
+        (
+            HeaderFacts(sop_class_uid=CR, modality="CR", body_part_examined="THORAX"),
+            True,
+            True,
+            "THORAX",
+        ),
+        (
+            HeaderFacts(sop_class_uid=CR, modality="CR", body_part_examined="HIP"),
+            False,
+            False,
+            "HIP is not chest",
+        ),
+        (
+            HeaderFacts(sop_class_uid=CR, modality="CT", body_part_examined="CHEST"),
+            False,
+            False,
+            "modality CT",
+        ),
+        (HeaderFacts(sop_class_uid=DX, modality="DX"), False, True, "no body part or description"),
+        (HeaderFacts(sop_class_uid=DX, modality="DX"), True, False, "strict mode"),
+        (
+            HeaderFacts(sop_class_uid=CR, modality="CR", series_description="KNEE 2 VIEWS"),
             False,
             False,
             "description names KNEE",
         ),
         (
-            HeaderFacts(modality="CR", study_description="XR CHEST 1 VIEW"),
+            HeaderFacts(sop_class_uid=CR, modality="CR", study_description="XR CHEST 1 VIEW"),
             False,
             True,
             "description names chest",
         ),
-        (HeaderFacts(modality=""), False, False, "modality none"),
+        (HeaderFacts(sop_class_uid=CR, modality=""), False, False, "modality none"),
+        (
+            HeaderFacts(sop_class_uid=CT, modality="DX", body_part_examined="CHEST"),
+            False,
+            False,
+            "SOP class CT Image Storage is not a radiograph",
+        ),
+        (
+            HeaderFacts(sop_class_uid=PDF, modality="DX", body_part_examined="CHEST"),
+            False,
+            False,
+            "SOP class Encapsulated PDF Storage is not a radiograph",
+        ),
+        (
+            HeaderFacts(sop_class_uid=COMPREHENSIVE_SR, modality="SR", manufacturer="RADRAFT"),
+            False,
+            False,
+            "radraft's own report SR",
+        ),
     ],
 )
 def test_classification_rules(

@@ -17,7 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from radraft.db import session_scope
 from radraft.enums import OutboxChannel, OutboxStatus
 from radraft.models import OutboxMessage, Study
-from radraft.settings import Settings, settings_to_environment
+from radraft.settings import (
+    DicomDestination,
+    MllpDestination,
+    Settings,
+    settings_to_environment,
+)
 from radraft.timeutil import utcnow
 from reporting.delivery.relay import OutputDeliveryRelay
 from tests.dicom_peers import ReferenceStoreSCP
@@ -58,8 +63,8 @@ def test_outputs_wait_for_down_peers_then_arrive_once_in_order(
     pacs_port, ris_port = free_port(), free_port()
     settings = settings.model_copy(
         update={
-            "sr_destination": f"PACS@127.0.0.1:{pacs_port}",
-            "hl7_destinations": [f"127.0.0.1:{ris_port}"],
+            "sr_destination": DicomDestination("PACS", "127.0.0.1", pacs_port),
+            "hl7_destinations": [MllpDestination("127.0.0.1", ris_port)],
             "delivery_timeout_seconds": 3,
             "delivery_max_attempts": 50,
         }
@@ -119,7 +124,10 @@ def test_peer_answering_ae_is_retried_then_failed_visible_and_retryable(
 ) -> None:
     ris_port = free_port()
     settings = settings.model_copy(
-        update={"hl7_destinations": [f"127.0.0.1:{ris_port}"], "delivery_max_attempts": 3}
+        update={
+            "hl7_destinations": [MllpDestination("127.0.0.1", ris_port)],
+            "delivery_max_attempts": 3,
+        }
     )
     with session_scope(session_factory) as session:
         study = session.get(Study, received_study.id)
@@ -132,6 +140,8 @@ def test_peer_answering_ae_is_retried_then_failed_visible_and_retryable(
         for _ in range(5):
             relay.run_once()
         assert len(ris.messages) == 3, "three attempts, then the row is failed"
+        control_ids = {str(message.segment("MSH")[10]) for message in ris.messages}
+        assert len(control_ids) == 1, "every retry of one output keeps its MSH-10"
     finally:
         ris.stop()
     hl7_rows = [r for r in output_rows(session_factory) if r.channel == OutboxChannel.HL7]
@@ -168,7 +178,10 @@ def test_drafts_are_kept_off_hl7_when_the_setting_says_so(
 ) -> None:
     ris_port = free_port()
     settings = settings.model_copy(
-        update={"hl7_destinations": [f"127.0.0.1:{ris_port}"], "hl7_send_drafts": False}
+        update={
+            "hl7_destinations": [MllpDestination("127.0.0.1", ris_port)],
+            "hl7_send_drafts": False,
+        }
     )
     with session_scope(session_factory) as session:
         study = session.get(Study, received_study.id)
@@ -187,3 +200,31 @@ def test_drafts_are_kept_off_hl7_when_the_setting_says_so(
     assert [str(m.segment("OBR")[25]) for m in ris.messages] == ["P", "F", "C"]
     draft_row = next(r for r in output_rows(session_factory) if r.channel == OutboxChannel.HL7)
     assert draft_row.last_error == "not sent: RADRAFT_HL7_SEND_DRAFTS is false"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_ack_for_another_message_is_not_a_delivery(
+    received_study: Study, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ris_port = free_port()
+    settings = settings.model_copy(
+        update={
+            "hl7_destinations": [MllpDestination("127.0.0.1", ris_port)],
+            "delivery_max_attempts": 2,
+        }
+    )
+    with session_scope(session_factory) as session:
+        study = session.get(Study, received_study.id)
+        assert study is not None
+        full_history(session, study)
+    ris = RisPeer(ris_port, acknowledged_control_id="SOMETHING-ELSE")
+    ris.start()
+    try:
+        relay = OutputDeliveryRelay(session_factory, settings, clock=SteppingClock())
+        for _ in range(3):
+            relay.run_once()
+    finally:
+        ris.stop()
+    head = next(r for r in output_rows(session_factory) if r.channel == OutboxChannel.HL7)
+    assert head.status == OutboxStatus.FAILED
+    assert head.last_error == "ACK answers another message (MSA-2 is not our MSH-10)"

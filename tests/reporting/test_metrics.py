@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
-from radraft.enums import JobStatus, OutboxChannel, OutboxStatus, ReportState
-from radraft.models import DraftingJob, OutboxMessage, ReportRevision, Study
+from radraft.enums import AuditAction, JobStatus, OutboxChannel, OutboxStatus, ReportState
+from radraft.models import AuditEntry, DraftingJob, OutboxMessage, ReportRevision, Study
 from radraft.timeutil import utcnow
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -68,6 +68,11 @@ def test_metrics_count_queues_backlogs_and_drafting_times(
                           status=OutboxStatus.PENDING, created_at=ago(900)),
             OutboxMessage(channel=OutboxChannel.DICOM, idempotency_key="metrics-failed",
                           payload={}, status=OutboxStatus.FAILED),
+            *(AuditEntry(actor="dicom:MODALITY", action=AuditAction.IDENTITY_CONFLICT,
+                         object_type="instance", object_id=str(n), details={"differs": []})
+              for n in range(3)),
+            AuditEntry(actor="user:1", action="report.viewed", object_type="report",
+                       object_id="1"),
         ])  # fmt: skip
         session.flush()
         drafted_by = session.scalar(select(DraftingJob).where(DraftingJob.content_version == 9))
@@ -102,6 +107,8 @@ def test_metrics_count_queues_backlogs_and_drafting_times(
     assert (
         samples[("radraft_drafts_by_model_last_hour", 'model="tiny \\"demo\\"",demo="true"')] == 1
     )
+
+    assert samples[("radraft_identity_conflicts", "")] == 3
 
     text = app_client.get("/metrics", headers=TOKEN).text
     assert "Canary" not in text

@@ -101,10 +101,15 @@ def test_sr_of_every_state_is_valid_and_says_what_it_should(
             verifier = sr.VerifyingObserverSequence[0]
             assert str(verifier.VerifyingObserverName) == "Attending^Alan"
             assert verifier.VerifyingOrganization == settings.institution_name
-        if state == "AMENDED":
-            final_uid = dcmread(written[2][1]).SOPInstanceUID
-            predecessor = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
-            assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == final_uid
+        # PS3.3 C.17.2.3: each revision names every earlier SR its text grew from.
+        earlier_uids = [dcmread(path).SOPInstanceUID for _, path in written[:-1]]
+        predecessors = [
+            item.ReferencedSOPInstanceUID
+            for study in sr.get("PredecessorDocumentsSequence", [])
+            for series in study.ReferencedSeriesSequence
+            for item in series.ReferencedSOPSequence
+        ]
+        assert predecessors == earlier_uids
     uids = {dcmread(path).SOPInstanceUID for _, path in written}
     series = {dcmread(path).SeriesInstanceUID for _, path in written}
     assert len(uids) == 4, "a new SOP Instance UID per revision"
