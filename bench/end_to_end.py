@@ -146,7 +146,7 @@ def main() -> None:
             "RADRAFT_LOG_LEVEL": "WARNING",
         }
         engine = make_engine(Settings(data_dir=workdir / "radraft").effective_database_url)
-        cli = [sys.executable, "-m", "radraft.cli"]
+        cli = [sys.executable, "-m", "radraft_cli"]
         subprocess.run([*cli, "model", "build-demo"], env=environment, check=True,
                        capture_output=True)  # fmt: skip
         pacs = subprocess.Popen(

@@ -114,13 +114,13 @@ def run_gateway(paths: list[Path], workdir: Path, database_url: str | None) -> f
     if database_url:
         environment["RADRAFT_DATABASE_URL"] = database_url
     subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "db", "upgrade"],
+        [sys.executable, "-m", "radraft_cli", "db", "upgrade"],
         env=environment,
         check=True,
         capture_output=True,
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "radraft.cli", "gateway"], env=environment, cwd=REPO
+        [sys.executable, "-m", "radraft_cli", "gateway"], env=environment, cwd=REPO
     )
     try:
         wait_for_port(port)

@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 
 from radraft.contract import DEFAULT_QUEUE, TASK_QUEUES
+from radraft.outbox import CeleryPublish, Publisher
 from radraft.settings import Settings
 
 TASK_SOFT_TIME_LIMIT_SECONDS = 600
@@ -66,3 +67,14 @@ def make_celery(settings: Settings, main: str = "radraft") -> Celery:
     app = Celery(main)
     app.conf.update(celery_config(settings))
     return app
+
+
+def celery_publisher(settings: Settings) -> Publisher:
+    """The gateway's outbox publisher: send tasks by name, failing fast while the broker is down
+    (the outbox row is retried, never lost)."""
+    app = make_celery(settings, main="radraft-producer")
+
+    def publish(message: CeleryPublish) -> None:
+        app.send_task(message.task_name, args=message.args, task_id=message.task_id, retry=False)
+
+    return publish

@@ -1,4 +1,12 @@
-"""The base error of radraft; each domain defines subclasses next to the code raising them."""
+"""The base error of radraft and the kinds of refusal every edge knows how to say.
+
+Each domain defines its errors next to the code that raises them and makes each one a kind:
+not found, conflict, invalid input, not allowed, not authenticated, too many attempts. Each
+edge translates kinds once (the web app to HTTP statuses in ``reporting/web/errors.py``; the
+DIMSE and HL7 edges answer with their own statuses and ACK codes).
+"""
+
+from __future__ import annotations
 
 
 class RadraftError(Exception):
@@ -7,6 +15,34 @@ class RadraftError(Exception):
     Catching it separates "we detected this and said why" from bugs, which stay other exceptions.
     """
 
+    def details(self) -> dict[str, object]:
+        """Machine-readable facts about the refusal beyond its message (none by default)."""
+        return {}
+
 
 class ConfigurationError(RadraftError):
     """A setting is missing, unknown or unsafe; raised at start-up, before anything runs."""
+
+
+class NotFoundError(RadraftError):
+    """What the request names does not exist."""
+
+
+class ConflictError(RadraftError):
+    """The request does not fit the current state of what it names (retrying as is won't help)."""
+
+
+class InvalidInputError(RadraftError):
+    """A value the caller gave is outside what is allowed."""
+
+
+class NotAllowedError(RadraftError):
+    """The caller is known but may not do this."""
+
+
+class NotAuthenticatedError(RadraftError):
+    """The caller has not said who it is, or said it wrongly."""
+
+
+class TooManyAttemptsError(RadraftError):
+    """The caller must wait before trying again."""

@@ -18,13 +18,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from radraft.enums import ReportState
-from radraft.errors import RadraftError
+from radraft.errors import NotFoundError
 from radraft.models import Report, ReportRevision, Study, User
 from radraft.report_outputs import queue_outputs
 from radraft.study_status import STUDY_STATUS_FOR_REPORT_STATE, move_study
 
 
-class UnknownStudyError(RadraftError):
+class UnknownStudyError(NotFoundError):
     """No study with that id (it was deleted meanwhile)."""
 
     def __init__(self, study_id: int) -> None:

@@ -14,7 +14,13 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from radraft.enums import ReportState, Role
-from radraft.errors import RadraftError
+from radraft.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotAllowedError,
+    NotFoundError,
+    RadraftError,
+)
 from radraft.models import AuditEntry, Report, ReportRevision, User
 from radraft.reports import NewRevision, append_revision, lock_report, lock_study
 
@@ -26,27 +32,31 @@ class LifecycleError(RadraftError):
     """A transition that is not allowed; the web layer answers it with a 4xx."""
 
 
-class UnknownReportError(LifecycleError):
+class UnknownReportError(LifecycleError, NotFoundError):
     """No report with that id."""
 
 
-class StaleVersionError(LifecycleError):
+class StaleVersionError(LifecycleError, ConflictError):
     """The report changed since the editor loaded it; ``current_version`` says to what."""
 
     def __init__(self, current_version: int) -> None:
         super().__init__(f"the report was changed meanwhile (now version {current_version})")
         self.current_version = current_version
 
+    def details(self) -> dict[str, object]:
+        """The editor reloads from this version."""
+        return {"current_version": self.current_version}
 
-class TransitionNotAllowedError(LifecycleError):
-    """This role cannot make this transition from the report's current state."""
+
+class TransitionNotAllowedError(LifecycleError, ConflictError):
+    """The transition is not possible from the report's current state."""
 
 
-class RoleNotAllowedError(TransitionNotAllowedError):
+class RoleNotAllowedError(LifecycleError, NotAllowedError):
     """The user's role may never make this transition."""
 
 
-class InvalidTextError(LifecycleError):
+class InvalidTextError(LifecycleError, InvalidInputError):
     """A section is empty where it must not be, or too long."""
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radraft.enums import Role
-from radraft.errors import RadraftError
+from radraft.errors import ConflictError, InvalidInputError, RadraftError
 from radraft.models import User
 
 _hasher = PasswordHasher()
@@ -17,7 +17,15 @@ _DUMMY_HASH = _hasher.hash("radraft-timing-equaliser")
 
 
 class UserError(RadraftError):
-    """A user cannot be created as asked."""
+    """A user cannot be created or changed as asked."""
+
+
+class UserExistsError(UserError, ConflictError):
+    """The username is taken."""
+
+
+class WeakPasswordError(UserError, InvalidInputError):
+    """The password is too short."""
 
 
 def create_user(
@@ -26,7 +34,7 @@ def create_user(
     """A new active user; refuses duplicates and short passwords."""
     _check_password(password)
     if session.scalar(select(User).where(User.username == username)) is not None:
-        raise UserError(f"user {username!r} exists")
+        raise UserExistsError(f"user {username!r} exists")
     user = User(
         username=username, role=role, full_name=full_name, password_hash=_hasher.hash(password)
     )
@@ -37,7 +45,7 @@ def create_user(
 
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"passwords have at least {MIN_PASSWORD_LENGTH} characters")
+        raise WeakPasswordError(f"passwords have at least {MIN_PASSWORD_LENGTH} characters")
 
 
 def set_password(user: User, password: str) -> None:

@@ -22,7 +22,7 @@ def radraft_process(
     environment = {**os.environ, **settings_to_environment(settings)}
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "radraft.cli", *command],
+            [sys.executable, "-m", "radraft_cli", *command],
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.service import Gateway
+from radraft.broker import celery_publisher
 from radraft.db import session_scope
 from radraft.enums import JobStatus, OutboxChannel, OutboxStatus, ReportState, StudyStatus
 from radraft.models import DraftingJob, OutboxMessage, ReportRevision, Study
-from radraft.serve import celery_publisher
 from radraft.settings import Settings
 from tests.dicom_peers import storescu, synthetic_study_files
 from tests.processes import radraft_process

@@ -98,7 +98,7 @@ def test_serve_without_a_model_stops_with_a_clear_error(tmp_path: Path) -> None:
         "RADRAFT_HTTP_PORT": str(free_port()),
     }
     completed = subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "serve"],
+        [sys.executable, "-m", "radraft_cli", "serve"],
         env=environment, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert completed.returncode == 2
@@ -114,7 +114,7 @@ def test_demo_runs_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
         "RADRAFT_MAX_NEW_TOKENS": "48",  # the 200-token default only makes the test slower
     }
     command = [
-        sys.executable, "-m", "radraft.cli", "demo",
+        sys.executable, "-m", "radraft_cli", "demo",
         "--data-dir", str(data_dir), "--studies", "3", "--stable-seconds", "0.5",
         "--exit-when-done", "--timeout", "120",
     ]  # fmt: skip

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.service import Gateway
+from radraft.broker import celery_publisher
 from radraft.db import session_scope
 from radraft.enums import JobStatus, StudyStatus
 from radraft.models import DraftingJob, ReportRevision, Study
-from radraft.serve import celery_publisher
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import storescu, synthetic_study_files, write_study

@@ -21,13 +21,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from radraft.enums import Role
-from radraft.errors import RadraftError
+from radraft.errors import InvalidInputError
 from reporting.study.arms import SHORT_NAMES, Arm
 
 READER_ROLES = (Role.RESIDENT, Role.ATTENDING)
 
 
-class ProtocolError(RadraftError):
+class ProtocolError(InvalidInputError):
     """The protocol cannot be run as written; the message says what to change."""
 
 

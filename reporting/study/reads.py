@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from radraft.errors import ConflictError, NotFoundError, RadraftError
 from radraft.models import (
     AuditEntry,
     EditSession,
@@ -32,12 +33,16 @@ from reporting.study.blinding import BLINDED_LABEL, normalise_draft
 from reporting.study.enrolment import DONE, READY, WAITING
 
 
-class ReadError(Exception):
-    """A read cannot be done as asked; ``status`` is the HTTP status that says why."""
+class ReadError(RadraftError):
+    """A read cannot be done as asked."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+
+class UnknownReadError(ReadError, NotFoundError):
+    """No such read, or not this reader's."""
+
+
+class ReadStateError(ReadError, ConflictError):
+    """The read is not in a state that allows this (not ready, closed, feedback given)."""
 
 
 class EditReason(StrEnum):
@@ -122,14 +127,14 @@ def own_read(session: Session, read_id: int, user: User) -> StudyRead:
     read = session.get(StudyRead, read_id)
     reader = session.get(StudyReader, read.reader_id) if read is not None else None
     if read is None or reader is None or reader.user_id != user.id:
-        raise ReadError(404, "unknown read")
+        raise UnknownReadError("unknown read")
     return read
 
 
 def read_view(session: Session, read: StudyRead, user: User) -> ReadView:
     """The blinded view; audited as a view of the case's report."""
     if read.status == WAITING:
-        raise ReadError(409, "this case is not ready yet")
+        raise ReadStateError("this case is not ready yet")
     case = session.get(StudyCase, read.case_id)
     assert case is not None
     study = session.get(Study, case.study_id)
@@ -168,7 +173,7 @@ def read_view(session: Session, read: StudyRead, user: User) -> ReadView:
 def open_read_session(session: Session, read: StudyRead, user: User) -> tuple[EditSession, bool]:
     """The read's edit session, resumed after a reload; the first open stamps ``opened_at``."""
     if read.status != READY:
-        raise ReadError(409, "this read is not open for editing")
+        raise ReadStateError("this read is not open for editing")
     existing = session.scalar(
         select(EditSession)
         .where(EditSession.study_read_id == read.id, EditSession.ended_at.is_(None))
@@ -194,7 +199,7 @@ def submit_read(
 ) -> None:
     """Store the reader's text; releases the attending reads that edit it."""
     if read.status != READY:
-        raise ReadError(409, "this read is not open for editing")
+        raise ReadStateError("this read is not open for editing")
     validate_text(findings, impression)
     read.final_findings = findings
     read.final_impression = impression
@@ -210,9 +215,9 @@ def submit_read(
 def give_feedback(session: Session, read: StudyRead, user: User, feedback: FeedbackIn) -> None:
     """The after-submit form, once per read."""
     if read.status != DONE:
-        raise ReadError(409, "submit the report first")
+        raise ReadStateError("submit the report first")
     if read.feedback is not None:
-        raise ReadError(409, "feedback already given")
+        raise ReadStateError("feedback already given")
     read.feedback = feedback.model_dump(mode="json")
     _audit(session, user, "study_read.feedback", read)
 

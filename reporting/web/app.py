@@ -9,24 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 
 from radraft import __version__
 from radraft.db import make_engine, make_sessionmaker
-from radraft.logs import log_event
 from radraft.settings import Settings
-from reporting.lifecycle import (
-    InvalidTextError,
-    LifecycleError,
-    RoleNotAllowedError,
-    StaleVersionError,
-    UnknownReportError,
-)
-from reporting.study.reads import ReadError
 from reporting.web import (
     auth_routes,
     health,
@@ -41,11 +30,10 @@ from reporting.web import (
     worklist,
 )
 from reporting.web.cookies import SecureCookieOverTLS
+from reporting.web.errors import install_error_handlers
 from reporting.web.security import LoginThrottle
 
 logger = logging.getLogger(__name__)
-DATABASE_RETRY_AFTER_SECONDS = 5
-"""What a 503 for an unreachable database tells clients to wait; the pool reconnects by itself."""
 
 
 def session_secret(settings: Settings) -> str:
@@ -59,19 +47,6 @@ def session_secret(settings: Settings) -> str:
         with os.fdopen(descriptor, "w") as stream:
             stream.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
-
-
-def lifecycle_error_status(error: LifecycleError) -> int:
-    """The one place where lifecycle errors become HTTP statuses."""
-    if isinstance(error, UnknownReportError):
-        return 404
-    if isinstance(error, RoleNotAllowedError):
-        return 403
-    if isinstance(error, InvalidTextError):
-        return 422
-    if isinstance(error, StaleVersionError):
-        return 409
-    return 409
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -99,26 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(SecureCookieOverTLS)  # outermost: it must see the session's Set-Cookie
 
-    @app.exception_handler(LifecycleError)
-    async def lifecycle_error(_request: Request, error: LifecycleError) -> JSONResponse:
-        body: dict[str, object] = {"detail": str(error)}
-        if isinstance(error, StaleVersionError):
-            body["current_version"] = error.current_version
-        return JSONResponse(body, status_code=lifecycle_error_status(error))
-
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    async def database_unavailable(_request: Request, error: DBAPIError) -> JSONResponse:
-        log_event(logger, "web.database_unavailable", error=type(error.orig).__name__)
-        return JSONResponse(
-            {"detail": "the database is unavailable; try again shortly"},
-            status_code=503,
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
-        )
-
-    @app.exception_handler(ReadError)
-    async def read_error(_request: Request, error: ReadError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=error.status)
+    install_error_handlers(app)
 
     for module in (
         health,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from radraft.errors import NotAuthenticatedError, TooManyAttemptsError
 from reporting.users import authenticate
 from reporting.web.deps import DbSession
 from reporting.web.security import CurrentUser, new_csrf_token, verify_csrf
@@ -36,11 +37,11 @@ def login(body: LoginIn, request: Request, session: DbSession) -> MeOut:
     client = request.client.host if request.client else "unknown"
     keys = (f"user:{body.username}", f"ip:{client}")
     if throttle.blocked(*keys):
-        raise HTTPException(status_code=429, detail="too many failed logins; wait a few minutes")
+        raise TooManyAttemptsError("too many failed logins; wait a few minutes")
     user = authenticate(session, body.username, body.password)
     if user is None:
         throttle.failed(*keys)
-        raise HTTPException(status_code=401, detail="wrong username or password")
+        raise NotAuthenticatedError("wrong username or password")
     request.session.clear()
     request.session["user_id"] = user.id
     request.session["csrf"] = new_csrf_token()

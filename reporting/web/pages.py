@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from radraft.enums import Role
+from radraft.errors import NotFoundError
 from radraft.imaging import ordered_images
 from radraft.models import Instance, Report, ReportRevision, Study, User
 from radraft.orders import indication_for
@@ -94,7 +95,7 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
         return user
     study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
     if study is None:
-        raise HTTPException(status_code=404, detail="unknown study")
+        raise NotFoundError("unknown study")
     instances = session.scalars(
         select(Instance).where(Instance.study_id == study.id).order_by(Instance.id)
     ).all()

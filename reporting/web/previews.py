@@ -11,13 +11,14 @@ import io
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from PIL import Image
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from radraft.imaging import UnusableImageError, default_window, load_for_model
+from radraft.errors import InvalidInputError, NotFoundError
+from radraft.imaging import default_window, load_for_model
 from radraft.models import Instance
 from reporting.web.deps import DbSession
 from reporting.web.security import reader
@@ -35,7 +36,7 @@ class WindowOut(BaseModel):
 def _spooled_path(session: DbSession, request: Request, sop_instance_uid: str) -> Path:
     instance = session.scalar(select(Instance).where(Instance.sop_instance_uid == sop_instance_uid))
     if instance is None:
-        raise HTTPException(status_code=404, detail="unknown instance")
+        raise NotFoundError("unknown instance")
     path: Path = request.app.state.settings.spool_dir / instance.spool_path
     return path
 
@@ -44,10 +45,7 @@ def _spooled_path(session: DbSession, request: Request, sop_instance_uid: str) -
 def window(sop_instance_uid: str, session: DbSession, request: Request) -> WindowOut:
     """The header's window or a robust range: where window/level drag starts."""
     path = _spooled_path(session, request, sop_instance_uid)
-    try:
-        center, width = default_window(path)
-    except UnusableImageError as error:
-        raise HTTPException(status_code=422, detail=error.reason) from error
+    center, width = default_window(path)
     return WindowOut(center=center, width=width)
 
 
@@ -63,12 +61,9 @@ def preview(
     """A PNG, longest side ``size``; 404 unknown instance, 422 half a window or no pixels."""
     path = _spooled_path(session, request, sop_instance_uid)
     if (center is None) != (width is None):
-        raise HTTPException(status_code=422, detail="give both center and width, or neither")
+        raise InvalidInputError("give both center and width, or neither")
     chosen = (center, width) if center is not None and width is not None else None
-    try:
-        pixels = load_for_model(path, size=size, window=chosen)
-    except UnusableImageError as error:
-        raise HTTPException(status_code=422, detail=error.reason) from error
+    pixels = load_for_model(path, size=size, window=chosen)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "private"})

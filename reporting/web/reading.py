@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from radraft.enums import Role
+from radraft.errors import NotFoundError
 from radraft.models import ReaderStudy, StudyRead, User
 from radraft.timeutil import utcnow
 from reporting.lifecycle import MAX_SECTION_CHARACTERS
 from reporting.study.enrolment import DONE, create_reader_study
 from reporting.study.export import allocation_rows
-from reporting.study.protocol import ProtocolError, parse_protocol
+from reporting.study.protocol import parse_protocol
 from reporting.study.reads import (
     FeedbackIn,
     ReadView,
@@ -96,10 +97,7 @@ def reading_feedback(
 @router.post("/reader-studies", status_code=201, dependencies=[Depends(verify_csrf)])
 def create_study(body: ProtocolIn, session: DbSession, admin: Admin) -> dict[str, Any]:
     """Create a study from a YAML protocol; 422 with every problem if it cannot run."""
-    try:
-        study = create_reader_study(session, parse_protocol(body.protocol))
-    except ProtocolError as error:
-        raise HTTPException(status_code=422, detail=str(error)) from error
+    study = create_reader_study(session, parse_protocol(body.protocol))
     reads = session.scalar(
         select(func.count()).select_from(StudyRead).where(StudyRead.reader_study_id == study.id)
     )
@@ -128,5 +126,5 @@ def allocation(name: str, session: DbSession, user: Organiser) -> list[dict[str,
     """The allocation table (reader, case, arm, position, source), for audit and export."""
     study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == name))
     if study is None:
-        raise HTTPException(status_code=404, detail="unknown study")
+        raise NotFoundError("unknown study")
     return allocation_rows(session, study)

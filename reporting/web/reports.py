@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from radraft.enums import Role
+from radraft.errors import ConflictError, NotFoundError
 from radraft.models import EditSession, Report, ReportRevision, TimingEvent, User
 from radraft.timeutil import utcnow
 from reporting.lifecycle import (
@@ -116,7 +117,7 @@ class RevisionDiffOut(BaseModel):
 def _report(session: DbSession, report_id: int) -> Report:
     report = session.get(Report, report_id)
     if report is None:
-        raise HTTPException(status_code=404, detail="unknown report")
+        raise NotFoundError("unknown report")
     return report
 
 
@@ -234,7 +235,7 @@ def revision_diff(
         )
     }
     if old not in found or new not in found:
-        raise HTTPException(status_code=404, detail="unknown revision number")
+        raise NotFoundError("unknown revision number")
     audit(session, actor, "report.viewed", "report", str(report_id))
 
     def pieces(old_text: str, new_text: str) -> list[DiffPieceOut]:
@@ -257,7 +258,7 @@ def autosave(session_id: int, body: AutosaveIn, session: DbSession, user: Editor
     """Keep the editor's text so a reload or a crash loses no keystroke (not a revision)."""
     edit_session = _own_session(session, session_id, user)
     if edit_session.ended_at is not None:
-        raise HTTPException(status_code=409, detail="the edit session has ended")
+        raise ConflictError("the edit session has ended")
     edit_session.autosave_findings = body.findings
     edit_session.autosave_impression = body.impression
     edit_session.autosave_base_version = body.base_version
@@ -271,7 +272,7 @@ def autosave(session_id: int, body: AutosaveIn, session: DbSession, user: Editor
 def _own_session(session: DbSession, session_id: int, user: User) -> EditSession:
     edit_session = session.get(EditSession, session_id)
     if edit_session is None or edit_session.user_id != user.id:
-        raise HTTPException(status_code=404, detail="unknown edit session")
+        raise NotFoundError("unknown edit session")
     return edit_session
 
 
@@ -290,7 +291,7 @@ def post_events(
     """
     edit_session = _own_session(session, session_id, user)
     if edit_session.ended_at is not None:
-        raise HTTPException(status_code=409, detail="the edit session has ended")
+        raise ConflictError("the edit session has ended")
     now = utcnow()
     latest_ms = max((event.client_ms for event in events), default=0.0)
     for event in events:

@@ -9,10 +9,11 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from sqlalchemy import select
 
 from radraft.enums import Role
+from radraft.errors import NotAllowedError, NotAuthenticatedError
 from radraft.models import AuditEntry, User
 from radraft.timeutil import utcnow
 from reporting.web.deps import DbSession
@@ -68,7 +69,7 @@ def current_user(request: Request, session: DbSession) -> User:
     """A logged-in user, else 401."""
     user = session_user(request, session)
     if user is None:
-        raise HTTPException(status_code=401, detail="log in first")
+        raise NotAuthenticatedError("log in first")
     return user
 
 
@@ -80,7 +81,7 @@ def require_roles(*roles: Role) -> Callable[..., User]:
 
     def check(request: Request, user: CurrentUser) -> User:
         if Role(user.role) not in roles:
-            raise HTTPException(status_code=403, detail=f"{user.role} may not do this")
+            raise NotAllowedError(f"{user.role} may not do this")
         return user
 
     return check
@@ -89,11 +90,11 @@ def require_roles(*roles: Role) -> Callable[..., User]:
 def verify_csrf(request: Request) -> None:
     """Unsafe methods from a browser session must echo the session's CSRF token."""
     if request.session.get("user_id") is None:
-        raise HTTPException(status_code=401, detail="log in first")
+        raise NotAuthenticatedError("log in first")
     expected = request.session.get("csrf")
     sent = request.headers.get(CSRF_HEADER, "")
     if not expected or not secrets.compare_digest(str(expected), sent):
-        raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+        raise NotAllowedError("missing or wrong CSRF token")
 
 
 def reader(request: Request, session: DbSession) -> str:
@@ -103,10 +104,10 @@ def reader(request: Request, session: DbSession) -> str:
     if token and header.startswith("Bearer "):
         if secrets.compare_digest(header.removeprefix("Bearer "), token):
             return SERVICE_ACTOR
-        raise HTTPException(status_code=401, detail="wrong service token")
+        raise NotAuthenticatedError("wrong service token")
     user = session_user(request, session)
     if user is None:
-        raise HTTPException(status_code=401, detail="log in or send the service token")
+        raise NotAuthenticatedError("log in or send the service token")
     return f"user:{user.id}"
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from radraft.errors import NotFoundError
 from radraft.models import Instance, Report, ReportRevision, Study
 from reporting.web.deps import DbSession
 from reporting.web.security import reader
@@ -124,7 +125,7 @@ def get_study(study_instance_uid: str, session: DbSession) -> dict[str, object]:
         .options(selectinload(Study.jobs))
     )
     if study is None:
-        raise HTTPException(status_code=404, detail="unknown study")
+        raise NotFoundError("unknown study")
     instances = session.scalars(
         select(Instance).where(Instance.study_id == study.id).order_by(Instance.id)
     ).all()

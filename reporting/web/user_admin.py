@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from radraft.enums import Role
+from radraft.errors import ConflictError, NotFoundError
 from radraft.models import User
-from reporting.users import UserError, create_user, set_password
+from reporting.users import create_user, set_password
 from reporting.web.deps import DbSession
 from reporting.web.security import audit, require_roles, verify_csrf
 
@@ -57,13 +58,9 @@ def list_users(session: DbSession, admin: Admin) -> list[User]:
 @router.post("", response_model=UserOut, status_code=201, dependencies=[Depends(verify_csrf)])
 def add_user(body: UserIn, session: DbSession, admin: Admin) -> User:
     """Create an account; 409 for a taken username, 422 for a short password."""
-    try:
-        user = create_user(
-            session, body.username, role=body.role, password=body.password, full_name=body.full_name
-        )
-    except UserError as error:
-        status = 409 if "exists" in str(error) else 422
-        raise HTTPException(status_code=status, detail=str(error)) from error
+    user = create_user(
+        session, body.username, role=body.role, password=body.password, full_name=body.full_name
+    )
     audit(session, f"user:{admin.id}", "user.created", "user", str(user.id))
     return user
 
@@ -73,9 +70,9 @@ def change_user(user_id: int, body: UserChange, session: DbSession, admin: Admin
     """Rename, change role, deactivate or reset a password; an admin cannot lock themself out."""
     user = session.get(User, user_id)
     if user is None:
-        raise HTTPException(status_code=404, detail="unknown user")
+        raise NotFoundError("unknown user")
     if user.id == admin.id and (body.active is False or body.role not in (None, Role.ADMIN)):
-        raise HTTPException(status_code=409, detail="an admin cannot demote or deactivate itself")
+        raise ConflictError("an admin cannot demote or deactivate itself")
     if body.full_name is not None:
         user.full_name = body.full_name
     if body.role is not None:
@@ -83,9 +80,6 @@ def change_user(user_id: int, body: UserChange, session: DbSession, admin: Admin
     if body.active is not None:
         user.active = body.active
     if body.password is not None:
-        try:
-            set_password(user, body.password)
-        except UserError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from error
+        set_password(user, body.password)
     audit(session, f"user:{admin.id}", "user.changed", "user", str(user.id))
     return user

@@ -8,11 +8,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import func, or_, select
 
 from radraft.enums import StudyStatus
+from radraft.errors import InvalidInputError
 from radraft.models import Instance, Report, Study
 from radraft.timeutil import utcnow
 from reporting.web.deps import DbSession
@@ -67,7 +68,7 @@ def worklist(
     query = select(Study).order_by(Study.priority.desc(), Study.last_received_at.desc())
     if status is not None:
         if status not in WORKLIST_STATUSES:
-            raise HTTPException(status_code=422, detail=f"unknown worklist status {status!r}")
+            raise InvalidInputError(f"unknown worklist status {status!r}")
         query = query.where(Study.status.in_(WORKLIST_STATUSES[status]))
     if text:
         pattern = f"%{text}%"

@@ -39,7 +39,7 @@ ATTENDING_TEXT = " Attending confirms."
 def add_user(settings: Settings, username: str, role: str, full_name: str) -> None:
     """Through the CLI, as an operator does."""
     completed = subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "users", "add", username, "--role", role,
+        [sys.executable, "-m", "radraft_cli", "users", "add", username, "--role", role,
          "--full-name", full_name, "--password-stdin"],
         input=PASSWORD + "\n", text=True, capture_output=True, timeout=60,
         env={**settings_to_environment(settings), "PATH": "/usr/bin:/bin"},

@@ -28,7 +28,7 @@ def start_gateway_process(settings: Settings, log: Path) -> subprocess.Popen[byt
     environment = {**os.environ, **settings_to_environment(settings)}
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "radraft.cli", "gateway"],
+            [sys.executable, "-m", "radraft_cli", "gateway"],
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -152,7 +152,7 @@ def test_peer_answering_ae_is_retried_then_failed_visible_and_retryable(
 
     environment = {**os.environ, **settings_to_environment(settings)}
     listed = subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "outbox", "--status", "failed"],
+        [sys.executable, "-m", "radraft_cli", "outbox", "--status", "failed"],
         env=environment, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert listed.stdout.startswith(f"{head.id}\thl7\toru\tfailed\tattempts=3")
@@ -164,7 +164,7 @@ def test_peer_answering_ae_is_retried_then_failed_visible_and_retryable(
     assert [row["id"] for row in body] == [head.id]
 
     retried = subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "outbox", "retry", str(head.id)],
+        [sys.executable, "-m", "radraft_cli", "outbox", "retry", str(head.id)],
         env=environment, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert retried.returncode == 0, retried.stderr

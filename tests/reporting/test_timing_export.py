@@ -109,7 +109,7 @@ def test_a_session_without_a_submission_is_not_credited_with_the_next_ones(
 def run_export(settings: Settings, *options: str) -> str:
     """``radraft timing export`` as an operator runs it; its CSV from standard output."""
     completed = subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "timing", "export", *options],
+        [sys.executable, "-m", "radraft_cli", "timing", "export", *options],
         env=settings_to_environment(settings) | {"PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -45,7 +45,7 @@ def test_planted_saving_is_recovered_and_attendings_are_equivalent(
     assert set(done.values()) == {31}, "30 reads and one practice read each"
     out = tmp_path / "analysis"
     completed = subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "study", "analyze", "sim", "--out", str(out),
+        [sys.executable, "-m", "radraft_cli", "study", "analyze", "sim", "--out", str(out),
          "--bootstrap", "200"],
         env=settings_to_environment(settings) | {"PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=300,
@@ -77,7 +77,7 @@ def test_planted_saving_is_recovered_and_attendings_are_equivalent(
 def check_pilot_planning(settings: Settings, resident_fit: dict) -> None:  # type: ignore[type-arg]
     """``radraft study power --pilot`` plans with the study's fitted spread, not its effect."""
     environment = settings_to_environment(settings) | {"PATH": "/usr/bin:/bin"}
-    command = [sys.executable, "-m", "radraft.cli", "study", "power", "--role", "resident",
+    command = [sys.executable, "-m", "radraft_cli", "study", "power", "--role", "resident",
                "--readers", "4", "--cases", "50", "--simulations", "3", "--ratio", "0.8",
                "--json", "--pilot"]  # fmt: skip
     planned = subprocess.run([*command, "sim"], env=environment, capture_output=True, text=True,

@@ -67,7 +67,7 @@ def test_text_metrics(backend: str) -> None:
 
 def test_power_calculator_prints_the_grid(backend: str) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "radraft.cli", "study", "power", "--readers", "2,4",
+        [sys.executable, "-m", "radraft_cli", "study", "power", "--readers", "2,4",
          "--cases", "40", "--simulations", "6", "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

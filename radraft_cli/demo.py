@@ -15,9 +15,9 @@ from radraft.dicomsend import send_datasets
 from radraft.enums import JobStatus, Role
 from radraft.errors import RadraftError
 from radraft.models import DraftingJob, Study
-from radraft.serve import EmbeddedServer
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
+from radraft_cli.serve import EmbeddedServer
 from worker.runtimes.demo import build_demo_checkpoint
 from worker.runtimes.loader import demo_model_path
 

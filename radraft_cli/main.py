@@ -60,8 +60,8 @@ def db_downgrade(revision: str) -> None:
 def gateway() -> None:
     """Run the DICOM gateway (C-ECHO/C-STORE SCP, completion check, outbox relay)."""
     from gateway.service import Gateway
+    from radraft.broker import celery_publisher
     from radraft.db import make_engine, make_sessionmaker
-    from radraft.serve import celery_publisher
 
     settings = _settings()
     engine = make_engine(settings.effective_database_url)
@@ -215,7 +215,7 @@ def web() -> None:
     """Run the web app alone."""
     import uvicorn
 
-    from radraft.serve import web_server_options
+    from radraft_cli.serve import web_server_options
     from reporting.web.app import create_app
 
     settings = _settings()
@@ -226,7 +226,7 @@ def web() -> None:
 @app.command()
 def serve() -> None:
     """Run gateway, a Celery worker and the web app together until SIGTERM or SIGINT."""
-    from radraft.serve import EmbeddedServer
+    from radraft_cli.serve import EmbeddedServer
 
     server = EmbeddedServer(_settings())
     server.start()
@@ -249,7 +249,7 @@ def demo(
     timeout: float = 300.0,
 ) -> None:
     """Start the embedded server on a fresh data dir and send it synthetic chest studies."""
-    from radraft.demo import run_demo
+    from radraft_cli.demo import run_demo
 
     settings = _settings(data_dir=data_dir or Path("radraft-demo"), stable_seconds=stable_seconds)
     run_demo(settings, studies=studies, exit_when_done=exit_when_done, timeout=timeout)

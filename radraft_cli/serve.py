@@ -18,11 +18,10 @@ from typing import Any
 import uvicorn
 
 from gateway.service import Gateway
-from radraft.broker import make_celery
+from radraft.broker import celery_publisher
 from radraft.db import make_engine, make_sessionmaker
 from radraft.logs import log_event
 from radraft.migrate import upgrade
-from radraft.outbox import CeleryPublish, Publisher
 from radraft.settings import Settings, settings_to_environment
 from reporting.delivery.relay import OutputDeliveryRelay
 from reporting.web.app import create_app
@@ -32,16 +31,6 @@ logger = logging.getLogger(__name__)
 WORKER_RESTART_DELAY_SECONDS = 2.0
 CONFIGURATION_ERROR_EXIT_CODE = 2
 """``radraft`` exits with 2 on a RadraftError (e.g. no model): restarting cannot help."""
-
-
-def celery_publisher(settings: Settings) -> Publisher:
-    """Publish outbox rows to radraft's broker, failing fast when it is down."""
-    app = make_celery(settings, main="radraft-producer")
-
-    def publish(message: CeleryPublish) -> None:
-        app.send_task(message.task_name, args=message.args, task_id=message.task_id, retry=False)
-
-    return publish
 
 
 class WorkerSupervisor:
@@ -59,7 +48,7 @@ class WorkerSupervisor:
         self._thread.start()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "radraft.cli", "worker"]
+        command = [sys.executable, "-m", "radraft_cli", "worker"]
         return subprocess.Popen(command, env=self._environment)
 
     def _supervise(self) -> None:
