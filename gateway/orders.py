@@ -20,13 +20,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
+from radraft.enums import OrderControl
 from radraft.errors import RadraftError
 from radraft.hl7ack import AckCode, AcknowledgedMessage, build_ack
 from radraft.hl7text import CharacterSetError, Delimiters, decode_message, python_codec, unescape
 from radraft.logs import log_event
 from radraft.mllp import DEFAULT_MAX_MESSAGE_BYTES, FrameReader, MllpError, frame
 from radraft.models import Order
-from radraft.orders import OrderControl
 from radraft.timeutil import utcnow
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import tempfile
 from pathlib import Path
 from typing import cast
 
@@ -19,7 +20,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from gateway.intake import InstanceIntake, ReceivedInstance
-from gateway.statuses import StoreStatus
+from gateway.statuses import EchoStatus
 from radraft.logs import log_event
 from radraft.settings import Settings
 
@@ -45,11 +46,21 @@ TRANSFER_SYNTAXES = [
 """Accepted transfer syntaxes, in order of preference when a sender proposes several."""
 
 
+def receive_into(incoming: Path) -> None:
+    """The gateway process's two process-wide settings, made here and nowhere else.
+
+    pynetdicom writes each C-STORE data set to a temporary file as it arrives
+    (``STORE_RECV_CHUNKED_DATASET``), so a 15 MB image is never held in memory; it creates that
+    file with ``tempfile`` and offers no folder of its own, so ``tempfile.tempdir`` points at the
+    spool's ``incoming`` folder, which makes the final move into the spool a rename on one
+    filesystem. (pynetdicom's identifier logging is switched off by ``configure_logging``.)
+    """
+    pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
+    tempfile.tempdir = str(incoming)
+
+
 def build_application_entity(settings: Settings) -> AE:
     """An AE that accepts C-ECHO and C-STORE of every storage SOP class we can keep."""
-    pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
-    pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
-    pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_pdu_size = settings.max_pdu_size
     ae.require_calling_aet = list(settings.allowed_calling_aes)
@@ -59,8 +70,8 @@ def build_application_entity(settings: Settings) -> AE:
     ae.dimse_timeout = 120
     ae.add_supported_context(Verification)
     for context in AllStoragePresentationContexts:
-        assert context.abstract_syntax is not None  # pynetdicom's list always names one
-        ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+        if context.abstract_syntax is not None:  # pynetdicom's list always names one
+            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
     return ae
 
 
@@ -84,17 +95,18 @@ def event_handlers(intake: InstanceIntake) -> list[evt.EventHandlerType]:
         return response
 
     def handle_echo(_event: evt.Event) -> int:
-        return int(StoreStatus.SUCCESS)
+        return int(EchoStatus.SUCCESS)
 
     def handle_connection_open(event: evt.Event) -> None:
         # Nagle's algorithm stalls each small response behind a delayed ACK (about 40-70 ms per
         # image with dcmtk senders); DICOM is request-response, so it is switched off.
+        transport = event.assoc.dul.socket
+        connection = transport.socket if transport is not None else None
+        if connection is None:
+            return
         try:
-            transport = event.assoc.dul.socket
-            assert transport is not None
-            assert transport.socket is not None
-            transport.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (AssertionError, AttributeError, OSError) as error:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as error:
             log_event(logger, "gateway.nodelay_failed", logging.DEBUG, error=type(error).__name__)
 
     def handle_rejected(event: evt.Event) -> None:

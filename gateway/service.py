@@ -4,7 +4,6 @@ together (``radraft gateway``, and inside ``radraft serve``)."""
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.completion import run_completion_until
 from gateway.intake import InstanceIntake
 from gateway.orders import OrderListener
-from gateway.scp import build_application_entity, event_handlers
+from gateway.scp import build_application_entity, event_handlers, receive_into
 from gateway.spool import Spool
 from radraft.logs import log_event
 from radraft.outbox import CeleryOutboxRelay, Publisher
@@ -55,9 +54,7 @@ class Gateway:
 
     def start(self) -> None:
         """Bind the SCP and start the loops; returns at once."""
-        # pynetdicom writes each incoming data set to a temporary file; keeping those files next
-        # to the spool makes the final move a rename on one filesystem.
-        tempfile.tempdir = str(self.spool.incoming)
+        receive_into(self.spool.incoming)
         removed = self.spool.clean_incoming(older_than_seconds=INCOMING_MAX_AGE_SECONDS)
         if removed:
             log_event(logger, "gateway.incoming_cleaned", files=removed)

@@ -3,11 +3,18 @@
 from enum import IntEnum
 
 
-class StoreStatus(IntEnum):
-    """C-STORE and C-ECHO response statuses; senders keep their copy on every failure below."""
+class EchoStatus(IntEnum):
+    """C-ECHO response statuses (PS3.7 9.3.5)."""
 
     SUCCESS = 0x0000
-    """The instance is on disk (fsync'd) and in the database; or C-ECHO answered."""
+    """The verification succeeded: the gateway is up and answers."""
+
+
+class StoreStatus(IntEnum):
+    """C-STORE response statuses; senders keep their copy on every failure below."""
+
+    SUCCESS = 0x0000
+    """The instance is on disk (fsync'd) and in the database."""
     DUPLICATE_SOP_INSTANCE = 0x0111
     """Failure: Duplicate SOP Instance (PS3.7 C.4). The SOP Instance UID, or the Study Instance
     UID, is already registered with another patient, study, series or SOP class; the first copy

@@ -90,6 +90,87 @@ class OutboxStatus(StrEnum):
     """The retry budget is spent; an operator can re-queue it."""
 
 
+class OrderControl(StrEnum):
+    """ORC-1 Order Control codes radraft acts on (HL7 v2.5.1 table 0119)."""
+
+    NEW = "NW"
+    """New order."""
+    CHANGE = "XO"
+    """Change order/service request: the newest details replace the old ones."""
+    CHANGED = "XX"
+    """Order/service changed, unsolicited (from the filler)."""
+    STATUS_CHANGED = "SC"
+    """Status changed: informational; details stay as they were."""
+    CANCEL = "CA"
+    """Cancel order/service request."""
+    CANCELED = "OC"
+    """Order/service canceled (by the filler)."""
+    CANCELED_AS_REQUESTED = "CR"
+    """Canceled as requested."""
+    DISCONTINUE = "DC"
+    """Discontinue order/service request."""
+    DISCONTINUED = "OD"
+    """Order/service discontinued."""
+
+    @property
+    def withdraws(self) -> bool:
+        """The order no longer stands: it is never an indication or an OBR-4 again."""
+        return self in (
+            OrderControl.CANCEL,
+            OrderControl.CANCELED,
+            OrderControl.CANCELED_AS_REQUESTED,
+            OrderControl.DISCONTINUE,
+            OrderControl.DISCONTINUED,
+        )
+
+    @property
+    def gives_details(self) -> bool:
+        """The message carries the order's current details (reason, procedure, class)."""
+        return self in (OrderControl.NEW, OrderControl.CHANGE, OrderControl.CHANGED)
+
+
+class TimingEventType(StrEnum):
+    """What the editing page reports about a reader's work (stored raw, derived later)."""
+
+    OPENED = "opened"
+    IMAGES_RENDERED = "images_rendered"
+    DRAFT_SHOWN = "draft_shown"
+    FOCUS = "focus"
+    BLUR = "blur"
+    VISIBILITY = "visibility"
+    FIRST_INPUT = "first_input"
+    INPUT = "input"
+    IDLE_START = "idle_start"
+    IDLE_END = "idle_end"
+    SUBMIT = "submit"
+
+
+class Arm(StrEnum):
+    """A timing study's arm: who reads, starting from what."""
+
+    RESIDENT_SCRATCH = "resident_scratch"
+    """A resident writes the report from a blank editor (or the site's template)."""
+    RESIDENT_MODEL = "resident_model"
+    """A resident edits the model draft."""
+    ATTENDING_RESIDENT_SCRATCH = "attending_resident_scratch"
+    """An attending edits a resident's from-scratch report of the case."""
+    ATTENDING_MODEL = "attending_model"
+    """An attending edits the raw model draft."""
+    ATTENDING_RESIDENT_MODEL = "attending_resident_model"
+    """An attending edits a resident's edit of the model draft (the real pipeline)."""
+
+
+class ReadStatus(StrEnum):
+    """Where one assigned read of a timing study stands."""
+
+    WAITING = "waiting"
+    """A chained read waiting for the resident's read it starts from."""
+    READY = "ready"
+    """The reader can open and edit it."""
+    DONE = "done"
+    """Submitted (feedback may still be due)."""
+
+
 class AuditAction(StrEnum):
     """Audit actions written by more than one service (the web app's own are named in place)."""
 

@@ -7,6 +7,7 @@ Enumerations are stored as their string values so that migrations stay portable.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -14,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -27,7 +29,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from radraft.enums import JobStatus, OutboxStatus, StudyStatus
+from radraft.enums import (
+    Arm,
+    JobStatus,
+    OrderControl,
+    OutboxChannel,
+    OutboxStatus,
+    ReadStatus,
+    ReportState,
+    Role,
+    StudyStatus,
+    TimingEventType,
+)
 from radraft.timeutil import utcnow
 
 NAMING_CONVENTION = {
@@ -39,6 +52,20 @@ NAMING_CONVENTION = {
 }
 
 UID = String(64)
+
+
+def closed_set(enum: type[StrEnum], length: int) -> Enum:
+    """A closed set stored as its values in a VARCHAR (no database enum type, so migrations
+    stay portable and adding a member needs no DDL); rows come back as members, and writing a
+    value outside the set fails before it reaches the database."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -102,7 +129,9 @@ class Study(Base):
     Sequence or Requested Procedure Code Sequence; OBR-4 and the SR's Procedure reported."""
     timezone_offset: Mapped[str | None] = mapped_column(String(5))
     """Timezone Offset From UTC (0008,0201) of the source's dates and times (``+HHMM``)."""
-    status: Mapped[str] = mapped_column(String(32), default=StudyStatus.RECEIVING, index=True)
+    status: Mapped[StudyStatus] = mapped_column(
+        closed_set(StudyStatus, 32), default=StudyStatus.RECEIVING, index=True
+    )
     eligible: Mapped[bool | None] = mapped_column(Boolean)
     eligibility_reason: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(Integer, default=0)
@@ -186,7 +215,9 @@ class DraftingJob(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     content_version: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(32), default=JobStatus.QUEUED, index=True)
+    status: Mapped[JobStatus] = mapped_column(
+        closed_set(JobStatus, 32), default=JobStatus.QUEUED, index=True
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     """Deliveries to a worker, counted in the database so a poison study cannot loop forever."""
     worker: Mapped[str | None] = mapped_column(String(255))
@@ -208,7 +239,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     full_name: Mapped[str] = mapped_column(String(255), default="")
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(closed_set(Role, 16))
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -224,7 +255,7 @@ class Report(Base):
         ForeignKey("studies.id", ondelete="CASCADE"), index=True, unique=True
     )
     """One report per study, whoever writes first (a unique index, and the study row lock)."""
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[ReportState] = mapped_column(closed_set(ReportState, 16))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -244,11 +275,11 @@ class ReportRevision(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[ReportState] = mapped_column(closed_set(ReportState, 16))
     findings: Mapped[str] = mapped_column(Text, default="")
     impression: Mapped[str] = mapped_column(Text, default="")
     author_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    author_role: Mapped[str | None] = mapped_column(String(16))
+    author_role: Mapped[Role | None] = mapped_column(closed_set(Role, 16))
     drafting_job_id: Mapped[int | None] = mapped_column(ForeignKey("drafting_jobs.id"), unique=True)
     """The job that wrote a model draft; unique, so a job that runs twice stores one draft."""
     model_name: Mapped[str | None] = mapped_column(String(255))
@@ -272,7 +303,7 @@ class EditSession(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(closed_set(Role, 16))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
     study_read_id: Mapped[int | None] = mapped_column(
@@ -296,7 +327,7 @@ class TimingEvent(Base):
     edit_session_id: Mapped[int] = mapped_column(
         ForeignKey("edit_sessions.id", ondelete="CASCADE"), index=True
     )
-    event_type: Mapped[str] = mapped_column(String(32))
+    event_type: Mapped[TimingEventType] = mapped_column(closed_set(TimingEventType, 32))
     client_monotonic_ms: Mapped[float] = mapped_column(Float)
     server_at: Mapped[datetime] = mapped_column(default=utcnow)
     payload: Mapped[dict[str, Any] | None]
@@ -312,7 +343,9 @@ class Order(Base):
     placer_order_number: Mapped[str | None] = mapped_column(String(64))
     filler_order_number: Mapped[str | None] = mapped_column(String(64))
     message_type: Mapped[str] = mapped_column(String(16))
-    order_control: Mapped[str] = mapped_column(String(2), default="NW", server_default="NW")
+    order_control: Mapped[OrderControl] = mapped_column(
+        closed_set(OrderControl, 2), default=OrderControl.NEW, server_default="NW"
+    )
     """ORC-1: NW, XO, XX give details; CA, OC, CR, DC, OD withdraw the order (radraft.orders)."""
     reason_for_exam: Mapped[str | None] = mapped_column(Text)
     procedure: Mapped[dict[str, str] | None]
@@ -330,13 +363,15 @@ class OutboxMessage(Base):
     __table_args__ = (Index("ix_outbox_due", "status", "channel", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    channel: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[OutboxChannel] = mapped_column(closed_set(OutboxChannel, 16))
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     study_id: Mapped[int | None] = mapped_column(
         ForeignKey("studies.id", ondelete="SET NULL"), index=True
     )
     payload: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
+    status: Mapped[OutboxStatus] = mapped_column(
+        closed_set(OutboxStatus, 16), default=OutboxStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -381,7 +416,7 @@ class StudyReader(Base):
         ForeignKey("reader_studies.id", ondelete="CASCADE"), index=True
     )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(closed_set(Role, 16))
 
 
 class StudyCase(Base):
@@ -418,11 +453,11 @@ class StudyRead(Base):
     )
     reader_id: Mapped[int] = mapped_column(ForeignKey("study_readers.id"), index=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("study_cases.id"))
-    arm: Mapped[str] = mapped_column(String(32))
+    arm: Mapped[Arm] = mapped_column(closed_set(Arm, 32))
     position: Mapped[int] = mapped_column(Integer)
     practice: Mapped[bool] = mapped_column(Boolean, default=False)
     source_read_id: Mapped[int | None] = mapped_column(ForeignKey("study_reads.id"))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ReadStatus] = mapped_column(closed_set(ReadStatus, 16))
     draft_findings: Mapped[str | None] = mapped_column(Text)
     draft_impression: Mapped[str | None] = mapped_column(Text)
     final_findings: Mapped[str | None] = mapped_column(Text)

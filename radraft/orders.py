@@ -11,57 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from radraft.enums import OrderControl
 from radraft.models import Order, Study
-
-
-class OrderControl(StrEnum):
-    """ORC-1 Order Control codes radraft acts on (HL7 v2.5.1 table 0119)."""
-
-    NEW = "NW"
-    """New order."""
-    CHANGE = "XO"
-    """Change order/service request: the newest details replace the old ones."""
-    CHANGED = "XX"
-    """Order/service changed, unsolicited (from the filler)."""
-    STATUS_CHANGED = "SC"
-    """Status changed: informational; details stay as they were."""
-    CANCEL = "CA"
-    """Cancel order/service request."""
-    CANCELED = "OC"
-    """Order/service canceled (by the filler)."""
-    CANCELED_AS_REQUESTED = "CR"
-    """Canceled as requested."""
-    DISCONTINUE = "DC"
-    """Discontinue order/service request."""
-    DISCONTINUED = "OD"
-    """Order/service discontinued."""
-
-    @property
-    def withdraws(self) -> bool:
-        """The order no longer stands: it is never an indication or an OBR-4 again."""
-        return self in WITHDRAWING
-
-    @property
-    def gives_details(self) -> bool:
-        """The message carries the order's current details (reason, procedure, class)."""
-        return self in DETAILING
-
-
-WITHDRAWING = frozenset(
-    {
-        OrderControl.CANCEL,
-        OrderControl.CANCELED,
-        OrderControl.CANCELED_AS_REQUESTED,
-        OrderControl.DISCONTINUE,
-        OrderControl.DISCONTINUED,
-    }
-)
-DETAILING = frozenset({OrderControl.NEW, OrderControl.CHANGE, OrderControl.CHANGED})
 
 NEUTRAL_INDICATION = "chest radiograph"
 """Used when neither an order nor the DICOM header gives a reason for the exam."""

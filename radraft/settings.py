@@ -19,10 +19,37 @@ from pydantic import Field, field_serializer, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from radraft.errors import ConfigurationError
+from radraft.model_options import Device, Isolation, ModelKind, Switch
 
 ENV_PREFIX = "RADRAFT_"
 DICOM_DESTINATION = re.compile(r"^(?P<ae>[^@\\]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
 MLLP_DESTINATION = re.compile(r"^(?P<host>[^:@]+):(?P<port>\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """``RADRAFT_MODEL`` parsed: the kind and, for ``hf``, the checkpoint."""
+
+    kind: ModelKind
+    source: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> ModelChoice:
+        """Read ``demo``, ``chexagent`` or ``hf:<path or hub id>``; a ValueError says what to do."""
+        if text.startswith("hf:"):
+            source = text.removeprefix("hf:").strip()
+            if not source:
+                raise ValueError("hf: needs a checkpoint, e.g. hf:/models/medgemma")
+            return cls(ModelKind.HF, source)
+        try:
+            return cls(ModelKind(text.strip()))
+        except ValueError:
+            raise ValueError(
+                f"unknown model {text!r}: use demo, chexagent or hf:<path or hub id>"
+            ) from None
+
+    def __str__(self) -> str:
+        return f"hf:{self.source}" if self.kind == ModelKind.HF else self.kind.value
 
 
 @dataclass(frozen=True)
@@ -168,7 +195,7 @@ class Settings(BaseSettings):
     )
 
     # --- outputs (SR and HL7) -------------------------------------------------------------------
-    sr_destination: DicomDestination | None = Field(
+    sr_destination: Annotated[DicomDestination | None, NoDecode] = Field(
         default=None,
         description="PACS for report SRs as AE@host:port (C-STORE SCU); unset = none.",
     )
@@ -219,8 +246,8 @@ class Settings(BaseSettings):
     )
 
     # --- model ---------------------------------------------------------------------------------
-    model: str = Field(
-        default="demo",
+    model: Annotated[ModelChoice, NoDecode] = Field(
+        default=ModelChoice(ModelKind.DEMO),
         description="Drafting backend: `demo`, `chexagent` or `hf:<local path or hub id>`.",
     )
     model_path: Path | None = Field(
@@ -228,9 +255,8 @@ class Settings(BaseSettings):
         description="Checkpoint folder: for `demo` default <data_dir>/models/demo; for "
         "`chexagent` default the hub id StanfordAIMI/CheXagent-2-3b.",
     )
-    model_isolation: str = Field(
-        default="auto",
-        pattern="^(auto|in-process|child)$",
+    model_isolation: Isolation = Field(
+        default=Isolation.AUTO,
         description="`child` runs the model in a supervised child process (always for "
         "chexagent, whose code needs transformers 4.40.0); `auto` = child for chexagent only.",
     )
@@ -239,20 +265,16 @@ class Settings(BaseSettings):
         description="Python of the child runtime's virtual environment (chexagent: "
         "<data_dir>/venvs/chexagent/bin/python, made by `radraft model setup chexagent`).",
     )
-    device: str = Field(
-        default="auto", pattern="^(auto|cpu|cuda)$", description="Where the model runs."
-    )
-    static_cache: str = Field(
-        default="auto",
-        pattern="^(auto|on|off)$",
+    device: Device = Field(default=Device.AUTO, description="Where the model runs.")
+    static_cache: Switch = Field(
+        default=Switch.AUTO,
         description=(
             "Static KV cache for generation (auto: on CUDA); with it transformers compiles the"
             " decoder's forward pass on CUDA. Identical greedy drafts either way."
         ),
     )
-    compile_decoder: str = Field(
-        default="auto",
-        pattern="^(auto|on|off)$",
+    compile_decoder: Switch = Field(
+        default=Switch.AUTO,
         description=(
             "Compile the decoder's forward pass (torch.compile through transformers; needs the"
             " static KV cache and turns it on). auto: on CUDA; on: on any device. The worker"
@@ -313,6 +335,15 @@ class Settings(BaseSettings):
             for item in items
             if not isinstance(item, str) or item.strip()
         ]
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _parse_model(cls, value: object) -> object:
+        return ModelChoice.parse(value) if isinstance(value, str) else value
+
+    @field_serializer("model")
+    def _model_text(self, value: ModelChoice) -> str:
+        return str(value)
 
     @field_serializer("sr_destination")
     def _dicom_destination_text(self, value: DicomDestination | None) -> str | None:

@@ -14,6 +14,7 @@ from radraft.db import make_engine, make_sessionmaker, session_scope
 from radraft.dicomsend import send_datasets
 from radraft.enums import JobStatus, Role
 from radraft.errors import RadraftError
+from radraft.model_options import ModelKind
 from radraft.models import DraftingJob, Study
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
@@ -96,13 +97,14 @@ def create_demo_accounts(settings: Settings) -> dict[str, str]:
 def run_demo(settings: Settings, *, studies: int, exit_when_done: bool, timeout: float) -> None:
     """Run the demo end to end and print where to look."""
     prepare_data_dir(settings.data_dir)
-    if settings.model == "demo":
+    if settings.model.kind == ModelKind.DEMO:
         folder = build_demo_checkpoint(demo_model_path(settings))
         print(f"built the demo model (random weights, not for clinical use) in {folder}")  # noqa: T201
     server = EmbeddedServer(settings)
     server.start()
     try:
-        assert server.gateway is not None
+        if server.gateway is None:
+            raise RadraftError("the embedded server started without its gateway")
         sent = 0
         for seed in range(1, studies + 1):
             syntax = DEMO_SYNTAXES[(seed - 1) % len(DEMO_SYNTAXES)]

@@ -10,25 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from itertools import pairwise
 from typing import Any
 
-
-class TimingEventType(StrEnum):
-    """What the page reports."""
-
-    OPENED = "opened"
-    IMAGES_RENDERED = "images_rendered"
-    DRAFT_SHOWN = "draft_shown"
-    FOCUS = "focus"
-    BLUR = "blur"
-    VISIBILITY = "visibility"
-    FIRST_INPUT = "first_input"
-    INPUT = "input"
-    IDLE_START = "idle_start"
-    IDLE_END = "idle_end"
-    SUBMIT = "submit"
+from radraft.enums import TimingEventType
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from radraft.models import AuditEntry, EditSession, ReportRevision, TimingEvent
 from radraft.timeutil import utcnow
+from reporting.edit_sessions import stamped
 from reporting.study.analysis.textmetrics import report_diff_percent, word_edit_rate
-from reporting.timing import StampedEvent, TimingEventType, derive_times
+from reporting.timing import StampedEvent, derive_times
 
 COLUMNS = (
     "session_id", "report_id", "reader_id", "role", "started_at",
@@ -60,11 +61,7 @@ def clinical_session_rows(
         events = session.scalars(
             select(TimingEvent).where(TimingEvent.edit_session_id == edit_session.id)
         )
-        stamped = [
-            StampedEvent(TimingEventType(e.event_type), e.server_at, e.payload or {})
-            for e in events
-        ]
-        rows.append(_row(edit_session, until, revisions, stamped, idle_threshold))
+        rows.append(_row(edit_session, until, revisions, stamped(events), idle_threshold))
     return sorted(rows, key=lambda row: int(row["session_id"]))
 
 

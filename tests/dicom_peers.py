@@ -14,18 +14,18 @@ from pydicom.dataset import Dataset
 from radraft.synthetic import make_chest_study
 from tests.support import require_tool
 
-STORESCU_PROPOSE = {
-    uid.JPEGBaseline8Bit: ["-xy"],
-    uid.JPEGExtended12Bit: ["-xx"],
-    uid.JPEGLossless: ["-xs"],
-    uid.JPEGLosslessSV1: ["-xs"],
-    uid.JPEGLSLossless: ["-xt"],
-    uid.JPEGLSNearLossless: ["-xu"],
-    uid.JPEG2000Lossless: ["-xv"],
-    uid.JPEG2000: ["-xw"],
-    uid.RLELossless: ["-xr"],
-    uid.DeflatedExplicitVRLittleEndian: ["-xd"],
-    uid.ImplicitVRLittleEndian: ["-xi"],
+STORESCU_PROPOSE: dict[str, tuple[str, ...]] = {
+    uid.JPEGBaseline8Bit: ("-xy",),
+    uid.JPEGExtended12Bit: ("-xx",),
+    uid.JPEGLossless: ("-xs",),
+    uid.JPEGLosslessSV1: ("-xs",),
+    uid.JPEGLSLossless: ("-xt",),
+    uid.JPEGLSNearLossless: ("-xu",),
+    uid.JPEG2000Lossless: ("-xv",),
+    uid.JPEG2000: ("-xw",),
+    uid.RLELossless: ("-xr",),
+    uid.DeflatedExplicitVRLittleEndian: ("-xd",),
+    uid.ImplicitVRLittleEndian: ("-xi",),
 }
 """storescu proposes uncompressed syntaxes only, unless told which compressed one to offer."""
 
@@ -66,7 +66,7 @@ def storescu(
     returncode = 0
     for syntax, paths in groups.items():
         command = [binary, "-d" if debug else "-v", "-aet", calling, "-aec", called]
-        command += STORESCU_PROPOSE.get(syntax, [])
+        command += STORESCU_PROPOSE.get(syntax, ())
         command += ["127.0.0.1", str(port), *map(str, paths)]
         completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
         outputs.append(completed.stdout + completed.stderr)

@@ -64,8 +64,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, what: str = "") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_until(condition: Callable[[], T | None], *, timeout: float = 30.0, what: str = "") -> T:
+    """Poll ``condition`` until it returns something truthy (and return it); fail after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from radraft.contract import DRAFT_STUDY_TASK
 from radraft.db import session_scope
+from radraft.errors import ConfigurationError
 from radraft.timeutil import utcnow
 from worker.context import WorkerContext, get_context
 from worker.drafting import (
@@ -81,7 +82,8 @@ def register_tasks(app: Celery) -> None:
     )
     def draft_study(self: Task, job_id: int) -> None:  # type: ignore[type-arg]
         context = get_context()
-        assert context.batcher is not None, "drafting workers load a model at start-up"
+        if context.batcher is None:
+            raise ConfigurationError("this worker loaded no model; drafting workers load one")
         worker_name = f"{socket.gethostname()}:{self.request.hostname or ''}"
         with session_scope(context.session_factory) as session:
             inputs = take_job(session, int(job_id), worker=worker_name, now=utcnow())

@@ -2,25 +2,7 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-from radraft.enums import Role
-
-
-class Arm(StrEnum):
-    """Who reads, starting from what."""
-
-    RESIDENT_SCRATCH = "resident_scratch"
-    """A resident writes the report from a blank editor (or the site's template)."""
-    RESIDENT_MODEL = "resident_model"
-    """A resident edits the model draft."""
-    ATTENDING_RESIDENT_SCRATCH = "attending_resident_scratch"
-    """An attending edits a resident's from-scratch report of the case."""
-    ATTENDING_MODEL = "attending_model"
-    """An attending edits the raw model draft."""
-    ATTENDING_RESIDENT_MODEL = "attending_resident_model"
-    """An attending edits a resident's edit of the model draft (the real pipeline)."""
-
+from radraft.enums import Arm, Role
 
 ARMS_BY_ROLE: dict[Role, tuple[Arm, ...]] = {
     Role.RESIDENT: (Arm.RESIDENT_SCRATCH, Arm.RESIDENT_MODEL),

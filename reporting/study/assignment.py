@@ -18,8 +18,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from radraft.enums import Role
-from reporting.study.arms import CHAINED_SOURCE, Arm
+from radraft.enums import Arm, Role
+from reporting.study.arms import CHAINED_SOURCE
 from reporting.study.protocol import ProtocolError
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from radraft.enums import Role
+from radraft.enums import ReadStatus, Role
 from radraft.models import (
     ReaderStudy,
     Report,
@@ -24,10 +24,6 @@ from reporting.study.arms import CHAINED_SOURCE, MODEL_DRAFT_ARMS
 from reporting.study.assignment import Allocation, allocate
 from reporting.study.blinding import normalise_draft
 from reporting.study.protocol import Protocol, ProtocolError
-
-READY = "ready"
-WAITING = "waiting"
-DONE = "done"
 
 
 def create_reader_study(session: Session, protocol: Protocol) -> ReaderStudy:
@@ -96,7 +92,7 @@ def _read(
         arm=allocation.arm,
         position=allocation.position,
         practice=allocation.practice,
-        status=WAITING if chained else READY,
+        status=ReadStatus.WAITING if chained else ReadStatus.READY,
         draft_findings=None if chained else draft_findings,
         draft_impression=None if chained else draft_impression,
     )

@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from radraft.enums import Role
+from radraft.enums import Arm, Role
 from radraft.errors import InvalidInputError
-from reporting.study.arms import SHORT_NAMES, Arm
+from reporting.study.arms import SHORT_NAMES
 
 READER_ROLES = (Role.RESIDENT, Role.ATTENDING)
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from radraft.db import get_row
+from radraft.enums import ReadStatus
 from radraft.errors import ConflictError, NotFoundError, RadraftError
 from radraft.models import (
     AuditEntry,
@@ -30,7 +32,6 @@ from radraft.models import (
 )
 from reporting.lifecycle import validate_text
 from reporting.study.blinding import BLINDED_LABEL, normalise_draft
-from reporting.study.enrolment import DONE, READY, WAITING
 
 
 class ReadError(RadraftError):
@@ -115,9 +116,9 @@ def reader_reads(session: Session, user: User) -> list[StudyRead]:
 def next_read(session: Session, user: User) -> StudyRead | None:
     """The first read that is ready, or submitted but still waiting for its feedback."""
     for read in reader_reads(session, user):
-        if read.status == DONE and read.feedback is None:
+        if read.status == ReadStatus.DONE and read.feedback is None:
             return read
-        if read.status == READY:
+        if read.status == ReadStatus.READY:
             return read
     return None
 
@@ -133,14 +134,11 @@ def own_read(session: Session, read_id: int, user: User) -> StudyRead:
 
 def read_view(session: Session, read: StudyRead, user: User) -> ReadView:
     """The blinded view; audited as a view of the case's report."""
-    if read.status == WAITING:
+    if read.status == ReadStatus.WAITING:
         raise ReadStateError("this case is not ready yet")
-    case = session.get(StudyCase, read.case_id)
-    assert case is not None
-    study = session.get(Study, case.study_id)
-    reader_study = session.get(ReaderStudy, read.reader_study_id)
-    assert study is not None
-    assert reader_study is not None
+    case = get_row(session, StudyCase, read.case_id)
+    study = get_row(session, Study, case.study_id)
+    reader_study = get_row(session, ReaderStudy, read.reader_study_id)
     images = list(
         session.scalars(
             select(Instance.sop_instance_uid)
@@ -148,9 +146,9 @@ def read_view(session: Session, read: StudyRead, user: User) -> ReadView:
             .order_by(Instance.id)
         )
     )
-    remaining = sum(1 for r in reader_reads(session, user) if r.status != DONE)
-    findings = read.final_findings if read.status == DONE else read.draft_findings
-    impression = read.final_impression if read.status == DONE else read.draft_impression
+    remaining = sum(1 for r in reader_reads(session, user) if r.status != ReadStatus.DONE)
+    findings = read.final_findings if read.status == ReadStatus.DONE else read.draft_findings
+    impression = read.final_impression if read.status == ReadStatus.DONE else read.draft_impression
     has_draft = bool((read.draft_findings or "").strip() or (read.draft_impression or "").strip())
     _audit(session, user, "study_read.viewed", read)
     return ReadView(
@@ -165,14 +163,14 @@ def read_view(session: Session, read: StudyRead, user: User) -> ReadView:
         findings=findings or "",
         impression=impression or "",
         demo_drafts_in_study=_study_uses_demo_drafts(session, read.reader_study_id),
-        submitted=read.status == DONE,
+        submitted=read.status == ReadStatus.DONE,
         feedback_given=read.feedback is not None,
     )
 
 
 def open_read_session(session: Session, read: StudyRead, user: User) -> tuple[EditSession, bool]:
     """The read's edit session, resumed after a reload; the first open stamps ``opened_at``."""
-    if read.status != READY:
+    if read.status != ReadStatus.READY:
         raise ReadStateError("this read is not open for editing")
     existing = session.scalar(
         select(EditSession)
@@ -181,10 +179,10 @@ def open_read_session(session: Session, read: StudyRead, user: User) -> tuple[Ed
     )
     if existing is not None:
         return existing, True
-    case = session.get(StudyCase, read.case_id)
-    assert case is not None
+    case = get_row(session, StudyCase, read.case_id)
     report_id = session.scalar(select(Report.id).where(Report.study_id == case.study_id))
-    assert report_id is not None, "enrolment requires a drafted case"
+    if report_id is None:
+        raise ReadStateError("the case has no report (enrolment requires a drafted case)")
     opened = EditSession(report_id=report_id, user_id=user.id, role=user.role,
                          study_read_id=read.id)  # fmt: skip
     session.add(opened)
@@ -198,23 +196,23 @@ def submit_read(
     session: Session, read: StudyRead, user: User, findings: str, impression: str, now: datetime
 ) -> None:
     """Store the reader's text; releases the attending reads that edit it."""
-    if read.status != READY:
+    if read.status != ReadStatus.READY:
         raise ReadStateError("this read is not open for editing")
     validate_text(findings, impression)
     read.final_findings = findings
     read.final_impression = impression
     read.submitted_at = now
-    read.status = DONE  # the page's submit event, posted next, ends the edit session
+    read.status = ReadStatus.DONE  # the page's submit event, posted next, ends the edit session
     for dependent in session.scalars(select(StudyRead).where(StudyRead.source_read_id == read.id)):
         dependent.draft_findings = normalise_draft(findings)
         dependent.draft_impression = normalise_draft(impression)
-        dependent.status = READY
+        dependent.status = ReadStatus.READY
     _audit(session, user, "study_read.submitted", read)
 
 
 def give_feedback(session: Session, read: StudyRead, user: User, feedback: FeedbackIn) -> None:
     """The after-submit form, once per read."""
-    if read.status != DONE:
+    if read.status != ReadStatus.DONE:
         raise ReadStateError("submit the report first")
     if read.feedback is not None:
         raise ReadStateError("feedback already given")

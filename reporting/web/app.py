@@ -18,6 +18,7 @@ from radraft.db import make_engine, make_sessionmaker
 from radraft.settings import Settings
 from reporting.web import (
     auth_routes,
+    edit_sessions,
     health,
     metrics,
     outbox,
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
         auth_routes,
         studies,
         worklist,
+        edit_sessions,
         reports,
         outbox,
         metrics,

@@ -36,12 +36,12 @@ def metrics(session: DbSession) -> PlainTextResponse:
     lines: list[str] = []
     studies = dict(session.execute(select(Study.status, func.count()).group_by(Study.status)).all())
     _gauge(lines, "radraft_studies", "Studies by workflow status.",
-           {(("status", s.value),): studies.get(s.value, 0) for s in StudyStatus})  # fmt: skip
+           {(("status", s.value),): studies.get(s, 0) for s in StudyStatus})  # fmt: skip
     jobs = dict(
         session.execute(select(DraftingJob.status, func.count()).group_by(DraftingJob.status)).all()
     )
     _gauge(lines, "radraft_drafting_jobs", "Drafting jobs by status.",
-           {(("status", s.value),): jobs.get(s.value, 0) for s in JobStatus})  # fmt: skip
+           {(("status", s.value),): jobs.get(s, 0) for s in JobStatus})  # fmt: skip
     oldest_job = session.scalar(
         select(func.min(DraftingJob.created_at)).where(DraftingJob.status == JobStatus.QUEUED)
     )
@@ -73,7 +73,7 @@ def _outbox(lines: list[str], session: DbSession, now: datetime) -> None:
     }
     _gauge(lines, "radraft_outbox_messages",
            "Outbox rows by channel (celery: drafting jobs; dicom: SRs; hl7: ORUs) and status.",
-           {(("channel", c.value), ("status", s.value)): counts.get((c.value, s.value), 0)
+           {(("channel", c.value), ("status", s.value)): counts.get((c, s), 0)
             for c in OutboxChannel for s in OutboxStatus})  # fmt: skip
     oldest = dict(
         session.execute(
@@ -82,7 +82,7 @@ def _outbox(lines: list[str], session: DbSession, now: datetime) -> None:
             .group_by(OutboxMessage.channel)
         ).all()
     )
-    ages = {(("channel", c.value),): _age(now, oldest.get(c.value)) for c in OutboxChannel}
+    ages = {(("channel", c.value),): _age(now, oldest.get(c)) for c in OutboxChannel}
     _gauge(lines, "radraft_outbox_oldest_pending_seconds",
            "Age of the oldest undelivered row per channel (0: nothing waiting).", ages)  # fmt: skip
 

@@ -158,7 +158,8 @@ def reading_page(read_id: int, request: Request, session: DbSession) -> Response
     view = read_view(session, own_read(session, read_id, user), user)
     settings = request.app.state.settings
     study = session.scalar(select(Study).where(Study.study_instance_uid == view.study_instance_uid))
-    assert study is not None
+    if study is None:
+        raise NotFoundError("unknown study")
     return _page(
         request,
         "reading.html",

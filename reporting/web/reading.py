@@ -12,12 +12,12 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from radraft.enums import Role
+from radraft.enums import ReadStatus, Role
 from radraft.errors import NotFoundError
 from radraft.models import ReaderStudy, StudyRead, User
 from radraft.timeutil import utcnow
 from reporting.lifecycle import MAX_SECTION_CHARACTERS
-from reporting.study.enrolment import DONE, create_reader_study
+from reporting.study.enrolment import create_reader_study
 from reporting.study.export import allocation_rows
 from reporting.study.protocol import parse_protocol
 from reporting.study.reads import (
@@ -81,7 +81,7 @@ def reading_submit(
     """Store the read's report (the timing stops at the page's submit event)."""
     read = own_read(session, read_id, user)
     submit_read(session, read, user, body.findings, body.impression, utcnow())
-    return {"status": DONE}
+    return {"status": ReadStatus.DONE}
 
 
 @router.post("/reading/{read_id}/feedback", dependencies=[Depends(verify_csrf)])

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from radraft.db import get_row
 from radraft.errors import NotFoundError
 from radraft.models import Instance, Report, ReportRevision, Study
 from reporting.web.deps import DbSession
@@ -151,8 +152,7 @@ def _report_out(session: DbSession, study: Study) -> ReportOut | None:
             revision=revision.model_revision,
             weights_hash=revision.model_weights_hash,
         )
-    report = session.get(Report, revision.report_id)
-    assert report is not None
+    report = get_row(session, Report, revision.report_id)
     return ReportOut(
         id=report.id,
         version=report.version,

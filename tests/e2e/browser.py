@@ -42,6 +42,13 @@ def chromium() -> Iterator[WebDriver]:
         driver.quit()
 
 
+def attribute(driver: WebDriver, element_id: str, name: str) -> str:
+    """An attribute (or property, such as a textarea's value) of the element with that id."""
+    value = driver.find_element(By.ID, element_id).get_attribute(name)
+    assert value is not None, f"#{element_id} has no {name}"
+    return value
+
+
 def wait_for(driver: WebDriver, css: str, timeout: float = 30.0) -> None:
     """Until an element matching ``css`` is visible."""
     WebDriverWait(driver, timeout).until(

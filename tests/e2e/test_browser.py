@@ -21,13 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
+from radraft.enums import TimingEventType
 from radraft.models import EditSession, ReportRevision, TimingEvent, User
 from radraft.settings import Settings, settings_to_environment
 from radraft.synthetic import make_chest_study
-from reporting.timing import StampedEvent, TimingEventType, derive_times
+from reporting.timing import StampedEvent, derive_times
 from tests.conftest import ReportDestinations
 from tests.dicom_peers import storescu, synthetic_study_files
-from tests.e2e.browser import chromium, log_in, log_out, screenshot, wait_for
+from tests.e2e.browser import attribute, chromium, log_in, log_out, screenshot, wait_for
 from tests.processes import radraft_process
 from tests.support import wait_until
 
@@ -127,15 +128,14 @@ def worklist_updates_live(
 def resident_session(driver: WebDriver, study_uid: str) -> None:
     open_case(driver, study_uid)
     assert "not for clinical use" in driver.find_element(By.ID, "demo-banner").text
-    assert driver.find_element(By.ID, "viewer-link").get_attribute("href").endswith(study_uid)
+    assert attribute(driver, "viewer-link", "href").endswith(study_uid)
     check_viewer_controls(driver)
-    findings = driver.find_element(By.ID, "findings").get_attribute("value")
-    assert findings.startswith("[DEMO MODEL")
+    assert attribute(driver, "findings", "value").startswith("[DEMO MODEL")
     type_into(driver, "findings", RESIDENT_TEXT)
     # A reload right after typing: the text comes back and the edit session resumes.
     driver.refresh()
     wait_for(driver, "#case[data-loaded='true']")
-    restored = driver.find_element(By.ID, "findings").get_attribute("value")
+    restored = attribute(driver, "findings", "value")
     assert restored.endswith(RESIDENT_TEXT), "a reload loses no keystroke"
     type_into(driver, "impression", " Resident impression.")
     WebDriverWait(driver, 30).until(
@@ -166,7 +166,7 @@ def check_viewer_controls(driver: WebDriver) -> None:
         lambda d: d.find_element(By.ID, "image").get_attribute("src") != lateral_src
     )
     driver.find_element(By.ID, "zoom-in").click()
-    assert "scale(1.25)" in image.get_attribute("style")
+    assert "scale(1.25)" in (image.get_attribute("style") or "")
     buttons[0].click()
 
 
@@ -178,7 +178,7 @@ def attending_session(driver: WebDriver, base: str, study_uid: str) -> None:
         in driver.find_element(By.CSS_SELECTOR, f"tr[data-study-uid='{study_uid}']").text
     )
     open_case(driver, study_uid)
-    assert driver.find_element(By.ID, "findings").get_attribute("value").endswith(RESIDENT_TEXT)
+    assert attribute(driver, "findings", "value").endswith(RESIDENT_TEXT)
     type_into(driver, "impression", ATTENDING_TEXT)
     driver.find_element(By.CSS_SELECTOR, "#diff-new option:last-child").click()
     driver.find_element(By.ID, "diff-show").click()

@@ -18,7 +18,7 @@ from tests.support import wait_until
 
 def study_row(factory: sessionmaker[Session]) -> Study:
     with session_scope(factory) as session:
-        study = session.scalar(select(Study))
+        study: Study | None = session.scalar(select(Study))
         assert study is not None
         return study
 

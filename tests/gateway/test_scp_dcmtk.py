@@ -95,10 +95,11 @@ def test_study_in_three_syntaxes_is_stored_byte_complete_and_queued_once(
 
     study_uids = [make_chest_study(seed)[0].StudyInstanceUID for seed in (1, 2, 3)]
     for study_uid in study_uids:
-        wait_until(
-            lambda s=study_uid: study_status(session_factory, s) == StudyStatus.QUEUED,
-            what="study queued",
-        )
+
+        def queued(uid: str = study_uid) -> bool:
+            return study_status(session_factory, uid) == StudyStatus.QUEUED
+
+        wait_until(queued, what="study queued")
     for files in studies:
         for path in files:
             instance = assert_spooled_byte_complete(session_factory, running_gateway, path)
@@ -155,7 +156,7 @@ def test_real_chest_radiographs_are_drafted_and_other_films_are_not(
         return None
 
     studies = wait_until(decided, what="five decided studies")
-    by_reason = {study.eligibility_reason: study for study in studies}
+    by_reason = {study.eligibility_reason or "": study for study in studies}
     eligible = [study for study in studies if study.eligible]
     assert len(eligible) == 3
     assert all(study.status == StudyStatus.QUEUED for study in eligible)

@@ -388,6 +388,7 @@ def test_c_store_warnings_are_delivered_and_recorded(
     pacs.add_supported_context(ComprehensiveSRStorage)
     server = pacs.start_server(("127.0.0.1", 0), block=False,
                                evt_handlers=[(evt.EVT_C_STORE, handle_store)])  # fmt: skip
+    assert server is not None
     try:
         files = write_study(make_chest_study(401, rows=32, columns=32), tmp_path / "s")
         assert storescu(files, port=running_gateway.port).returncode == 0

@@ -92,8 +92,8 @@ def test_metrics_count_queues_backlogs_and_drafting_times(
     assert sum(v for (n, _), v in samples.items() if n == "radraft_outbox_messages") == sum(
         rows.values()
     )
-    for status in JobStatus:
-        assert samples[("radraft_drafting_jobs", f'status="{status}"')] == jobs[status]
+    for job_status in JobStatus:
+        assert samples[("radraft_drafting_jobs", f'status="{job_status}"')] == jobs[job_status]
     assert samples[("radraft_studies", 'status="drafted"')] == 1
     assert 119 <= samples[("radraft_drafting_oldest_queued_seconds", "")] <= 180
     assert 899 <= samples[("radraft_outbox_oldest_pending_seconds", 'channel="hl7"')] <= 960

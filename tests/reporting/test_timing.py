@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from reporting.timing import StampedEvent, TimingEventType, derive_times
+from radraft.enums import TimingEventType
+from reporting.timing import StampedEvent, derive_times
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 

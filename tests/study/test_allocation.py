@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from radraft.enums import Role
-from reporting.study.arms import CHAINED_SOURCE, Arm
+from radraft.enums import Arm, Role
+from reporting.study.arms import CHAINED_SOURCE
 from reporting.study.assignment import allocate, arm_cycle
 from reporting.study.protocol import ProtocolError, parse_protocol
 

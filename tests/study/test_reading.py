@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
+from radraft.enums import Arm
 from radraft.models import AuditEntry, StudyRead
 from radraft.settings import Settings
-from reporting.study.arms import Arm
 from reporting.study.blinding import normalise_draft
 from reporting.web.app import create_app
 from tests.reporting.web_support import login

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from radraft.model_options import Device, Switch
 from worker.batcher import Batcher
 from worker.runtimes.base import GenerationRequest, ModelLoadError
 from worker.runtimes.child import hf_arguments
@@ -41,7 +42,7 @@ def requests(count: int, tokens: int = 24) -> list[GenerationRequest]:
 
 @pytest.fixture(scope="module")
 def runtime(demo_model_dir: Path) -> HFRuntime:
-    return HFRuntime(str(demo_model_dir), device="cpu", demo=True)
+    return HFRuntime(str(demo_model_dir), device=Device.CPU, demo=True)
 
 
 def test_demo_checkpoint_is_deterministic(demo_model_dir: Path, tmp_path: Path) -> None:
@@ -61,7 +62,7 @@ def test_batched_greedy_drafts_equal_unbatched(runtime: HFRuntime) -> None:
 
 
 def test_static_kv_cache_gives_the_same_drafts(runtime: HFRuntime, demo_model_dir: Path) -> None:
-    static = HFRuntime(str(demo_model_dir), device="cpu", demo=True, static_cache="on")
+    static = HFRuntime(str(demo_model_dir), device=Device.CPU, demo=True, static_cache=Switch.ON)
     assert static.cache_options() == {"cache_implementation": "static", "disable_compile": True}
     assert runtime.cache_options() == {}, "auto: the static cache is for CUDA"
     batch = requests(3)
@@ -74,7 +75,9 @@ def test_compiled_decoder_gives_the_same_drafts(
 ) -> None:
     """The path GPU workers take by default (static cache + torch.compile), run on CPU."""
     caplog.set_level(logging.INFO, logger="worker.runtimes.hf")
-    compiled = HFRuntime(str(demo_model_dir), device="cpu", demo=True, compile_decoder="on")
+    compiled = HFRuntime(
+        str(demo_model_dir), device=Device.CPU, demo=True, compile_decoder=Switch.ON
+    )
     assert compiled.compiled
     assert compiled.info.decoding["kv_cache"] == "static"
     assert compiled.info.decoding["compiled"] is True
@@ -94,7 +97,11 @@ def test_compiled_decoder_gives_the_same_drafts(
 def test_compilation_without_the_static_cache_is_refused(demo_model_dir: Path) -> None:
     with pytest.raises(ModelLoadError, match="RADRAFT_COMPILE_DECODER=on needs the static KV"):
         HFRuntime(
-            str(demo_model_dir), device="cpu", demo=True, compile_decoder="on", static_cache="off"
+            str(demo_model_dir),
+            device=Device.CPU,
+            demo=True,
+            compile_decoder=Switch.ON,
+            static_cache=Switch.OFF,
         )
 
 
@@ -108,8 +115,8 @@ def test_batcher_groups_concurrent_requests(runtime: HFRuntime) -> None:
 
 def test_child_process_gives_the_same_drafts(demo_model_dir: Path, runtime: HFRuntime) -> None:
     child = SupervisedRuntime(
-        python=Path(sys.executable), backend="hf", source=str(demo_model_dir), device="cpu",
-        demo=True, hf_options=hf_arguments("on", "auto", (4, 96, 24)),
+        python=Path(sys.executable), backend="hf", source=str(demo_model_dir), device=Device.CPU,
+        demo=True, hf_options=hf_arguments(Switch.ON, Switch.AUTO, (4, 96, 24)),
     )  # fmt: skip
     try:
         assert child.info.demo is True
@@ -126,7 +133,7 @@ def test_child_killed_or_hung_mid_batch_is_restarted_and_the_batch_completes(
     failure: str, demo_model_dir: Path, runtime: HFRuntime
 ) -> None:
     child = SupervisedRuntime(
-        python=Path(sys.executable), backend="hf", source=str(demo_model_dir), device="cpu",
+        python=Path(sys.executable), backend="hf", source=str(demo_model_dir), device=Device.CPU,
         demo=True, batch_timeout=5 if failure == "hang" else 600,
     )  # fmt: skip
     batch = requests(4, tokens=200)

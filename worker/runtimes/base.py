@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from radraft.errors import RadraftError
+from radraft.model_options import Device
 
 DEMO_LABEL = "demo model, random weights, not for clinical use"
 
@@ -71,3 +72,15 @@ class ModelRuntime(Protocol):
     def close(self) -> None:
         """Release the model (and its process, if any)."""
         ...
+
+
+def pick_device(setting: Device) -> str:
+    """The torch device for a setting: ``auto`` is CUDA when present; asking for CUDA without
+    it is a start-up error (torch is imported here, in the process that runs the model)."""
+    import torch
+
+    if setting == Device.CUDA and not torch.cuda.is_available():
+        raise ModelLoadError("RADRAFT_DEVICE=cuda but no CUDA device is visible")
+    if setting == Device.AUTO:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting.value

@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from worker.runtimes.base import GenerationRequest, GenerationResult, ModelInfo, ModelLoadError
+from radraft.model_options import Device
+from worker.runtimes.base import (
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    ModelLoadError,
+    pick_device,
+)
 
 CHEXAGENT_HUB_ID = "StanfordAIMI/CheXagent-2-3b"
 SYSTEM_PROMPT = "You are a helpful assistant."
@@ -33,13 +40,12 @@ class CheXagentRuntime:
     so requests of a batch are generated one after another.
     """
 
-    def __init__(self, source: str = CHEXAGENT_HUB_ID, *, device: str = "auto") -> None:
+    def __init__(self, source: str = CHEXAGENT_HUB_ID, *, device: Device = Device.AUTO) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        torch_device = pick_device(device)
+        dtype = torch.bfloat16 if torch_device == "cuda" else torch.float32
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=True)
             model: Any = AutoModelForCausalLM.from_pretrained(
@@ -51,13 +57,13 @@ class CheXagentRuntime:
                 "copy of StanfordAIMI/CheXagent-2-3b in RADRAFT_MODEL_PATH and run this in the "
                 "environment made by `radraft model setup chexagent` (transformers 4.40.0)"
             ) from error
-        model = model.to(device).eval()
+        model = model.to(torch_device).eval()
         revision = str(getattr(model.config, "_commit_hash", None) or "local")
         info = ModelInfo(
             name=CHEXAGENT_HUB_ID, revision=revision, weights_hash="hub:" + revision,
             backend="chexagent",
         )  # fmt: skip
-        self._setup(tokenizer, model, device, info)
+        self._setup(tokenizer, model, torch_device, info)
 
     @classmethod
     def from_components(

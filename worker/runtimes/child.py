@@ -14,6 +14,7 @@ import sys
 import traceback
 from typing import Any
 
+from radraft.model_options import Device, Switch
 from worker.runtimes.protocol import (
     ProtocolError,
     decode_requests,
@@ -46,7 +47,7 @@ def load(arguments: argparse.Namespace) -> Any:
 
 
 def hf_arguments(
-    static_cache: str, compile_decoder: str, warm_up: tuple[int, int, int]
+    static_cache: Switch, compile_decoder: Switch, warm_up: tuple[int, int, int]
 ) -> list[str]:
     """Command-line options that carry the worker's generation settings to an ``hf`` child."""
     return [
@@ -61,10 +62,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", required=True, choices=["hf", "chexagent"])
     parser.add_argument("--source", required=True)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", type=Device, choices=list(Device), default=Device.AUTO)
     parser.add_argument("--demo", action="store_true")
-    parser.add_argument("--static-cache", default="auto", choices=["auto", "on", "off"])
-    parser.add_argument("--compile-decoder", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--static-cache", type=Switch, choices=list(Switch), default=Switch.AUTO)
+    parser.add_argument("--compile-decoder", type=Switch, choices=list(Switch), default=Switch.AUTO)
     parser.add_argument("--warm-up", default="", help="max_batch,image_size,max_new_tokens")
     arguments = parser.parse_args()
     requests_in = sys.stdin.buffer

@@ -18,22 +18,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from worker.runtimes.base import GenerationRequest, GenerationResult, ModelInfo, ModelLoadError
+from radraft.model_options import Device, Switch
+from worker.runtimes.base import (
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    ModelLoadError,
+    pick_device,
+)
 
 logger = logging.getLogger(__name__)
 FULL_HASH_LIMIT_BYTES = 1 << 30
 SMALL_MODEL_PARAMETERS = 100_000_000
 """Below this, CPU generation runs on one thread: for a tiny model, synchronising intra-op
 threads costs more than the arithmetic (demo model, 2 cores: 0.27 s vs 0.75 s per 200 tokens)."""
-
-
-def pick_device(setting: str) -> str:
-    """``auto`` is CUDA when present; asking for CUDA without it is a start-up error."""
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("RADRAFT_DEVICE=cuda but no CUDA device is visible")
-    if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return setting
 
 
 def weights_fingerprint(folder: Path) -> str:
@@ -70,16 +68,16 @@ class HFRuntime:
         self,
         source: str,
         *,
-        device: str = "auto",
+        device: Device = Device.AUTO,
         name: str | None = None,
         demo: bool = False,
-        static_cache: str = "auto",
-        compile_decoder: str = "auto",
+        static_cache: Switch = Switch.AUTO,
+        compile_decoder: Switch = Switch.AUTO,
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        device = pick_device(device)
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        torch_device = pick_device(device)
+        dtype = torch.bfloat16 if torch_device == "cuda" else torch.float32
         try:
             processor = AutoProcessor.from_pretrained(source)
             model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
@@ -97,7 +95,7 @@ class HFRuntime:
             backend="hf",
             demo=demo,
         )
-        self._setup(processor, model, device, info, static_cache, compile_decoder)
+        self._setup(processor, model, torch_device, info, static_cache, compile_decoder)
 
     @classmethod
     def from_components(
@@ -107,8 +105,8 @@ class HFRuntime:
         *,
         device: str,
         info: ModelInfo,
-        static_cache: str = "auto",
-        compile_decoder: str = "auto",
+        static_cache: Switch = Switch.AUTO,
+        compile_decoder: Switch = Switch.AUTO,
     ) -> HFRuntime:
         """Wrap a processor and a model already in memory (the inference benchmark does)."""
         runtime = cls.__new__(cls)
@@ -121,19 +119,21 @@ class HFRuntime:
         model: Any,
         device: str,
         info: ModelInfo,
-        static_cache: str,
-        compile_decoder: str,
+        static_cache: Switch,
+        compile_decoder: Switch,
     ) -> None:
-        if compile_decoder == "on" and static_cache == "off":
+        if compile_decoder == Switch.ON and static_cache == Switch.OFF:
             raise ModelLoadError(
                 "RADRAFT_COMPILE_DECODER=on needs the static KV cache (RADRAFT_STATIC_CACHE=off)"
             )
         on_cuda = device == "cuda"
         self._static_cache = (
-            static_cache == "on" or (static_cache == "auto" and on_cuda) or compile_decoder == "on"
+            static_cache == Switch.ON
+            or (static_cache == Switch.AUTO and on_cuda)
+            or compile_decoder == Switch.ON
         )
         self._compiled = self._static_cache and (
-            compile_decoder == "on" or (compile_decoder == "auto" and on_cuda)
+            compile_decoder == Switch.ON or (compile_decoder == Switch.AUTO and on_cuda)
         )
         self._cache_options = self._generation_cache_options(on_cuda)
         self._processor = processor

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from radraft.model_options import Isolation, ModelKind
 from radraft.settings import Settings
 from worker.runtimes.base import ModelLoadError, ModelRuntime
 from worker.runtimes.chexagent import CHEXAGENT_HUB_ID
@@ -33,7 +34,7 @@ def load_runtime(settings: Settings) -> ModelRuntime:
         Never falls back to another model silently.
     """
     model = settings.model
-    if model == "demo":
+    if model.kind == ModelKind.DEMO:
         path = demo_model_path(settings)
         if not is_demo_checkpoint(path):
             raise ModelLoadError(
@@ -41,12 +42,9 @@ def load_runtime(settings: Settings) -> ModelRuntime:
                 "run `radraft model build-demo` (or set RADRAFT_MODEL_PATH)"
             )
         return _hf_or_child(settings, str(path), demo=True)
-    if model.startswith("hf:"):
-        source = model.removeprefix("hf:")
-        if not source:
-            raise ModelLoadError("RADRAFT_MODEL=hf: needs a checkpoint, e.g. hf:/models/medgemma")
-        return _hf_or_child(settings, source, demo=False)
-    if model == "chexagent":
+    if model.kind == ModelKind.HF:
+        return _hf_or_child(settings, model.source, demo=False)
+    if model.kind == ModelKind.CHEXAGENT:
         python = chexagent_python(settings)
         if not python.exists():
             raise ModelLoadError(
@@ -65,7 +63,7 @@ def load_runtime(settings: Settings) -> ModelRuntime:
 
 
 def _hf_or_child(settings: Settings, source: str, *, demo: bool) -> ModelRuntime:
-    if settings.model_isolation == "child":
+    if settings.model_isolation == Isolation.CHILD:
         return SupervisedRuntime(
             python=settings.model_python or Path(sys.executable),
             backend="hf",

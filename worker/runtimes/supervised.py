@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from radraft.logs import log_event
+from radraft.model_options import Device
 from worker.runtimes.base import (
     GenerationFailedError,
     GenerationRequest,
@@ -47,7 +48,7 @@ class SupervisedRuntime:
         python: Path,
         backend: str,
         source: str,
-        device: str,
+        device: Device,
         demo: bool = False,
         hf_options: Sequence[str] = (),
         load_timeout: float = 900.0,
@@ -55,7 +56,7 @@ class SupervisedRuntime:
     ) -> None:
         self._command = [
             str(python), "-m", "worker.runtimes.child",
-            "--backend", backend, "--source", source, "--device", device,
+            "--backend", backend, "--source", source, "--device", device.value,
         ]  # fmt: skip
         if demo:
             self._command.append("--demo")
@@ -102,10 +103,15 @@ class SupervisedRuntime:
             raise ModelLoadError(f"the model child process could not load: {header.get('error')}")
         return ModelInfo(**header["info"])
 
+    def _pipes(self) -> tuple[BinaryIO, BinaryIO]:
+        """The child's stdin and stdout; a child that is not running is a protocol failure."""
+        process = self._process
+        if process is None or process.stdin is None or process.stdout is None:
+            raise ProtocolError("the model child process is not running")
+        return cast(BinaryIO, process.stdin), cast(BinaryIO, process.stdout)
+
     def _read(self, timeout: float) -> tuple[dict[str, Any], bytes]:
-        assert self._process is not None
-        assert self._process.stdout is not None
-        stream = cast(BinaryIO, self._process.stdout)
+        _, stream = self._pipes()
         return self._reader.submit(read_frame, stream).result(timeout=timeout)
 
     def _kill(self) -> None:
@@ -135,11 +141,10 @@ class SupervisedRuntime:
             raise GenerationFailedError("the model child process failed twice on this batch")
 
     def _exchange(self, header: dict[str, Any], payload: bytes) -> list[GenerationResult]:
-        assert self._process is not None
-        assert self._process.stdin is not None
+        requests_in, _ = self._pipes()
         self.in_flight.set()
         try:
-            write_frame(cast(BinaryIO, self._process.stdin), header, payload)
+            write_frame(requests_in, header, payload)
             reply, _ = self._read(self._batch_timeout)
         finally:
             self.in_flight.clear()

@@ -13,7 +13,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from radraft.enums import Role
+from radraft.enums import Arm, ReadStatus, Role
 from radraft.models import (
     EditSession,
     ReaderStudy,
@@ -24,15 +24,15 @@ from radraft.models import (
     TimingEvent,
     User,
 )
+from reporting.edit_sessions import stamped
 from reporting.study.analysis.textmetrics import (
     bleu4,
     report_diff_percent,
     rouge_l,
     word_edit_rate,
 )
-from reporting.study.arms import REFERENCE_ARM, Arm, draft_source
-from reporting.study.enrolment import DONE
-from reporting.timing import StampedEvent, TimingEventType, derive_times
+from reporting.study.arms import REFERENCE_ARM, draft_source
+from reporting.timing import derive_times
 
 
 def load_tables(
@@ -45,7 +45,7 @@ def load_tables(
         .join(User, StudyReader.user_id == User.id)
         .join(StudyCase, StudyRead.case_id == StudyCase.id)
         .join(Study, StudyCase.study_id == Study.id)
-        .where(StudyRead.reader_study_id == study.id, StudyRead.status == DONE)
+        .where(StudyRead.reader_study_id == study.id, StudyRead.status == ReadStatus.DONE)
         .order_by(StudyRead.id)
     ).all()
     reads: list[dict[str, Any]] = []
@@ -82,7 +82,7 @@ def _read_row(
     idle_threshold: float,
 ) -> dict[str, Any]:
     times = derive_times(
-        [StampedEvent(TimingEventType(e.event_type), e.server_at, e.payload or {}) for e in events],
+        stamped(events),
         idle_threshold=idle_threshold,
     )
     draft = f"{read.draft_findings or ''}\n{read.draft_impression or ''}".strip()

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, select_autoescape
 
-from radraft.enums import Role
+from radraft.enums import Arm, Role
 from reporting.study.analysis.dataset import analysed_reads, comparable_reads
 from reporting.study.analysis.plots import PLOTS
 from reporting.study.analysis.stats import (
@@ -28,7 +28,7 @@ from reporting.study.analysis.stats import (
     legacy_comparison,
     tost,
 )
-from reporting.study.arms import CHAINED_SOURCE, REFERENCE_ARM, Arm
+from reporting.study.arms import CHAINED_SOURCE, REFERENCE_ARM
 
 IMPROVED = ("interpretation", "writing")
 TEMPLATE_PATH = Path(__file__).with_name("report.html.j2")
