@@ -12,7 +12,7 @@ import typer
 from radraft.errors import RadraftError
 from radraft.logs import configure_logging
 from radraft.settings import Settings, load_settings
-from reporting.study.cli import study_app
+from reporting.reader_study.cli import reader_study_app
 from reporting.timing_cli import timing_app
 
 app = typer.Typer(help="radraft: AI-drafted chest X-ray reports.", no_args_is_help=True)
@@ -26,7 +26,7 @@ users_app = typer.Typer(help="Web app users.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 model_app = typer.Typer(help="Model checkpoints and runtimes.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
-app.add_typer(study_app, name="study")
+app.add_typer(reader_study_app, name="reader-study")
 app.add_typer(timing_app, name="timing")
 
 

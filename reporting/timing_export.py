@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from radraft.models import AuditEntry, EditSession, ReportRevision, TimingEvent
 from radraft.timeutil import utcnow
 from reporting.edit_sessions import stamped
-from reporting.study.analysis.textmetrics import report_diff_percent, word_edit_rate
+from reporting.reader_study.analysis.textmetrics import report_diff_percent, word_edit_rate
 from reporting.timing import StampedEvent, derive_times
 
 COLUMNS = (

@@ -22,7 +22,7 @@ from radraft.errors import NotFoundError
 from radraft.imaging import ordered_images
 from radraft.models import Instance, Report, ReportRevision, Study, User
 from radraft.orders import indication_for
-from reporting.study.reads import EditReason, next_read, own_read, read_view
+from reporting.reader_study.reads import EditReason, next_read, own_read, read_view
 from reporting.web.deps import DbSession
 from reporting.web.security import audit, session_user
 from reporting.web.worklist import WORKLIST_STATUSES
@@ -175,13 +175,13 @@ def reading_page(read_id: int, request: Request, session: DbSession) -> Response
     )
 
 
-@router.get("/admin/studies", response_class=HTMLResponse)
-def studies_admin_page(request: Request, session: DbSession) -> Response:
+@router.get("/admin/reader-studies", response_class=HTMLResponse)
+def reader_studies_admin_page(request: Request, session: DbSession) -> Response:
     """Create a timing study from a YAML protocol; see progress (admins)."""
     user = _visitor(request, session, Role.ADMIN)
     if isinstance(user, Response):
         return user
-    return _page(request, "studies.html", user)
+    return _page(request, "reader_studies.html", user)
 
 
 @router.get("/admin/users", response_class=HTMLResponse)

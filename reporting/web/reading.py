@@ -17,10 +17,10 @@ from radraft.errors import NotFoundError
 from radraft.models import ReaderStudy, StudyRead, User
 from radraft.timeutil import utcnow
 from reporting.lifecycle import MAX_SECTION_CHARACTERS
-from reporting.study.enrolment import create_reader_study
-from reporting.study.export import allocation_rows
-from reporting.study.protocol import parse_protocol
-from reporting.study.reads import (
+from reporting.reader_study.enrolment import create_reader_study
+from reporting.reader_study.export import allocation_rows
+from reporting.reader_study.protocol import parse_protocol
+from reporting.reader_study.reads import (
     FeedbackIn,
     ReadView,
     give_feedback,
@@ -47,7 +47,7 @@ class ReadTextIn(BaseModel):
 
 
 class ProtocolIn(BaseModel):
-    """A protocol as YAML text (the same file ``radraft study create`` reads)."""
+    """A protocol as YAML text (the same file ``radraft reader-study create`` reads)."""
 
     protocol: str = Field(min_length=1, max_length=1_000_000)
 
@@ -95,7 +95,7 @@ def reading_feedback(
 
 
 @router.post("/reader-studies", status_code=201, dependencies=[Depends(verify_csrf)])
-def create_study(body: ProtocolIn, session: DbSession, admin: Admin) -> dict[str, Any]:
+def create_reader_study_route(body: ProtocolIn, session: DbSession, admin: Admin) -> dict[str, Any]:
     """Create a study from a YAML protocol; 422 with every problem if it cannot run."""
     study = create_reader_study(session, parse_protocol(body.protocol))
     reads = session.scalar(
@@ -105,7 +105,7 @@ def create_study(body: ProtocolIn, session: DbSession, admin: Admin) -> dict[str
 
 
 @router.get("/reader-studies")
-def list_studies(session: DbSession, user: Organiser) -> list[dict[str, Any]]:
+def list_reader_studies(session: DbSession, user: Organiser) -> list[dict[str, Any]]:
     """Studies with their progress."""
     studies = session.scalars(select(ReaderStudy).order_by(ReaderStudy.id)).all()
     result = []

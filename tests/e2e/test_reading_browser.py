@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from radraft.db import session_scope
 from radraft.models import EditSession, StudyRead, TimingEvent
 from radraft.settings import Settings
-from reporting.study.enrolment import create_reader_study
-from reporting.study.protocol import parse_protocol
+from reporting.reader_study.enrolment import create_reader_study
+from reporting.reader_study.protocol import parse_protocol
 from tests.e2e.browser import chromium, log_in, screenshot, wait_for
 from tests.processes import radraft_process
+from tests.reader_study.simulated import build_world, protocol_yaml
 from tests.reporting.web_support import PASSWORD
-from tests.study.simulated import build_world, protocol_yaml
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -10,7 +10,7 @@ from reporting.lifecycle import (
     TransitionNotAllowedError,
     UnknownReportError,
 )
-from reporting.study.reads import ReadStateError, UnknownReadError
+from reporting.reader_study.reads import ReadStateError, UnknownReadError
 from reporting.users import UserExistsError, WeakPasswordError
 from reporting.web.errors import http_status_for
 

@@ -78,7 +78,7 @@ ROUTES = [
     ("GET", "/api/reader-studies", None),
     ("POST", "/api/reader-studies", {"protocol": "name: [unclosed"}),
     ("GET", "/reading", None),
-    ("GET", "/admin/studies", None),
+    ("GET", "/admin/reader-studies", None),
     ("GET", "/api/instances/1.2.3.404/window", None),
     ("GET", "/api/reader-studies/none/allocation", None),
     ("PUT", "/api/sessions/999/autosave", {"base_version": 1, "findings": "", "impression": ""}),

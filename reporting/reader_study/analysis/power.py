@@ -17,10 +17,10 @@ import pandas as pd
 
 from radraft.enums import Role
 from radraft.errors import RadraftError
-from reporting.study.analysis.dataset import analysed_reads, comparable_reads
-from reporting.study.analysis.simulation import TimeModel, simulate_reads
-from reporting.study.analysis.stats import MixedModelFit, fit_mixed_model, tost
-from reporting.study.arms import REFERENCE_ARM
+from reporting.reader_study.analysis.dataset import analysed_reads, comparable_reads
+from reporting.reader_study.analysis.simulation import TimeModel, simulate_reads
+from reporting.reader_study.analysis.stats import MixedModelFit, fit_mixed_model, tost
+from reporting.reader_study.arms import REFERENCE_ARM
 
 
 class PilotError(RadraftError):

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from radraft.enums import Arm, Role
 from radraft.errors import InvalidInputError
-from reporting.study.arms import SHORT_NAMES
+from reporting.reader_study.arms import SHORT_NAMES
 
 READER_ROLES = (Role.RESIDENT, Role.ATTENDING)
 

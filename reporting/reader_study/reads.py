@@ -31,7 +31,7 @@ from radraft.models import (
     User,
 )
 from reporting.lifecycle import validate_text
-from reporting.study.blinding import BLINDED_LABEL, normalise_draft
+from reporting.reader_study.blinding import BLINDED_LABEL, normalise_draft
 
 
 class ReadError(RadraftError):

@@ -19,16 +19,16 @@ import pandas as pd
 from jinja2 import Environment, select_autoescape
 
 from radraft.enums import Arm, Role
-from reporting.study.analysis.dataset import analysed_reads, comparable_reads
-from reporting.study.analysis.plots import PLOTS
-from reporting.study.analysis.stats import (
+from reporting.reader_study.analysis.dataset import analysed_reads, comparable_reads
+from reporting.reader_study.analysis.plots import PLOTS
+from reporting.reader_study.analysis.stats import (
     cluster_bootstrap,
     describe,
     fit_mixed_model,
     legacy_comparison,
     tost,
 )
-from reporting.study.arms import CHAINED_SOURCE, REFERENCE_ARM
+from reporting.reader_study.arms import CHAINED_SOURCE, REFERENCE_ARM
 
 IMPROVED = ("interpretation", "writing")
 TEMPLATE_PATH = Path(__file__).with_name("report.html.j2")

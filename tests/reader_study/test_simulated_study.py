@@ -1,4 +1,4 @@
-"""Acceptance: a simulated study through the API, analysed by ``radraft study analyze``."""
+"""Acceptance: a simulated study through the API, analysed by ``radraft reader-study analyze``."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.settings import Settings, settings_to_environment
-from reporting.study.analysis.plots import PLOTS
-from reporting.study.analysis.report import fmt
-from reporting.study.analysis.simulation import TimeModel, simulate_reads
-from reporting.study.analysis.stats import fit_mixed_model
+from reporting.reader_study.analysis.plots import PLOTS
+from reporting.reader_study.analysis.report import fmt
+from reporting.reader_study.analysis.simulation import TimeModel, simulate_reads
+from reporting.reader_study.analysis.stats import fit_mixed_model
 from reporting.web.app import create_app
+from tests.reader_study.simulated import PlantedStudy, build_world, protocol_yaml, run_reads
 from tests.reporting.web_support import login
-from tests.study.simulated import PlantedStudy, build_world, protocol_yaml, run_reads
 
 RESIDENT_RATIO = 0.64  # the CheXagent paper's 36% saving
 PRACTICE = "1.2.826.0.1.3680043.99.50"
@@ -45,7 +45,7 @@ def test_planted_saving_is_recovered_and_attendings_are_equivalent(
     assert set(done.values()) == {31}, "30 reads and one practice read each"
     out = tmp_path / "analysis"
     completed = subprocess.run(
-        [sys.executable, "-m", "radraft_cli", "study", "analyze", "sim", "--out", str(out),
+        [sys.executable, "-m", "radraft_cli", "reader-study", "analyze", "sim", "--out", str(out),
          "--bootstrap", "200"],
         env=settings_to_environment(settings) | {"PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=300,
@@ -75,9 +75,9 @@ def test_planted_saving_is_recovered_and_attendings_are_equivalent(
 
 
 def check_pilot_planning(settings: Settings, resident_fit: dict) -> None:  # type: ignore[type-arg]
-    """``radraft study power --pilot`` plans with the study's fitted spread, not its effect."""
+    """``radraft reader-study power --pilot`` plans with the fitted spread, not the effect."""
     environment = settings_to_environment(settings) | {"PATH": "/usr/bin:/bin"}
-    command = [sys.executable, "-m", "radraft_cli", "study", "power", "--role", "resident",
+    command = [sys.executable, "-m", "radraft_cli", "reader-study", "power", "--role", "resident",
                "--readers", "4", "--cases", "50", "--simulations", "3", "--ratio", "0.8",
                "--json", "--pilot"]  # fmt: skip
     planned = subprocess.run([*command, "sim"], env=environment, capture_output=True, text=True,

@@ -20,10 +20,10 @@ from radraft.models import (
     StudyReader,
     User,
 )
-from reporting.study.arms import CHAINED_SOURCE, MODEL_DRAFT_ARMS
-from reporting.study.assignment import Allocation, allocate
-from reporting.study.blinding import normalise_draft
-from reporting.study.protocol import Protocol, ProtocolError
+from reporting.reader_study.arms import CHAINED_SOURCE, MODEL_DRAFT_ARMS
+from reporting.reader_study.assignment import Allocation, allocate
+from reporting.reader_study.blinding import normalise_draft
+from reporting.reader_study.protocol import Protocol, ProtocolError
 
 
 def create_reader_study(session: Session, protocol: Protocol) -> ReaderStudy:

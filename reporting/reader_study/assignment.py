@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from radraft.enums import Arm, Role
-from reporting.study.arms import CHAINED_SOURCE
-from reporting.study.protocol import ProtocolError
+from reporting.reader_study.arms import CHAINED_SOURCE
+from reporting.reader_study.protocol import ProtocolError
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,15 @@ import pandas as pd
 import pytest
 
 from radraft.enums import Role
-from reporting.study.analysis.power import PilotError, time_model_from_pilot
-from reporting.study.analysis.simulation import TimeModel, simulate_reads
-from reporting.study.analysis.stats import arm_effect, fit_mixed_model, legacy_comparison, tost
-from reporting.study.analysis.textmetrics import (
+from reporting.reader_study.analysis.power import PilotError, time_model_from_pilot
+from reporting.reader_study.analysis.simulation import TimeModel, simulate_reads
+from reporting.reader_study.analysis.stats import (
+    arm_effect,
+    fit_mixed_model,
+    legacy_comparison,
+    tost,
+)
+from reporting.reader_study.analysis.textmetrics import (
     bleu4,
     char_edit_distance,
     report_diff_percent,
@@ -67,7 +72,7 @@ def test_text_metrics(backend: str) -> None:
 
 def test_power_calculator_prints_the_grid(backend: str) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "radraft_cli", "study", "power", "--readers", "2,4",
+        [sys.executable, "-m", "radraft_cli", "reader-study", "power", "--readers", "2,4",
          "--cases", "40", "--simulations", "6", "--json"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -14,10 +14,10 @@ from radraft.db import session_scope
 from radraft.enums import Arm
 from radraft.models import AuditEntry, StudyRead
 from radraft.settings import Settings
-from reporting.study.blinding import normalise_draft
+from reporting.reader_study.blinding import normalise_draft
 from reporting.web.app import create_app
+from tests.reader_study.simulated import build_world, protocol_yaml
 from tests.reporting.web_support import login
-from tests.study.simulated import build_world, protocol_yaml
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 SOURCE_HINTS = [*(arm.value for arm in Arm), "radraft-demo", "[DEMO", "res0", "res1",

@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 
 from radraft.enums import Arm, Role
-from reporting.study.arms import CHAINED_SOURCE
-from reporting.study.assignment import allocate, arm_cycle
-from reporting.study.protocol import ProtocolError, parse_protocol
+from reporting.reader_study.arms import CHAINED_SOURCE
+from reporting.reader_study.assignment import allocate, arm_cycle
+from reporting.reader_study.protocol import ProtocolError, parse_protocol
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 CASES = [f"c{i}" for i in range(50)]

@@ -25,13 +25,13 @@ from radraft.models import (
     User,
 )
 from reporting.edit_sessions import stamped
-from reporting.study.analysis.textmetrics import (
+from reporting.reader_study.analysis.textmetrics import (
     bleu4,
     report_diff_percent,
     rouge_l,
     word_edit_rate,
 )
-from reporting.study.arms import REFERENCE_ARM, draft_source
+from reporting.reader_study.arms import REFERENCE_ARM, draft_source
 from reporting.timing import derive_times
 
 

@@ -1,4 +1,4 @@
-"""``radraft study``: create, export, analyse and plan timing studies."""
+"""``radraft reader-study``: create, export, analyse and plan timing studies."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from radraft.models import ReaderStudy
-    from reporting.study.analysis.simulation import TimeModel
+    from reporting.reader_study.analysis.simulation import TimeModel
 
 from radraft.enums import Role
 from radraft.settings import load_settings
 
-study_app = typer.Typer(help="Timing studies (reader studies of drafting time).",
+reader_study_app = typer.Typer(help="Timing studies (reader studies of drafting time).",
                         no_args_is_help=True)  # fmt: skip
 
 
@@ -38,11 +38,11 @@ def _database() -> Iterator[Session]:
         engine.dispose()
 
 
-@study_app.command("create")
+@reader_study_app.command("create")
 def create(protocol_file: Path) -> None:
     """Create a study from a YAML protocol: readers, cases, the seeded allocation."""
-    from reporting.study.enrolment import create_reader_study
-    from reporting.study.protocol import ProtocolError, parse_protocol
+    from reporting.reader_study.enrolment import create_reader_study
+    from reporting.reader_study.protocol import ProtocolError, parse_protocol
 
     try:
         with _database() as session:
@@ -53,11 +53,11 @@ def create(protocol_file: Path) -> None:
         raise typer.Exit(2) from error
 
 
-@study_app.command("export")
+@reader_study_app.command("export")
 def export(name: str, out: Annotated[Path | None, typer.Option()] = None) -> None:
     """The allocation table as CSV (standard output, or --out)."""
     from radraft.models import ReaderStudy
-    from reporting.study.export import allocation_rows, rows_to_csv
+    from reporting.reader_study.export import allocation_rows, rows_to_csv
 
     with _database() as session:
         study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == name))
@@ -74,7 +74,7 @@ def export(name: str, out: Annotated[Path | None, typer.Option()] = None) -> Non
 def _study_tables(session: Session, name: str) -> tuple[ReaderStudy, pd.DataFrame, pd.DataFrame]:
     """A study with its reads and timing events; exit 2 with a message if there is none."""
     from radraft.models import ReaderStudy
-    from reporting.study.analysis.dataset import load_tables
+    from reporting.reader_study.analysis.dataset import load_tables
 
     study = session.scalar(select(ReaderStudy).where(ReaderStudy.name == name))
     if study is None:
@@ -85,7 +85,7 @@ def _study_tables(session: Session, name: str) -> tuple[ReaderStudy, pd.DataFram
     return study, reads, events
 
 
-@study_app.command("analyze")
+@reader_study_app.command("analyze")
 def analyze(
     name: str,
     out: Annotated[Path, typer.Option(help="Folder for CSVs, results.json, plots, report.html")],
@@ -93,7 +93,7 @@ def analyze(
     margin: Annotated[float | None, typer.Option(help="Default: the protocol's.")] = None,
 ) -> None:
     """Analyse a study's submitted reads and write the report."""
-    from reporting.study.analysis.report import analyze as run_analysis
+    from reporting.reader_study.analysis.report import analyze as run_analysis
 
     with _database() as session:
         study, reads, events = _study_tables(session, name)
@@ -114,7 +114,7 @@ def analyze(
     typer.echo(f"report: {out / 'report.html'}")
 
 
-@study_app.command("power")
+@reader_study_app.command("power")
 def power(
     readers: Annotated[str, typer.Option(help="Comma list of reader counts.")] = "4,6,8",
     cases: Annotated[str, typer.Option(help="Comma list of case-pool sizes.")] = "30,50",
@@ -135,8 +135,8 @@ def power(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Power by simulation from the primary model, over readers x cases."""
-    from reporting.study.analysis.power import power_grid
-    from reporting.study.analysis.simulation import TimeModel
+    from reporting.reader_study.analysis.power import power_grid
+    from reporting.reader_study.analysis.simulation import TimeModel
 
     model = (
         _pilot_model(pilot, role, ratio) if pilot is not None
@@ -162,7 +162,7 @@ def power(
 
 def _pilot_model(name: str, role: Role, ratio: float) -> TimeModel:
     """The planning model from a stored pilot study; a clear error if it cannot give one."""
-    from reporting.study.analysis.power import PilotError, time_model_from_pilot
+    from reporting.reader_study.analysis.power import PilotError, time_model_from_pilot
 
     with _database() as session:
         _study, reads, _events = _study_tables(session, name)

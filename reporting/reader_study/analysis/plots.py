@@ -14,8 +14,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from radraft.enums import Role
-from reporting.study.analysis.stats import Z_95
-from reporting.study.arms import REFERENCE_ARM
+from reporting.reader_study.analysis.stats import Z_95
+from reporting.reader_study.arms import REFERENCE_ARM
 
 LIKERT_COLOURS = ["#b2182b", "#ef8a62", "#d9d9d9", "#67a9cf", "#2166ac"]
 
