@@ -23,7 +23,13 @@ from gateway.header import (
     read_instance_header,
 )
 from gateway.identity import IdentityConflict, IdentityConflictError, find_conflict, identity_key
-from gateway.integrity import IncompleteDatasetError, VerifiedFile, verify_part10_file
+from gateway.integrity import (
+    DEFAULT_MAX_INFLATED_BYTES,
+    IncompleteDatasetError,
+    VerifiedFile,
+    verify_part10_file,
+)
+from gateway.receiving import reception_failure
 from gateway.selection import classify_instance
 from gateway.spool import Spool, SpoolError
 from gateway.statuses import StoreStatus
@@ -54,6 +60,14 @@ class PixelDataMismatchError(RadraftError):
 
 
 @dataclass(frozen=True)
+class IntakeLimits:
+    """What one received instance may cost before it is refused (settings, documented there)."""
+
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
+    min_free_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class StoreOutcome:
     """The C-STORE answer: a status and, on failure, an Error Comment (0000,0902)."""
 
@@ -80,17 +94,33 @@ class InstanceIntake:
         spool: Spool,
         *,
         strict_body_part: bool,
+        limits: IntakeLimits | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self._session_factory = session_factory
         self._spool = spool
         self._strict = strict_body_part
+        self._limits = limits or IntakeLimits()
         self._clock = clock
 
     def accept(self, received: ReceivedInstance) -> StoreOutcome:
         """Verify, spool and record one instance; never raises, answers a status instead."""
+        failure = reception_failure(received.path)
+        if failure is not None:
+            return self._refuse(
+                received, StoreStatus.OUT_OF_RESOURCES, f"spool disk: {failure} while receiving"
+            )
+        free = self._spool.free_bytes()
+        if free < self._limits.min_free_bytes:
+            return self._refuse(
+                received,
+                StoreStatus.OUT_OF_RESOURCES,
+                f"spool disk nearly full ({free >> 20} MiB free)",
+            )
         try:
-            verified = verify_part10_file(str(received.path))
+            verified = verify_part10_file(
+                str(received.path), max_inflated_bytes=self._limits.max_inflated_bytes
+            )
             header = read_instance_header(
                 received.path,
                 expected_sop_instance_uid=received.sop_instance_uid,

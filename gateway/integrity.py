@@ -3,7 +3,11 @@
 pydicom reads truncated files without complaint (a short pixel value just comes back short), so
 the gateway walks the encoding itself: every element must fit in the file, every undefined-length
 sequence must end with its delimiter, and the data set must end exactly at the end of the file.
-Only headers are read; values are skipped with seeks, so a 15 MB image costs microseconds.
+Only headers are read; values are skipped, so a 15 MB image costs microseconds.
+
+A Deflated Explicit VR Little Endian data set is inflated as a stream while it is walked, never
+held whole in memory, and refused once it inflates past a limit: 1 MB on the wire can inflate to
+1 GB, and the walk stops at the limit instead of reading on.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -34,6 +38,9 @@ PIXEL_DATA = (0x7FE0, 0x0010)
 MAX_NESTING_DEPTH = 32
 """Sequences nested deeper than this are refused: real images and SRs stay far below, and an
 attacker's thousands of levels would otherwise exhaust the parser's stack."""
+DEFAULT_MAX_INFLATED_BYTES = 256 << 20
+"""Largest inflated size of a deflated data set (``RADRAFT_DICOM_MAX_INFLATED_BYTES``)."""
+INFLATE_CHUNK = 1 << 16
 NATIVE_SYNTAXES = frozenset(
     {
         ImplicitVRLittleEndian,
@@ -53,6 +60,10 @@ class IncompleteDatasetError(RadraftError):
         self.reason = reason
 
 
+class InflationLimitError(IncompleteDatasetError):
+    """A deflated data set inflates past the limit (a decompression bomb, or just too big)."""
+
+
 @dataclass(frozen=True)
 class VerifiedFile:
     """What the walk learnt: the transfer syntax and, if present, the Pixel Data value length."""
@@ -67,6 +78,101 @@ class VerifiedFile:
         return self.transfer_syntax in NATIVE_SYNTAXES
 
 
+class Reader(Protocol):
+    """Forward-only access to the encoded data set, with a little look-ahead."""
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes; fewer only at the end."""
+        ...
+
+    def peek(self, size: int) -> bytes:
+        """The next ``size`` bytes without consuming them (fewer only at the end)."""
+        ...
+
+    def skip(self, size: int) -> None:
+        """Consume ``size`` bytes; ``IncompleteDatasetError`` if the data ends first."""
+        ...
+
+    def at_end(self) -> bool:
+        """True when every byte has been consumed."""
+        ...
+
+
+class FileReader:
+    """A reader over the rest of a file whose size is known: skipping is a seek."""
+
+    def __init__(self, stream: BinaryIO, end: int) -> None:
+        self._stream = stream
+        self._end = end
+
+    def read(self, size: int) -> bytes:
+        return self._stream.read(max(0, min(size, self._end - self._stream.tell())))
+
+    def peek(self, size: int) -> bytes:
+        position = self._stream.tell()
+        data = self.read(size)
+        self._stream.seek(position)
+        return data
+
+    def skip(self, size: int) -> None:
+        if self._stream.tell() + size > self._end:
+            raise IncompleteDatasetError("an element's value runs past the end of the data")
+        self._stream.seek(size, io.SEEK_CUR)
+
+    def at_end(self) -> bool:
+        return self._stream.tell() >= self._end
+
+
+class InflatingReader:
+    """A reader that inflates a deflated data set as it is consumed, up to ``limit`` bytes."""
+
+    def __init__(self, stream: BinaryIO, *, limit: int) -> None:
+        self._stream = stream
+        self._inflater = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+        self._buffer = b""
+        self._inflated = 0
+        self._limit = limit
+
+    def _fill(self, size: int) -> None:
+        while len(self._buffer) < size and not self._inflater.eof:
+            chunk = self._inflater.unconsumed_tail or self._stream.read(INFLATE_CHUNK)
+            if not chunk:
+                raise IncompleteDatasetError("deflated data set is cut short")
+            try:
+                data = self._inflater.decompress(chunk, INFLATE_CHUNK)
+            except zlib.error as error:
+                raise IncompleteDatasetError("deflated data set does not inflate") from error
+            self._inflated += len(data)
+            if self._inflated > self._limit:
+                raise InflationLimitError(f"deflated data set inflates past {self._limit} bytes")
+            self._buffer += data
+
+    def read(self, size: int) -> bytes:
+        self._fill(size)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def peek(self, size: int) -> bytes:
+        self._fill(size)
+        return self._buffer[:size]
+
+    def skip(self, size: int) -> None:
+        while size > 0:
+            step = min(size, INFLATE_CHUNK)
+            if len(self.read(step)) < step:
+                raise IncompleteDatasetError("an element's value runs past the end of the data")
+            size -= step
+
+    def at_end(self) -> bool:
+        self._fill(1)
+        return not self._buffer and self._inflater.eof
+
+    def finish(self) -> None:
+        """After the walk: the deflated stream must have ended (nothing cut, nothing after)."""
+        if not self._inflater.eof:
+            raise IncompleteDatasetError("deflated data set is cut short")
+
+
 class _Walk:
     """State of one walk: the Pixel Data length found at the top level."""
 
@@ -74,14 +180,17 @@ class _Walk:
         self.pixel_data_length: int | None = None
 
 
-def verify_part10_file(path: str) -> VerifiedFile:
+def verify_part10_file(
+    path: str, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
+) -> VerifiedFile:
     """Verify a Part 10 file is complete; returns its transfer syntax and Pixel Data length.
 
     Raises
     ------
     IncompleteDatasetError
         If the preamble, the file meta group or any element of the data set is cut short, or
-        sequences nest deeper than ``MAX_NESTING_DEPTH``.
+        sequences nest deeper than ``MAX_NESTING_DEPTH``, or (``InflationLimitError``) a
+        deflated data set inflates past ``max_inflated_bytes``.
     """
     walk = _Walk()
     with open(path, "rb") as stream:
@@ -90,43 +199,37 @@ def verify_part10_file(path: str) -> VerifiedFile:
         header = stream.read(PREAMBLE_LENGTH + 4)
         if len(header) < PREAMBLE_LENGTH + 4 or header[PREAMBLE_LENGTH:] != b"DICM":
             raise IncompleteDatasetError("no DICOM preamble")
-        transfer_syntax = _read_file_meta(stream, size)
-        start = stream.tell()
+        transfer_syntax = _read_file_meta(FileReader(stream, size))
         if transfer_syntax == DeflatedExplicitVRLittleEndian:
-            inflater = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
-            try:
-                inflated = inflater.decompress(stream.read()) + inflater.flush()
-            except zlib.error as error:
-                raise IncompleteDatasetError("deflated data set does not inflate") from error
-            if not inflater.eof:
-                raise IncompleteDatasetError("deflated data set is cut short")
-            body: BinaryIO = io.BytesIO(inflated)
-            _walk(body, len(inflated), implicit=False, little=True, state=walk)
+            inflating = InflatingReader(stream, limit=max_inflated_bytes)
+            _walk(inflating, implicit=False, little=True, state=walk)
+            inflating.finish()
         else:
+            reader = FileReader(stream, size)
+            if reader.at_end():
+                raise IncompleteDatasetError("empty data set")
             implicit = transfer_syntax == ImplicitVRLittleEndian
             little = transfer_syntax != ExplicitVRBigEndian
-            _walk(stream, size, implicit=implicit, little=little, state=walk)
-        if stream.tell() == start and transfer_syntax != DeflatedExplicitVRLittleEndian:
-            raise IncompleteDatasetError("empty data set")
+            _walk(reader, implicit=implicit, little=little, state=walk)
     return VerifiedFile(transfer_syntax, walk.pixel_data_length)
 
 
-def _read_file_meta(stream: BinaryIO, size: int) -> str:
+def _read_file_meta(reader: Reader) -> str:
     """Walk group 0002 (always explicit VR little endian); return the transfer syntax UID."""
     transfer_syntax = ""
     while True:
-        position = stream.tell()
-        peek = stream.read(2)
+        peek = reader.peek(2)
         if len(peek) < 2:
             raise IncompleteDatasetError("file ends inside the file meta information")
         (group,) = struct.unpack("<H", peek)
-        stream.seek(position)
         if group != 0x0002:
             break
-        tag, _vr, length = _read_header(stream, size, implicit=False, little=True)
-        if length == UNDEFINED_LENGTH or stream.tell() + length > size:
+        tag, _vr, length = _read_header(reader, implicit=False, little=True)
+        if length == UNDEFINED_LENGTH:
+            raise IncompleteDatasetError("file meta element has an undefined length")
+        value = reader.read(length)
+        if len(value) < length:
             raise IncompleteDatasetError("file meta element runs past the end of the file")
-        value = stream.read(length)
         if tag == (0x0002, 0x0010):
             transfer_syntax = value.rstrip(b"\x00 ").decode("ascii", "replace")
     if not transfer_syntax:
@@ -135,11 +238,11 @@ def _read_file_meta(stream: BinaryIO, size: int) -> str:
 
 
 def _read_header(
-    stream: BinaryIO, end: int, *, implicit: bool, little: bool
+    reader: Reader, *, implicit: bool, little: bool
 ) -> tuple[tuple[int, int], bytes | None, int]:
     order = "<" if little else ">"
-    raw = stream.read(8)
-    if len(raw) < 8 or stream.tell() > end:
+    raw = reader.read(8)
+    if len(raw) < 8:
         raise IncompleteDatasetError("file ends inside an element header")
     group, element = struct.unpack(order + "HH", raw[:4])
     tag = (group, element)
@@ -148,7 +251,7 @@ def _read_header(
         return tag, None, length
     vr = raw[4:6]
     if vr in LONG_LENGTH_VRS:
-        more = stream.read(4)
+        more = reader.read(4)
         if len(more) < 4:
             raise IncompleteDatasetError("file ends inside an element header")
         (length,) = struct.unpack(order + "L", more)
@@ -157,55 +260,49 @@ def _read_header(
     return tag, vr, length
 
 
-def _walk(stream: BinaryIO, end: int, *, implicit: bool, little: bool, state: _Walk) -> None:
-    """Skip over elements up to ``end``; fail if any value or sequence runs past it."""
-    while stream.tell() < end:
-        tag, vr, length = _read_header(stream, end, implicit=implicit, little=little)
+def _walk(reader: Reader, *, implicit: bool, little: bool, state: _Walk) -> None:
+    """Skip over elements to the end; fail if any value or sequence runs past it."""
+    while not reader.at_end():
+        tag, vr, length = _read_header(reader, implicit=implicit, little=little)
         if tag in (ITEM_DELIMITER, SEQUENCE_DELIMITER):
             raise IncompleteDatasetError("unexpected delimiter in a data set")
         if length == UNDEFINED_LENGTH:
             # Undefined-length UN is encoded implicit VR little endian (PS3.5 6.2.2).
-            _walk_sequence(stream, end, implicit=implicit or vr == b"UN", little=little, depth=1)
+            _walk_sequence(reader, implicit=implicit or vr == b"UN", little=little, depth=1)
             continue
         if tag == PIXEL_DATA:
             state.pixel_data_length = length
-        _skip(stream, length, end)
+        reader.skip(length)
 
 
-def _walk_sequence(stream: BinaryIO, end: int, *, implicit: bool, little: bool, depth: int) -> None:
+def _walk_sequence(reader: Reader, *, implicit: bool, little: bool, depth: int) -> None:
     """Walk items (or pixel data fragments) until the sequence delimiter."""
     if depth > MAX_NESTING_DEPTH:
         raise IncompleteDatasetError(f"sequences nested deeper than {MAX_NESTING_DEPTH} levels")
     while True:
-        tag, _vr, length = _read_header(stream, end, implicit=True, little=little)
+        tag, _vr, length = _read_header(reader, implicit=True, little=little)
         if tag == SEQUENCE_DELIMITER:
             return
         if tag != ITEM:
             raise IncompleteDatasetError("sequence holds something other than items")
         if length != UNDEFINED_LENGTH:
-            _skip(stream, length, end)
+            reader.skip(length)
             continue
-        _walk_item(stream, end, implicit=implicit, little=little, depth=depth)
+        _walk_item(reader, implicit=implicit, little=little, depth=depth)
 
 
-def _walk_item(stream: BinaryIO, end: int, *, implicit: bool, little: bool, depth: int) -> None:
+def _walk_item(reader: Reader, *, implicit: bool, little: bool, depth: int) -> None:
     """Walk the elements of an undefined-length item until its delimiter."""
+    order = "<" if little else ">"
     while True:
-        position = stream.tell()
-        tag, _vr, _length = _read_header(stream, end, implicit=True, little=little)
-        if tag == ITEM_DELIMITER:
+        peek = reader.peek(4)
+        if len(peek) < 4:
+            raise IncompleteDatasetError("file ends inside an element header")
+        if struct.unpack(order + "HH", peek) == ITEM_DELIMITER:
+            _read_header(reader, implicit=True, little=little)
             return
-        stream.seek(position)
-        tag, vr, length = _read_header(stream, end, implicit=implicit, little=little)
+        _tag, vr, length = _read_header(reader, implicit=implicit, little=little)
         if length == UNDEFINED_LENGTH:
-            _walk_sequence(
-                stream, end, implicit=implicit or vr == b"UN", little=little, depth=depth + 1
-            )
+            _walk_sequence(reader, implicit=implicit or vr == b"UN", little=little, depth=depth + 1)
         else:
-            _skip(stream, length, end)
-
-
-def _skip(stream: BinaryIO, length: int, end: int) -> None:
-    if stream.tell() + length > end:
-        raise IncompleteDatasetError("an element's value runs past the end of the data")
-    stream.seek(length, io.SEEK_CUR)
+            reader.skip(length)

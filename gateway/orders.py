@@ -32,6 +32,8 @@ from radraft.timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 SUPPORTED_TYPES = {("ORM", "O01"), ("OMI", "O23")}
+MAX_REASON_CHARACTERS = 10240
+"""A reason for exam is kept up to this length (DICOM's LT); the prompt takes at most 1000."""
 IDLE_TIMEOUT_SECONDS = 300.0
 
 
@@ -127,7 +129,7 @@ def parse_order(text: str) -> OrderFacts:
         accession_number=accession,
         placer_order_number=(message.field(orc, 2) or message.field(obr, 2))[:64],
         filler_order_number=(message.field(orc, 3) or message.field(obr, 3))[:64],
-        reason_for_exam=reason,
+        reason_for_exam=reason[:MAX_REASON_CHARACTERS],
         procedure=procedure,
         patient_class=message.field(pv1, 2)[:8],
     )

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import socket
-import tempfile
 from pathlib import Path
 from typing import cast
 
 from pydicom import uid
 from pydicom.dataset import Dataset
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom import _config as pynetdicom_config
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -46,27 +45,40 @@ TRANSFER_SYNTAXES = [
 """Accepted transfer syntaxes, in order of preference when a sender proposes several."""
 
 
-def receive_into(incoming: Path) -> None:
-    """The gateway process's two process-wide settings, made here and nowhere else.
+AWAITING_ASSOCIATION_REQUEST = "Sta2"
+"""PS3.8 9.2 state Sta2: the transport connection is open, no A-ASSOCIATE-RQ has arrived yet."""
 
-    pynetdicom writes each C-STORE data set to a temporary file as it arrives
-    (``STORE_RECV_CHUNKED_DATASET``), so a 15 MB image is never held in memory; it creates that
-    file with ``tempfile`` and offers no folder of its own, so ``tempfile.tempdir`` points at the
-    spool's ``incoming`` folder, which makes the final move into the spool a rename on one
-    filesystem. (pynetdicom's identifier logging is switched off by ``configure_logging``.)
+
+class GatewayAE(AE):
+    """pynetdicom's AE, except that its association limit counts associations, not sockets.
+
+    pynetdicom counts every accepted connection against ``maximum_associations``, including the
+    ones that have not asked for an association yet, so seventy idle sockets kept every real
+    sender out (rejected, "local limit exceeded") until they timed out. Here a connection counts
+    only once its A-ASSOCIATE-RQ has arrived; idle ones are closed by the ARTIM timer
+    (``RADRAFT_DICOM_REQUEST_TIMEOUT_SECONDS``) without ever taking a slot.
     """
-    pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
-    tempfile.tempdir = str(incoming)
+
+    @property
+    def active_associations(self) -> list[Association]:
+        """Associations past their request (idle pre-association connections left out)."""
+        return [
+            association
+            for association in super().active_associations
+            if association.dul.state_machine.current_state != AWAITING_ASSOCIATION_REQUEST
+        ]
 
 
 def build_application_entity(settings: Settings) -> AE:
     """An AE that accepts C-ECHO and C-STORE of every storage SOP class we can keep."""
-    ae = AE(ae_title=settings.ae_title)
+    ae = GatewayAE(ae_title=settings.ae_title)
     ae.maximum_pdu_size = settings.max_pdu_size
     ae.require_calling_aet = list(settings.allowed_calling_aes)
-    ae.maximum_associations = 64
+    ae.maximum_associations = settings.dicom_max_associations
     ae.network_timeout = 120
-    ae.acse_timeout = 60
+    # The ACSE timeout is also the ARTIM timer: a connection that sends no A-ASSOCIATE-RQ within
+    # it is closed, so idle sockets give their thread and slot back quickly.
+    ae.acse_timeout = settings.dicom_request_timeout_seconds
     ae.dimse_timeout = 120
     ae.add_supported_context(Verification)
     for context in AllStoragePresentationContexts:

@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.completion import run_completion_until
-from gateway.intake import InstanceIntake
+from gateway.intake import InstanceIntake, IntakeLimits
 from gateway.orders import OrderListener
-from gateway.scp import build_application_entity, event_handlers, receive_into
+from gateway.receiving import receive_into
+from gateway.scp import build_application_entity, event_handlers
 from gateway.spool import Spool
 from radraft.logs import log_event
 from radraft.outbox import CeleryOutboxRelay, Publisher
@@ -37,7 +38,13 @@ class Gateway:
         self._session_factory = session_factory
         self.spool = Spool(settings.spool_dir, settings.data_dir / "incoming")
         self._intake = InstanceIntake(
-            session_factory, self.spool, strict_body_part=settings.strict_body_part
+            session_factory,
+            self.spool,
+            strict_body_part=settings.strict_body_part,
+            limits=IntakeLimits(
+                max_inflated_bytes=settings.dicom_max_inflated_bytes,
+                min_free_bytes=settings.spool_min_free_bytes,
+            ),
         )
         self._relay = CeleryOutboxRelay(
             session_factory, publish, max_backoff_seconds=settings.outbox_max_backoff_seconds
@@ -91,6 +98,7 @@ class Gateway:
                 self._session_factory,
                 self._settings.hl7_listen_host,
                 self._settings.hl7_listen_port,
+                max_message_bytes=self._settings.hl7_max_message_bytes,
             )
             self.order_listener.start()
         log_event(logger, "gateway.started", ae_title=self._settings.ae_title, port=self.port)

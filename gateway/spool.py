@@ -63,6 +63,11 @@ class Spool:
             raise SpoolError(f"cannot persist instance: {error.strerror}") from error
         return relative, size
 
+    def free_bytes(self) -> int:
+        """Bytes free to unprivileged writers on the spool's filesystem."""
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize
+
     def discard(self, relative: str) -> None:
         """Remove a spooled file that no row references (an instance refused after spooling)."""
         try:

@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 
 from radraft.contract import DEFAULT_QUEUE, TASK_QUEUES
+from radraft.fsbroker import TRANSPORT as FILESYSTEM_TRANSPORT
 from radraft.outbox import CeleryPublish, Publisher
 from radraft.settings import Settings
 
@@ -43,6 +44,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         queue_dir.mkdir(parents=True, exist_ok=True)
         processed_dir.mkdir(parents=True, exist_ok=True)
         config["broker_url"] = "filesystem://"
+        config["broker_transport"] = FILESYSTEM_TRANSPORT
         config["broker_transport_options"] = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),

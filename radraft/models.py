@@ -245,6 +245,22 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class LoginSession(Base):
+    """A web login, so that logging out ends it on the server too.
+
+    The signed session cookie only names the login (a random token, stored here as its digest);
+    a cookie copied before logout names an ended login and is refused.
+    """
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+
 class Report(Base):
     """The report of a study; ``version`` is the optimistic-concurrency counter."""
 

@@ -138,6 +138,32 @@ class Settings(BaseSettings):
         ge=0,
         description="Maximum PDU we receive; 0 = unlimited, which is fastest for large images.",
     )
+    dicom_max_associations: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="Associations served at once; connections that have not yet asked for an "
+        "association (A-ASSOCIATE-RQ) never count against it.",
+    )
+    dicom_request_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="A new connection that has not sent its A-ASSOCIATE-RQ within this long is "
+        "closed (the ARTIM timer), so idle sockets cannot hold the port.",
+    )
+    dicom_max_inflated_bytes: int = Field(
+        default=256 << 20,
+        ge=1 << 20,
+        description="A deflated data set that inflates past this is refused (0xC000) while it "
+        "is inflated, never held in memory (a 1 MB bomb can inflate to 1 GB).",
+    )
+    spool_min_free_bytes: int = Field(
+        default=1 << 30,
+        ge=0,
+        description="C-STORE is refused with 0xA700 (Out of Resources) while the spool's "
+        "filesystem has less free space than this, so a full disk never corrupts anything.",
+    )
 
     # --- web -----------------------------------------------------------------------------------
     http_host: str = Field(default="127.0.0.1", description="Address the web app binds.")
@@ -169,6 +195,16 @@ class Settings(BaseSettings):
             " {accession_number}, e.g. https://pacs/ohif/viewer?StudyInstanceUIDs={study_instance_uid}."
         ),
     )
+    http_max_body_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="Request bodies larger than this are refused with 413 before they are "
+        "read or parsed.",
+    )
+    http_open_docs: bool = Field(
+        default=False,
+        description="Serve /docs and /openapi.json without a login (they describe every route).",
+    )
     worklist_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often an open worklist page refreshes itself."
     )
@@ -188,10 +224,11 @@ class Settings(BaseSettings):
         "above the longest task and retry delay.",
     )
     job_lease_seconds: float = Field(
-        default=900.0,
+        default=60.0,
         gt=0,
-        description="A drafting job running longer than this is presumed lost with its worker "
-        "and is published again (bounded by the delivery counter).",
+        description="A running drafting job whose worker has not renewed its heartbeat (every "
+        "quarter of this) for this long is presumed lost with its worker and published again "
+        "(bounded by the delivery counter).",
     )
 
     # --- outputs (SR and HL7) -------------------------------------------------------------------
@@ -202,6 +239,12 @@ class Settings(BaseSettings):
     hl7_destinations: Annotated[list[MllpDestination], NoDecode] = Field(
         default_factory=list,
         description="Comma list of host:port MLLP endpoints for ORU^R01; empty = none.",
+    )
+    hl7_max_message_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="Largest HL7 message (MLLP frame) accepted by order intake; a larger one "
+        "closes the connection.",
     )
     hl7_listen_port: int | None = Field(
         default=None, ge=0, le=65535, description="MLLP port of HL7 order intake; unset = off."
@@ -286,6 +329,13 @@ class Settings(BaseSettings):
         default=200, ge=1, le=1024, description="Greedy decoding budget per section."
     )
     max_batch: int = Field(default=8, ge=1, le=256, description="Studies per forward pass.")
+    generation_deadline_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A batch still generating after this long fails its studies with the "
+        "reason, and the model runtime is restarted (a child is killed; an in-process model "
+        "ends its worker process, which its supervisor restarts).",
+    )
     batch_wait_ms: float = Field(
         default=10.0, ge=0, description="How long the batcher gathers requests for a batch."
     )

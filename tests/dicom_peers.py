@@ -53,10 +53,12 @@ def storescu(
     calling: str = "STORESCU",
     called: str = "RADRAFT",
     debug: bool = False,
+    halt: bool = True,
 ) -> PeerResult:
     """Send files with dcmtk's storescu: one association per transfer syntax.
 
-    ``debug`` dumps each C-STORE response (status in hex, Error Comment) into the output.
+    ``debug`` dumps each C-STORE response (status in hex, Error Comment) into the output;
+    ``halt=False`` goes on after an unsuccessful store (storescu stops by default).
     """
     binary = require_tool("storescu")
     groups: dict[str, list[Path]] = defaultdict(list)
@@ -66,6 +68,7 @@ def storescu(
     returncode = 0
     for syntax, paths in groups.items():
         command = [binary, "-d" if debug else "-v", "-aet", calling, "-aec", called]
+        command += [] if halt else ["--no-halt"]
         command += STORESCU_PROPOSE.get(syntax, ())
         command += ["127.0.0.1", str(port), *map(str, paths)]
         completed = subprocess.run(command, capture_output=True, text=True, timeout=300)

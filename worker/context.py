@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import make_engine, make_sessionmaker
+from radraft.logs import log_event
 from radraft.settings import Settings
 from worker.batcher import Batcher
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,11 +39,26 @@ def init_context(settings: Settings, *, load_model: bool = True) -> WorkerContex
     batcher = None
     if load_model:
         batcher = Batcher(
-            load_runtime(settings), max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms
+            load_runtime(settings),
+            max_batch=settings.max_batch,
+            wait_ms=settings.batch_wait_ms,
+            deadline_seconds=settings.generation_deadline_seconds,
+            on_hung=end_this_worker,
         )
     engine = make_engine(settings.effective_database_url)
     _context = WorkerContext(settings, engine, make_sessionmaker(engine), batcher)
     return _context
+
+
+def end_this_worker() -> None:
+    """An in-process model hung past the deadline and cannot be interrupted: end this worker.
+
+    SIGTERM starts Celery's warm shutdown; the hung batch's tasks have already failed their
+    studies, so nothing waits, and the worker's supervisor (``radraft serve``, compose's restart
+    policy, systemd) starts a fresh process with a fresh model.
+    """
+    log_event(logger, "worker.model_hung", logging.ERROR)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def get_context() -> WorkerContext:

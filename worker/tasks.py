@@ -15,6 +15,7 @@ from radraft.contract import DRAFT_STUDY_TASK
 from radraft.db import session_scope
 from radraft.errors import ConfigurationError
 from radraft.timeutil import utcnow
+from worker.batcher import GenerationTimeoutError
 from worker.context import WorkerContext, get_context
 from worker.drafting import (
     NoUsableImageError,
@@ -99,7 +100,7 @@ def register_tasks(app: Celery) -> None:
                     image_size=settings.image_size,
                     max_new_tokens=settings.max_new_tokens,
                 )
-        except NoUsableImageError as error:
+        except (NoUsableImageError, GenerationTimeoutError) as error:
             with session_scope(context.session_factory) as session:
                 fail_job(session, inputs.job_id, str(error), now=utcnow())
             return

@@ -17,6 +17,7 @@ from radraft import __version__
 from radraft.db import make_engine, make_sessionmaker
 from radraft.settings import Settings
 from reporting.web import (
+    api_docs,
     auth_routes,
     edit_sessions,
     health,
@@ -30,6 +31,7 @@ from reporting.web import (
     user_admin,
     worklist,
 )
+from reporting.web.body_limit import BodySizeLimit
 from reporting.web.cookies import SecureCookieOverTLS
 from reporting.web.errors import install_error_handlers
 from reporting.web.security import LoginThrottle
@@ -62,7 +64,14 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             engine.dispose()
 
-    app = FastAPI(title="radraft", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="radraft",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.settings = settings
     app.state.login_throttle = LoginThrottle()
     app.add_middleware(
@@ -73,7 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
         same_site="strict",
         https_only=False,
     )
-    app.add_middleware(SecureCookieOverTLS)  # outermost: it must see the session's Set-Cookie
+    app.add_middleware(SecureCookieOverTLS)  # it must see the session's Set-Cookie
+    app.add_middleware(BodySizeLimit, max_bytes=settings.http_max_body_bytes)  # outermost
 
     install_error_handlers(app)
 
@@ -92,5 +102,6 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(module.router)
     app.include_router(pages.router)
+    app.include_router(api_docs.router(open_to_anyone=settings.http_open_docs))
     app.mount("/static", StaticFiles(directory=Path(pages.__file__).parent / "static"), "static")
     return app

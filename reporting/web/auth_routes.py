@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from radraft.errors import NotAuthenticatedError, TooManyAttemptsError
 from reporting.users import authenticate
 from reporting.web.deps import DbSession
-from reporting.web.security import CurrentUser, new_csrf_token, verify_csrf
+from reporting.web.security import CurrentUser, end_login, start_login, verify_csrf
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -42,22 +42,20 @@ def login(body: LoginIn, request: Request, session: DbSession) -> MeOut:
     if user is None:
         throttle.failed(*keys)
         raise NotAuthenticatedError("wrong username or password")
-    request.session.clear()
-    request.session["user_id"] = user.id
-    request.session["csrf"] = new_csrf_token()
+    csrf_token = start_login(request, session, user)
     return MeOut(
         id=user.id,
         username=user.username,
         full_name=user.full_name,
         role=user.role,
-        csrf_token=request.session["csrf"],
+        csrf_token=csrf_token,
     )
 
 
 @router.post("/logout", dependencies=[Depends(verify_csrf)])
-def logout(request: Request) -> dict[str, str]:
-    """End the session."""
-    request.session.clear()
+def logout(request: Request, session: DbSession) -> dict[str, str]:
+    """End the login, on the server too: a copy of the cookie no longer works."""
+    end_login(request, session)
     return {"status": "logged out"}
 
 

@@ -26,26 +26,28 @@ from reporting.edit_sessions import (
     session_times,
 )
 from reporting.lifecycle import MAX_SECTION_CHARACTERS
-from reporting.web.deps import DbSession
+from reporting.web.deps import MAX_ROW_ID, DbSession, RowId
 from reporting.web.security import audit, require_roles, verify_csrf
 
 router = APIRouter(prefix="/api", tags=["edit sessions"])
 Editor = Annotated[User, Depends(require_roles(Role.RESIDENT, Role.ATTENDING))]
 MAX_EVENTS_PER_POST = 500
+MAX_CLIENT_MS = 10**12
+"""performance.now() of a page open for 31 years; anything larger is not a real clock."""
 
 
 class TimingEventIn(BaseModel):
     """One browser event with the page's monotonic clock (performance.now(), ms)."""
 
     type: TimingEventType
-    client_ms: float = Field(ge=0)
+    client_ms: float = Field(ge=0, le=MAX_CLIENT_MS)
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
 class AutosaveIn(BaseModel):
     """Work in progress; ``base_version`` is the report version the editor started from."""
 
-    base_version: int = Field(ge=0)
+    base_version: int = Field(ge=0, le=MAX_ROW_ID)
     findings: str = Field(max_length=MAX_SECTION_CHARACTERS)
     impression: str = Field(max_length=MAX_SECTION_CHARACTERS)
 
@@ -73,7 +75,7 @@ class SessionOut(BaseModel):
     response_model=SessionOut,
     dependencies=[Depends(verify_csrf)],
 )
-def open_session(report_id: int, session: DbSession, user: Editor) -> SessionOut:
+def open_session(report_id: RowId, session: DbSession, user: Editor) -> SessionOut:
     """Open an edit session, or resume this reader's open one (a reload keeps the clock)."""
     report = session.get(Report, report_id)
     if report is None:
@@ -95,7 +97,7 @@ def open_session(report_id: int, session: DbSession, user: Editor) -> SessionOut
     response_model=AutosaveOut,
     dependencies=[Depends(verify_csrf)],
 )
-def autosave(session_id: int, body: AutosaveIn, session: DbSession, user: Editor) -> AutosaveOut:
+def autosave(session_id: RowId, body: AutosaveIn, session: DbSession, user: Editor) -> AutosaveOut:
     """Keep the editor's text so a reload or a crash loses no keystroke (not a revision)."""
     edit_session = own_session(session, session_id, user)
     saved = save_work_in_progress(
@@ -111,7 +113,7 @@ def autosave(session_id: int, body: AutosaveIn, session: DbSession, user: Editor
 
 @router.post("/sessions/{session_id}/events", dependencies=[Depends(verify_csrf)])
 def post_events(
-    session_id: int,
+    session_id: RowId,
     events: Annotated[list[TimingEventIn], Field(max_length=MAX_EVENTS_PER_POST)],
     session: DbSession,
     user: Editor,
@@ -128,7 +130,7 @@ def post_events(
 
 
 @router.get("/sessions/{session_id}/times")
-def times(session_id: int, session: DbSession, user: Editor, request: Request) -> Any:
+def times(session_id: RowId, session: DbSession, user: Editor, request: Request) -> Any:
     """Derived times of one's own session."""
     edit_session = own_session(session, session_id, user)
     threshold = request.app.state.settings.idle_threshold_seconds

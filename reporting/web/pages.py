@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,12 +23,30 @@ from radraft.imaging import ordered_images
 from radraft.models import Instance, Report, ReportRevision, Study, User
 from radraft.orders import indication_for
 from reporting.reader_study.reads import EditReason, next_read, own_read, read_view
-from reporting.web.deps import DbSession
+from reporting.web.deps import DbSession, RowId
 from reporting.web.security import audit, session_user
 from reporting.web.worklist import WORKLIST_STATUSES
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def same_site_path(target: str, default: str = "/worklist") -> str:
+    """``target`` if it is a path on this site, else ``default`` (no open redirect).
+
+    Browsers read a backslash as a slash, so ``/\\evil.example`` means ``//evil.example``:
+    another site. Backslashes are normalised first; then only a path that starts with one
+    slash, has no scheme or host and no control characters is kept.
+    """
+    candidate = target.replace("\\", "/")
+    if not candidate.startswith("/") or candidate.startswith("//"):
+        return default
+    if any(ord(character) < 32 or ord(character) == 127 for character in candidate):
+        return default
+    parts = urlsplit(candidate)
+    if parts.scheme or parts.netloc:
+        return default
+    return candidate
 
 
 def _login_redirect(request: Request) -> RedirectResponse:
@@ -67,8 +85,7 @@ def home(request: Request, session: DbSession) -> Response:
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/worklist") -> Response:
     """The login form (it posts to ``/api/login``)."""
-    safe_next = next if next.startswith("/") and not next.startswith("//") else "/worklist"
-    return _page(request, "login.html", None, next=safe_next)
+    return _page(request, "login.html", None, next=same_site_path(next))
 
 
 @router.get("/worklist", response_class=HTMLResponse)
@@ -150,7 +167,7 @@ def reading_next_page(request: Request, session: DbSession) -> Response:
 
 
 @router.get("/reading/{read_id}", response_class=HTMLResponse)
-def reading_page(read_id: int, request: Request, session: DbSession) -> Response:
+def reading_page(read_id: RowId, request: Request, session: DbSession) -> Response:
     """One blinded read: images, the draft as "Draft report", then the feedback form."""
     user = _visitor(request, session)
     if isinstance(user, Response):

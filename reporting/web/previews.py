@@ -55,8 +55,8 @@ def preview(
     session: DbSession,
     request: Request,
     size: Annotated[int, Query(ge=32, le=2048)] = 512,
-    center: float | None = None,
-    width: Annotated[float | None, Query(gt=0)] = None,
+    center: Annotated[float | None, Query(ge=-1e7, le=1e7)] = None,
+    width: Annotated[float | None, Query(gt=0, le=1e7)] = None,
 ) -> Response:
     """A PNG, longest side ``size``; 404 unknown instance, 422 half a window or no pixels."""
     path = _spooled_path(session, request, sop_instance_uid)

@@ -30,7 +30,7 @@ from reporting.reader_study.reads import (
     read_view,
     submit_read,
 )
-from reporting.web.deps import DbSession
+from reporting.web.deps import DbSession, RowId
 from reporting.web.security import require_roles, verify_csrf
 
 router = APIRouter(prefix="/api", tags=["timing study"])
@@ -60,14 +60,14 @@ def reading_next(session: DbSession, user: ReaderUser) -> dict[str, int | None]:
 
 
 @router.get("/reading/{read_id}", response_model=ReadView)
-def reading_view(read_id: int, session: DbSession, user: ReaderUser) -> ReadView:
+def reading_view(read_id: RowId, session: DbSession, user: ReaderUser) -> ReadView:
     """The blinded case and draft."""
     read = own_read(session, read_id, user)
     return read_view(session, read, user)
 
 
 @router.post("/reading/{read_id}/session", dependencies=[Depends(verify_csrf)])
-def reading_session(read_id: int, session: DbSession, user: ReaderUser) -> dict[str, Any]:
+def reading_session(read_id: RowId, session: DbSession, user: ReaderUser) -> dict[str, Any]:
     """Open (or resume after a reload) the read's edit session for timing events."""
     read = own_read(session, read_id, user)
     edit_session, resumed = open_read_session(session, read, user)
@@ -76,7 +76,7 @@ def reading_session(read_id: int, session: DbSession, user: ReaderUser) -> dict[
 
 @router.post("/reading/{read_id}/submit", dependencies=[Depends(verify_csrf)])
 def reading_submit(
-    read_id: int, body: ReadTextIn, session: DbSession, user: ReaderUser
+    read_id: RowId, body: ReadTextIn, session: DbSession, user: ReaderUser
 ) -> dict[str, str]:
     """Store the read's report (the timing stops at the page's submit event)."""
     read = own_read(session, read_id, user)
@@ -86,7 +86,7 @@ def reading_submit(
 
 @router.post("/reading/{read_id}/feedback", dependencies=[Depends(verify_csrf)])
 def reading_feedback(
-    read_id: int, body: FeedbackIn, session: DbSession, user: ReaderUser
+    read_id: RowId, body: FeedbackIn, session: DbSession, user: ReaderUser
 ) -> dict[str, str]:
     """The form after submit (not timed), once."""
     read = own_read(session, read_id, user)

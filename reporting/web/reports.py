@@ -21,7 +21,7 @@ from reporting.lifecycle import (
     SUBMIT,
     apply_transition,
 )
-from reporting.web.deps import DbSession
+from reporting.web.deps import MAX_ROW_ID, DbSession, RevisionNumber, RowId
 from reporting.web.security import Reader, audit, current_user, require_roles, verify_csrf
 from reporting.worddiff import word_diff
 
@@ -58,7 +58,7 @@ class ReportDetailOut(BaseModel):
 class TransitionIn(BaseModel):
     """An edit to store; ``expected_version`` is the version the editor started from."""
 
-    expected_version: int = Field(ge=0)
+    expected_version: int = Field(ge=0, le=MAX_ROW_ID)
     findings: str = Field(max_length=MAX_SECTION_CHARACTERS)
     impression: str = Field(max_length=MAX_SECTION_CHARACTERS)
 
@@ -87,7 +87,7 @@ def _report(session: DbSession, report_id: int) -> Report:
 
 
 @router.get("/reports/{report_id}", response_model=ReportDetailOut)
-def get_report(report_id: int, session: DbSession, actor: Reader) -> dict[str, Any]:
+def get_report(report_id: RowId, session: DbSession, actor: Reader) -> dict[str, Any]:
     """The report and its revisions; every view is audited."""
     report = _report(session, report_id)
     revisions = session.scalars(
@@ -122,7 +122,7 @@ def _revision_out(session: DbSession, revision: ReportRevision) -> RevisionOut:
     dependencies=[Depends(verify_csrf)],
 )
 def transition(
-    report_id: int,
+    report_id: RowId,
     action: Literal["submit", "sign", "send-back", "amend"],
     body: TransitionIn,
     session: DbSession,
@@ -148,7 +148,11 @@ def transition(
 
 @router.get("/reports/{report_id}/diff", response_model=RevisionDiffOut)
 def revision_diff(
-    report_id: int, session: DbSession, actor: Reader, old: int, new: int
+    report_id: RowId,
+    session: DbSession,
+    actor: Reader,
+    old: RevisionNumber,
+    new: RevisionNumber,
 ) -> RevisionDiffOut:
     """Word-level differences between revisions ``old`` and ``new`` of a report."""
     _report(session, report_id)

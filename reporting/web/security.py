@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,7 +16,7 @@ from sqlalchemy import select
 
 from radraft.enums import Role
 from radraft.errors import NotAllowedError, NotAuthenticatedError
-from radraft.models import AuditEntry, User
+from radraft.models import AuditEntry, LoginSession, User
 from radraft.timeutil import utcnow
 from reporting.web.deps import DbSession
 
@@ -56,12 +58,47 @@ def new_csrf_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_login(request: Request, session: DbSession, user: User) -> str:
+    """Record a new login and put its token in the (signed) session cookie; returns the CSRF
+    token the page sends back on every change."""
+    token = secrets.token_urlsafe(32)
+    session.add(LoginSession(token_digest=_digest(token), user_id=user.id, created_at=utcnow()))
+    request.session.clear()
+    request.session["sid"] = token
+    request.session["csrf"] = new_csrf_token()
+    return str(request.session["csrf"])
+
+
+def end_login(request: Request, session: DbSession) -> None:
+    """End this request's login on the server: its cookie, even a copy, is refused from now on."""
+    token = request.session.get("sid")
+    if token:
+        login = session.scalar(
+            select(LoginSession).where(LoginSession.token_digest == _digest(str(token)))
+        )
+        if login is not None and login.ended_at is None:
+            login.ended_at = utcnow()
+    request.session.clear()
+
+
 def session_user(request: Request, session: DbSession) -> User | None:
-    """The logged-in user of this request's session cookie, if any and still active."""
-    user_id = request.session.get("user_id")
-    if user_id is None:
+    """The user of this request's login, if the login is open, not expired, the user active."""
+    token = request.session.get("sid")
+    if not token:
         return None
-    user = session.get(User, int(user_id))
+    login = session.scalar(
+        select(LoginSession).where(LoginSession.token_digest == _digest(str(token)))
+    )
+    if login is None or login.ended_at is not None:
+        return None
+    max_age = request.app.state.settings.session_max_age_seconds
+    if utcnow() - login.created_at > timedelta(seconds=max_age):
+        return None
+    user = session.get(User, login.user_id)
     return user if user is not None and user.active else None
 
 
@@ -89,7 +126,7 @@ def require_roles(*roles: Role) -> Callable[..., User]:
 
 def verify_csrf(request: Request) -> None:
     """Unsafe methods from a browser session must echo the session's CSRF token."""
-    if request.session.get("user_id") is None:
+    if not request.session.get("sid"):
         raise NotAuthenticatedError("log in first")
     expected = request.session.get("csrf")
     sent = request.headers.get(CSRF_HEADER, "")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -106,13 +107,15 @@ def _study_out(study: Study, instance_count: int) -> dict[str, object]:
 
 
 @router.get("", response_model=list[StudyOut])
-def list_studies(session: DbSession, limit: int = 200) -> list[dict[str, object]]:
+def list_studies(
+    session: DbSession, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> list[dict[str, object]]:
     """Studies, newest first."""
     studies = session.scalars(
         select(Study)
         .options(selectinload(Study.jobs), selectinload(Study.instances))
         .order_by(Study.last_received_at.desc())
-        .limit(min(max(limit, 1), 1000))
+        .limit(limit)
     ).all()
     return [_study_out(study, len(study.instances)) for study in studies]
 

@@ -13,7 +13,7 @@ from radraft.enums import Role
 from radraft.errors import ConflictError, NotFoundError
 from radraft.models import User
 from reporting.users import create_user, set_password
-from reporting.web.deps import DbSession
+from reporting.web.deps import DbSession, RowId
 from reporting.web.security import audit, require_roles, verify_csrf
 
 Admin = Annotated[User, Depends(require_roles(Role.ADMIN))]
@@ -66,7 +66,7 @@ def add_user(body: UserIn, session: DbSession, admin: Admin) -> User:
 
 
 @router.patch("/{user_id}", response_model=UserOut, dependencies=[Depends(verify_csrf)])
-def change_user(user_id: int, body: UserChange, session: DbSession, admin: Admin) -> User:
+def change_user(user_id: RowId, body: UserChange, session: DbSession, admin: Admin) -> User:
     """Rename, change role, deactivate or reset a password; an admin cannot lock themself out."""
     user = session.get(User, user_id)
     if user is None:

@@ -61,7 +61,7 @@ def worklist(
     user: CurrentUser,
     status: Annotated[str | None, Query(description="waiting, drafting, drafted, ...")] = None,
     text: Annotated[str | None, Query(max_length=64, description="accession or name")] = None,
-    min_priority: int | None = None,
+    min_priority: Annotated[int | None, Query(ge=-1000, le=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[WorklistRow]:
     """Studies newest first, with their report id once drafted; 422 for an unknown status."""

@@ -67,6 +67,7 @@ class SupervisedRuntime:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self._abandoned = threading.Event()
         self.in_flight = threading.Event()
         """Set while a batch is with the child (tests kill the child then)."""
         self._info = self._start()
@@ -138,7 +139,21 @@ class SupervisedRuntime:
                     self._kill()
                     self.restarts += 1
                     self._info = self._start()
+                    if self._abandoned.is_set():
+                        self._abandoned.clear()
+                        raise GenerationFailedError(
+                            "the batch was abandoned at the generation deadline"
+                        ) from error
             raise GenerationFailedError("the model child process failed twice on this batch")
+
+    def restart(self) -> None:
+        """Abandon the running batch: kill the child; ``generate`` starts a new one and raises.
+
+        Called by the batcher's deadline watchdog from another thread, so it takes no lock; the
+        batch is not sent again (it already overran once)."""
+        self._abandoned.set()
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
 
     def _exchange(self, header: dict[str, Any], payload: bytes) -> list[GenerationResult]:
         requests_in, _ = self._pipes()

@@ -1,0 +1,98 @@
+"""The gateway's process-wide receiving settings, and a disk that fills up mid-reception.
+
+pynetdicom writes each C-STORE data set to a temporary file as it arrives
+(``STORE_RECV_CHUNKED_DATASET``), so a 15 MB image is never held in memory. It creates that file
+with ``tempfile`` and offers no folder of its own, so ``tempfile.tempdir`` points at the spool's
+``incoming`` folder, which makes the final move into the spool a rename on one filesystem.
+
+When that disk fills up mid-reception, pynetdicom's write fails and it aborts the association,
+leaving a partial file behind. Its temporary file is therefore wrapped: a write that fails
+stops writing (the partial file is truncated at once, freeing the space), the rest of the data
+set is read and dropped, and the C-STORE handler then answers 0xA700 (Out of Resources), so the
+sender keeps its copy and retries later. These are the gateway's only process-wide changes, made
+by ``receive_into`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import errno
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from pynetdicom import _config as pynetdicom_config
+from pynetdicom import dimse_messages
+
+_failed_lock = threading.Lock()
+_failed: dict[str, str] = {}
+"""Temporary file path -> why writing it failed, until the handler has answered."""
+_original_temporary_file = tempfile.NamedTemporaryFile
+
+
+class ReceptionFile:
+    """pynetdicom's temporary file; a failing write ends the writing, not the association."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.name: str = inner.name
+        self._failed = False
+
+    @property
+    def file(self) -> ReceptionFile:
+        """pynetdicom flushes through ``.file``; the flush is guarded too."""
+        return self
+
+    def _fail(self, error: OSError) -> None:
+        self._failed = True
+        reason = errno.errorcode.get(error.errno or 0, type(error).__name__)
+        with _failed_lock:
+            _failed[self.name] = reason
+        try:
+            self._inner.truncate(0)
+        except OSError:
+            return
+
+    def write(self, data: bytes) -> int:
+        if not self._failed:
+            try:
+                written: int = self._inner.write(data)
+                return written
+            except OSError as error:
+                self._fail(error)
+        return len(data)
+
+    def flush(self) -> None:
+        if self._failed:
+            return
+        try:
+            self._inner.flush()
+        except OSError as error:
+            self._fail(error)
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        except OSError as error:
+            self._fail(error)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _reception_file(*args: Any, **kwargs: Any) -> ReceptionFile:
+    return ReceptionFile(_original_temporary_file(*args, **kwargs))
+
+
+def receive_into(incoming: Path) -> None:
+    """Make pynetdicom write receptions into ``incoming`` through ``ReceptionFile``."""
+    pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
+    tempfile.tempdir = str(incoming)
+    # pynetdicom imports NamedTemporaryFile by name into dimse_messages; that name is replaced.
+    setattr(dimse_messages, "NamedTemporaryFile", _reception_file)  # noqa: B010
+
+
+def reception_failure(path: Path) -> str | None:
+    """Why writing this reception failed (e.g. ``ENOSPC``), or None; forgets it once asked."""
+    with _failed_lock:
+        return _failed.pop(str(path), None)

@@ -1,0 +1,242 @@
+"""The gateway under attack and on a failing disk: bounded, refused with a status, recovered."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.filereader import read_file_meta_info
+from pynetdicom import AE
+from pynetdicom import _config as pynetdicom_config
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.service import Gateway
+from radraft.db import session_scope
+from radraft.models import Instance
+from radraft.settings import Settings
+from radraft.synthetic import make_chest_study
+from tests.conftest import RecordingPublisher
+from tests.dicom_peers import echoscu, storescu, write_study
+from tests.hostile_files import deflate_bomb, nested_sequences
+from tests.processes import radraft_process
+from tests.support import missing, wait_until
+
+
+def store_statuses(output: str) -> list[int]:
+    """The C-STORE statuses storescu -d reports."""
+    return [int(value, 16) for value in re.findall(r"DIMSE Status\s*: 0x([0-9A-Fa-f]{4})", output)]
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The process's peak resident set size so far (VmHWM, KiB)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert match is not None
+    return int(match.group(1))
+
+
+def send_chunked(path: Path, port: int) -> tuple[int, str]:
+    """Send a file as it is on disk (pynetdicom's chunked sending: no decoding on our side)."""
+    meta = read_file_meta_info(path)
+    previous = pynetdicom_config.STORE_SEND_CHUNKED_DATASET
+    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        ae = AE(ae_title="ATTACKER")
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
+        ae.add_requested_context(meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID)
+        association = ae.associate("127.0.0.1", port, ae_title="RADRAFT")
+        assert association.is_established
+        response = association.send_c_store(path)
+        association.release()
+    finally:
+        pynetdicom_config.STORE_SEND_CHUNKED_DATASET = previous
+    return int(response.Status), str(response.get("ErrorComment", ""))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_deflate_bomb_is_refused_while_it_inflates_with_little_memory(
+    settings: Settings, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    bomb = deflate_bomb(tmp_path / "bomb", inflated_bytes=1 << 30)
+    assert bomb.stat().st_size < 2 << 20, "about 1 MB on the wire"
+    with radraft_process(
+        settings, ["gateway"], tmp_path / "gateway.log", ready_text="gateway.started"
+    ) as process:
+        # A normal instance first, so the baseline includes everything a reception allocates.
+        normal = write_study(make_chest_study(1, rows=256, columns=256), tmp_path / "normal")
+        assert storescu(normal, port=settings.dicom_port).returncode == 0
+        before = peak_rss_kib(process.pid)
+        started = time.monotonic()
+        status, comment = send_chunked(bomb, settings.dicom_port)
+        elapsed = time.monotonic() - started
+        growth_mib = (peak_rss_kib(process.pid) - before) / 1024
+        assert echoscu(port=settings.dicom_port).returncode == 0, "still serving"
+    assert status == 0xC000
+    assert "inflates past" in comment
+    assert growth_mib < 100, f"peak memory grew {growth_mib:.0f} MiB"
+    assert elapsed < 20
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(func.count()).select_from(Instance)) == 2, "the bomb: no"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_thousands_of_nested_sequences_are_refused_without_a_traceback(
+    running_gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    status, comment = send_chunked(
+        nested_sequences(tmp_path / "n", depth=3000), running_gateway.port
+    )
+    assert status == 0xC000
+    assert "nested deeper" in comment
+    assert "Traceback" not in caplog.text
+    assert "RecursionError" not in caplog.text
+
+
+@pytest.fixture
+def idle_sockets(running_gateway: Gateway) -> Iterator[list[socket.socket]]:
+    """Two hundred connections to the DICOM port that never ask for an association."""
+    sockets = [
+        socket.create_connection(("127.0.0.1", running_gateway.port), timeout=10)
+        for _ in range(200)
+    ]
+    yield sockets
+    for connection in sockets:
+        connection.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_idle_connections_never_keep_a_real_sender_out(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    settings = settings.model_copy(update={"dicom_request_timeout_seconds": 2.0})
+    gateway = Gateway(settings, session_factory, publisher)
+    gateway.start()
+    try:
+        sockets = [
+            socket.create_connection(("127.0.0.1", gateway.port), timeout=10) for _ in range(200)
+        ]
+        time.sleep(0.5)  # every one accepted and waiting for its A-ASSOCIATE-RQ
+        started = time.monotonic()
+        files = write_study(make_chest_study(2, rows=64, columns=64), tmp_path / "s")
+        result = storescu(files, port=gateway.port, debug=True)
+        waited = time.monotonic() - started
+        assert store_statuses(result.output) == [0, 0], result.output
+        assert waited < 5, f"the sender waited {waited:.1f} s"
+        # Past the ARTIM timer the idle connections are closed by the gateway.
+        closed = 0
+        for connection in sockets:
+            connection.settimeout(10)
+            try:
+                closed += connection.recv(1) == b""
+            except ConnectionResetError:
+                closed += 1
+            connection.close()
+        assert closed == len(sockets)
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_spool_below_its_free_space_watermark_answers_out_of_resources(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    settings = settings.model_copy(update={"spool_min_free_bytes": 1 << 60})
+    gateway = Gateway(settings, session_factory, publisher)
+    gateway.start()
+    try:
+        files = write_study(make_chest_study(3, rows=64, columns=64), tmp_path / "s")
+        result = storescu(files, port=gateway.port, debug=True, halt=False)
+    finally:
+        gateway.stop()
+    assert store_statuses(result.output) == [0xA700, 0xA700], result.output
+    assert "spool disk nearly full" in result.output
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(func.count()).select_from(Instance)) == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 40 MB tmpfs: a disk that fills up after a few large images."""
+    mountpoint = tmp_path / "disk"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        missing(f"a tmpfs mount ({mounted.stderr.strip()})")
+    yield mountpoint
+    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_disk_that_fills_up_mid_reception_answers_a700_and_recovers_losing_nothing(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    small_disk: Path,
+    tmp_path: Path,
+) -> None:
+    settings = settings.model_copy(
+        update={"data_dir": small_disk / "data", "spool_min_free_bytes": 0}
+    )
+    gateway = Gateway(settings, session_factory, publisher)
+    gateway.start()
+    try:
+        # Eight images of 8 MB each: the 40 MB disk is full after about four.
+        studies = [make_chest_study(10 + seed, rows=2048, columns=2048) for seed in range(4)]
+        files = [path for n, study in enumerate(studies)
+                 for path in write_study(study, tmp_path / f"s{n}")]  # fmt: skip
+        result = storescu(files, port=gateway.port, debug=True, halt=False)
+        statuses = store_statuses(result.output)
+        assert len(statuses) == len(files), "every image answered, no abort"
+        assert 0 in statuses, result.output
+        assert 0xA700 in statuses, result.output
+        assert set(statuses) <= {0, 0xA700}
+        assert "while receiving" in result.output or "spool" in result.output
+        assert list(gateway.spool.incoming.iterdir()) == [], "no partial file left"
+        acknowledged = [str(path.stem) for path, status in zip(files, statuses, strict=True)
+                        if status == 0]  # fmt: skip
+
+        # More room: the refused images are sent again and everything is there, intact.
+        subprocess.run(["mount", "-o", "remount,size=200m", str(small_disk)], check=True)
+        again = storescu(files, port=gateway.port, debug=True)
+        assert store_statuses(again.output) == [0] * len(files), again.output
+        with session_scope(session_factory) as session:
+            stored = dict(
+                session.execute(select(Instance.sop_instance_uid, Instance.spool_path))
+                .tuples()
+                .all()
+            )
+        assert set(acknowledged) <= set(stored)
+        assert len(stored) == len(files)
+        for path in files:
+            spooled = gateway.spool.path_of(stored[path.stem])
+            assert dcmread(spooled).PixelData == dcmread(path).PixelData
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_idle_fixture_sockets_do_not_break_echo(
+    running_gateway: Gateway, idle_sockets: list[socket.socket]
+) -> None:
+    """Even with two hundred idle sockets open, verification answers at once."""
+    wait_until(lambda: echoscu(port=running_gateway.port).returncode == 0, timeout=5,
+               what="C-ECHO through the idle crowd")  # fmt: skip
