@@ -10,9 +10,12 @@ keeps serving, and answers each of several messages sent in one write.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import socketserver
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -25,7 +28,14 @@ from radraft.errors import RadraftError
 from radraft.hl7ack import AckCode, AcknowledgedMessage, build_ack
 from radraft.hl7text import CharacterSetError, Delimiters, decode_message, python_codec, unescape
 from radraft.logs import log_event
-from radraft.mllp import DEFAULT_MAX_MESSAGE_BYTES, FrameReader, MllpError, frame
+from radraft.mllp import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    END_BLOCK,
+    FrameReader,
+    FrameTooLargeError,
+    MllpError,
+    frame,
+)
 from radraft.models import Order
 from radraft.timeutil import utcnow
 
@@ -177,6 +187,13 @@ def handle_order_message(session_factory: sessionmaker[Session], raw: bytes) -> 
     return _encoded(answered, AckCode.ACCEPT, "")
 
 
+def refuse_oversized(error: FrameTooLargeError) -> bytes:
+    """The AR for a message over the size limit, addressed by what its MSH says."""
+    head = error.head.decode("latin-1").split("\r", 1)[0]
+    answered = AcknowledgedMessage.from_message(head)
+    return _encoded(answered, AckCode.REJECT, f"message larger than {error.limit} bytes")
+
+
 def _encoded(answered: AcknowledgedMessage, code: AckCode, text: str) -> bytes:
     """The ACK, encoded in the character set of the message it answers."""
     ack = build_ack(answered, code, text=text, sent_at=utcnow(), control_id=uuid.uuid4().hex[:20])
@@ -185,6 +202,23 @@ def _encoded(answered: AcknowledgedMessage, code: AckCode, text: str) -> bytes:
     except ValueError:
         codec = "ascii"
     return ack.encode(codec, "replace")
+
+
+DISCARD_SECONDS = 10.0
+
+
+def discard_rest_of_frame(connection: socket.socket) -> None:
+    """Read and drop bytes until the frame's end block, EOF, or ``DISCARD_SECONDS``."""
+    deadline = time.monotonic() + DISCARD_SECONDS
+    previous = b""
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_WR)
+        while time.monotonic() < deadline:
+            connection.settimeout(max(0.1, deadline - time.monotonic()))
+            chunk = connection.recv(65536)
+            if not chunk or END_BLOCK in previous[-1:] + chunk:
+                return
+            previous = chunk
 
 
 class OrderListener:
@@ -208,6 +242,14 @@ class OrderListener:
                 while True:
                     try:
                         message = reader.next_frame()
+                    except FrameTooLargeError as error:
+                        # Answer the message we will not read (its MSH is in the head), then
+                        # drop the rest of it before closing: closing with unread bytes would
+                        # reset the connection and could destroy the answer on its way.
+                        self.request.sendall(frame(refuse_oversized(error)))
+                        log_event(logger, "gateway.order_too_large", logging.WARNING)
+                        discard_rest_of_frame(self.request)
+                        return
                     except (MllpError, OSError) as error:
                         log_event(
                             logger,

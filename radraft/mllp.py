@@ -22,6 +22,15 @@ class MllpError(RadraftError):
     """The peer closed, timed out or sent something that is not an MLLP frame."""
 
 
+class FrameTooLargeError(MllpError):
+    """A frame grew past the limit; ``head`` is its beginning (its MSH), for the answer."""
+
+    def __init__(self, limit: int, head: bytes) -> None:
+        super().__init__(f"MLLP frame larger than {limit} bytes")
+        self.limit = limit
+        self.head = head
+
+
 def frame(message: bytes) -> bytes:
     """An MLLP frame around an encoded message."""
     return START_BLOCK + message + END_BLOCK
@@ -56,7 +65,7 @@ class FrameReader:
                 message, self._buffer = self._buffer[1:end], self._buffer[end + 2 :]
                 return message
             if len(self._buffer) > self._max + len(START_BLOCK):
-                raise MllpError(f"MLLP frame larger than {self._max} bytes")
+                raise FrameTooLargeError(self._max, self._buffer[1:4097])
             chunk = self._connection.recv(65536)
             if not chunk:
                 if self._buffer:

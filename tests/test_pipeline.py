@@ -86,13 +86,21 @@ def test_embedded_broker_delivers_one_job_to_a_real_worker(
 ) -> None:
     gateway = Gateway(settings, session_factory, celery_publisher(settings))
     gateway.start()
+    # A message torn by a full disk (kombu used to write in place) waits in the queue first.
+    queue = settings.broker_dir / "queue"
+    torn = queue / f"1_{'0' * 8}-0000-0000-0000-{'0' * 12}.drafting.msg"
+    torn.write_bytes(b'{"body": "eyJ0YXNr')
+    log = tmp_path / "w.log"
     try:
-        with radraft_process(settings, ["worker"], tmp_path / "w.log", ready_text=WORKER_READY):
+        with radraft_process(settings, ["worker"], log, ready_text=WORKER_READY):
             files = synthetic_study_files(40, tmp_path / "s")
             assert storescu(files, port=gateway.port).returncode == 0
             done = wait_for_drafted_jobs(session_factory)
     finally:
         gateway.stop()
+    assert (settings.broker_dir / "broken" / torn.name).exists(), "set aside, not lost"
+    assert "broker.message_set_aside" in log.read_text()
+    assert "Unrecoverable error" not in log.read_text()
     assert len(jobs(session_factory)) == 1
     assert done[0].attempts == 1
     assert done[0].worker

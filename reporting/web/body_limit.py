@@ -12,10 +12,6 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class _BodyTooLarge(Exception):
-    """Raised inside the app when a streamed body crosses the limit."""
-
-
 class BodySizeLimit:
     """ASGI middleware: 413 for bodies over ``max_bytes``."""
 
@@ -37,28 +33,38 @@ class BodySizeLimit:
                 await self._refuse(send)
                 return
         received = 0
+        refused = False
         started = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            # Past the limit the 413 goes out at once and the app is told the client left:
+            # raising here would be caught by the app's body parsing and become a 400.
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    refused = True
+                    if not started:
+                        await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the app's own answer to a refused request is dropped
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+        except Exception:
+            if not refused:
+                raise
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(

@@ -246,3 +246,42 @@ def test_pipelined_orders_are_each_stored_and_answered_and_unframed_bytes_closed
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(b"GET / HTTP/1.0\r\n\r\n")
         assert connection.recv(1024) == b"", "unframed bytes: the connection is closed"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_oversized_order_is_refused_and_a_long_reason_is_capped_before_the_prompt(
+    listening_gateway: Gateway, session_factory: sessionmaker[Session]
+) -> None:
+    from radraft.models import DraftingJob, Study
+
+    assert listening_gateway.order_listener is not None
+    port = listening_gateway.order_listener.port
+    huge = ORM.replace("rule out pneumonia", "rule out pneumonia " + "x" * (5 << 20))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(framed(huge))
+        answer = read_until_end_block(connection)
+        assert connection.recv(1) == b"", "then the connection is closed"
+    code, control_id, text = msa(answer.strip(b"\x0b\x1c\x0d").decode())
+    assert (code, control_id) == ("AR", "MSG0001")
+    assert "larger than" in text
+    with session_scope(session_factory) as session:
+        assert session.scalars(select(Order)).all() == []
+
+    long_reason = "Cough " * 100_000  # 600 KB: under the message limit
+    long_order = ORM.replace("Cough and fever for 3 days, rule out pneumonia", long_reason)
+    assert msa(exchange(port, framed(long_order)))[0] == "AA"
+    with session_scope(session_factory) as session:
+        order = session.scalar(select(Order))
+        assert order is not None
+        assert order.reason_for_exam is not None
+        assert len(order.reason_for_exam) == 10240
+        study = Study(study_instance_uid="1.2.5", accession_number="ACC777")
+        session.add(study)
+        session.flush()
+        job = DraftingJob(study_id=study.id, content_version=1)
+        session.add(job)
+        session.flush()
+        inputs = take_job(session, job.id, worker="test", now=utcnow())
+    assert inputs is not None
+    assert len(inputs.indication) <= 1000
+    assert inputs.indication.startswith("Cough Cough")

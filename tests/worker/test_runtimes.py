@@ -8,14 +8,22 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from radraft.model_options import Device, Switch
-from worker.batcher import Batcher
-from worker.runtimes.base import GenerationRequest, ModelLoadError
+from tests.support import wait_until
+from worker.batcher import Batcher, GenerationTimeoutError
+from worker.runtimes.base import (
+    GenerationFailedError,
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    ModelLoadError,
+)
 from worker.runtimes.child import hf_arguments
 from worker.runtimes.demo import build_demo_checkpoint
 from worker.runtimes.hf import HFRuntime
@@ -165,3 +173,71 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class StuckRuntime:
+    """Stands in for an in-process model that hangs on the GPU (which cannot be made to hang
+    on demand here): its generate blocks until released."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        self.info = info
+        self.release = threading.Event()
+
+    def generate(self, batch: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        self.release.wait(timeout=120)
+        raise RuntimeError("released")
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def test_an_in_process_model_past_the_deadline_fails_its_batch_and_ends_the_worker(
+    runtime: HFRuntime,
+) -> None:
+    stuck = StuckRuntime(runtime.info)
+    hung = threading.Event()
+    batcher = Batcher(stuck, max_batch=4, wait_ms=10, deadline_seconds=1.0, on_hung=hung.set)
+    started = time.monotonic()
+    futures = [batcher.submit(request) for request in requests(2)]
+    for future in futures:
+        with pytest.raises(GenerationTimeoutError, match="longer than 1 s"):
+            future.result(timeout=30)
+    assert time.monotonic() - started < 5
+    assert hung.wait(timeout=5), "the worker is told to end (an in-process model cannot stop)"
+    assert batcher.hung
+    with pytest.raises(GenerationFailedError, match="restarting"):
+        batcher.submit(requests(1)[0]).result(timeout=5)
+    stuck.close()
+
+
+def test_a_model_child_past_the_deadline_fails_its_batch_and_is_restarted(
+    demo_model_dir: Path, runtime: HFRuntime
+) -> None:
+    child = SupervisedRuntime(
+        python=Path(sys.executable), backend="hf", source=str(demo_model_dir), device=Device.CPU,
+        demo=True, batch_timeout=600,
+    )  # fmt: skip
+    batcher = Batcher(child, max_batch=4, wait_ms=10, deadline_seconds=3.0)
+    first_pid = child.pid
+    assert first_pid is not None
+
+    def stop_the_child() -> None:
+        assert child.in_flight.wait(timeout=30)
+        os.kill(first_pid, signal.SIGSTOP)  # a GPU hang, as the worker sees it
+
+    saboteur = threading.Thread(target=stop_the_child)
+    saboteur.start()
+    try:
+        with pytest.raises(GenerationTimeoutError):
+            batcher.generate(requests(1, tokens=200)[0])
+        saboteur.join()
+        wait_until(lambda: child.pid != first_pid, timeout=60, what="a fresh model child")
+        batch = requests(2)
+        assert [batcher.generate(r).text for r in batch] == [
+            r.text for r in runtime.generate(batch)
+        ]
+        assert not batcher.hung
+    finally:
+        batcher.close()
+        if _alive(first_pid):
+            os.kill(first_pid, signal.SIGKILL)

@@ -1,0 +1,122 @@
+"""The web app under attack: huge bodies, absurd numbers, stolen cookies, open redirects."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from radraft.settings import Settings
+from reporting.web.app import create_app
+from tests.processes import radraft_process
+from tests.reporting.web_support import login
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+TOKEN = {"Authorization": "Bearer test-service-token"}
+
+
+def http_exchange(port: int, head: bytes, body: bytes = b"") -> tuple[bytes, float]:
+    """Send a raw request head and a (partial) body; return the response and how long it took."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head + body)
+        response = b""
+        while b"\r\n\r\n" not in response or not response.endswith(b"}"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            response += chunk
+    return response, time.monotonic() - started
+
+
+def test_a_huge_body_is_refused_before_it_is_read(settings: Settings, tmp_path: Path) -> None:
+    with radraft_process(settings, ["web"], tmp_path / "web.log", ready_text="Uvicorn running"):
+        # 49 MB announced, a few bytes sent: the answer comes without the body being read.
+        head = (
+            b"POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 51380224\r\n\r\n"
+        )
+        response, elapsed = http_exchange(settings.http_port, head, b'{"username": "')
+        assert response.startswith(b"HTTP/1.1 413"), response[:200]
+        assert b"larger than 1048576 bytes" in response
+        assert elapsed < 1.0
+        # No length announced (chunked): refused at the byte that crosses the limit.
+        chunk = b"x" * 65536
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20)) + b"0\r\n\r\n"
+        head = (
+            b"POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        response, _ = http_exchange(settings.http_port, head, chunked)
+        assert response.startswith(b"HTTP/1.1 413"), response[:200]
+
+
+def test_ids_and_numbers_out_of_range_are_422_never_500(
+    app_client: TestClient, world: dict[str, Any]
+) -> None:
+    csrf = login(app_client, "resident")
+    for path in ("/api/reports/9223372036854775808", "/api/reports/0", "/api/reports/-1"):
+        assert app_client.get(path).status_code == 422, path
+    assert (
+        app_client.get(f"/api/reports/{world['report']}/diff?old=1&new=99999999999").status_code
+        == 422
+    )
+    opened = app_client.post(f"/api/reports/{world['report']}/sessions", headers=csrf).json()
+    events = [{"type": "opened", "client_ms": 1e300}]
+    posted = app_client.post(f"/api/sessions/{opened['id']}/events", json=events, headers=csrf)
+    assert posted.status_code == 422
+    body = {"expected_version": 2**63, "findings": "a", "impression": "b"}
+    submitted = app_client.post(f"/api/reports/{world['report']}/submit", json=body, headers=csrf)
+    assert submitted.status_code == 422
+    assert app_client.get("/api/worklist?min_priority=99999999999999999999").status_code == 422
+
+
+def test_a_cookie_copied_before_logout_is_refused_after_it(
+    app_client: TestClient, world: dict[str, Any]
+) -> None:
+    csrf = login(app_client, "resident")
+    stolen = dict(app_client.cookies)
+    opened = app_client.post(f"/api/reports/{world['report']}/sessions", headers=csrf).json()
+    assert app_client.get("/api/me").status_code == 200
+    assert app_client.post("/api/logout", headers=csrf).status_code == 200
+    app_client.cookies.clear()
+    for name, value in stolen.items():
+        app_client.cookies.set(name, value)
+    assert app_client.get("/api/me").status_code == 401, "read refused"
+    autosave = {"base_version": 1, "findings": "x", "impression": "y"}
+    written = app_client.put(f"/api/sessions/{opened['id']}/autosave", json=autosave, headers=csrf)
+    assert written.status_code == 401, "write refused"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/\\evil.example",
+        "//evil.example",
+        "https://evil.example/",
+        "/\t/evil.example",
+        "javascript:x",
+    ],
+)
+def test_login_redirects_only_within_the_site(app_client: TestClient, target: str) -> None:
+    page = app_client.get("/login", params={"next": target})
+    assert page.status_code == 200
+    assert 'data-next="/worklist"' in page.text
+    assert "evil" not in page.text
+
+
+def test_the_api_schema_needs_a_login_unless_opened(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/openapi.json").status_code == 401
+        assert client.get("/docs").status_code == 401
+        schema = client.get("/openapi.json", headers=TOKEN)
+        assert schema.status_code == 200
+        assert "/api/reports/{report_id}" in schema.json()["paths"]
+    opened = settings.model_copy(update={"http_open_docs": True})
+    with TestClient(create_app(opened)) as client:
+        assert client.get("/openapi.json").status_code == 200
+        assert client.get("/docs").status_code == 200
