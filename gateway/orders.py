@@ -14,10 +14,12 @@ import contextlib
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -232,12 +234,26 @@ class OrderListener:
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         factory = session_factory
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 self.request.settimeout(idle_timeout)
+                if isinstance(self.request, ssl.SSLSocket):
+                    # The handshake runs here, in the connection's own thread, so a slow or
+                    # hostile client never holds up the accepting thread.
+                    try:
+                        self.request.do_handshake()
+                    except (ssl.SSLError, OSError) as error:
+                        log_event(
+                            logger,
+                            "gateway.mllp_tls_refused",
+                            logging.WARNING,
+                            reason=type(error).__name__,
+                        )
+                        return
                 reader = FrameReader(self.request, max_message_bytes=max_message_bytes)
                 while True:
                     try:
@@ -265,6 +281,15 @@ class OrderListener:
         class Server(socketserver.ThreadingTCPServer):
             allow_reuse_address = True
             daemon_threads = True
+
+            def get_request(self) -> tuple[socket.socket, Any]:
+                connection, address = super().get_request()
+                if ssl_context is None:
+                    return connection, address
+                wrapped = ssl_context.wrap_socket(
+                    connection, server_side=True, do_handshake_on_connect=False
+                )
+                return wrapped, address
 
         self._server = Server((host, port), Handler)
         self._thread = threading.Thread(

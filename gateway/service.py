@@ -18,6 +18,7 @@ from gateway.spool import Spool
 from radraft.logs import log_event
 from radraft.outbox import CeleryOutboxRelay, Publisher
 from radraft.settings import Settings
+from radraft.tls import server_context
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ class Gateway:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Any = None
+        self._tls_server: Any = None
         self.order_listener: OrderListener | None = None
+        self.tls_order_listener: OrderListener | None = None
 
     @property
     def port(self) -> int:
@@ -71,6 +74,14 @@ class Gateway:
             block=False,
             evt_handlers=event_handlers(self._intake),
         )
+        if self._settings.dicom_tls_port is not None:
+            # The same AE and handlers behind TLS (PS3.15 BCP 195); the plain port stays.
+            self._tls_server = ae.start_server(
+                (self._settings.dicom_host, self._settings.dicom_tls_port),
+                block=False,
+                evt_handlers=event_handlers(self._intake),
+                ssl_context=server_context(self._settings),
+            )
         self._threads = [
             threading.Thread(
                 target=run_completion_until,
@@ -93,14 +104,24 @@ class Gateway:
         ]
         for thread in self._threads:
             thread.start()
-        if self._settings.hl7_listen_port is not None:
-            self.order_listener = OrderListener(
+        for port, tls in (
+            (self._settings.hl7_listen_port, None),
+            (self._settings.hl7_tls_listen_port, self._settings),
+        ):
+            if port is None:
+                continue
+            listener = OrderListener(
                 self._session_factory,
                 self._settings.hl7_listen_host,
-                self._settings.hl7_listen_port,
+                port,
                 max_message_bytes=self._settings.hl7_max_message_bytes,
+                ssl_context=server_context(tls) if tls is not None else None,
             )
-            self.order_listener.start()
+            listener.start()
+            if tls is None:
+                self.order_listener = listener
+            else:
+                self.tls_order_listener = listener
         log_event(logger, "gateway.started", ae_title=self._settings.ae_title, port=self.port)
 
     def _janitor(self) -> None:
@@ -110,10 +131,12 @@ class Gateway:
     def stop(self) -> None:
         """Stop accepting associations, finish the loops and release the port."""
         self._stop.set()
-        if self.order_listener is not None:
-            self.order_listener.stop()
-        if self._server is not None:
-            self._server.shutdown()
+        for listener in (self.order_listener, self.tls_order_listener):
+            if listener is not None:
+                listener.stop()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.shutdown()
         for thread in self._threads:
             thread.join(timeout=10)
         log_event(logger, "gateway.stopped")

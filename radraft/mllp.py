@@ -8,6 +8,7 @@ framing. A reader keeps what arrives after a frame, so several messages in one T
 from __future__ import annotations
 
 import socket
+import ssl
 
 from radraft.errors import RadraftError
 
@@ -84,10 +85,18 @@ def read_frame(
     return message
 
 
-def send_message(host: str, port: int, message: bytes, *, timeout: float) -> bytes:
-    """Send one encoded message and return the peer's reply (its ACK) as bytes."""
+def send_message(
+    host: str,
+    port: int,
+    message: bytes,
+    *,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> bytes:
+    """Send one encoded message (over TLS with ``ssl_context``); return the peer's reply."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as connection:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            connection = ssl_context.wrap_socket(raw, server_hostname=host) if ssl_context else raw
             connection.settimeout(timeout)
             connection.sendall(frame(message))
             return read_frame(connection)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_serializer, field_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from radraft.errors import ConfigurationError
@@ -169,10 +169,30 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Address the web app binds.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Web app port.")
     tls_certfile: Path | None = Field(
-        default=None, description="PEM certificate: serve the web app over HTTPS."
+        default=None,
+        description="PEM certificate of radraft: the web app serves HTTPS with it, the DICOM and "
+        "MLLP TLS listeners present it, and it is the client certificate radraft shows to a "
+        "PACS or RIS over TLS.",
     )
     tls_keyfile: Path | None = Field(
         default=None, description="PEM private key of the certificate."
+    )
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA certificates that peers' certificates must chain to (the PACS and "
+        "RIS radraft connects to, and clients of its TLS listeners); unset: the system's CAs.",
+    )
+    tls_require_client_cert: bool = Field(
+        default=False,
+        description="The DICOM and MLLP TLS listeners refuse clients without a certificate "
+        "that chains to RADRAFT_TLS_CA_FILE.",
+    )
+    dicom_tls_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="DICOM over TLS (PS3.15 BCP 195 profile, TLS 1.2 or later) on this port, "
+        "beside the plain port; unset = off.",
     )
     api_token: str | None = Field(
         default=None,
@@ -250,6 +270,18 @@ class Settings(BaseSettings):
         default=None, ge=0, le=65535, description="MLLP port of HL7 order intake; unset = off."
     )
     hl7_listen_host: str = Field(default="0.0.0.0", description="Address of HL7 order intake.")  # noqa: S104 - RIS connects over the network
+    hl7_tls_listen_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="MLLP over TLS order intake on this port, beside the plain one; unset = off.",
+    )
+    sr_tls: bool = Field(
+        default=False, description="Send SRs to RADRAFT_SR_DESTINATION over DICOM TLS."
+    )
+    hl7_tls: bool = Field(
+        default=False, description="Send ORUs to RADRAFT_HL7_DESTINATIONS over MLLP with TLS."
+    )
     hl7_send_drafts: bool = Field(
         default=True, description="Send unverified model drafts as ORU (OBR-25 R) too."
     )
@@ -342,6 +374,15 @@ class Settings(BaseSettings):
     image_size: int = Field(
         default=512, ge=32, le=4096, description="Longest side of images given to the model."
     )
+
+    @model_validator(mode="after")
+    def _tls_is_complete(self) -> Settings:
+        listening = self.dicom_tls_port is not None or self.hl7_tls_listen_port is not None
+        if listening and not (self.tls_certfile and self.tls_keyfile):
+            raise ValueError("a TLS port needs RADRAFT_TLS_CERTFILE and RADRAFT_TLS_KEYFILE")
+        if self.tls_require_client_cert and self.tls_ca_file is None:
+            raise ValueError("RADRAFT_TLS_REQUIRE_CLIENT_CERT needs RADRAFT_TLS_CA_FILE")
+        return self
 
     @field_validator("site_timezone")
     @classmethod

@@ -77,11 +77,13 @@ def storescu(
     return PeerResult(returncode, "\n".join(outputs))
 
 
-def echoscu(*, port: int, calling: str = "ECHOSCU", called: str = "RADRAFT") -> PeerResult:
-    """C-ECHO with dcmtk's echoscu."""
+def echoscu(
+    *, port: int, calling: str = "ECHOSCU", called: str = "RADRAFT", options: Sequence[str] = ()
+) -> PeerResult:
+    """C-ECHO with dcmtk's echoscu (``options``: e.g. its TLS arguments)."""
     binary = require_tool("echoscu")
     completed = subprocess.run(
-        [binary, "-v", "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+        [binary, "-v", "-aet", calling, "-aec", called, *options, "127.0.0.1", str(port)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -140,11 +142,14 @@ class ReferenceStoreSCP:
         ae_title: str = "RADRAFT",
         *,
         options: Sequence[str] = ("+xa",),
+        echo_options: Sequence[str] = (),
     ) -> None:
         self.folder = folder
         self.port = port
         self.ae_title = ae_title
         self.options = list(options)
+        self.echo_options = list(echo_options)
+        """How to reach it with echoscu (its TLS arguments, for a TLS storescp)."""
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -158,7 +163,10 @@ class ReferenceStoreSCP:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: echoscu(port=self.port).returncode == 0, what="storescp to listen")
+        wait_until(
+            lambda: echoscu(port=self.port, options=self.echo_options).returncode == 0,
+            what="storescp to listen",
+        )
 
     def received(self, sop_instance_uid: str) -> Path:
         """The file storescp wrote for an instance."""

@@ -4,6 +4,7 @@ a chosen ACK. It keeps its own small character-set table, independent of radraft
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 
 import hl7
@@ -32,9 +33,15 @@ class RisPeer:
     """Accepts MLLP connections on 127.0.0.1; records every message; answers ``ack_code``."""
 
     def __init__(
-        self, port: int, ack_code: str = "AA", acknowledged_control_id: str | None = None
+        self,
+        port: int,
+        ack_code: str = "AA",
+        acknowledged_control_id: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.port = port
+        self.ssl_context = ssl_context
+        """Set: the peer speaks MLLP over TLS."""
         self.ack_code = ack_code
         self.acknowledged_control_id = acknowledged_control_id
         """MSA-2 to answer with; None echoes the message's MSH-10, as a RIS should."""
@@ -56,6 +63,10 @@ class RisPeer:
         while True:
             try:
                 connection, _ = self._socket.accept()
+                if self.ssl_context is not None:
+                    connection = self.ssl_context.wrap_socket(connection, server_side=True)
+            except ssl.SSLError:
+                continue
             except OSError:
                 return
             with connection:

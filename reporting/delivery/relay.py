@@ -30,6 +30,7 @@ from radraft.models import OutboxMessage, ReportRevision
 from radraft.outbox import backoff_seconds
 from radraft.settings import DicomDestination, MllpDestination, Settings
 from radraft.timeutil import Clock, utcnow
+from radraft.tls import client_context
 from reporting.delivery.outputs import (
     MissingRevisionError,
     RevisionBundle,
@@ -71,9 +72,15 @@ class OutputDeliveryRelay:
         self._settings = settings
         self._clock = clock
         timeout = settings.delivery_timeout_seconds
+        sr_tls = client_context(settings) if settings.sr_tls else None
+        hl7_tls = client_context(settings) if settings.hl7_tls else None
         self._store = store or (
             lambda dataset, destination: store_sr(
-                dataset, destination, calling_ae_title=settings.ae_title, timeout=timeout
+                dataset,
+                destination,
+                calling_ae_title=settings.ae_title,
+                timeout=timeout,
+                ssl_context=sr_tls,
             )
         )
         self._send = send or (
@@ -83,6 +90,7 @@ class OutputDeliveryRelay:
                 control_id=control_id,
                 character_set=settings.hl7_character_set,
                 timeout=timeout,
+                ssl_context=hl7_tls,
             )
         )
 

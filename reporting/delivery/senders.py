@@ -6,6 +6,7 @@ Destinations arrive parsed (``radraft.settings``); a sender either returns what 
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 from pydicom import uid
@@ -43,13 +44,24 @@ class SentNote:
 
 
 def store_sr(
-    dataset: Dataset, destination: DicomDestination, *, calling_ae_title: str, timeout: float
+    dataset: Dataset,
+    destination: DicomDestination,
+    *,
+    calling_ae_title: str,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> SentNote:
-    """C-STORE the SR; stored on success or a warning status (the warning is returned)."""
+    """C-STORE the SR (over DICOM TLS with ``ssl_context``); stored on success or a warning
+    status (the warning is returned)."""
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.add_requested_context(dataset.SOPClassUID, SR_TRANSFER_SYNTAXES)
-    association = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    association = ae.associate(
+        destination.host,
+        destination.port,
+        ae_title=destination.ae_title,
+        tls_args=(ssl_context, destination.host) if ssl_context else None,
+    )
     if not association.is_established:
         raise DeliveryError(f"association with {destination.ae_title} refused or failed")
     try:
@@ -77,11 +89,15 @@ def send_oru(
     control_id: str,
     character_set: str,
     timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Send over MLLP in ``character_set``; delivered only when an ACK AA/CA answers our MSH-10."""
+    """Send over MLLP (with TLS given ``ssl_context``) in ``character_set``; delivered only when
+    an ACK AA/CA answers our MSH-10."""
     encoded = message.encode(python_codec(character_set))
     try:
-        raw_ack = send_message(destination.host, destination.port, encoded, timeout=timeout)
+        raw_ack = send_message(
+            destination.host, destination.port, encoded, timeout=timeout, ssl_context=ssl_context
+        )
     except MllpError as error:
         raise DeliveryError(str(error)) from error
     ack = read_ack(raw_ack.decode(python_codec(character_set), "replace"))
