@@ -76,7 +76,10 @@ class _Message:
     """Segments and fields of an ER7 message, read with its own delimiters."""
 
     def __init__(self, text: str) -> None:
-        self.delimiters = Delimiters.of(text)
+        try:
+            self.delimiters = Delimiters.of(text)
+        except ValueError as error:
+            raise OrderRejectedError(AckCode.REJECT, str(error)) from error
         self.segments: dict[str, list[list[str]]] = {}
         for line in text.replace("\n", "\r").split("\r"):
             if len(line) >= 3:

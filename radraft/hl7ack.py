@@ -56,7 +56,10 @@ class AcknowledgedMessage:
         """Read the MSH of a received message tolerantly (missing fields stay empty)."""
         if not message.startswith("MSH") or len(message) < 4:
             return cls()
-        delimiters = Delimiters.of(message)
+        try:
+            delimiters = Delimiters.of(message)
+        except ValueError:
+            return cls()  # answered with the standard delimiters and no echoed fields
         msh = message.replace("\n", "\r").split("\r", 1)[0].split(delimiters.field)
 
         def field(number: int) -> str:

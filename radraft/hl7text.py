@@ -62,13 +62,27 @@ class Delimiters:
 
     @classmethod
     def of(cls, message: str) -> Delimiters:
-        """Read the delimiters from a message's MSH segment (defaults where it omits some)."""
+        """Read the delimiters from a message's MSH segment (defaults where it omits some).
+
+        Raises
+        ------
+        ValueError
+            If the declared delimiters are not five distinct printable punctuation
+            characters: an answer written with them could not be read back.
+        """
         if not message.startswith("MSH") or len(message) < 4:
             return cls()
         field = message[3]
         encoding = message[4:].split(field, 1)[0]
         defaults = "^~\\&"
         chars = [encoding[i] if i < len(encoding) else defaults[i] for i in range(4)]
+        declared = [field, *chars]
+        usable = all(
+            not c.isalnum() and not c.isspace() and c.isprintable() and c.isascii()
+            for c in declared
+        )
+        if not usable or len(set(declared)) != len(declared):
+            raise ValueError("MSH-1/MSH-2 do not declare usable delimiters")
         return cls(field, chars[0], chars[1], chars[2], chars[3])
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from radraft.enums import OutboxChannel, OutboxStatus
 from radraft.models import OutboxMessage
 from reporting.web.deps import DbSession
 from reporting.web.security import reader
@@ -20,8 +21,8 @@ class OutboxOut(BaseModel):
     """One outbox row; ``failed`` rows need an operator (``radraft outbox retry ID``)."""
 
     id: int
-    channel: str
-    status: str
+    channel: OutboxChannel
+    status: OutboxStatus
     attempts: int
     last_error: str | None
     study_id: int | None
@@ -31,8 +32,9 @@ class OutboxOut(BaseModel):
 
 
 @router.get("", response_model=list[OutboxOut])
-def list_outbox(session: DbSession, status: str | None = None) -> list[OutboxMessage]:
-    """Rows in the order they were written; filter with ``?status=failed``."""
+def list_outbox(session: DbSession, status: OutboxStatus | None = None) -> list[OutboxMessage]:
+    """Rows in the order they were written; filter with ``?status=failed`` (422 for a status
+    that does not exist)."""
     query = select(OutboxMessage).order_by(OutboxMessage.id).limit(1000)
     if status:
         query = query.where(OutboxMessage.status == status)
