@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -75,6 +76,11 @@ def storescu(
         outputs.append(completed.stdout + completed.stderr)
         returncode = returncode or completed.returncode
     return PeerResult(returncode, "\n".join(outputs))
+
+
+def store_statuses(output: str) -> list[int]:
+    """The C-STORE response statuses in ``storescu(..., debug=True)`` output, in order."""
+    return [int(value, 16) for value in re.findall(r"DIMSE Status\s*: 0x([0-9A-Fa-f]{4})", output)]
 
 
 def echoscu(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -145,6 +146,60 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+
+class PostgresServer:
+    """A Postgres cluster of one test, on 127.0.0.1, that the test may stop and restart.
+
+    It lives in a folder of its own under $TMPDIR (or /tmp): pytest's folders are private to
+    root, and the server runs as the postgres user.
+    """
+
+    def __init__(self) -> None:
+        binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not binaries:
+            missing("PostgreSQL server binaries (apt-get install postgresql)")
+        self.bin = binaries[-1]
+        self.port = free_port()
+        base = Path(os.environ.get("TMPDIR") or "/tmp")
+        self.directory = base / f"radraft-test-pg-{uuid.uuid4().hex[:10]}"
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the cluster's postgres database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        """Create the cluster on first use, then start it and wait until it answers."""
+        data = self.directory / "data"
+        if not (data / "PG_VERSION").exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.chmod(0o755)
+            if os.getuid() == 0:
+                shutil.chown(self.directory, "postgres", "postgres")
+            self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres",
+                      "--auth=trust")  # fmt: skip
+        self._run(
+            str(self.bin / "pg_ctl"), "-s", "-D", str(data), "-l",
+            str(self.directory / "server.log"), "-w", "start", "-o",
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} "
+            "-c fsync=off -c max_connections=200",
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop the cluster (fast: open connections are cut, as in a real restart)."""
+        self._run(str(self.bin / "pg_ctl"), "-s", "-D", str(self.directory / "data"),
+                  "-m", "fast", "-w", "stop")  # fmt: skip
+
+    def remove(self) -> None:
+        """Stop if running, and delete the cluster."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def child_pids(pid: int) -> list[int]:

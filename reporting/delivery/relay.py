@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from pydicom.dataset import Dataset
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
@@ -45,6 +47,8 @@ logger = logging.getLogger(__name__)
 StoreSR = Callable[[Dataset, DicomDestination], SentNote]
 SendORU = Callable[[str, MllpDestination, str], None]
 MAX_REASON_CHARACTERS = 2000
+RECORD_RETRY_SECONDS = 60.0
+"""How long a delivered output's record is retried while the database is away."""
 
 
 def oru_control_id(row_id: int, destination: MllpDestination) -> str:
@@ -171,17 +175,39 @@ class OutputDeliveryRelay:
                 error=type(error).__name__,
             )
             return False
-        with session_scope(self._session_factory) as session:
-            row = session.get(OutboxMessage, row_id)
-            if row is None:
-                return False
-            row.attempts += 1
-            row.status = OutboxStatus.DONE
-            row.delivered_at = self._clock()
-            row.last_error = note
-            row.payload = payload
+        if not self._record_delivery(row_id, note, payload):
+            return False
         log_event(logger, "delivery.delivered", outbox_id=row_id, channel=channel.value)
         return True
+
+    def _record_delivery(self, row_id: int, note: str | None, payload: dict[str, Any]) -> bool:
+        """Mark the row done; while the database is down, keep trying instead of re-sending.
+
+        The peer has the output now. Were the row left pending, the next pass would send it
+        again; so the record is retried (with backoff, up to ``RECORD_RETRY_SECONDS``), and
+        only an outage longer than that leads to a second delivery (at least once, never zero).
+        """
+        deadline = time.monotonic() + RECORD_RETRY_SECONDS
+        pause = 0.1
+        while True:
+            try:
+                with session_scope(self._session_factory) as session:
+                    row = session.get(OutboxMessage, row_id)
+                    if row is None:
+                        return False
+                    row.attempts += 1
+                    row.status = OutboxStatus.DONE
+                    row.delivered_at = self._clock()
+                    row.last_error = note
+                    row.payload = payload
+                return True
+            except OperationalError as error:
+                if time.monotonic() > deadline:
+                    log_event(logger, "delivery.unrecorded", logging.ERROR, outbox_id=row_id,
+                              error=type(error).__name__)  # fmt: skip
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def _send_output(
         self,
@@ -255,6 +281,7 @@ class OutputDeliveryRelay:
 
     def run_until(self, stop: threading.Event, poll_seconds: float) -> None:
         """Deliver until ``stop``; a database outage is logged and retried."""
+        log_event(logger, "delivery.started", channels=",".join(self._configured()) or "none")
         while not stop.is_set():
             try:
                 self.run_once()

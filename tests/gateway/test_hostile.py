@@ -24,15 +24,10 @@ from radraft.models import Instance
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
 from tests.conftest import RecordingPublisher
-from tests.dicom_peers import echoscu, storescu, write_study
+from tests.dicom_peers import echoscu, store_statuses, storescu, write_study
 from tests.hostile_files import deflate_bomb, nested_sequences
 from tests.processes import radraft_process
 from tests.support import missing, wait_until
-
-
-def store_statuses(output: str) -> list[int]:
-    """The C-STORE statuses storescu -d reports."""
-    return [int(value, 16) for value in re.findall(r"DIMSE Status\s*: 0x([0-9A-Fa-f]{4})", output)]
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,8 @@ from radraft.enums import AuditAction
 from radraft.models import AuditEntry, Instance, Study
 from radraft.synthetic import make_chest_study
 from tests.conftest import RecordingPublisher
-from tests.dicom_peers import dataset_bytes, storescu, write_study
+from tests.dicom_peers import dataset_bytes, store_statuses, storescu, write_study
 from tests.support import wait_until
-
-
-def store_statuses(output: str) -> list[int]:
-    """The C-STORE response statuses storescu reports (its -d output dumps each response)."""
-    return [int(value, 16) for value in re.findall(r"DIMSE Status\s*: 0x([0-9A-Fa-f]{4})", output)]
 
 
 def count(session_factory: sessionmaker[Session], statement: object) -> int:
