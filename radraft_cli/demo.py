@@ -97,6 +97,9 @@ def create_demo_accounts(settings: Settings) -> dict[str, str]:
 def run_demo(settings: Settings, *, studies: int, exit_when_done: bool, timeout: float) -> None:
     """Run the demo end to end and print where to look."""
     prepare_data_dir(settings.data_dir)
+    if settings.api_token is None:
+        # A token for this demo only, so the printed curl line works as it stands.
+        settings = settings.model_copy(update={"api_token": secrets.token_urlsafe(24)})
     if settings.model.kind == ModelKind.DEMO:
         folder = build_demo_checkpoint(demo_model_path(settings))
         print(f"built the demo model (random weights, not for clinical use) in {folder}")  # noqa: T201

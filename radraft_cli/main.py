@@ -225,10 +225,21 @@ def web() -> None:
 
 @app.command()
 def serve() -> None:
-    """Run gateway, a Celery worker and the web app together until SIGTERM or SIGINT."""
-    from radraft_cli.serve import EmbeddedServer
+    """Run gateway, a Celery worker and the web app together until SIGTERM or SIGINT.
 
-    server = EmbeddedServer(_settings())
+    With the demo model (the default) the demo checkpoint is built first if it is missing, so
+    `radraft serve` on a fresh data dir runs as it is.
+    """
+    from radraft.model_options import ModelKind
+    from radraft_cli.serve import EmbeddedServer
+    from worker.runtimes.demo import build_demo_checkpoint, is_demo_checkpoint
+    from worker.runtimes.loader import demo_model_path
+
+    settings = _settings()
+    if settings.model.kind == ModelKind.DEMO and not is_demo_checkpoint(demo_model_path(settings)):
+        folder = build_demo_checkpoint(demo_model_path(settings))
+        typer.echo(f"built the demo model (random weights, not for clinical use) in {folder}")
+    server = EmbeddedServer(settings)
     server.start()
     try:
         server.wait()

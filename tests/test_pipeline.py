@@ -49,7 +49,7 @@ def assert_one_demo_draft(factory: sessionmaker[Session]) -> ReportRevision:
     assert draft.state == ReportState.DRAFTED
     assert draft.demo_model is True
     assert draft.findings.startswith("[DEMO MODEL, RANDOM WEIGHTS, NOT FOR CLINICAL USE]")
-    assert draft.model_name
+    assert draft.model_name == "radraft-demo-llava-tiny", "named, never a checkpoint path"
     assert (draft.model_weights_hash or "").startswith("sha256:")
     assert "write a structured findings section for the CXR" in (draft.prompt or "")
     assert draft.generation is not None

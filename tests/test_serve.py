@@ -24,7 +24,7 @@ from reporting.users import authenticate
 from tests.conftest import ReportDestinations
 from tests.dicom_peers import storescu, synthetic_study_files
 from tests.processes import radraft_process
-from tests.support import free_port, wait_until
+from tests.support import REPO_ROOT, free_port, wait_until
 
 TOKEN = {"Authorization": "Bearer test-service-token"}
 
@@ -90,19 +90,60 @@ def run_serve_session(settings: Settings, tmp_path: Path) -> None:
     assert "serve.stopped" in log.read_text()
 
 
-def test_serve_without_a_model_stops_with_a_clear_error(tmp_path: Path) -> None:
+def test_serve_with_a_missing_checkpoint_stops_with_a_clear_error(tmp_path: Path) -> None:
     environment = {
         **os.environ,
         "RADRAFT_DATA_DIR": str(tmp_path / "data"),
         "RADRAFT_DICOM_PORT": str(free_port()),
         "RADRAFT_HTTP_PORT": str(free_port()),
+        "RADRAFT_MODEL": "hf:/models/not-there",
     }
     completed = subprocess.run(
         [sys.executable, "-m", "radraft_cli", "serve"],
         env=environment, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert completed.returncode == 2
-    assert "radraft model build-demo" in completed.stderr
+    assert "cannot load image-text-to-text model '/models/not-there'" in completed.stderr
+
+
+def test_the_embedded_recipe_of_the_operations_docs_drafts_a_study(tmp_path: Path) -> None:
+    """docs/operations.md, as written: a fresh data dir, `radraft serve`, nothing else."""
+    recipe = (REPO_ROOT / "docs" / "operations.md").read_text()
+    assert "RADRAFT_DATA_DIR=/var/lib/radraft .venv/bin/radraft serve" in recipe
+    data_dir = tmp_path / "var-lib-radraft"
+    port, http_port = free_port(), free_port()
+    environment = {
+        **os.environ,
+        "RADRAFT_DATA_DIR": str(data_dir),
+        "RADRAFT_DICOM_PORT": str(port),  # free ports instead of 11112 and 8000
+        "RADRAFT_HTTP_PORT": str(http_port),
+        "RADRAFT_STABLE_SECONDS": "1",  # the recipe's 10 s only makes the test slower
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "radraft"), "serve"],
+            env=environment, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: "celery@" in log.read_text(errors="replace"), timeout=120,
+                   what="serve to start")  # fmt: skip
+        assert "built the demo model" in log.read_text()
+        files = synthetic_study_files(77, tmp_path / "s", size=128)
+        assert storescu(files, port=port).returncode == 0
+        engine = make_engine(f"sqlite:///{data_dir / 'radraft.db'}")
+        factory = make_sessionmaker(engine)
+
+        def drafted() -> bool:
+            with session_scope(factory) as session:
+                jobs = session.scalars(select(DraftingJob.status)).all()
+            return jobs == [JobStatus.SUCCEEDED]
+
+        wait_until(drafted, timeout=120, what="the study drafted")
+        engine.dispose()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
 
 
 def test_demo_runs_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -18,6 +19,7 @@ from reporting.reader_study.blinding import normalise_draft
 from reporting.web.app import create_app
 from tests.reader_study.simulated import build_world, protocol_yaml
 from tests.reporting.web_support import login
+from tests.support import REPO_ROOT
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 SOURCE_HINTS = [*(arm.value for arm in Arm), "radraft-demo", "[DEMO", "res0", "res1",
@@ -147,3 +149,42 @@ def test_protocol_with_unknown_readers_or_cases_is_refused(
         resident = client_for(admin.app, residents[0])
         refused = resident.post("/api/reader-studies", json={"protocol": "name: x"})
         assert refused.status_code == 403
+
+
+def documented_walk() -> list[tuple[str, Any]]:
+    """The reading walk of docs/timing-study.md: each curl's path tail and JSON body, in order."""
+    text = (REPO_ROOT / "docs" / "timing-study.md").read_text()
+    block = text.split("### The reading API, step by step", 1)[1].split("```bash", 1)[1]
+    block = block.split("```", 1)[0].replace("\\\n", " ")
+    steps = []
+    for command in re.split(r"(?=curl )", block):
+        if not command.startswith("curl"):
+            continue
+        body = re.search(r"-d '(.*?)'", command, re.S)
+        path = re.search(r"\$BASE(/api/\S+)", command)
+        assert path is not None, command
+        steps.append((path.group(1), json.loads(body.group(1)) if body else None))
+    return steps
+
+
+def test_the_documented_reading_walk_works_as_written(study: dict[str, Any]) -> None:
+    app, rows = study["app"], study["rows"]
+    reader = next(row["reader"] for row in rows if row["role"] == "resident")
+    client = client_for(app, reader)
+    values: dict[str, Any] = {}
+    steps = documented_walk()
+    assert [path.split("/")[-1] for path, _ in steps] == [
+        "next", "$NEXT", "session", "events", "submit", "feedback",
+    ]  # fmt: skip
+    for path, body in steps:
+        url = path.replace("$NEXT", str(values.get("NEXT"))).replace(
+            "$SESSION", str(values.get("SESSION"))
+        )
+        response = client.post(url, json=body) if body is not None or url.endswith(
+            "/session") else client.get(url)  # fmt: skip
+        assert response.status_code == 200, (url, response.text)
+        if url.endswith("/next"):
+            values["NEXT"] = response.json()["read_id"]
+        if url.endswith("/session"):
+            values["SESSION"] = response.json()["id"]
+    assert client.get("/api/reading/next").json()["read_id"] != values["NEXT"], "next read"

@@ -11,6 +11,8 @@ import numpy as np
 from radraft.errors import RadraftError
 from radraft.model_options import Device
 
+CHECKPOINT_MARKER = "radraft-demo.json"
+"""A checkpoint folder radraft built names itself here (name, revision, label)."""
 DEMO_LABEL = "demo model, random weights, not for clinical use"
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from worker.runtimes.base import DEMO_LABEL
+from worker.runtimes.base import CHECKPOINT_MARKER, DEMO_LABEL
 
 DEMO_MODEL_NAME = "radraft-demo-llava-tiny"
 DEMO_MODEL_REVISION = "1"
-MARKER_FILE = "radraft-demo.json"
+MARKER_FILE = CHECKPOINT_MARKER
 IMAGE_SIZE = 64
 PATCH_SIZE = 16
 

@@ -7,6 +7,7 @@ demo model, which is such a checkpoint with random weights.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from PIL import Image
 
 from radraft.model_options import Device, Switch
 from worker.runtimes.base import (
+    CHECKPOINT_MARKER,
     GenerationRequest,
     GenerationResult,
     ModelInfo,
@@ -32,6 +34,27 @@ FULL_HASH_LIMIT_BYTES = 1 << 30
 SMALL_MODEL_PARAMETERS = 100_000_000
 """Below this, CPU generation runs on one thread: for a tiny model, synchronising intra-op
 threads costs more than the arithmetic (demo model, 2 cores: 0.27 s vs 0.75 s per 200 tokens)."""
+
+
+def model_identity(source: str, config: Any) -> tuple[str, str]:
+    """The model's name and version, as an SR or ORU should name it (never a filesystem path).
+
+    A checkpoint folder written by radraft says who it is (``radraft-demo.json``); a folder
+    copied from a hub keeps the hub id in its config (``_name_or_path``); otherwise the folder's
+    own name. A hub id is its own name; the version is the hub commit, else "local".
+    """
+    revision = str(getattr(config, "_commit_hash", None) or "local")
+    folder = Path(source)
+    if not folder.is_dir():
+        return source, revision
+    marker = folder / CHECKPOINT_MARKER
+    if marker.is_file():
+        written = json.loads(marker.read_text())
+        return str(written["name"]), str(written["revision"])
+    original = str(getattr(config, "_name_or_path", "") or "")
+    if original and not Path(original).is_absolute() and not original.startswith("."):
+        return original, revision
+    return folder.name, revision
 
 
 def weights_fingerprint(folder: Path) -> str:
@@ -87,9 +110,9 @@ class HFRuntime:
                 "give a local checkpoint folder or a hub id reachable from this host"
             ) from error
         folder = Path(source)
-        revision = str(getattr(model.config, "_commit_hash", None) or "local")
+        known_name, revision = model_identity(source, model.config)
         info = ModelInfo(
-            name=name or source,
+            name=name or known_name,
             revision=revision,
             weights_hash=weights_fingerprint(folder) if folder.is_dir() else "hub:" + revision,
             backend="hf",
