@@ -1,11 +1,25 @@
-"""Ingest benchmark: dcmtk's storescu sends large DX studies to dcmtk's storescp, then to
-radraft's gateway (spool fsync and database record included), in the same run.
+"""Ingest benchmark: radraft's gateway against a tuned dcmtk storescp and the disk, in one run.
 
-Prints images/s for both and the ratio gateway / storescp (goal >= 0.8). Usage:
+dcmtk's storescu sends large DX images with Nagle's algorithm off (``TCP_NODELAY=1`` in its
+environment; dcmtk leaves it on otherwise, and then the benchmark measures the sender's stalls,
+not the receivers). Every round measures, on the same files:
+
+- the disk: write + fsync of each file, one thread (the durable limit of this machine);
+- one association: storescp ``--max-pdu 131072`` (no fsync) vs ``radraft gateway --processes 1``;
+- parallel associations: storescp ``--fork`` vs ``radraft gateway --processes N``;
+- the ceiling of any pynetdicom receiver here: a pynetdicom SCP with the gateway's transport
+  (bulk reads, Nagle off, chunked reception to a file) that deletes each file and answers
+  success, so what remains between it and the gateway is the gateway's own work.
+
+The gateway fsyncs every file before it answers success and records every instance in the
+database; after each gateway run the benchmark counts the instance rows and stops if one is
+missing. Prints images/s and every ratio (goals: gateway / storescp >= 0.8, both ways). Usage:
 
     .venv/bin/python bench/ingest.py [--studies 40] [--size 2800] [--rounds 3]
+        [--associations 4] [--processes N] [--database-url postgresql+psycopg://...]
 
-A 2800 x 2800 16-bit image is about 15 MB, as a detector's DX image is.
+A 2800 x 2800 16-bit image is about 15.7 MB, as a detector's DX image is. With
+``--database-url`` (a Postgres server) each gateway run gets a fresh database on that server.
 """
 
 from __future__ import annotations
@@ -20,11 +34,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from radraft.models import Instance
 from radraft.synthetic import SyntheticPatient, chest_pixels, make_chest_instance, synthetic_uid
 
 REPO = Path(__file__).resolve().parent.parent
+REFERENCE_PDU = 131072
+NODELAY = {"TCP_NODELAY": "1"}
 
 
 def free_port() -> int:
@@ -33,7 +56,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 30) -> None:
+def wait_for_port(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -70,65 +93,239 @@ def make_files(folder: Path, studies: int, size: int) -> list[Path]:
     return paths
 
 
-def send(paths: list[Path], port: int) -> float:
-    """Seconds storescu needs to send every file over one association."""
+def split(paths: list[Path], groups: int) -> list[list[Path]]:
+    """Whole studies per association (PA and lateral together), round robin."""
+    studies = [paths[index : index + 2] for index in range(0, len(paths), 2)]
+    return [[p for study in studies[n::groups] for p in study] for n in range(groups)]
+
+
+def send(groups: list[list[Path]], port: int) -> float:
+    """Seconds until storescu (one association per group, all at once) sent every file."""
+    environment = {**os.environ, **NODELAY}
     start = time.perf_counter()
-    completed = subprocess.run(
-        ["storescu", "-aet", "BENCH", "-aec", "RADRAFT", "127.0.0.1", str(port), *map(str, paths)],
-        capture_output=True,
-        text=True,
-    )
+    senders = [
+        subprocess.Popen(
+            [
+                "storescu",
+                "--max-pdu",
+                str(REFERENCE_PDU),
+                "-aet",
+                "BENCH",
+                "-aec",
+                "RADRAFT",
+                "127.0.0.1",
+                str(port),
+                *map(str, group),
+            ],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for group in groups
+    ]
+    failures = []
+    for sender in senders:
+        _, errors = sender.communicate()
+        if sender.returncode != 0:
+            failures.append(errors.decode(errors="replace")[-2000:])
     elapsed = time.perf_counter() - start
-    if completed.returncode != 0:
-        raise SystemExit(f"storescu failed: {completed.stderr[-2000:]}")
+    if failures:
+        raise SystemExit(f"storescu failed: {failures[0]}")
     return elapsed
 
 
-def run_storescp(paths: list[Path], workdir: Path) -> float:
+def disk_rate(paths: list[Path], workdir: Path, *, early_writeback: bool) -> float:
+    """Images/s for write + fsync of each file into a fresh folder, one thread.
+
+    With ``early_writeback`` the file is written 128 KiB at a time (as PDUs arrive) and the
+    kernel is asked to start writing it out every 4 MiB, as the gateway does.
+    """
+    from gateway.receiving import WRITEBACK_STEP, start_writeback
+
+    out = workdir / "disk"
+    out.mkdir()
+    seconds = 0.0
+    try:
+        for path in paths:
+            data = memoryview(path.read_bytes())
+            start = time.perf_counter()
+            with open(out / path.name, "wb") as stream:
+                if early_writeback:
+                    for offset in range(0, len(data), REFERENCE_PDU):
+                        stream.write(data[offset : offset + REFERENCE_PDU])
+                        if (offset + REFERENCE_PDU) % WRITEBACK_STEP < REFERENCE_PDU:
+                            stream.flush()
+                            start_writeback(stream.fileno())
+                else:
+                    stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+            seconds += time.perf_counter() - start
+    finally:
+        shutil.rmtree(out)
+    return len(paths) / seconds
+
+
+def storescp_rate(groups: list[list[Path]], workdir: Path) -> float:
+    """Images/s into dcmtk's storescp (``--fork`` when there are several associations)."""
     out = workdir / "storescp"
     out.mkdir()
     port = free_port()
+    fork = ["--fork"] if len(groups) > 1 else []
     process = subprocess.Popen(
-        ["storescp", "-aet", "RADRAFT", "-od", str(out), str(port)],
+        [
+            "storescp",
+            *fork,
+            "--max-pdu",
+            str(REFERENCE_PDU),
+            "-aet",
+            "RADRAFT",
+            "-od",
+            str(out),
+            str(port),
+        ],
+        env={**os.environ, **NODELAY},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port)
-        return send(paths, port)
+        seconds = send(groups, port)
+        received = sum(1 for _ in out.iterdir())
+        if received != sum(map(len, groups)):
+            raise SystemExit(f"storescp kept {received} files")
+        return sum(map(len, groups)) / seconds
     finally:
         process.terminate()
         process.wait()
         shutil.rmtree(out)
 
 
-def run_gateway(paths: list[Path], workdir: Path, database_url: str | None) -> float:
-    data_dir = workdir / "radraft"
-    port = free_port()
-    environment = {
-        **os.environ,
-        "RADRAFT_DATA_DIR": str(data_dir),
-        "RADRAFT_DICOM_PORT": str(port),
-        "RADRAFT_LOG_LEVEL": "WARNING",
-    }
-    if database_url:
-        environment["RADRAFT_DATABASE_URL"] = database_url
-    subprocess.run(
-        [sys.executable, "-m", "radraft_cli", "db", "upgrade"],
-        env=environment,
-        check=True,
-        capture_output=True,
+def serve_and_discard(port: int, folder: Path) -> None:
+    """Run a pynetdicom C-STORE SCP that keeps nothing (``--pynetdicom-ceiling-port``)."""
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    from gateway.receiving import receive_into
+    from gateway.transport import tune_connection
+
+    receive_into(folder)
+    application_entity = AE(ae_title="RADRAFT")
+    application_entity.maximum_pdu_size = 4 << 20
+    application_entity.supported_contexts = AllStoragePresentationContexts
+
+    def discard(event: evt.Event) -> int:
+        os.unlink(event.dataset_path)
+        return 0x0000
+
+    def tune(event: evt.Event) -> None:
+        tune_connection(event.assoc.dul.socket, 4 << 20)
+
+    application_entity.start_server(
+        ("127.0.0.1", port),
+        evt_handlers=[(evt.EVT_C_STORE, discard), (evt.EVT_CONN_OPEN, tune)],
     )
+
+
+def pynetdicom_rate(paths: list[Path], workdir: Path) -> float:
+    """Images/s into a pynetdicom SCP that keeps nothing, over one association."""
+    folder = workdir / "pynetdicom"
+    folder.mkdir()
+    port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "radraft_cli", "gateway"], env=environment, cwd=REPO
+        [
+            sys.executable,
+            __file__,
+            "--pynetdicom-ceiling-port",
+            str(port),
+            "--workdir",
+            str(folder),
+        ],
+        cwd=REPO,
     )
     try:
         wait_for_port(port)
-        return send(paths, port)
+        return len(paths) / send([paths], port)
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.terminate()
         process.wait()
-        shutil.rmtree(data_dir)
+        shutil.rmtree(folder)
+
+
+@contextmanager
+def fresh_database(server_url: str | None, data_dir: Path, name: str) -> Iterator[str]:
+    """SQLite in the data dir, or a new database on the given Postgres server, dropped after."""
+    if server_url is None:
+        yield f"sqlite:///{data_dir / 'radraft.db'}"
+        return
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def gateway_rate(
+    groups: list[list[Path]], workdir: Path, server_url: str | None, processes: int
+) -> float:
+    """Images/s into ``radraft gateway --processes N``; every instance must be in the database."""
+    data_dir = workdir / "radraft"
+    data_dir.mkdir()
+    port = free_port()
+    with fresh_database(server_url, data_dir, f"radraft_bench_{os.getpid()}") as database_url:
+        environment = {
+            **os.environ,
+            "RADRAFT_DATA_DIR": str(data_dir),
+            "RADRAFT_DATABASE_URL": database_url,
+            "RADRAFT_DICOM_PORT": str(port),
+            "RADRAFT_LOG_LEVEL": "WARNING",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "radraft_cli", "db", "upgrade"],
+            env=environment,
+            check=True,
+            capture_output=True,
+            cwd=REPO,
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "radraft_cli", "gateway", "--processes", str(processes)],
+            env=environment,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port)
+            time.sleep(1.0 if processes > 1 else 0.0)  # every process bound, not only the first
+            seconds = send(groups, port)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+        engine = create_engine(database_url)
+        with engine.connect() as connection:
+            recorded = connection.scalar(select(func.count()).select_from(Instance))
+        engine.dispose()
+    shutil.rmtree(data_dir)
+    expected = sum(map(len, groups))
+    if recorded != expected:
+        raise SystemExit(f"the gateway recorded {recorded} of {expected} instances")
+    return expected / seconds
+
+
+@dataclass
+class Rates:
+    """Images/s per receiver, one entry per round."""
+
+    rounds: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, rate: float) -> None:
+        self.rounds.setdefault(name, []).append(rate)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.rounds[name])
 
 
 def main() -> None:
@@ -136,27 +333,63 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=40)
     parser.add_argument("--size", type=int, default=2800)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--database-url", default=None, help="default: embedded SQLite")
+    parser.add_argument("--associations", type=int, default=4)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--database-url", default=None, help="a Postgres server; default SQLite")
+    parser.add_argument(
+        "--workdir", default=None, help="a folder on the disk to measure (not a tmpfs)"
+    )
+    parser.add_argument("--pynetdicom-ceiling-port", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="radraft-bench-") as temporary:
+    if arguments.pynetdicom_ceiling_port:
+        serve_and_discard(arguments.pynetdicom_ceiling_port, Path(arguments.workdir))
+        return
+    with tempfile.TemporaryDirectory(prefix="radraft-bench-", dir=arguments.workdir) as temporary:
         workdir = Path(temporary)
         files_dir = workdir / "files"
         files_dir.mkdir()
         paths = make_files(files_dir, arguments.studies, arguments.size)
         megabytes = paths[0].stat().st_size / 1e6
-        print(f"{len(paths)} images of {megabytes:.1f} MB, {arguments.rounds} rounds each")
-        reference, gateway = [], []
+        parallel = split(paths, arguments.associations)
+        print(
+            f"{len(paths)} images of {megabytes:.1f} MB, {arguments.rounds} rounds; "
+            f"parallel: {arguments.associations} associations, "
+            f"gateway --processes {arguments.processes}"
+        )
+        rates = Rates()
         for round_number in range(arguments.rounds):
-            reference.append(len(paths) / run_storescp(paths, workdir))
-            gateway.append(len(paths) / run_gateway(paths, workdir, arguments.database_url))
-            print(
-                f"round {round_number + 1}: storescp {reference[-1]:.1f} images/s, "
-                f"radraft gateway {gateway[-1]:.1f} images/s, "
-                f"ratio {gateway[-1] / reference[-1]:.2f}"
+            rates.add("disk", disk_rate(paths, workdir, early_writeback=False))
+            rates.add("disk, early writeback", disk_rate(paths, workdir, early_writeback=True))
+            rates.add("storescp", storescp_rate([paths], workdir))
+            rates.add("pynetdicom ceiling", pynetdicom_rate(paths, workdir))
+            rates.add("gateway", gateway_rate([paths], workdir, arguments.database_url, 1))
+            rates.add("storescp --fork", storescp_rate(parallel, workdir))
+            rates.add(
+                "gateway parallel",
+                gateway_rate(parallel, workdir, arguments.database_url, arguments.processes),
             )
-        ref, ours = statistics.median(reference), statistics.median(gateway)
-        print(f"median: storescp {ref:.1f} images/s, radraft gateway {ours:.1f} images/s")
-        print(f"ratio gateway/storescp = {ours / ref:.2f} (goal >= 0.8)")
+            latest = ", ".join(f"{name} {values[-1]:.1f}" for name, values in rates.rounds.items())
+            print(f"round {round_number + 1} (images/s): {latest}")
+        print("median images/s:")
+        for name in rates.rounds:
+            print(f"  {name:<22} {rates.median(name):6.1f}")
+        single = rates.median("gateway") / rates.median("storescp")
+        several = rates.median("gateway parallel") / rates.median("storescp --fork")
+        print(f"ratio gateway / storescp, 1 association = {single:.2f} (goal >= 0.8)")
+        print(
+            f"ratio gateway / storescp --fork, {arguments.associations} associations = "
+            f"{several:.2f} (goal >= 0.8)"
+        )
+        print(f"ratio gateway / disk with early writeback, 1 association = "
+              f"{rates.median('gateway') / rates.median('disk, early writeback'):.2f}")  # fmt: skip
+        print(f"ratio gateway / disk write+fsync, 1 association = "
+              f"{rates.median('gateway') / rates.median('disk'):.2f}")  # fmt: skip
+        print(f"ratio gateway / pynetdicom ceiling, 1 association = "
+              f"{rates.median('gateway') / rates.median('pynetdicom ceiling'):.2f}")  # fmt: skip
+        print(f"ratio pynetdicom ceiling / storescp = "
+              f"{rates.median('pynetdicom ceiling') / rates.median('storescp'):.2f}")  # fmt: skip
+        print(f"ratio storescp / disk write+fsync = "
+              f"{rates.median('storescp') / rates.median('disk'):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

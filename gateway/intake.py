@@ -133,15 +133,9 @@ class InstanceIntake:
             return self._refuse(received, StoreStatus.CANNOT_UNDERSTAND, f"header: {error}")
         except (MissingIdentifierError, PixelDataMismatchError) as error:
             return self._refuse(received, StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, str(error))
-        try:
-            with session_scope(self._session_factory) as session:
-                conflict = find_conflict(session, header)
-        except SQLAlchemyError as error:
-            return self._refuse(
-                received, StoreStatus.OUT_OF_RESOURCES, f"database: {type(error).__name__}"
-            )
-        if conflict is not None:
-            return self._refuse_conflict(received, conflict)
+        # Identity is checked once, under the study's row lock as the rows are written: a copy
+        # that conflicts is spooled under a name of its own (its claimed identity), so removing
+        # it again never touches the first copy, and a clean instance costs no extra query.
         try:
             relative_path, size = self._spool.store(received.path, identity_key(header))
         except SpoolError as error:
@@ -149,8 +143,6 @@ class InstanceIntake:
         try:
             self._record_with_retry(header, relative_path, size, verified.transfer_syntax, received)
         except IdentityConflictError as error:
-            # Another association registered the UID meanwhile: this copy has its own file name,
-            # so removing it leaves the first copy untouched.
             self._spool.discard(relative_path)
             return self._refuse_conflict(received, error.conflict)
         except SQLAlchemyError as error:

@@ -7,9 +7,8 @@ the intake's ``StoreStatus`` becomes the C-STORE response.
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from pydicom import uid
 from pydicom.dataset import Dataset
@@ -17,9 +16,11 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.intake import InstanceIntake, ReceivedInstance
 from gateway.statuses import EchoStatus
+from gateway.transport import ReusePortServer, tune_connection
 from radraft.logs import log_event
 from radraft.settings import Settings
 
@@ -59,6 +60,15 @@ class GatewayAE(AE):
     (``RADRAFT_DICOM_REQUEST_TIMEOUT_SECONDS``) without ever taking a slot.
     """
 
+    reuse_port = False
+    """Bind listening sockets with SO_REUSEPORT (``radraft gateway --processes N``)."""
+
+    def make_server(self, *args: Any, **kwargs: Any) -> Any:
+        """pynetdicom's server factory, with ``ReusePortServer`` when the port is shared."""
+        if self.reuse_port and kwargs.get("server_class") is ThreadedAssociationServer:
+            kwargs["server_class"] = ReusePortServer
+        return super().make_server(*args, **kwargs)
+
     @property
     def active_associations(self) -> list[Association]:
         """Associations past their request (idle pre-association connections left out)."""
@@ -69,9 +79,10 @@ class GatewayAE(AE):
         ]
 
 
-def build_application_entity(settings: Settings) -> AE:
+def build_application_entity(settings: Settings, *, reuse_port: bool = False) -> AE:
     """An AE that accepts C-ECHO and C-STORE of every storage SOP class we can keep."""
     ae = GatewayAE(ae_title=settings.ae_title)
+    ae.reuse_port = reuse_port
     ae.maximum_pdu_size = settings.max_pdu_size
     ae.require_calling_aet = list(settings.allowed_calling_aes)
     ae.maximum_associations = settings.dicom_max_associations
@@ -87,8 +98,8 @@ def build_application_entity(settings: Settings) -> AE:
     return ae
 
 
-def event_handlers(intake: InstanceIntake) -> list[evt.EventHandlerType]:
-    """pynetdicom handlers bound to one intake."""
+def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.EventHandlerType]:
+    """pynetdicom handlers bound to one intake; ``max_pdu_size`` bounds what a peer may send."""
 
     def handle_store(event: evt.Event) -> Dataset:
         request = cast(C_STORE, event.request)
@@ -110,16 +121,7 @@ def event_handlers(intake: InstanceIntake) -> list[evt.EventHandlerType]:
         return int(EchoStatus.SUCCESS)
 
     def handle_connection_open(event: evt.Event) -> None:
-        # Nagle's algorithm stalls each small response behind a delayed ACK (about 40-70 ms per
-        # image with dcmtk senders); DICOM is request-response, so it is switched off.
-        transport = event.assoc.dul.socket
-        connection = transport.socket if transport is not None else None
-        if connection is None:
-            return
-        try:
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as error:
-            log_event(logger, "gateway.nodelay_failed", logging.DEBUG, error=type(error).__name__)
+        tune_connection(event.assoc.dul.socket, max_pdu_size)
 
     def handle_rejected(event: evt.Event) -> None:
         log_event(

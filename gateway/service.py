@@ -27,15 +27,25 @@ INCOMING_MAX_AGE_SECONDS = 3600.0
 
 
 class Gateway:
-    """Runs the DICOM SCP plus its two background loops until ``stop``."""
+    """Runs the DICOM SCP plus its background loops until ``stop``.
+
+    ``ingest_only`` gateways (the extra processes of ``radraft gateway --processes N``) run the
+    SCP alone, on a port they share with ``reuse_port``; one full gateway runs the completion
+    check, the outbox relay, the clean-up and HL7 order intake for all of them.
+    """
 
     def __init__(
         self,
         settings: Settings,
         session_factory: sessionmaker[Session],
         publish: Publisher,
+        *,
+        ingest_only: bool = False,
+        reuse_port: bool = False,
     ) -> None:
         self._settings = settings
+        self._ingest_only = ingest_only
+        self._reuse_port = reuse_port
         self._session_factory = session_factory
         self.spool = Spool(settings.spool_dir, settings.data_dir / "incoming")
         self._intake = InstanceIntake(
@@ -68,20 +78,24 @@ class Gateway:
         removed = self.spool.clean_incoming(older_than_seconds=INCOMING_MAX_AGE_SECONDS)
         if removed:
             log_event(logger, "gateway.incoming_cleaned", files=removed)
-        ae = build_application_entity(self._settings)
+        ae = build_application_entity(self._settings, reuse_port=self._reuse_port)
         self._server = ae.start_server(
             (self._settings.dicom_host, self._settings.dicom_port),
             block=False,
-            evt_handlers=event_handlers(self._intake),
+            evt_handlers=event_handlers(self._intake, max_pdu_size=self._settings.max_pdu_size),
         )
         if self._settings.dicom_tls_port is not None:
             # The same AE and handlers behind TLS (PS3.15 BCP 195); the plain port stays.
             self._tls_server = ae.start_server(
                 (self._settings.dicom_host, self._settings.dicom_tls_port),
                 block=False,
-                evt_handlers=event_handlers(self._intake),
+                evt_handlers=event_handlers(self._intake, max_pdu_size=self._settings.max_pdu_size),
                 ssl_context=server_context(self._settings),
             )
+        if self._ingest_only:
+            log_event(logger, "gateway.started", ae_title=self._settings.ae_title,
+                      port=self.port, role="ingest")  # fmt: skip
+            return
         self._threads = [
             threading.Thread(
                 target=run_completion_until,
@@ -122,7 +136,8 @@ class Gateway:
                 self.order_listener = listener
             else:
                 self.tls_order_listener = listener
-        log_event(logger, "gateway.started", ae_title=self._settings.ae_title, port=self.port)
+        log_event(logger, "gateway.started", ae_title=self._settings.ae_title, port=self.port,
+                  role="full")  # fmt: skip
 
     def _janitor(self) -> None:
         while not self._stop.wait(600):

@@ -134,9 +134,11 @@ class Settings(BaseSettings):
         description="If true, only images with an explicit chest Body Part Examined are drafted.",
     )
     max_pdu_size: int = Field(
-        default=0,
-        ge=0,
-        description="Maximum PDU we receive; 0 = unlimited, which is fastest for large images.",
+        default=4 << 20,
+        ge=16384,
+        le=64 << 20,
+        description="Longest P-DATA PDU we announce and accept, in bytes; a peer that sends a "
+        "longer one is disconnected before it is read.",
     )
     dicom_max_associations: int = Field(
         default=64,

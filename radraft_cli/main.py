@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -57,23 +58,68 @@ def db_downgrade(revision: str) -> None:
 
 
 @app.command()
-def gateway() -> None:
+def gateway(
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Gateway processes sharing the DICOM port (SO_REUSEPORT), each with its own "
+            "GIL; default: the number of cores.",
+        ),
+    ] = None,
+    ingest_only: Annotated[bool, typer.Option(hidden=True)] = False,
+    reuse_port: Annotated[bool, typer.Option(hidden=True)] = False,
+) -> None:
     """Run the DICOM gateway (C-ECHO/C-STORE SCP, completion check, outbox relay)."""
+    settings = _settings()
+    count = processes or os.cpu_count() or 1
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if count > 1:
+        _supervise_gateways(settings, count, stop)
+        return
     from gateway.service import Gateway
     from radraft.broker import celery_publisher
     from radraft.db import make_engine, make_sessionmaker
 
-    settings = _settings()
     engine = make_engine(settings.effective_database_url)
-    service = Gateway(settings, make_sessionmaker(engine), celery_publisher(settings))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    service = Gateway(
+        settings,
+        make_sessionmaker(engine),
+        celery_publisher(settings),
+        ingest_only=ingest_only,
+        reuse_port=reuse_port,
+    )
     service.start()
     while not stop.wait(0.5):
         pass
     service.stop()
     engine.dispose()
+
+
+def _supervise_gateways(settings: Settings, count: int, stop: threading.Event) -> None:
+    """Run ``count`` gateway processes on one port: the first full, the others ingest only."""
+    from radraft_cli.serve import ChildSupervisor
+
+    if settings.dicom_port == 0:
+        raise RadraftError("several gateway processes need a fixed RADRAFT_DICOM_PORT")
+    children = [
+        ChildSupervisor(
+            settings,
+            stop,
+            ["gateway", "--processes", "1", "--reuse-port", *(["--ingest-only"] if n else [])],
+            name=f"gateway-{n}",
+        )
+        for n in range(count)
+    ]
+    for child in children:
+        child.start()
+    typer.echo(f"gateway: {count} processes on port {settings.dicom_port}")
+    while not stop.wait(0.5):
+        pass
+    for child in children:
+        child.stop()
 
 
 @app.command()

@@ -6,6 +6,7 @@ process (``radraft worker``), as it is in production, restarted if it dies.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -28,44 +29,68 @@ from reporting.web.app import create_app
 
 logger = logging.getLogger(__name__)
 
-WORKER_RESTART_DELAY_SECONDS = 2.0
+RESTART_DELAY_SECONDS = 2.0
+PR_SET_PDEATHSIG = 1
+"""prctl option: the signal a child gets when its parent dies (linux/prctl.h)."""
 CONFIGURATION_ERROR_EXIT_CODE = 2
 """``radraft`` exits with 2 on a RadraftError (e.g. no model): restarting cannot help."""
 
 
-class WorkerSupervisor:
-    """Keeps one ``radraft worker`` child process running until stopped."""
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the supervisor dies (Linux), so a killed
+    supervisor never leaves children holding the port or the model."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+
+class ChildSupervisor:
+    """Keeps one ``radraft ...`` child process running until stopped (a worker, a gateway).
+
+    A child that exits is started again after a short pause; one that exits with the
+    configuration-error code (it cannot start, e.g. no model) stops everything instead of
+    looping.
+    """
+
+    def __init__(
+        self, settings: Settings, stop: threading.Event, arguments: list[str], *, name: str
+    ) -> None:
         self._environment = {**os.environ, **settings_to_environment(settings)}
         self._stop = stop
+        self._arguments = arguments
+        self._name = name
         self._process: subprocess.Popen[bytes] | None = None
         self.fatal_exit_code: int | None = None
-        self._thread = threading.Thread(target=self._supervise, name="radraft-worker-supervisor")
+        self._thread = threading.Thread(target=self._supervise, name=f"radraft-{name}-supervisor")
+
+    @property
+    def pid(self) -> int | None:
+        """The current child's process id."""
+        return self._process.pid if self._process is not None else None
 
     def start(self) -> None:
         """Start the child and the thread that restarts it."""
         self._thread.start()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "radraft_cli", "worker"]
-        return subprocess.Popen(command, env=self._environment)
+        command = [sys.executable, "-m", "radraft_cli", *self._arguments]
+        return subprocess.Popen(command, env=self._environment, preexec_fn=_die_with_parent)
 
     def _supervise(self) -> None:
         while not self._stop.is_set():
             self._process = self._spawn()
-            log_event(logger, "serve.worker_started", pid=self._process.pid)
+            log_event(logger, "serve.child_started", child=self._name, pid=self._process.pid)
             while self._process.poll() is None and not self._stop.wait(0.5):
                 pass
             if self._stop.is_set():
                 break
             if self._process.returncode == CONFIGURATION_ERROR_EXIT_CODE:
                 self.fatal_exit_code = self._process.returncode
-                log_event(logger, "serve.worker_cannot_start", logging.ERROR)
+                log_event(logger, "serve.child_cannot_start", logging.ERROR, child=self._name)
                 self._stop.set()
                 break
-            log_event(logger, "serve.worker_exited", logging.WARNING, code=self._process.returncode)
-            self._stop.wait(WORKER_RESTART_DELAY_SECONDS)
+            log_event(logger, "serve.child_exited", logging.WARNING, child=self._name,
+                      code=self._process.returncode)  # fmt: skip
+            self._stop.wait(RESTART_DELAY_SECONDS)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Ask the worker for a warm shutdown; kill it if it does not finish in time."""
@@ -108,7 +133,7 @@ class EmbeddedServer:
         self._stop = threading.Event()
         self._run_worker = run_worker
         self.gateway: Gateway | None = None
-        self._worker: WorkerSupervisor | None = None
+        self._worker: ChildSupervisor | None = None
         self._web: uvicorn.Server | None = None
         self._web_thread: threading.Thread | None = None
         self._delivery_thread: threading.Thread | None = None
@@ -131,7 +156,7 @@ class EmbeddedServer:
         )
         self._delivery_thread.start()
         if self._run_worker:
-            self._worker = WorkerSupervisor(settings, self._stop)
+            self._worker = ChildSupervisor(settings, self._stop, ["worker"], name="worker")
             self._worker.start()
         config = uvicorn.Config(create_app(settings), **web_server_options(settings))
         self._web = uvicorn.Server(config)

@@ -70,7 +70,7 @@ def start_gateway(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     environment = {**os.environ, **settings_to_environment(settings)}
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "radraft_cli", "gateway"],
+            [sys.executable, "-m", "radraft_cli", "gateway", "--processes", "1"],
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,

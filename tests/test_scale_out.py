@@ -70,8 +70,12 @@ def test_two_gateways_and_two_workers_draft_each_study_once_despite_a_killed_wor
         batches.append((files, gateways[association % 2].dicom_port))
     studies = ASSOCIATIONS * STUDIES_PER_ASSOCIATION
     with (
-        radraft_process(gateways[0], ["gateway"], tmp_path / "g0.log", ready_text="started"),
-        radraft_process(gateways[1], ["gateway"], tmp_path / "g1.log", ready_text="started"),
+        radraft_process(
+            gateways[0], ["gateway", "--processes", "1"], tmp_path / "g0.log", ready_text="started"
+        ),
+        radraft_process(
+            gateways[1], ["gateway", "--processes", "1"], tmp_path / "g1.log", ready_text="started"
+        ),
         radraft_process(gateways[0], ["worker"], tmp_path / "w0.log", ready_text="ready."),
         radraft_process(
             gateways[1], ["worker"], tmp_path / "w1.log", ready_text="ready."
@@ -136,7 +140,9 @@ def test_sixteen_associations_of_fifty_instances_lose_nothing(
             seed = 2000 + association * 25 + study
             files += write_study(make_chest_study(seed, rows=32, columns=32), tmp_path / f"{seed}")
         batches.append((files, settings.dicom_port))
-    with radraft_process(settings, ["gateway"], tmp_path / "g.log", ready_text="started") as gw:
+    with radraft_process(
+        settings, ["gateway", "--processes", "1"], tmp_path / "g.log", ready_text="started"
+    ) as gw:
         statuses = send_in_parallel(batches)
         peak = peak_rss_mib(gw.pid)
     record_property("gateway_peak_rss_mib", round(peak))

@@ -28,7 +28,7 @@ def start_gateway_process(settings: Settings, log: Path) -> subprocess.Popen[byt
     environment = {**os.environ, **settings_to_environment(settings)}
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "radraft_cli", "gateway"],
+            [sys.executable, "-m", "radraft_cli", "gateway", "--processes", "1"],
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -82,7 +82,7 @@ def test_sigkill_mid_association_loses_no_acknowledged_instance(
     try:
         with session_scope(session_factory) as session:
             rows = session.execute(select(Instance.sop_instance_uid, Instance.spool_path))
-            stored = dict(rows.tuples().all())
+            stored = dict(rows.all())
         assert set(acknowledged) <= set(stored)
         by_uid = {str(dataset.SOPInstanceUID): dataset for dataset in datasets}
         for sop_uid in acknowledged:

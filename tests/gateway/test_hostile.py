@@ -63,7 +63,10 @@ def test_a_deflate_bomb_is_refused_while_it_inflates_with_little_memory(
     bomb = deflate_bomb(tmp_path / "bomb", inflated_bytes=1 << 30)
     assert bomb.stat().st_size < 2 << 20, "about 1 MB on the wire"
     with radraft_process(
-        settings, ["gateway"], tmp_path / "gateway.log", ready_text="gateway.started"
+        settings,
+        ["gateway", "--processes", "1"],
+        tmp_path / "gateway.log",
+        ready_text="gateway.started",
     ) as process:
         # A normal instance first, so the baseline includes everything a reception allocates.
         normal = write_study(make_chest_study(1, rows=256, columns=256), tmp_path / "normal")
@@ -215,9 +218,7 @@ def test_a_disk_that_fills_up_mid_reception_answers_a700_and_recovers_losing_not
         assert store_statuses(again.output) == [0] * len(files), again.output
         with session_scope(session_factory) as session:
             stored = dict(
-                session.execute(select(Instance.sop_instance_uid, Instance.spool_path))
-                .tuples()
-                .all()
+                session.execute(select(Instance.sop_instance_uid, Instance.spool_path)).all()
             )
         assert set(acknowledged) <= set(stored)
         assert len(stored) == len(files)
@@ -235,3 +236,27 @@ def test_idle_fixture_sockets_do_not_break_echo(
     """Even with two hundred idle sockets open, verification answers at once."""
     wait_until(lambda: echoscu(port=running_gateway.port).returncode == 0, timeout=5,
                what="C-ECHO through the idle crowd")  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_pdu_longer_than_the_limit_closes_the_connection_before_it_is_read(
+    running_gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PDU header announcing 2 GiB: closed at once, not read (pynetdicom alone would wait for
+    the 2 GiB to arrive, growing a buffer as they came, until its network timeout)."""
+    announced = 2 << 30
+    with (
+        caplog.at_level(logging.WARNING, logger="gateway.transport"),
+        socket.create_connection(("127.0.0.1", running_gateway.port), timeout=10) as peer,
+    ):
+        peer.sendall(bytes([0x01, 0x00]) + announced.to_bytes(4, "big") + bytes(65536))
+        started = time.monotonic()
+        try:
+            closed = peer.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+        waited = time.monotonic() - started
+    assert closed, "the connection stays open"
+    assert waited < 5, f"closed after {waited:.1f} s"
+    assert any(record.getMessage().startswith("gateway.pdu_too_long") for record in caplog.records)
+    assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
