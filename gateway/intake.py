@@ -38,6 +38,7 @@ from radraft.enums import AuditAction, StudyStatus
 from radraft.errors import RadraftError
 from radraft.logs import log_event
 from radraft.models import AuditEntry, Instance, Series, Study
+from radraft.settings import Settings
 from radraft.study_status import move_study
 from radraft.timeutil import Clock, utcnow
 
@@ -85,6 +86,22 @@ class ReceivedInstance:
     sop_instance_uid: str
 
 
+def intake_for(
+    settings: Settings, session_factory: sessionmaker[Session], spool: Spool
+) -> InstanceIntake:
+    """The intake as the settings configure it; C-STORE and STOW-RS both take this one."""
+    return InstanceIntake(
+        session_factory,
+        spool,
+        strict_body_part=settings.strict_body_part,
+        limits=IntakeLimits(
+            max_inflated_bytes=settings.dicom_max_inflated_bytes,
+            min_free_bytes=settings.spool_min_free_bytes,
+        ),
+        origin=settings.dicomweb_base_url,
+    )
+
+
 class InstanceIntake:
     """Turns received files into spooled, recorded instances and a DIMSE status."""
 
@@ -95,9 +112,11 @@ class InstanceIntake:
         *,
         strict_body_part: bool,
         limits: IntakeLimits | None = None,
+        origin: str | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self._session_factory = session_factory
+        self._origin = origin
         self._spool = spool
         self._strict = strict_body_part
         self._limits = limits or IntakeLimits()
@@ -210,6 +229,7 @@ class InstanceIntake:
                         size=size,
                         transfer_syntax=transfer_syntax,
                         calling_ae_title=received.calling_ae_title,
+                        origin=self._origin,
                         strict_body_part=self._strict,
                         now=self._clock(),
                     )
@@ -255,6 +275,7 @@ def record_instance(
     calling_ae_title: str,
     strict_body_part: bool,
     now: datetime,
+    origin: str | None = None,
 ) -> Instance:
     """Insert or update the study, series and instance rows of one received instance.
 
@@ -317,6 +338,7 @@ def record_instance(
     instance.columns = header.columns
     instance.instance_number = header.instance_number
     instance.calling_ae_title = calling_ae_title
+    instance.origin = origin
     instance.received_at = now
     session.flush()
     return instance

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.completion import run_completion_until
-from gateway.intake import InstanceIntake, IntakeLimits
+from gateway.intake import intake_for
 from gateway.orders import OrderListener
 from gateway.receiving import receive_into
 from gateway.scp import build_application_entity, event_handlers
@@ -48,15 +48,7 @@ class Gateway:
         self._reuse_port = reuse_port
         self._session_factory = session_factory
         self.spool = Spool(settings.spool_dir, settings.data_dir / "incoming")
-        self._intake = InstanceIntake(
-            session_factory,
-            self.spool,
-            strict_body_part=settings.strict_body_part,
-            limits=IntakeLimits(
-                max_inflated_bytes=settings.dicom_max_inflated_bytes,
-                min_free_bytes=settings.spool_min_free_bytes,
-            ),
-        )
+        self._intake = intake_for(settings, session_factory, self.spool)
         self._relay = CeleryOutboxRelay(
             session_factory, publish, max_backoff_seconds=settings.outbox_max_backoff_seconds
         )

@@ -177,3 +177,10 @@ class AuditAction(StrEnum):
     IDENTITY_CONFLICT = "instance.identity_conflict"
     """The gateway refused an instance whose UIDs are known with another patient, study,
     series or SOP class; ``details.differs`` names the attributes, never their values."""
+    DICOMWEB_QUERY = "dicomweb.query"
+    """A QIDO-RS search; ``details`` names the matching keys (never their values) and counts
+    the results."""
+    DICOMWEB_RETRIEVE = "dicomweb.retrieve"
+    """A WADO-RS retrieval of a study, series or instance (files, metadata, frames, rendered)."""
+    DICOMWEB_STORE = "dicomweb.store"
+    """A STOW-RS request; ``details`` counts the instances stored and failed."""

@@ -46,3 +46,20 @@ class NotAuthenticatedError(RadraftError):
 
 class TooManyAttemptsError(RadraftError):
     """The caller must wait before trying again."""
+
+
+class MalformedRequestError(RadraftError):
+    """The request cannot be understood as its protocol defines it (a DICOMweb query key with an
+    unusable value, a multipart body without a boundary)."""
+
+
+class NotAcceptableError(RadraftError):
+    """None of the media types the caller accepts can be produced."""
+
+
+class UnsupportedMediaTypeError(RadraftError):
+    """The request body's media type is not one this route takes."""
+
+
+class PayloadTooLargeError(RadraftError):
+    """The request body, or a part of it, is over its limit."""

@@ -199,6 +199,10 @@ class Instance(Base):
     columns: Mapped[int | None] = mapped_column(Integer)
     instance_number: Mapped[str | None] = mapped_column(String(12))
     calling_ae_title: Mapped[str | None] = mapped_column(String(16))
+    """The sender's AE title, or ``STOW-RS`` for an instance stored over DICOMweb."""
+    origin: Mapped[str | None] = mapped_column(String(1024))
+    """The DICOMweb root that holds the file (``RADRAFT_DICOMWEB_BASE_URL`` of the installation
+    that received it); None: only the spool of the receiving host has it."""
     receive_count: Mapped[int] = mapped_column(Integer, default=1)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -168,6 +168,28 @@ class Settings(BaseSettings):
     )
 
     # --- web -----------------------------------------------------------------------------------
+    dicomweb_base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+[^/\s]$",
+        description="This installation's DICOMweb root as workers on other hosts reach it (e.g. "
+        "http://radraft-web:8000/dicomweb); recorded with every instance received here as its "
+        "origin, where such a worker fetches it over WADO-RS. Unset: workers read the spool.",
+    )
+    stow_max_bytes: int = Field(
+        default=2 << 30,
+        ge=1 << 20,
+        description="Largest STOW-RS request body (413 past it); also the largest part.",
+    )
+    stow_max_parts: int = Field(
+        default=1000, ge=1, le=100_000, description="Most instances in one STOW-RS request."
+    )
+    dicomweb_fetch_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="A worker's WADO-RS fetch of one instance gives up after this long without "
+        "data, and the job is retried later.",
+    )
     http_host: str = Field(default="127.0.0.1", description="Address the web app binds.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Web app port.")
     tls_certfile: Path | None = Field(
@@ -198,7 +220,8 @@ class Settings(BaseSettings):
     )
     api_token: str | None = Field(
         default=None,
-        description="Service token for read-only study endpoints (Authorization: Bearer).",
+        description="Service token (Authorization: Bearer): the read API and DICOMweb reads, "
+        "STOW-RS, and the WADO-RS fetches of workers on other hosts.",
     )
     secret_key: str | None = Field(
         default=None,

@@ -258,15 +258,15 @@ def deliver() -> None:
 
 @app.command()
 def web() -> None:
-    """Run the web app alone."""
+    """Run the web app (pages, API and DICOMweb) alone."""
     import uvicorn
 
     from radraft_cli.serve import web_server_options
-    from reporting.web.app import create_app
+    from radraft_cli.web_app import web_app
 
     settings = _settings()
     typer.echo(f"web app on {settings.http_host}:{settings.http_port}")
-    uvicorn.run(create_app(settings), **web_server_options(settings))
+    uvicorn.run(web_app(settings), **web_server_options(settings))
 
 
 @app.command()

@@ -24,8 +24,8 @@ from radraft.db import make_engine, make_sessionmaker
 from radraft.logs import log_event
 from radraft.migrate import upgrade
 from radraft.settings import Settings, settings_to_environment
+from radraft_cli.web_app import web_app
 from reporting.delivery.relay import OutputDeliveryRelay
-from reporting.web.app import create_app
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class EmbeddedServer:
         if self._run_worker:
             self._worker = ChildSupervisor(settings, self._stop, ["worker"], name="worker")
             self._worker.start()
-        config = uvicorn.Config(create_app(settings), **web_server_options(settings))
+        config = uvicorn.Config(web_app(settings), **web_server_options(settings))
         self._web = uvicorn.Server(config)
         # uvicorn installs no signal handlers outside the main thread; this server owns them.
         self._web_thread = threading.Thread(target=self._web.run, name="radraft-web")

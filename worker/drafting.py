@@ -22,7 +22,7 @@ from radraft.enums import JobStatus, ReportState, StudyStatus
 from radraft.errors import RadraftError
 from radraft.imaging import Candidate, UnusableImageError, choose_images, load_for_model
 from radraft.logs import log_event
-from radraft.models import DraftingJob, Instance, ReportRevision, Study
+from radraft.models import DraftingJob, Instance, ReportRevision, Series, Study
 from radraft.orders import indication_for
 from radraft.reports import (
     ModelAuthorship,
@@ -36,6 +36,7 @@ from radraft.study_status import PEOPLE_OWN, move_study
 from worker.batcher import Batcher
 from worker.prompts import findings_instruction, impression_instruction
 from worker.runtimes.base import DEMO_LABEL, GenerationRequest, ModelInfo
+from worker.study_files import InstanceLocation, StudyFiles
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class DraftInputs:
     job_id: int
     candidates: tuple[Candidate, ...]
     indication: str
+    locations: dict[str, InstanceLocation] = field(default_factory=dict)
+    """Where each candidate's file is, by SOP Instance UID."""
 
 
 @dataclass(frozen=True)
@@ -109,21 +112,41 @@ def take_job(session: Session, job_id: int, *, worker: str, now: datetime) -> Dr
     job.started_at = now
     job.heartbeat_at = now
     _set_study_status(study, job, StudyStatus.DRAFTING)
-    instances = session.scalars(
-        select(Instance)
+    rows = session.execute(
+        select(Instance, Series.series_instance_uid)
+        .join(Series, Series.id == Instance.series_id)
         .where(Instance.study_id == study.id, Instance.is_chest.is_(True))
         .order_by(Instance.id)
     ).all()
     candidates = tuple(
-        Candidate(i.sop_instance_uid, Path(i.spool_path), i.view_position) for i in instances
+        Candidate(i.sop_instance_uid, Path(i.spool_path), i.view_position) for i, _ in rows
     )
+    locations = {
+        i.sop_instance_uid: InstanceLocation(
+            study.study_instance_uid,
+            series_uid,
+            i.sop_instance_uid,
+            Path(i.spool_path),
+            i.size_bytes,
+            i.origin,
+        )
+        for i, series_uid in rows
+    }
     return DraftInputs(
-        job_id=job.id, candidates=candidates, indication=indication_for(session, study).text
+        job_id=job.id,
+        candidates=candidates,
+        indication=indication_for(session, study).text,
+        locations=locations,
     )
 
 
 def generate_draft(
-    inputs: DraftInputs, *, batcher: Batcher, spool_dir: Path, image_size: int, max_new_tokens: int
+    inputs: DraftInputs,
+    *,
+    batcher: Batcher,
+    files: StudyFiles,
+    image_size: int,
+    max_new_tokens: int,
 ) -> DraftOutcome:
     """Prepare the images and run findings, then impression, through the batcher.
 
@@ -140,7 +163,8 @@ def generate_draft(
         if len(images) == MAX_IMAGES:
             break
         try:
-            images.append(load_for_model(spool_dir / candidate.path, size=image_size))
+            path = files.path_of(inputs.locations[candidate.sop_instance_uid])
+            images.append(load_for_model(path, size=image_size))
             used.append(candidate.sop_instance_uid)
         except UnusableImageError as error:
             skipped.append((candidate.sop_instance_uid, error.reason))

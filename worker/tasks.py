@@ -26,11 +26,13 @@ from worker.drafting import (
     take_job,
 )
 from worker.runtimes.base import GenerationFailedError
+from worker.study_files import OriginUnavailableError, StudyFiles
 
 RETRY_BACKOFF_MAX_SECONDS = 300
 MAX_RETRIES = 5
-TRANSIENT_ERRORS = (OperationalError, GenerationFailedError)
-"""Database outages and a model child that failed twice: worth retrying with backoff."""
+TRANSIENT_ERRORS = (OperationalError, GenerationFailedError, OriginUnavailableError)
+"""Database outages, a model child that failed twice, a DICOMweb origin that cannot be reached:
+worth retrying with backoff."""
 
 
 class DraftStudyTask(Task):  # type: ignore[type-arg]
@@ -92,11 +94,19 @@ def register_tasks(app: Celery) -> None:
             return
         settings = context.settings
         try:
-            with heartbeat(context, inputs.job_id, interval=settings.job_lease_seconds / 4):
+            with (
+                heartbeat(context, inputs.job_id, interval=settings.job_lease_seconds / 4),
+                StudyFiles(
+                    settings.spool_dir,
+                    settings.data_dir / "fetched",
+                    token=settings.api_token,
+                    timeout_seconds=settings.dicomweb_fetch_timeout_seconds,
+                ) as files,
+            ):
                 outcome = generate_draft(
                     inputs,
                     batcher=context.batcher,
-                    spool_dir=settings.spool_dir,
+                    files=files,
                     image_size=settings.image_size,
                     max_new_tokens=settings.max_new_tokens,
                 )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -52,8 +53,17 @@ def session_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the web app for ``settings``."""
+@dataclass(frozen=True)
+class ExtraRouter:
+    """Routes another service offers on the web app (DICOMweb, mounted by the composition
+    root), with the request body limit of the paths under its prefix if they need their own."""
+
+    router: APIRouter
+    max_body_bytes: int | None = None
+
+
+def create_app(settings: Settings, *, extra_routers: Sequence[ExtraRouter] = ()) -> FastAPI:
+    """Build the web app for ``settings``, with any routes the composition root adds."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,7 +93,15 @@ def create_app(settings: Settings) -> FastAPI:
         https_only=False,
     )
     app.add_middleware(SecureCookieOverTLS)  # it must see the session's Set-Cookie
-    app.add_middleware(BodySizeLimit, max_bytes=settings.http_max_body_bytes)  # outermost
+    app.add_middleware(  # outermost
+        BodySizeLimit,
+        max_bytes=settings.http_max_body_bytes,
+        by_prefix={
+            extra.router.prefix + "/": extra.max_body_bytes
+            for extra in extra_routers
+            if extra.max_body_bytes is not None
+        },
+    )
 
     install_error_handlers(app)
 
@@ -101,6 +119,8 @@ def create_app(settings: Settings) -> FastAPI:
         reading,
     ):
         app.include_router(module.router)
+    for extra in extra_routers:
+        app.include_router(extra.router)
     app.include_router(pages.router)
     app.include_router(api_docs.router(open_to_anyone=settings.http_open_docs))
     app.mount("/static", StaticFiles(directory=Path(pages.__file__).parent / "static"), "static")

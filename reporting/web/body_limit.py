@@ -3,11 +3,13 @@
 A 49 MB JSON body to ``/api/login`` used to be read whole and parsed (91 s, 2 GB) before its
 422. A body that announces a larger Content-Length is refused at once, unread; one without a
 length (chunked) is counted as it arrives and refused at the byte that crosses the limit.
+Routes that take large bodies by design (STOW-RS) get their own limit by path prefix.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,22 +17,31 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class BodySizeLimit:
     """ASGI middleware: 413 for bodies over ``max_bytes``."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, by_prefix: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.by_prefix = dict(by_prefix or {})
+
+    def limit_for(self, path: str) -> int:
+        """The limit of the longest prefix that ``path`` starts with, else the default."""
+        matching = [prefix for prefix in self.by_prefix if path.startswith(prefix)]
+        return self.by_prefix[max(matching, key=len)] if matching else self.default_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(str(scope.get("path", "")))
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None:
             try:
-                too_large = int(declared) > self.max_bytes
+                too_large = int(declared) > max_bytes
             except ValueError:
                 too_large = False
             if too_large:
-                await self._refuse(send)
+                await self._refuse(send, max_bytes)
                 return
         received = 0
         refused = False
@@ -45,10 +56,10 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     refused = True
                     if not started:
-                        await self._refuse(send)
+                        await self._refuse(send, max_bytes)
                     return {"type": "http.disconnect"}
             return message
 
@@ -66,10 +77,8 @@ class BodySizeLimit:
             if not refused:
                 raise
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"the request body is larger than {self.max_bytes} bytes"}
-        ).encode()
+    async def _refuse(self, send: Send, max_bytes: int) -> None:
+        body = json.dumps({"detail": f"the request body is larger than {max_bytes} bytes"}).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -16,11 +16,15 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from radraft.errors import (
     ConflictError,
     InvalidInputError,
+    MalformedRequestError,
+    NotAcceptableError,
     NotAllowedError,
     NotAuthenticatedError,
     NotFoundError,
+    PayloadTooLargeError,
     RadraftError,
     TooManyAttemptsError,
+    UnsupportedMediaTypeError,
 )
 from radraft.imaging import UnusableImageError
 from radraft.logs import log_event
@@ -28,10 +32,14 @@ from radraft.logs import log_event
 logger = logging.getLogger(__name__)
 
 HTTP_STATUS: Mapping[type[RadraftError], int] = {
+    MalformedRequestError: 400,
     NotAuthenticatedError: 401,
     NotAllowedError: 403,
     NotFoundError: 404,
+    NotAcceptableError: 406,
     ConflictError: 409,
+    PayloadTooLargeError: 413,
+    UnsupportedMediaTypeError: 415,
     InvalidInputError: 422,
     UnusableImageError: 422,
     TooManyAttemptsError: 429,

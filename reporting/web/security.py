@@ -151,6 +151,18 @@ def reader(request: Request, session: DbSession) -> str:
 Reader = Annotated[str, Depends(reader)]
 
 
+def service_caller(request: Request) -> str:
+    """Machine access only: the service token (STOW-RS, a worker's WADO-RS fetch of a study is
+    a read and takes ``reader``); returns the audit actor."""
+    token = request.app.state.settings.api_token
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise NotAuthenticatedError("send the service token (Authorization: Bearer)")
+    if not token or not secrets.compare_digest(header.removeprefix("Bearer "), token):
+        raise NotAuthenticatedError("wrong service token")
+    return SERVICE_ACTOR
+
+
 def audit(session: DbSession, actor: str, action: str, object_type: str, object_id: str) -> None:
     """One audit row (views and changes of reports)."""
     session.add(

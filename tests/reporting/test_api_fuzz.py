@@ -17,7 +17,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from radraft.settings import Settings
-from reporting.web.app import create_app
+from radraft_cli.web_app import web_app
 from tests.reporting.web_support import login
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
@@ -74,7 +74,7 @@ def server_errors(client: TestClient, headers: dict[str, str], schema: Any) -> l
 def test_no_route_answers_5xx_to_generated_requests(
     settings: Settings, world: dict[str, Any]
 ) -> None:
-    app = create_app(settings)
+    app = web_app(settings)  # as deployed: DICOMweb included
     schema = schemathesis.openapi.from_dict(app.openapi())
     failures: list[str] = []
     with (

@@ -1,0 +1,248 @@
+"""DICOMweb on the web app: QIDO-RS finds what storescu sent, WADO-RS returns it byte for byte,
+STOW-RS stores through the C-STORE intake, and nobody anonymous gets in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydicom import dcmread
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.service import Gateway
+from radraft.db import session_scope
+from radraft.enums import AuditAction, Role
+from radraft.models import AuditEntry, Instance, Study
+from radraft.settings import Settings
+from radraft.synthetic import SyntheticPatient, make_chest_study
+from radraft_cli.web_app import web_app
+from reporting.users import create_user
+from tests.dicom_peers import storescu, write_study
+from tests.dicomweb_support import TOKEN_HEADERS, dataset_bytes, parts_of, stow_body
+from tests.reporting.web_support import PASSWORD, login
+from tests.support import wait_until
+
+DICOM_JSON = "application/dicom+json"
+
+
+def value(dataset: dict[str, Any], tag: str) -> Any:
+    """The first value of an element of a DICOM JSON data set (None if it has none)."""
+    values = dataset.get(tag, {}).get("Value")
+    return values[0] if values else None
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(web_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def sent(
+    running_gateway: Gateway, session_factory: sessionmaker[Session], tmp_path: Path
+) -> list[Path]:
+    """A PA + lateral study from patient DW-1 on 2024-03-15, sent by dcmtk's storescu."""
+    study = make_chest_study(
+        501, rows=64, columns=64, patient=SyntheticPatient(patient_id="DW-1", name="Web^Dora")
+    )
+    for dataset in study:
+        dataset.StudyDate = "20240315"
+    files = write_study(study, tmp_path / "sent")
+    assert storescu(files, port=running_gateway.port)
+
+    def stored() -> bool:
+        with session_scope(session_factory) as session:
+            return len(session.scalars(select(Instance)).all()) == len(files)
+
+    wait_until(stored, what="both instances stored")
+    return files
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_qido_finds_the_study_by_patient_date_range_and_modality(
+    client: TestClient, sent: list[Path]
+) -> None:
+    study_uid = str(dcmread(sent[0]).StudyInstanceUID)
+
+    def search(**query: str) -> list[dict[str, Any]]:
+        response = client.get("/dicomweb/studies", params=query, headers=TOKEN_HEADERS)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith(DICOM_JSON)
+        found: list[dict[str, Any]] = response.json()
+        return found
+
+    (match,) = search(PatientID="DW-1", StudyDate="20240301-20240331", ModalitiesInStudy="DX")
+    assert value(match, "0020000D") == study_uid
+    assert value(match, "00100010") == {"Alphabetic": "Web^Dora"}
+    assert value(match, "00201208") == 2, "NumberOfStudyRelatedInstances"
+    assert match["00080061"]["Value"] == ["DX"]
+    assert value(match, "00081190").endswith(f"/dicomweb/studies/{study_uid}")
+    assert search(PatientID="DW-*", StudyDate="-20240315")
+    assert search(PatientName="web^d*")  # person names match case-insensitively
+    assert search(PatientID="DW-2") == []
+    assert search(StudyDate="20240316-") == []
+    assert search(ModalitiesInStudy="CT,MR") == []
+    assert search(**{"00100020": "DW-1"}), "keys by tag work as by keyword"
+
+    series = client.get(f"/dicomweb/studies/{study_uid}/series", headers=TOKEN_HEADERS).json()
+    assert len(series) == 2
+    instances = client.get(f"/dicomweb/studies/{study_uid}/instances", headers=TOKEN_HEADERS)
+    assert {value(i, "00080018") for i in instances.json()} == {
+        str(dcmread(path).SOPInstanceUID) for path in sent
+    }
+    ignored = client.get("/dicomweb/studies", params={"PatientWeight": "70"}, headers=TOKEN_HEADERS)
+    assert ignored.status_code == 200
+    assert "PatientWeight" in ignored.headers["warning"]
+    bad = client.get("/dicomweb/studies", params={"StudyDate": "2024-03-15"}, headers=TOKEN_HEADERS)
+    assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_wado_returns_every_instance_byte_identical_with_metadata_frames_and_rendered(
+    client: TestClient, sent: list[Path], session_factory: sessionmaker[Session]
+) -> None:
+    first = dcmread(sent[0])
+    study_uid = str(first.StudyInstanceUID)
+    response = client.get(f"/dicomweb/studies/{study_uid}", headers=TOKEN_HEADERS)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith(
+        'multipart/related; type="application/dicom"'
+    )
+    parts = parts_of(response.content, response.headers["content-type"])
+    returned = {str(dcmread(_bytes_file(payload)).SOPInstanceUID): payload for _, payload in parts}
+    assert len(returned) == len(sent)
+    for path in sent:
+        sop = str(dcmread(path).SOPInstanceUID)
+        assert dataset_bytes(returned[sop]) == dataset_bytes(path.read_bytes()), "byte-identical"
+
+    instance = (
+        f"/dicomweb/studies/{study_uid}/series/{first.SeriesInstanceUID}"
+        f"/instances/{first.SOPInstanceUID}"
+    )
+    metadata = client.get(f"{instance}/metadata", headers=TOKEN_HEADERS)
+    assert metadata.status_code == 200
+    assert metadata.headers["content-type"].startswith(DICOM_JSON)
+    (header,) = metadata.json()
+    assert value(header, "00100020") == "DW-1"
+    assert value(header, "00080018") == str(first.SOPInstanceUID)
+    assert value(header, "00280010") == 64, "Rows"
+    assert "7FE00010" not in header, "pixel data is fetched as frames"
+
+    frames = client.get(f"{instance}/frames/1", headers=TOKEN_HEADERS)
+    assert frames.status_code == 200
+    ((frame_type, frame),) = parts_of(frames.content, frames.headers["content-type"])
+    assert frame_type.startswith("application/octet-stream")
+    assert frame == first.PixelData
+    assert client.get(f"{instance}/frames/2", headers=TOKEN_HEADERS).status_code == 404
+
+    rendered = client.get(f"{instance}/rendered", headers={**TOKEN_HEADERS, "Accept": "image/png"})
+    assert rendered.status_code == 200
+    assert rendered.content.startswith(b"\x89PNG")
+    jpeg = client.get(
+        f"{instance}/rendered",
+        params={"viewport": "32,32", "window": "2000,4000,linear"},
+        headers=TOKEN_HEADERS,
+    )
+    assert jpeg.content.startswith(b"\xff\xd8")
+    jpeg_only = (
+        'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
+    )
+    refused = client.get(
+        f"/dicomweb/studies/{study_uid}", headers={**TOKEN_HEADERS, "Accept": jpeg_only}
+    )
+    assert refused.status_code == 406, "radraft does not transcode"
+
+    with session_scope(session_factory) as session:
+        actions = set(
+            session.scalars(select(AuditEntry.action).where(AuditEntry.object_id == study_uid))
+        )
+    assert {AuditAction.DICOMWEB_RETRIEVE.value} <= {str(action) for action in actions}
+
+
+def _bytes_file(payload: bytes) -> Any:
+    import io
+
+    return io.BytesIO(payload)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_stow_stores_through_the_intake_and_a_truncated_part_fails_storing_nothing(
+    client: TestClient, session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    files = write_study(make_chest_study(502, rows=64, columns=64), tmp_path / "stow")
+    body, content_type = stow_body(files)
+    response = client.post("/dicomweb/studies", content=body,
+                           headers={**TOKEN_HEADERS, "Content-Type": content_type})  # fmt: skip
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert len(answer["00081199"]["Value"]) == 2, "ReferencedSOPSequence"
+    assert "00081198" not in answer
+    with session_scope(session_factory) as session:
+        stored = {i.sop_instance_uid: i for i in session.scalars(select(Instance))}
+        assert {i.calling_ae_title for i in stored.values()} == {"STOW-RS"}
+        assert all(i.is_chest for i in stored.values()), "classified like a C-STORE image"
+    for path in files:
+        sop = str(dcmread(path).SOPInstanceUID)
+        spooled = settings.spool_dir / stored[sop].spool_path
+        assert spooled.read_bytes() == path.read_bytes(), "the posted file, byte for byte"
+
+    other = write_study(make_chest_study(503, rows=64, columns=64), tmp_path / "cut")
+    body, content_type = stow_body(other, cut_last_part_to=2000)
+    response = client.post("/dicomweb/studies", content=body,
+                           headers={**TOKEN_HEADERS, "Content-Type": content_type})  # fmt: skip
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    (failed,) = answer["00081198"]["Value"]
+    assert value(failed, "00081197") == 0xC000, "FailureReason: cannot understand"
+    assert len(answer["00081199"]["Value"]) == 1
+    cut_sop = str(dcmread(other[-1]).SOPInstanceUID)
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(Instance).where(Instance.sop_instance_uid == cut_sop)) is None
+    assert not any((settings.data_dir / "incoming").iterdir()), "nothing left behind"
+
+    body, content_type = stow_body(files)
+    wrong_study = client.post(
+        "/dicomweb/studies/1.2.3.4", content=body,
+        headers={**TOKEN_HEADERS, "Content-Type": content_type},
+    )  # fmt: skip
+    assert wrong_study.status_code == 409
+    assert {value(item, "00081197") for item in wrong_study.json()["00081198"]["Value"]} == {0xA900}
+    not_multipart = client.post(
+        "/dicomweb/studies", content=files[0].read_bytes(),
+        headers={**TOKEN_HEADERS, "Content-Type": "application/dicom"},
+    )  # fmt: skip
+    assert not_multipart.status_code == 415
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_stow_and_wado_refuse_anonymous_callers_and_stow_needs_the_service_token(
+    client: TestClient, session_factory: sessionmaker[Session], sent: list[Path], tmp_path: Path
+) -> None:
+    study_uid = str(dcmread(sent[0]).StudyInstanceUID)
+    for path in ("/dicomweb/studies", f"/dicomweb/studies/{study_uid}",
+                 f"/dicomweb/studies/{study_uid}/metadata"):  # fmt: skip
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    body, content_type = stow_body(sent)
+    assert client.post("/dicomweb/studies", content=body,
+                       headers={"Content-Type": content_type}).status_code == 401  # fmt: skip
+
+    with session_scope(session_factory) as session:
+        create_user(session, "reader1", role=Role.RESIDENT, password=PASSWORD, full_name="R")
+    login(client, "reader1")
+    assert client.get("/dicomweb/studies", params={"PatientID": "DW-1"}).status_code == 200
+    refused = client.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type})
+    assert refused.status_code == 401, "a login reads; storing takes the service token"
+    with session_scope(session_factory) as session:
+        audited = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == AuditAction.DICOMWEB_QUERY)
+        ).all()
+    assert [entry.actor.startswith("user:") for entry in audited] == [True]
+    assert json.dumps(audited[0].details).find("DW-1") == -1, "query values stay out of the audit"
+    with session_scope(session_factory) as session:
+        assert len(session.scalars(select(Study)).all()) == 1

@@ -1,0 +1,116 @@
+"""Where a worker finds a study's files: the spool first, else the origin over HTTP.
+
+The origin here is a plain HTTP server on a real socket answering as a DICOMweb origin would
+(a multipart instance, a 404, a 503, a cut body); the end-to-end path against radraft's own
+origin is tests/test_remote_worker.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from radraft.imaging import UnusableImageError
+from worker.study_files import InstanceLocation, OriginUnavailableError, StudyFiles
+
+PAYLOAD = b"DICM-ish bytes " * 1000
+BOUNDARY = "origin-boundary"
+
+
+class Origin(BaseHTTPRequestHandler):
+    """Answers by the last path segment: ok, missing, failing, cut."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        Origin.seen.append(dict(self.headers))
+        kind = self.path.rsplit("/", 1)[-1]
+        if kind in ("missing", "failing"):
+            self.send_response(404 if kind == "missing" else 503)
+            self.end_headers()
+            return
+        body = (
+            f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            + PAYLOAD
+            + f"\r\n--{BOUNDARY}--\r\n".encode()
+        )
+        if kind == "cut":
+            body = body[: len(body) // 2]
+        self.send_response(200)
+        self.send_header("Content-Type", f'multipart/related; type="application/dicom"; '
+                         f"boundary={BOUNDARY}")  # fmt: skip
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        return
+
+
+@pytest.fixture
+def origin() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Origin)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/dicomweb"
+    server.shutdown()
+
+
+def location(origin: str | None, sop: str, size: int = len(PAYLOAD)) -> InstanceLocation:
+    return InstanceLocation("1.2", "1.2.3", sop, Path("ab/instance.dcm"), size, origin)
+
+
+def test_the_spool_is_read_when_it_has_the_whole_file(tmp_path: Path, origin: str) -> None:
+    spooled = tmp_path / "spool" / "ab" / "instance.dcm"
+    spooled.parent.mkdir(parents=True)
+    spooled.write_bytes(PAYLOAD)
+    Origin.seen.clear()
+    with StudyFiles(
+        tmp_path / "spool", tmp_path / "scratch", token="t", timeout_seconds=5
+    ) as files:
+        assert files.path_of(location(origin, "ok")) == spooled
+        assert files.fetched == 0
+    assert Origin.seen == [], "no request when the spool has it"
+
+
+def test_a_missing_or_short_spool_file_is_fetched_with_the_token_and_removed_after(
+    tmp_path: Path, origin: str
+) -> None:
+    spooled = tmp_path / "spool" / "ab" / "instance.dcm"
+    spooled.parent.mkdir(parents=True)
+    spooled.write_bytes(PAYLOAD[:10])  # a partial copy on a shared volume does not count
+    Origin.seen.clear()
+    with StudyFiles(
+        tmp_path / "spool", tmp_path / "scratch", token="t", timeout_seconds=5
+    ) as files:
+        path = files.path_of(location(origin, "ok"))
+        assert path.read_bytes() == PAYLOAD
+        assert files.fetched == 1
+    assert not path.exists(), "the scratch copy is gone when the job ends"
+    assert Origin.seen[0]["Authorization"] == "Bearer t"
+    assert "application/dicom" in Origin.seen[0]["Accept"]
+
+
+def test_fetch_failures_are_transient_or_permanent_as_the_origin_says(
+    tmp_path: Path, origin: str
+) -> None:
+    with StudyFiles(
+        tmp_path / "spool", tmp_path / "scratch", token="t", timeout_seconds=5
+    ) as files:
+        with pytest.raises(UnusableImageError, match="404"):
+            files.path_of(location(origin, "missing"))
+        with pytest.raises(OriginUnavailableError, match="503"):
+            files.path_of(location(origin, "failing"))
+        with pytest.raises(UnusableImageError, match="incomplete"):
+            files.path_of(location(origin, "cut"))
+        with pytest.raises(UnusableImageError, match="incomplete"):
+            files.path_of(location(origin, "ok", size=len(PAYLOAD) - 1))
+        with pytest.raises(UnusableImageError, match="no DICOMweb origin"):
+            files.path_of(location(None, "ok"))
+        with pytest.raises(OriginUnavailableError, match="unreachable"):
+            files.path_of(location("http://127.0.0.1:9/dicomweb", "ok"))
