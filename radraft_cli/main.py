@@ -13,6 +13,7 @@ import typer
 from radraft.errors import RadraftError
 from radraft.logs import configure_logging
 from radraft.settings import Settings, load_settings
+from radraft_cli.health import health_app
 from reporting.reader_study.cli import reader_study_app
 from reporting.timing_cli import timing_app
 
@@ -29,6 +30,7 @@ model_app = typer.Typer(help="Model checkpoints and runtimes.", no_args_is_help=
 app.add_typer(model_app, name="model")
 app.add_typer(reader_study_app, name="reader-study")
 app.add_typer(timing_app, name="timing")
+app.add_typer(health_app, name="health")
 
 
 def _settings(**overrides: object) -> Settings:

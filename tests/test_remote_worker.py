@@ -9,6 +9,9 @@ of them stays on the worker's disk.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -20,12 +23,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from radraft.db import session_scope
 from radraft.enums import AuditAction, JobStatus
 from radraft.models import AuditEntry, DraftingJob, Instance, ReportRevision
-from radraft.settings import Settings
+from radraft.settings import Settings, settings_to_environment
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import storescu, write_study
 from tests.dicomweb_support import TOKEN_HEADERS, stow_body
 from tests.processes import radraft_process
 from tests.support import RedisServer, wait_until
+
+
+def health(settings: Settings, kind: str) -> subprocess.CompletedProcess[str]:
+    """``radraft health KIND`` as a container health check runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "radraft_cli", "health", kind, "--timeout", "5"],
+        env={**os.environ, **settings_to_environment(settings)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
@@ -63,6 +77,12 @@ def test_a_worker_with_its_own_data_dir_drafts_from_images_fetched_over_wado_rs(
             return done == 2
 
         wait_until(drafted, timeout=180, what="both studies drafted on the GPU host")
+        # The container health checks, against the running services.
+        assert health(gateway_host, "gateway").returncode == 0
+        assert health(gateway_host, "web").returncode == 0
+        assert health(gpu_host, "worker").returncode == 0
+    assert health(gateway_host, "gateway").returncode == 1, "stopped: unhealthy"
+    assert health(gateway_host, "web").returncode == 1
     with session_scope(session_factory) as session:
         origins = set(session.scalars(select(Instance.origin)))
         callers = set(session.scalars(select(Instance.calling_ae_title)))
