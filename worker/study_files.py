@@ -20,6 +20,7 @@ from types import TracebackType
 
 import httpx
 
+from radraft.dicomweb_paths import instance_url
 from radraft.errors import RadraftError
 from radraft.imaging import UnusableImageError
 from radraft.multipart import MediaType, MultipartFileReader
@@ -44,9 +45,11 @@ class InstanceLocation:
 
     @property
     def url(self) -> str:
-        return (
-            f"{self.origin}/studies/{self.study_instance_uid}/series/{self.series_instance_uid}"
-            f"/instances/{self.sop_instance_uid}"
+        return instance_url(
+            self.origin or "",
+            self.study_instance_uid,
+            self.series_instance_uid,
+            self.sop_instance_uid,
         )
 
 

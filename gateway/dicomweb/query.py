@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gateway.dicomweb.attributes import JsonDataset, attribute, dataset, keyword_of
+from radraft.dicomweb_paths import instance_url, series_url, study_url
 from radraft.errors import MalformedRequestError
 from radraft.models import Instance, Series, Study
 
@@ -254,18 +255,6 @@ def find_instances(
     ]
 
 
-def study_url(root: str, study: Study) -> str:
-    return f"{root}/studies/{study.study_instance_uid}"
-
-
-def series_url(root: str, series: Series, study: Study) -> str:
-    return f"{study_url(root, study)}/series/{series.series_instance_uid}"
-
-
-def instance_url(root: str, instance: Instance, series: Series, study: Study) -> str:
-    return f"{series_url(root, series, study)}/instances/{instance.sop_instance_uid}"
-
-
 def study_attributes(study: Study, root: str) -> list[tuple[str, dict[str, Any]]]:
     """The study-level return keys (PS3.18 table 10.6.3-3) radraft stores."""
     return [
@@ -280,7 +269,7 @@ def study_attributes(study: Study, root: str) -> list[tuple[str, dict[str, Any]]
         attribute("PatientSex", study.patient_sex),
         attribute("StudyInstanceUID", study.study_instance_uid),
         attribute("StudyID", study.dicom_study_id),
-        attribute("RetrieveURL", study_url(root, study)),
+        attribute("RetrieveURL", study_url(root, study.study_instance_uid)),
     ]
 
 
@@ -292,7 +281,9 @@ def series_attributes(series: Series, study: Study, root: str) -> list[tuple[str
         attribute("BodyPartExamined", series.body_part_examined),
         attribute("SeriesInstanceUID", series.series_instance_uid),
         attribute("SeriesNumber", series.series_number),
-        attribute("RetrieveURL", series_url(root, series, study)),
+        attribute(
+            "RetrieveURL", series_url(root, study.study_instance_uid, series.series_instance_uid)
+        ),
     ]
 
 
@@ -307,5 +298,13 @@ def instance_attributes(
         attribute("InstanceNumber", instance.instance_number),
         attribute("Rows", instance.rows),
         attribute("Columns", instance.columns),
-        attribute("RetrieveURL", instance_url(root, instance, series, study)),
+        attribute(
+            "RetrieveURL",
+            instance_url(
+                root,
+                study.study_instance_uid,
+                series.series_instance_uid,
+                instance.sop_instance_uid,
+            ),
+        ),
     ]

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.dicomweb.attributes import JsonDataset
+from radraft.dicomweb_paths import instance_url
 from radraft.errors import (
     InvalidInputError,
     MalformedRequestError,
@@ -74,9 +75,8 @@ class StoredInstance:
     columns: int | None
 
     def url(self, root: str) -> str:
-        return (
-            f"{root}/studies/{self.study_instance_uid}/series/{self.series_instance_uid}"
-            f"/instances/{self.sop_instance_uid}"
+        return instance_url(
+            root, self.study_instance_uid, self.series_instance_uid, self.sop_instance_uid
         )
 
 

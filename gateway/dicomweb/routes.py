@@ -24,6 +24,7 @@ from gateway.dicomweb.store import StowResult, store_parts
 from gateway.intake import intake_for
 from gateway.spool import Spool
 from radraft.db import session_scope
+from radraft.dicomweb_paths import study_url
 from radraft.enums import AuditAction
 from radraft.errors import NotAcceptableError, NotFoundError, UnsupportedMediaTypeError
 from radraft.models import AuditEntry
@@ -294,9 +295,9 @@ def dicomweb_router(
         with session_scope(request.app.state.session_factory) as session:
             _audit(session, actor, AuditAction.DICOMWEB_STORE, study or "*",
                    stored=len(result.stored), failed=len(result.failed))  # fmt: skip
-        study_url = f"{_root(request)}/studies/{study}" if study else None
+        retrieve = study_url(_root(request), study) if study else None
         return JSONResponse(
-            result.body(study_url), status_code=result.http_status, media_type=DICOM_JSON
+            result.body(retrieve), status_code=result.http_status, media_type=DICOM_JSON
         )
 
     @router.post("/studies", summary="STOW-RS: store instances")

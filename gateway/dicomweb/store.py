@@ -20,6 +20,7 @@ from pydicom.filereader import read_file_meta_info
 from gateway.dicomweb.attributes import JsonDataset, attribute, dataset, sequence
 from gateway.intake import InstanceIntake, ReceivedInstance
 from gateway.statuses import StoreStatus
+from radraft.dicomweb_paths import instance_url
 from radraft.multipart import MediaType, ReceivedPart
 
 STOW_CALLER = "STOW-RS"
@@ -105,9 +106,12 @@ def store_parts(
                     attribute("ReferencedSOPInstanceUID", identity.sop_instance_uid),
                     attribute(
                         "RetrieveURL",
-                        f"{root}/studies/{identity.study_instance_uid}"
-                        f"/series/{identity.series_instance_uid}"
-                        f"/instances/{identity.sop_instance_uid}",
+                        instance_url(
+                            root,
+                            identity.study_instance_uid,
+                            identity.series_instance_uid,
+                            identity.sop_instance_uid,
+                        ),
                     ),
                 )
             )
