@@ -14,9 +14,12 @@ LIBRARY_LOG_LEVELS = {
     "pydicom": logging.ERROR,
     "highdicom": logging.ERROR,
     "hl7apy": logging.ERROR,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
 }
 """Floors for library loggers whose lower records quote UIDs, names or dates (pynetdicom's
-warnings are about associations and AE titles, and identifier logging is off)."""
+warnings are about associations and AE titles, and identifier logging is off; httpx logs each
+request's URL at INFO, and a worker's WADO-RS URLs name the study, series and instance)."""
 
 
 def configure_logging(level: str = "INFO") -> None:

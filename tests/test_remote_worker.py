@@ -98,6 +98,11 @@ def test_a_worker_with_its_own_data_dir_drafts_from_images_fetched_over_wado_rs(
     assert drafts == 2, "one draft per study"
     studies = {str(dcmread(files[0]).StudyInstanceUID) for files in (by_dimse, by_stow)}
     assert set(fetched) == studies, "each study's images came over WADO-RS"
+    instances = {str(dcmread(path).SOPInstanceUID) for path in [*by_dimse, *by_stow]}
+    for log in ("worker.log", "web.log", "gateway.log"):
+        text = (tmp_path / log).read_text(errors="replace")
+        leaked = sorted(uid for uid in studies | instances if uid in text)
+        assert leaked == [], f"{log} names {leaked} (fetch URLs carry UIDs)"
     assert not (gpu_host.spool_dir).exists(), "the GPU host never had a spool"
     scratch = gpu_host.data_dir / "fetched"
     assert not scratch.exists() or not any(scratch.iterdir()), "fetched files removed after use"

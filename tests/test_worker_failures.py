@@ -16,6 +16,7 @@ from gateway.service import Gateway
 from radraft.broker import celery_publisher
 from radraft.db import session_scope
 from radraft.enums import JobStatus, StudyStatus
+from radraft.model_options import Isolation
 from radraft.models import DraftingJob, ReportRevision, Study
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
@@ -119,7 +120,7 @@ def test_model_child_killed_mid_batch_every_study_drafts_once(
     settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     settings = settings.model_copy(
-        update={"model_isolation": "child", "max_new_tokens": 300, "batch_wait_ms": 300}
+        update={"model_isolation": Isolation.CHILD, "max_new_tokens": 300, "batch_wait_ms": 300}
     )
     gateway = Gateway(settings, session_factory, celery_publisher(settings))
     gateway.start()
