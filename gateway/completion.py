@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.redelivery import (
+    QueueDepth,
+    draft_message_key,
+    redeliver_unclaimed_jobs,
+    requeue_lost_jobs,
+)
 from gateway.selection import study_eligibility
 from radraft.contract import DRAFT_STUDY_TASK
 from radraft.db import session_scope
@@ -109,51 +116,12 @@ def decide_study(session: Session, study: Study, *, now: datetime) -> None:
     add_message(
         session,
         channel=OutboxChannel.CELERY,
-        idempotency_key=f"draft-study:{study.id}:{study.content_version}",
+        idempotency_key=draft_message_key(study.id, study.content_version),
         payload={"task": DRAFT_STUDY_TASK, "args": [job.id]},
         study_id=study.id,
     )
     move_study(study, StudyStatus.QUEUED)
     log_event(logger, "gateway.study_queued", study_id=study.id, job_id=job.id)
-
-
-def requeue_lost_jobs(
-    session_factory: sessionmaker[Session],
-    *,
-    lease_seconds: float,
-    clock: Clock = utcnow,
-) -> int:
-    """Publish again the drafting jobs whose worker took them and then vanished.
-
-    A worker killed mid-task leaves its job RUNNING. Redis redelivers the message after its
-    visibility timeout, but the embedded filesystem broker never does, so the database decides:
-    a running job whose worker has not renewed its heartbeat for ``lease_seconds`` gets a new
-    outbox row. The worker's delivery
-    counter bounds how often that can happen, and a finished job ignores late deliveries.
-    """
-    with session_scope(session_factory) as session:
-        cutoff = clock() - timedelta(seconds=lease_seconds)
-        lost = session.scalars(
-            select(DraftingJob)
-            .where(
-                DraftingJob.status == JobStatus.RUNNING,
-                func.coalesce(DraftingJob.heartbeat_at, DraftingJob.started_at) < cutoff,
-            )
-            .with_for_update(skip_locked=True)
-        ).all()
-        for job in lost:
-            job.status = JobStatus.QUEUED
-            add_message(
-                session,
-                channel=OutboxChannel.CELERY,
-                idempotency_key=(
-                    f"draft-study:{job.study_id}:{job.content_version}:redelivery:{job.attempts}"
-                ),
-                payload={"task": DRAFT_STUDY_TASK, "args": [job.id]},
-                study_id=job.study_id,
-            )
-            log_event(logger, "gateway.job_requeued", logging.WARNING, job_id=job.id)
-        return len(lost)
 
 
 def run_completion_until(
@@ -163,12 +131,23 @@ def run_completion_until(
     stable_seconds: float,
     poll_seconds: float,
     job_lease_seconds: float,
+    queue_depth: QueueDepth | None = None,
 ) -> None:
-    """Check for stable studies and lost jobs until ``stop`` is set; outages are retried."""
+    """Check for stable studies and lost jobs until ``stop`` is set; outages are retried.
+
+    Unclaimed jobs are looked for every quarter lease, and only with a ``queue_depth`` to ask
+    the broker (a gateway whose publisher is not a broker has none).
+    """
+    next_unclaimed_check = time.monotonic()
     while not stop.is_set():
         try:
             complete_stable_studies(session_factory, stable_seconds=stable_seconds)
             requeue_lost_jobs(session_factory, lease_seconds=job_lease_seconds)
+            if queue_depth is not None and time.monotonic() >= next_unclaimed_check:
+                next_unclaimed_check = time.monotonic() + job_lease_seconds / 4
+                redeliver_unclaimed_jobs(
+                    session_factory, queue_depth, lease_seconds=job_lease_seconds
+                )
         except Exception as error:
             log_event(logger, "gateway.completion_error", logging.ERROR, error=type(error).__name__)
         stop.wait(poll_seconds)

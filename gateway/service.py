@@ -13,6 +13,7 @@ from gateway.completion import run_completion_until
 from gateway.intake import intake_for
 from gateway.orders import OrderListener
 from gateway.receiving import receive_into
+from gateway.redelivery import QueueDepth
 from gateway.scp import build_application_entity, event_handlers
 from gateway.spool import Spool
 from radraft.logs import log_event
@@ -42,8 +43,10 @@ class Gateway:
         *,
         ingest_only: bool = False,
         reuse_port: bool = False,
+        queue_depth: QueueDepth | None = None,
     ) -> None:
         self._settings = settings
+        self._queue_depth = queue_depth
         self._ingest_only = ingest_only
         self._reuse_port = reuse_port
         self._session_factory = session_factory
@@ -96,6 +99,7 @@ class Gateway:
                     "stable_seconds": self._settings.stable_seconds,
                     "poll_seconds": COMPLETION_POLL_SECONDS,
                     "job_lease_seconds": self._settings.job_lease_seconds,
+                    "queue_depth": self._queue_depth,
                 },
                 name="radraft-completion",
                 daemon=True,

@@ -8,11 +8,13 @@ task still running is not redelivered.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
-from radraft.contract import DEFAULT_QUEUE, TASK_QUEUES
+from radraft.contract import DEFAULT_QUEUE, DRAFTING_QUEUE, TASK_QUEUES
 from radraft.fsbroker import TRANSPORT as FILESYSTEM_TRANSPORT
 from radraft.outbox import CeleryPublish, Publisher
 from radraft.settings import Settings
@@ -80,3 +82,27 @@ def celery_publisher(settings: Settings) -> Publisher:
         app.send_task(message.task_name, args=message.args, task_id=message.task_id, retry=False)
 
     return publish
+
+
+def drafting_queue_depth(settings: Settings) -> Callable[[], int]:
+    """Ask the broker how many drafting messages wait in the queue, taken by no worker yet.
+
+    The gateway's unclaimed-job check needs it (``gateway.redelivery``). A passive declare is
+    AMQP's way to count a queue without creating it; Redis has no key for an empty queue and
+    answers "not found", which means nothing waits. One connection attempt per question: a
+    broker that is down raises, and the check is tried again later.
+    """
+    app = make_celery(settings, main="radraft-queue-depth")
+
+    def depth() -> int:
+        with app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+            # Typed as kombu's abstract StdChannel; every transport's channel has AMQP's methods.
+            channel: Any = connection.default_channel
+            try:
+                declared = channel.queue_declare(queue=DRAFTING_QUEUE, passive=True)
+            except ChannelError:
+                return 0
+            return int(declared.message_count)
+
+    return depth

@@ -82,7 +82,7 @@ def gateway(
         _supervise_gateways(settings, count, stop)
         return
     from gateway.service import Gateway
-    from radraft.broker import celery_publisher
+    from radraft.broker import celery_publisher, drafting_queue_depth
     from radraft.db import make_engine, make_sessionmaker
 
     engine = make_engine(settings.effective_database_url)
@@ -92,6 +92,7 @@ def gateway(
         celery_publisher(settings),
         ingest_only=ingest_only,
         reuse_port=reuse_port,
+        queue_depth=drafting_queue_depth(settings),
     )
     service.start()
     while not stop.wait(0.5):

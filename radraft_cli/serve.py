@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 
 from gateway.service import Gateway
-from radraft.broker import celery_publisher
+from radraft.broker import celery_publisher, drafting_queue_depth
 from radraft.db import make_engine, make_sessionmaker
 from radraft.logs import log_event
 from radraft.migrate import upgrade
@@ -146,7 +146,12 @@ class EmbeddedServer:
         upgrade(settings.effective_database_url)
         engine = make_engine(settings.effective_database_url)
         session_factory = make_sessionmaker(engine)
-        self.gateway = Gateway(settings, session_factory, celery_publisher(settings))
+        self.gateway = Gateway(
+            settings,
+            session_factory,
+            celery_publisher(settings),
+            queue_depth=drafting_queue_depth(settings),
+        )
         self.gateway.start()
         relay = OutputDeliveryRelay(session_factory, settings)
         self._delivery_thread = threading.Thread(

@@ -102,7 +102,7 @@ def test_two_gateways_and_two_workers_draft_each_study_once_despite_a_killed_wor
                 )  # fmt: skip
             return done == studies
 
-        wait_until(all_drafted, timeout=300, what="every study drafted by the surviving worker")
+        wait_until(all_drafted, timeout=200, what="every study drafted by the surviving worker")
     with session_scope(session_factory) as session:
         assert session.scalar(select(func.count()).select_from(Study)) == studies
         jobs = session.execute(

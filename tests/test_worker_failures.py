@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.service import Gateway
-from radraft.broker import celery_publisher
+from radraft.broker import celery_publisher, drafting_queue_depth
 from radraft.db import session_scope
 from radraft.enums import JobStatus, StudyStatus
 from radraft.model_options import Isolation
 from radraft.models import DraftingJob, ReportRevision, Study
-from radraft.settings import Settings
+from radraft.settings import Settings, settings_to_environment
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import storescu, synthetic_study_files, write_study
 from tests.processes import radraft_process
@@ -38,6 +40,18 @@ def drafts_per_job(factory: sessionmaker[Session]) -> dict[int | None, int]:
         for job_id in session.scalars(select(ReportRevision.drafting_job_id)):
             counts[job_id] = counts.get(job_id, 0) + 1
         return counts
+
+
+def draft_the_one_job_with_a_new_worker(
+    settings: Settings, factory: sessionmaker[Session], log: Path
+) -> None:
+    """Start a worker and wait until the test's only job has been drafted."""
+    with radraft_process(settings, ["worker"], log, ready_text=WORKER_READY):
+        wait_until(
+            lambda: jobs(factory)[0].status == JobStatus.SUCCEEDED,
+            timeout=90,
+            what="the job to be drafted by the new worker",
+        )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -66,12 +80,7 @@ def test_worker_killed_mid_task_is_redelivered_and_drafts_once(
             )
             doomed.send_signal(signal.SIGKILL)
             doomed.wait()
-        with radraft_process(settings, ["worker"], tmp_path / "w2.log", ready_text=WORKER_READY):
-            wait_until(
-                lambda: jobs(session_factory)[0].status == JobStatus.SUCCEEDED,
-                timeout=90,
-                what="the redelivered job to finish",
-            )
+        draft_the_one_job_with_a_new_worker(settings, session_factory, tmp_path / "w2.log")
     finally:
         gateway.stop()
     (job,) = jobs(session_factory)
@@ -154,3 +163,52 @@ def test_model_child_killed_mid_batch_every_study_drafts_once(
     counts = drafts_per_job(session_factory)
     assert sorted(counts.values()) == [1, 1, 1]
     assert all(job.attempts == 1 for job in jobs(session_factory))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_message_whose_worker_died_before_claiming_the_job_is_published_again(
+    backend: str,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The job stays queued, its message is gone from the queue (Redis: unacknowledged until the
+    visibility timeout, hours; the filesystem broker: deleted); the gateway publishes it again."""
+    update: dict[str, object] = {"job_lease_seconds": 2.0}
+    if backend == "postgres":
+        redis_server: RedisServer = request.getfixturevalue("redis_server")
+        update["broker_url"] = redis_server.url
+    settings = settings.model_copy(update=update)
+    gateway = Gateway(settings, session_factory, celery_publisher(settings),
+                      queue_depth=drafting_queue_depth(settings))  # fmt: skip
+    gateway.start()
+    log = tmp_path / "consumer.log"
+    try:
+        with log.open("wb") as output:
+            consumer = subprocess.Popen(
+                [sys.executable, "-m", "tests.vanishing_consumer"],
+                env={**os.environ, **settings_to_environment(settings)},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            assert storescu(synthetic_study_files(73, tmp_path / "s"), port=gateway.port)
+            wait_until(lambda: "taken job" in log.read_text(), what="the consumer to take it")
+        finally:
+            consumer.send_signal(signal.SIGKILL)
+            consumer.wait()
+        (job,) = jobs(session_factory)
+        assert f"taken job {job.id}" in log.read_text()
+        assert (job.status, job.attempts) == (JobStatus.QUEUED, 0), "taken, never claimed"
+        wait_until(
+            lambda: drafting_queue_depth(settings)() == 1,
+            timeout=30,
+            what="the gateway to publish the unclaimed job again",
+        )
+        draft_the_one_job_with_a_new_worker(settings, session_factory, tmp_path / "w.log")
+    finally:
+        gateway.stop()
+    (job,) = jobs(session_factory)
+    assert job.attempts == 1, "the lost message never reached the model"
+    assert drafts_per_job(session_factory) == {job.id: 1}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,16 +93,36 @@ def _lock_job(session: Session, job_id: int) -> tuple[DraftingJob, Study] | None
     return (job, study) if job is not None else None
 
 
-def take_job(session: Session, job_id: int, *, worker: str, now: datetime) -> DraftInputs | None:
+def take_job(
+    session: Session,
+    job_id: int,
+    *,
+    worker: str,
+    now: datetime,
+    lease_seconds: float,
+    is_retry: bool = False,
+) -> DraftInputs | None:
     """Count one delivery and read the inputs; None if there is nothing (more) to do.
 
     The delivery counter lives in the database so that a study which crashes workers (and is
-    redelivered because of ``reject_on_worker_lost``) stops after ``MAX_DELIVERIES``.
+    redelivered because of ``reject_on_worker_lost``) stops after ``MAX_DELIVERIES``. A second
+    copy of the message (the gateway publishes one for a job that looks lost, and it may just
+    have been slow to claim) finds the job running with a live heartbeat and leaves it alone;
+    Celery's own retry of this delivery (``is_retry``) takes it back.
     """
     locked = _lock_job(session, job_id)
     if locked is None or locked[0].status in FINISHED_STATUSES:
         return None
     job, study = locked
+    alive_since = now - timedelta(seconds=lease_seconds)
+    if (
+        job.status == JobStatus.RUNNING
+        and not is_retry
+        and job.heartbeat_at is not None
+        and job.heartbeat_at > alive_since
+    ):
+        log_event(logger, "worker.job_already_running", job_id=job.id)
+        return None
     job.attempts += 1
     job.worker = worker
     if job.attempts > MAX_DELIVERIES:

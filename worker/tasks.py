@@ -89,7 +89,14 @@ def register_tasks(app: Celery) -> None:
             raise ConfigurationError("this worker loaded no model; drafting workers load one")
         worker_name = f"{socket.gethostname()}:{self.request.hostname or ''}"
         with session_scope(context.session_factory) as session:
-            inputs = take_job(session, int(job_id), worker=worker_name, now=utcnow())
+            inputs = take_job(
+                session,
+                int(job_id),
+                worker=worker_name,
+                now=utcnow(),
+                lease_seconds=context.settings.job_lease_seconds,
+                is_retry=bool(self.request.retries),
+            )
         if inputs is None:
             return
         settings = context.settings

@@ -138,7 +138,7 @@ def test_order_reason_becomes_the_drafting_indication(
         job = DraftingJob(study_id=study.id, content_version=1)
         session.add(job)
         session.flush()
-        inputs = take_job(session, job.id, worker="test", now=utcnow())
+        inputs = take_job(session, job.id, worker="test", now=utcnow(), lease_seconds=60.0)
     assert inputs is not None
     assert inputs.indication == "Cough and fever for 3 days, rule out pneumonia"
 
@@ -167,7 +167,7 @@ def test_a_cancelled_order_is_never_the_indication(
         job = DraftingJob(study_id=study.id, content_version=1)
         session.add(job)
         session.flush()
-        inputs = take_job(session, job.id, worker="test", now=utcnow())
+        inputs = take_job(session, job.id, worker="test", now=utcnow(), lease_seconds=60.0)
     assert inputs is not None
     assert inputs.indication == "chest radiograph", "no indication from a cancelled order"
 
@@ -281,7 +281,7 @@ def test_an_oversized_order_is_refused_and_a_long_reason_is_capped_before_the_pr
         job = DraftingJob(study_id=study.id, content_version=1)
         session.add(job)
         session.flush()
-        inputs = take_job(session, job.id, worker="test", now=utcnow())
+        inputs = take_job(session, job.id, worker="test", now=utcnow(), lease_seconds=60.0)
     assert inputs is not None
     assert len(inputs.indication) <= 1000
     assert inputs.indication.startswith("Cough Cough")

@@ -242,7 +242,7 @@ def test_the_case_page_shows_the_indication_the_model_was_given(
                 session.scalars(select(DraftingJob)).all()) + 1)  # fmt: skip
             session.add(job)
             session.flush()
-            inputs = take_job(session, job.id, worker="test", now=utcnow())
+            inputs = take_job(session, job.id, worker="test", now=utcnow(), lease_seconds=60.0)
             assert inputs is not None
         page = app_client.get(f"/cases/{world['study_uid']}")
         assert page.status_code == 200

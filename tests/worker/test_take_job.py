@@ -1,0 +1,54 @@
+"""Claiming a job: a second copy of the message leaves a live job alone; Celery's retry and a
+redelivery after the lease take it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from radraft.db import session_scope
+from radraft.enums import JobStatus, StudyStatus
+from radraft.models import DraftingJob, Study
+from radraft.timeutil import utcnow
+from worker.drafting import take_job
+
+LEASE = 60.0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_copy_of_the_message_leaves_a_running_job_to_its_worker(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_scope(session_factory) as session:
+        study = Study(study_instance_uid="1.2.826.0.1.77", status=StudyStatus.QUEUED,
+                      content_version=1)  # fmt: skip
+        session.add(study)
+        session.flush()
+        job = DraftingJob(study_id=study.id, content_version=1)
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    start = utcnow()
+
+    def take(worker: str, seconds_later: float, *, is_retry: bool = False) -> bool:
+        with session_scope(session_factory) as session:
+            now = start + timedelta(seconds=seconds_later)
+            inputs = take_job(session, job_id, worker=worker, now=now, lease_seconds=LEASE,
+                              is_retry=is_retry)  # fmt: skip
+            return inputs is not None
+
+    def state() -> tuple[JobStatus, int, str | None]:
+        with session_scope(session_factory) as session:
+            row = session.get(DraftingJob, job_id)
+            assert row is not None
+            return row.status, row.attempts, row.worker
+
+    assert take("a", 0)
+    assert not take("b", 1), "the copy finds a live heartbeat"
+    assert state() == (JobStatus.RUNNING, 1, "a")
+    assert take("a", 2, is_retry=True), "Celery's retry of the same delivery"
+    assert state() == (JobStatus.RUNNING, 2, "a")
+    assert take("b", 2 + LEASE + 1), "no heartbeat for a lease: the worker is gone"
+    assert state() == (JobStatus.RUNNING, 3, "b")
