@@ -17,6 +17,7 @@ from kombu.exceptions import ChannelError
 from radraft.contract import DEFAULT_QUEUE, DRAFTING_QUEUE, TASK_QUEUES
 from radraft.fsbroker import TRANSPORT as FILESYSTEM_TRANSPORT
 from radraft.outbox import CeleryPublish, Publisher
+from radraft.redisbroker import TRANSPORT as REDIS_TRANSPORT
 from radraft.settings import Settings
 
 TASK_SOFT_TIME_LIMIT_SECONDS = 600
@@ -60,6 +61,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["worker_send_task_events"] = False
     else:
         config["broker_url"] = settings.broker_url
+        if (settings.broker_url or "").startswith("redis://"):
+            config["broker_transport"] = REDIS_TRANSPORT
         config["broker_transport_options"] = {
             "visibility_timeout": settings.broker_visibility_timeout,
         }

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,42 @@ def test_a_message_whose_worker_died_before_claiming_the_job_is_published_again(
     (job,) = jobs(session_factory)
     assert job.attempts == 1, "the lost message never reached the model"
     assert drafts_per_job(session_factory) == {job.id: 1}
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_redis_restart_while_drafting_leaves_the_worker_running(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """Redis goes away with a task unacknowledged: the worker reconnects, drafts the study it
+    had and the next one, and never exits (kombu's close path used to end it)."""
+    settings = settings.model_copy(
+        update={"broker_url": redis_server.url, "max_new_tokens": 400, "job_lease_seconds": 4.0}
+    )
+    gateway = Gateway(settings, session_factory, celery_publisher(settings),
+                      queue_depth=drafting_queue_depth(settings))  # fmt: skip
+    gateway.start()
+    log = tmp_path / "w.log"
+    try:
+        with radraft_process(settings, ["worker"], log, ready_text=WORKER_READY) as worker:
+            assert storescu(synthetic_study_files(74, tmp_path / "a"), port=gateway.port)
+            wait_until(
+                lambda: [j for j in jobs(session_factory) if j.status == JobStatus.RUNNING],
+                what="the worker to take the job",
+            )
+            redis_server.stop()
+            time.sleep(1)
+            redis_server.start()
+            assert storescu(synthetic_study_files(75, tmp_path / "b"), port=gateway.port)
+            wait_until(
+                lambda: [j.status for j in jobs(session_factory)] == [JobStatus.SUCCEEDED] * 2,
+                timeout=120,
+                what="both studies drafted by the same worker",
+            )
+            assert worker.poll() is None, "the worker is still running"
+    finally:
+        gateway.stop()
+    assert "Unrecoverable error" not in log.read_text()
+    assert set(drafts_per_job(session_factory).values()) == {1}
