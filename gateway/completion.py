@@ -16,17 +16,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.redelivery import (
     QueueDepth,
-    draft_message_key,
+    publish_draft_message,
     redeliver_unclaimed_jobs,
     requeue_lost_jobs,
 )
 from gateway.selection import study_eligibility
-from radraft.contract import DRAFT_STUDY_TASK
 from radraft.db import session_scope
-from radraft.enums import JobStatus, OutboxChannel, ReportState, StudyStatus
+from radraft.enums import JobStatus, ReportState, StudyStatus
 from radraft.logs import log_event
 from radraft.models import DraftingJob, EditSession, Instance, Report, Study
-from radraft.outbox import add_message
 from radraft.study_status import STUDY_STATUS_FOR_REPORT_STATE, can_move, move_study
 from radraft.timeutil import Clock, utcnow
 
@@ -113,13 +111,7 @@ def decide_study(session: Session, study: Study, *, now: datetime) -> None:
     job = DraftingJob(study_id=study.id, content_version=study.content_version)
     session.add(job)
     session.flush()
-    add_message(
-        session,
-        channel=OutboxChannel.CELERY,
-        idempotency_key=draft_message_key(study.id, study.content_version),
-        payload={"task": DRAFT_STUDY_TASK, "args": [job.id]},
-        study_id=study.id,
-    )
+    publish_draft_message(session, job)
     move_study(study, StudyStatus.QUEUED)
     log_event(logger, "gateway.study_queued", study_id=study.id, job_id=job.id)
 

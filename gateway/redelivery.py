@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -64,7 +64,7 @@ def requeue_lost_jobs(
         ).all()
         for job in lost:
             job.status = JobStatus.QUEUED
-            _publish_again(session, job, f"redelivery:{job.attempts}")
+            publish_draft_message(session, job, copy_suffix=f"redelivery:{job.attempts}")
             log_event(logger, "gateway.job_requeued", logging.WARNING, job_id=job.id)
         return len(lost)
 
@@ -86,46 +86,77 @@ def redeliver_unclaimed_jobs(
     """
     cutoff = clock() - timedelta(seconds=lease_seconds)
     with session_scope(session_factory) as session:
-        queued = session.scalars(
+        stale = _stale_queued_jobs(session, cutoff)
+    if not stale or queue_depth() > 0:
+        return 0
+    with session_scope(session_factory) as session:
+        # Locked only now, after the broker answered; a job claimed or republished meanwhile
+        # is no longer stale and is left alone.
+        locked = session.scalars(
             select(DraftingJob)
-            .where(DraftingJob.status == JobStatus.QUEUED, DraftingJob.created_at < cutoff)
-            .order_by(DraftingJob.id)
-            .limit(UNCLAIMED_CHECK_LIMIT)
+            .where(DraftingJob.id.in_(stale), DraftingJob.status == JobStatus.QUEUED)
             .with_for_update(skip_locked=True)
         ).all()
-        if not queued:
-            return 0
-        messages = session.execute(
-            select(
-                OutboxMessage.idempotency_key, OutboxMessage.status, OutboxMessage.delivered_at
-            ).where(
-                OutboxMessage.channel == OutboxChannel.CELERY,
-                OutboxMessage.study_id.in_({job.study_id for job in queued}),
-            )
-        ).all()
-        unclaimed: list[tuple[DraftingJob, int]] = []
-        for job in queued:
-            key = draft_message_key(job.study_id, job.content_version)
-            own = [m for m in messages if m[0] == key or m[0].startswith(f"{key}:")]
-            sent_long_ago = all(
-                status == OutboxStatus.DONE and delivered is not None and delivered < cutoff
-                for _, status, delivered in own
-            )
-            if own and sent_long_ago:
-                unclaimed.append((job, len(own)))
-        if not unclaimed or queue_depth() > 0:
-            return 0
-        for job, copies in unclaimed:
-            _publish_again(session, job, f"unclaimed:{copies}")
-            log_event(logger, "gateway.job_unclaimed_republished", logging.WARNING, job_id=job.id)
-        return len(unclaimed)
+        still_stale = _stale_queued_jobs(session, cutoff, among=[job.id for job in locked])
+        for job in locked:
+            if job.id in still_stale:
+                publish_draft_message(session, job, copy_suffix=f"unclaimed:{still_stale[job.id]}")
+                log_event(
+                    logger, "gateway.job_unclaimed_republished", logging.WARNING, job_id=job.id
+                )
+        return len(still_stale)
 
 
-def _publish_again(session: Session, job: DraftingJob, suffix: str) -> None:
+def _stale_queued_jobs(
+    session: Session, cutoff: datetime, *, among: list[int] | None = None
+) -> dict[int, int]:
+    """Queued jobs created before ``cutoff`` whose every drafting message was handed to the
+    broker before ``cutoff``, each with how many messages it has had."""
+    query = (
+        select(DraftingJob)
+        .where(DraftingJob.status == JobStatus.QUEUED, DraftingJob.created_at < cutoff)
+        .order_by(DraftingJob.id)
+        .limit(UNCLAIMED_CHECK_LIMIT)
+    )
+    if among is not None:
+        query = query.where(DraftingJob.id.in_(among))
+    queued = session.scalars(query).all()
+    if not queued:
+        return {}
+    messages = session.execute(
+        select(
+            OutboxMessage.idempotency_key, OutboxMessage.status, OutboxMessage.delivered_at
+        ).where(
+            OutboxMessage.channel == OutboxChannel.CELERY,
+            OutboxMessage.study_id.in_({job.study_id for job in queued}),
+        )
+    ).all()
+    stale: dict[int, int] = {}
+    for job in queued:
+        key = draft_message_key(job.study_id, job.content_version)
+        own = [m for m in messages if m[0] == key or m[0].startswith(f"{key}:")]
+        sent_long_ago = all(
+            status == OutboxStatus.DONE and delivered is not None and delivered < cutoff
+            for _, status, delivered in own
+        )
+        if own and sent_long_ago:
+            stale[job.id] = len(own)
+    return stale
+
+
+def publish_draft_message(
+    session: Session, job: DraftingJob, *, copy_suffix: str | None = None
+) -> None:
+    """Queue, through the outbox, the message that asks a worker to draft ``job``.
+
+    The first message of a job has no ``copy_suffix``; each later copy names why it was sent, so
+    its idempotency key differs from every earlier one while still starting with the job's key.
+    """
+    key = draft_message_key(job.study_id, job.content_version)
     add_message(
         session,
         channel=OutboxChannel.CELERY,
-        idempotency_key=f"{draft_message_key(job.study_id, job.content_version)}:{suffix}",
+        idempotency_key=key if copy_suffix is None else f"{key}:{copy_suffix}",
         payload={"task": DRAFT_STUDY_TASK, "args": [job.id]},
         study_id=job.study_id,
     )

@@ -87,6 +87,7 @@ def register_tasks(app: Celery) -> None:
         context = get_context()
         if context.batcher is None:
             raise ConfigurationError("this worker loaded no model; drafting workers load one")
+        settings = context.settings
         worker_name = f"{socket.gethostname()}:{self.request.hostname or ''}"
         with session_scope(context.session_factory) as session:
             inputs = take_job(
@@ -94,12 +95,11 @@ def register_tasks(app: Celery) -> None:
                 int(job_id),
                 worker=worker_name,
                 now=utcnow(),
-                lease_seconds=context.settings.job_lease_seconds,
+                lease_seconds=settings.job_lease_seconds,
                 is_retry=bool(self.request.retries),
             )
         if inputs is None:
             return
-        settings = context.settings
         try:
             with (
                 heartbeat(context, inputs.job_id, interval=settings.job_lease_seconds / 4),
