@@ -205,6 +205,7 @@ def serve_and_discard(port: int, folder: Path) -> None:
     """Run a pynetdicom C-STORE SCP that keeps nothing (``--pynetdicom-ceiling-port``)."""
     from pynetdicom import AE, AllStoragePresentationContexts, evt
 
+    from gateway.pdata import receive_data_sets_directly
     from gateway.receiving import receive_into
     from gateway.transport import tune_connection
 
@@ -219,6 +220,7 @@ def serve_and_discard(port: int, folder: Path) -> None:
 
     def tune(event: evt.Event) -> None:
         tune_connection(event.assoc.dul.socket, 4 << 20)
+        receive_data_sets_directly(event.assoc.dul)
 
     application_entity.start_server(
         ("127.0.0.1", port),

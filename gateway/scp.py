@@ -19,6 +19,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.intake import InstanceIntake, ReceivedInstance
+from gateway.pdata import receive_data_sets_directly
 from gateway.statuses import EchoStatus
 from gateway.transport import ReusePortServer, tune_connection
 from radraft.logs import log_event
@@ -122,6 +123,7 @@ def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.Eve
 
     def handle_connection_open(event: evt.Event) -> None:
         tune_connection(event.assoc.dul.socket, max_pdu_size)
+        receive_data_sets_directly(event.assoc.dul)
 
     def handle_rejected(event: evt.Event) -> None:
         log_event(

@@ -67,6 +67,11 @@ class Gateway:
         """The bound DICOM port (useful when the setting is 0 = any free port)."""
         return int(self._server.server_address[1])
 
+    @property
+    def open_associations(self) -> int:
+        """Associations on the plain DICOM port being served now (past their request)."""
+        return len(self._server.active_associations) if self._server is not None else 0
+
     def start(self) -> None:
         """Bind the SCP and start the loops; returns at once."""
         receive_into(self.spool.incoming)

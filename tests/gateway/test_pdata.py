@@ -1,0 +1,206 @@
+"""Data set PDUs read straight into the reception file: byte for byte, and safe when malformed."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu import P_DATA_TF
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+import gateway.pdata as pdata
+from gateway.pdata import LAST_FRAGMENT, data_set_fragments
+from gateway.service import Gateway
+from radraft.db import session_scope
+from radraft.models import Instance
+from tests.dicom_peers import dataset_bytes, echoscu, synthetic_study_files
+from tests.support import require_tool, wait_until
+
+CONTEXT = 1
+
+
+def pdu(*values: tuple[int, int, bytes]) -> memoryview:
+    """A P-DATA-TF PDU of (presentation context, control header, data) values."""
+    items = b"".join(
+        struct.pack(">LBB", len(data) + 2, context, header) + data
+        for context, header, data in values
+    )
+    return memoryview(struct.pack(">BBL", 0x04, 0, len(items)) + items)
+
+
+def test_data_set_fragments_are_found_in_place() -> None:
+    raw = pdu((CONTEXT, 0x00, b"abc"), (CONTEXT, LAST_FRAGMENT, b"defg"))
+    fragments = data_set_fragments(raw, CONTEXT)
+    assert fragments is not None
+    assert [bytes(raw[start:end]) for start, end, _ in fragments] == [b"abc", b"defg"]
+    assert [header for _, _, header in fragments] == [0x00, LAST_FRAGMENT]
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (pdu((CONTEXT, 0x01, b"command")), "a command fragment"),
+        (pdu((CONTEXT, 0x00, b"a"), (CONTEXT, 0x03, b"c")), "a command fragment after data"),
+        (pdu((3, 0x00, b"other context")), "another presentation context"),
+        (pdu((CONTEXT, LAST_FRAGMENT, b"end"), (CONTEXT, 0x00, b"more")), "data after the last"),
+        (memoryview(bytes(pdu((CONTEXT, 0x00, b"abcdef")))[:-2]), "an item past the PDU's end"),
+        (memoryview(struct.pack(">BBLLBB", 4, 0, 6, 1, CONTEXT, 0)), "an item shorter than 2"),
+        (memoryview(struct.pack(">BBLH", 4, 0, 2, 0)), "a PDU shorter than an item header"),
+        (pdu(), "no item at all"),
+    ],
+)
+def test_anything_but_data_set_fragments_of_the_message_goes_to_pynetdicom(
+    raw: memoryview, why: str
+) -> None:
+    assert data_set_fragments(raw, CONTEXT) is None, why
+
+
+@pytest.fixture
+def counted_fast_pdus(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many PDUs the direct path parsed (one entry per PDU, its fragment count)."""
+    counts: list[int] = []
+    original = pdata.data_set_fragments
+
+    def counting(raw: memoryview, context_id: int) -> list[pdata.Fragment] | None:
+        fragments = original(raw, context_id)
+        counts.append(len(fragments or ()))
+        return fragments
+
+    monkeypatch.setattr(pdata, "data_set_fragments", counting)
+    return counts
+
+
+def instance_count(session_factory: sessionmaker[Session]) -> int:
+    with session_scope(session_factory) as session:
+        return int(session.scalar(select(func.count()).select_from(Instance)) or 0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_data_set_in_4_kib_pdus_is_stored_byte_for_byte(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    counted_fast_pdus: list[int],
+    tmp_path: Path,
+) -> None:
+    sent = synthetic_study_files(71, tmp_path / "sent", size=512)
+    completed = subprocess.run(
+        [require_tool("storescu"), "--max-send-pdu", "4096", "-aet", "SMALLPDU", "-aec",
+         "RADRAFT", "127.0.0.1", str(running_gateway.port), *map(str, sent)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert instance_count(session_factory) == len(sent)
+    stored = sorted(path for path in running_gateway.spool.root.rglob("*.dcm"))
+    assert sorted(map(dataset_bytes, stored)) == sorted(map(dataset_bytes, sent))
+    least_pdus = sum(len(dataset_bytes(path)) for path in sent) // 4096
+    assert len(counted_fast_pdus) >= least_pdus, "the data sets did not take the direct path"
+
+
+def store_pdus(path: Path, context_id: int, max_pdu: int) -> list[bytes]:
+    """The encoded P-DATA-TF PDUs of a C-STORE request for ``path`` (command, then data set)."""
+    dataset = dcmread(path, stop_before_pixels=True)
+    request = C_STORE()
+    request.MessageID = 7
+    request.AffectedSOPClassUID = dataset.SOPClassUID
+    request.AffectedSOPInstanceUID = dataset.SOPInstanceUID
+    request.Priority = 2
+    request.DataSet = BytesIO(dataset_bytes(path))
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    encoded = []
+    for primitive in message.encode_msg(context_id, max_pdu):
+        pdu_ = P_DATA_TF()
+        pdu_.from_primitive(primitive)
+        encoded.append(pdu_.encode())
+    return encoded
+
+
+@pytest.fixture
+def raw_association(running_gateway: Gateway, tmp_path: Path) -> Iterator[
+    tuple[Association, list[bytes], Callable[[bytes], None]]
+]:  # fmt: skip
+    """An association, the PDUs of one C-STORE on it, and a way to send bytes as they are."""
+    path = synthetic_study_files(72, tmp_path / "raw", size=512)[0]
+    dataset = dcmread(path, stop_before_pixels=True)
+    ae = AE(ae_title="RAWSCU")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    association = ae.associate("127.0.0.1", running_gateway.port, ae_title="RADRAFT")
+    assert association.is_established
+    context_id = association.accepted_contexts[0].context_id
+    assert context_id is not None
+    pdus = store_pdus(path, context_id, 16384)
+    assert len(pdus) > 4, "the data set needs several PDUs"
+    connection = association.dul.socket.socket  # type: ignore[union-attr]
+    assert connection is not None
+    yield association, pdus, connection.sendall
+    if association.is_established:
+        association.abort()
+
+
+def gateway_ends(association: Association) -> None:
+    wait_until(lambda: not association.is_established, timeout=30,
+               what="the gateway to end the association")  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_malformed_data_set_pdu_aborts_the_association_and_stores_nothing(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    raw_association: tuple[Association, list[bytes], Callable[[bytes], None]],
+    counted_fast_pdus: list[int],
+) -> None:
+    association, pdus, send = raw_association
+    command, first_data, second_data = pdus[0], pdus[1], bytearray(pdus[2])
+    struct.pack_into(">L", second_data, 6, len(second_data))  # its item runs past the PDU
+    for raw in (command, first_data, bytes(second_data)):
+        send(raw)
+    gateway_ends(association)
+    assert association.is_aborted
+    assert counted_fast_pdus[:2] == [1, 0], "the good PDU went direct, the bad one to pynetdicom"
+    assert instance_count(session_factory) == 0
+    assert not list(running_gateway.spool.root.rglob("*.dcm"))
+    assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_command_inside_a_data_set_is_refused_by_pynetdicom(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    raw_association: tuple[Association, list[bytes], Callable[[bytes], None]],
+) -> None:
+    _, pdus, send = raw_association
+    for raw in (pdus[0], pdus[1], pdus[0], *pdus[2:]):
+        send(raw)
+    time.sleep(2)
+    assert instance_count(session_factory) == 0
+    assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_connection_lost_inside_a_data_set_pdu_stores_nothing(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    raw_association: tuple[Association, list[bytes], Callable[[bytes], None]],
+) -> None:
+    association, pdus, send = raw_association
+    send(pdus[0])
+    send(pdus[1])
+    send(pdus[2][: len(pdus[2]) // 2])
+    association.dul.socket.close()  # type: ignore[union-attr]
+    wait_until(lambda: not running_gateway.open_associations, timeout=30,
+               what="the gateway to drop the association")  # fmt: skip
+    assert instance_count(session_factory) == 0
+    assert not list(running_gateway.spool.root.rglob("*.dcm"))
+    assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
