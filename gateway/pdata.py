@@ -129,7 +129,10 @@ class DataSetReceiver(DULServiceProvider):
             return True
         reception.file.flush()
         ending = P_DATA()
-        ending.presentation_data_value_list = [(int(message.context_id), bytes([LAST_FRAGMENT]))]
+        # pynetdicom's setter wants [ID, PDV] lists, although its annotation says tuples.
+        ending.presentation_data_value_list = [
+            [int(message.context_id), bytes([LAST_FRAGMENT])]  # type: ignore[list-item]
+        ]
         self.assoc.dimse.receive_primitive(ending)
         return False
 
