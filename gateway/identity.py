@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.header import InstanceHeader
@@ -70,41 +69,37 @@ def _same_patient(known: str | None, claimed: str | None) -> bool:
     return not known or (known == claimed)
 
 
-def find_conflict(session: Session, header: InstanceHeader) -> IdentityConflict | None:
-    """The conflict between ``header`` and the database, or None if the instance fits."""
+def find_conflict(
+    session: Session,
+    header: InstanceHeader,
+    *,
+    study: Study | None,
+    series: Series | None,
+    instance: Instance | None,
+) -> IdentityConflict | None:
+    """The conflict between ``header`` and the database, or None if the instance fits.
+
+    ``study``, ``series`` and ``instance`` are the rows already found by the header's Study,
+    Series and SOP Instance UIDs (None where there is none), so a clean instance costs no query;
+    only an instance that belongs to another study reads that study.
+    """
     patient_id = header.study.get("patient_id")
-    row = session.execute(
-        select(Instance.id, Instance.sop_class_uid, Study.study_instance_uid, Study.patient_id)
-        .add_columns(Series.series_instance_uid)
-        .join(Study, Study.id == Instance.study_id)
-        .join(Series, Series.id == Instance.series_id)
-        .where(Instance.sop_instance_uid == header.sop_instance_uid)
-    ).first()
-    if row is not None:
-        instance_id, sop_class, study_uid, known_patient, series_uid = row
+    if instance is not None:
+        in_same_study = study is not None and instance.study_id == study.id
+        owner = study if in_same_study else session.get(Study, instance.study_id)
         differs = [
             name
             for name, same in (
-                ("PatientID", _same_patient(known_patient, patient_id)),
-                ("StudyInstanceUID", study_uid == header.study_instance_uid),
-                ("SeriesInstanceUID", series_uid == header.series_instance_uid),
-                ("SOPClassUID", sop_class == header.sop_class_uid),
+                ("PatientID", _same_patient(owner.patient_id if owner else None, patient_id)),
+                ("StudyInstanceUID", in_same_study),
+                ("SeriesInstanceUID", series is not None and instance.series_id == series.id),
+                ("SOPClassUID", instance.sop_class_uid == header.sop_class_uid),
             )
             if not same
         ]
-        return IdentityConflict("instance", instance_id, tuple(differs)) if differs else None
-    series = session.execute(
-        select(Series.id, Study.study_instance_uid)
-        .join(Study, Study.id == Series.study_id)
-        .where(Series.series_instance_uid == header.series_instance_uid)
-    ).first()
-    if series is not None and series.study_instance_uid != header.study_instance_uid:
+        return IdentityConflict("instance", instance.id, tuple(differs)) if differs else None
+    if series is not None and (study is None or series.study_id != study.id):
         return IdentityConflict("series", series.id, ("StudyInstanceUID",))
-    study = session.execute(
-        select(Study.id, Study.patient_id).where(
-            Study.study_instance_uid == header.study_instance_uid
-        )
-    ).first()
     if study is not None and not _same_patient(study.patient_id, patient_id):
         return IdentityConflict("study", study.id, ("PatientID",))
     return None

@@ -285,7 +285,13 @@ def record_instance(
     study = session.scalar(
         select(Study).where(Study.study_instance_uid == header.study_instance_uid).with_for_update()
     )
-    conflict = find_conflict(session, header)
+    series = session.scalar(
+        select(Series).where(Series.series_instance_uid == header.series_instance_uid)
+    )
+    instance = session.scalar(
+        select(Instance).where(Instance.sop_instance_uid == header.sop_instance_uid)
+    )
+    conflict = find_conflict(session, header, study=study, series=series, instance=instance)
     if conflict is not None:
         raise IdentityConflictError(conflict)
     if study is None:
@@ -294,23 +300,19 @@ def record_instance(
     for name, value in header.study.items():
         if value is not None:
             setattr(study, name, value)
-    session.flush()
+    if study.id is None:
+        session.flush()
 
-    series = session.scalar(
-        select(Series).where(Series.series_instance_uid == header.series_instance_uid)
-    )
     if series is None:
         series = Series(series_instance_uid=header.series_instance_uid, study_id=study.id)
         session.add(series)
     for name, value in header.series.items():
         if value is not None:
             setattr(series, name, value)
-    session.flush()
+    if series.id is None:
+        session.flush()
 
     classification = classify_instance(header.facts, strict=strict_body_part)
-    instance = session.scalar(
-        select(Instance).where(Instance.sop_instance_uid == header.sop_instance_uid)
-    )
     if instance is None:
         instance = Instance(
             sop_instance_uid=header.sop_instance_uid, study_id=study.id, series_id=series.id
