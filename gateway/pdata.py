@@ -31,6 +31,7 @@ from typing import Any
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 
+from gateway.receiving import ReceptionFile
 from gateway.transport import PDU_HEADER_LENGTH, READ_CHUNK, BulkReceiveSocket
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,10 @@ class DataSetReceiver(DULServiceProvider):
             reception.write(pdu[start:end])
         if not fragments[-1][2] & LAST_FRAGMENT:
             return True
-        reception.file.flush()
+        if isinstance(reception, ReceptionFile):
+            reception.start_sync()
+        else:
+            reception.file.flush()
         ending = P_DATA()
         # pynetdicom's setter wants [ID, PDV] lists, although its annotation says tuples.
         ending.presentation_data_value_list = [
