@@ -9,11 +9,17 @@ reads such a PDU into one reused buffer and writes its fragments from there to t
 pynetdicom opened: one copy in and one out, as storescp does.
 
 Everything else keeps pynetdicom's own path: association negotiation, command sets, release,
-abort, TLS connections, PDUs in any state but Sta6, and any PDU that is not exactly a run of data
-set fragments of the message being received (pynetdicom then decodes it and rejects what is
-wrong). The fragment
-that ends the data set is written here too, then an empty last fragment is handed to pynetdicom's
-DIMSE layer so that it completes the message, its events and its queue as usual.
+abort, TLS connections and PDUs in any state but Sta6. A PDU that arrives while a data set is
+due but is not exactly a run of that message's data set fragments (an abort, another message, a
+malformed item) is handed, as read, to pynetdicom's decoder and state machine, which reject what
+is wrong as they would have. The fragment that ends the data set is written here too, then an
+empty last fragment is handed to pynetdicom's DIMSE layer so that it completes the message, its
+events and its queue as usual.
+
+Reads go straight to the descriptor (``os.readv`` into the buffer): Python's socket methods poll
+before every read when the socket has a timeout, as pynetdicom's have, which doubled the system
+calls per PDU. The descriptor is non-blocking for the same reason, so a read that finds nothing
+waits in ``select`` for at most the association's network timeout, as pynetdicom's reads do.
 
 A data set PDU read here fires no ``EVT_DATA_RECV`` or ``EVT_PDU_RECV``; the gateway binds no
 handler to them (pynetdicom's standard handler only logs each PDU at DEBUG level).
@@ -22,8 +28,8 @@ handler to them (pynetdicom's standard handler only logs each PDU at DEBUG level
 from __future__ import annotations
 
 import logging
+import os
 import select
-import socket
 import ssl
 import struct
 from typing import Any
@@ -32,11 +38,14 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 
 from gateway.receiving import ReceptionFile
-from gateway.transport import PDU_HEADER_LENGTH, READ_CHUNK, BulkReceiveSocket
+from gateway.transport import PDU_HEADER_LENGTH, BulkReceiveSocket
+from radraft.logs import log_event
 
 logger = logging.getLogger(__name__)
 
 P_DATA_TF = 0x04
+PDU_TYPES = frozenset(range(0x01, 0x08))
+"""PS3.8 9.3: A-ASSOCIATE-RQ/AC/RJ, P-DATA-TF, A-RELEASE-RQ/RP, A-ABORT."""
 DATA_TRANSFER_STATE = "Sta6"
 """PS3.8 9.2: association established, ready for data transfer."""
 COMMAND_FRAGMENT = 0x01
@@ -46,6 +55,12 @@ PDV_HEADER_LENGTH = 6
 
 NEXT_PDU_WAIT_SECONDS = 0.05
 """How long the data set loop waits for the next PDU before it gives the reactor a turn."""
+
+IDLE_LOOP_DELAY_SECONDS = 0.001
+"""pynetdicom's reactor delay between idle loops."""
+ANSWER_LOOP_DELAY_SECONDS = 0.0001
+"""The reactor's delay while the C-STORE response is being prepared, so that it goes out within
+a tenth of a millisecond of being queued instead of up to one; the sender waits for it."""
 
 Fragment = tuple[int, int, int]
 """Start and end offsets of a fragment's data in the PDU, and its message control header."""
@@ -91,35 +106,48 @@ class DataSetReceiver(DULServiceProvider):
         ``NEXT_PDU_WAIT_SECONDS``, nothing waits to be sent and the thread is not being stopped.
         """
         transport = self.socket
-        if not isinstance(transport, BulkReceiveSocket):
+        message = self._data_set_in_progress()
+        if message is None or not isinstance(transport, BulkReceiveSocket):
             super()._read_pdu_data()
             return
         connection = transport.socket
         if connection is None or isinstance(connection, ssl.SSLSocket):
             # TLS keeps pynetdicom's path: decrypted bytes may wait inside the TLS layer, where
-            # neither a peek nor select sees them.
+            # select does not see them.
             super()._read_pdu_data()
             return
-        while self._receive_data_set_pdu(connection, transport.longest_read):
+        descriptor = connection.fileno()
+        wait = self.network_timeout
+        while self._receive_data_set_pdu(descriptor, message, transport.longest_read, wait):
             self._idle_timer.restart()
             if self._kill_thread or not self.to_provider_queue.empty():
                 return
-            if not select.select([connection], [], [], NEXT_PDU_WAIT_SECONDS)[0]:
+            if not select.select([descriptor], [], [], NEXT_PDU_WAIT_SECONDS)[0]:
                 return
 
-    def _receive_data_set_pdu(self, connection: socket.socket, longest: int) -> bool:
-        """Read one PDU; True if it was the data set PDU and more of the data set is due."""
-        message = self._data_set_in_progress()
-        length = _peek_data_pdu_length(connection) if message is not None else None
-        if message is None or length is None or length > longest:
-            super()._read_pdu_data()  # pynetdicom's path, which also refuses an over-long PDU
+    def _receive_data_set_pdu(
+        self, descriptor: int, message: Any, longest: int, wait: float | None
+    ) -> bool:
+        """Read one whole PDU; True if it continued the data set and more of it is due."""
+        header = self._buffer(PDU_HEADER_LENGTH)
+        if read_exactly(descriptor, header, wait) < PDU_HEADER_LENGTH:
+            return self._closed()
+        pdu_type = header[0]
+        (length,) = struct.unpack_from(">L", header, 2)
+        if pdu_type not in PDU_TYPES:
+            logger.error("Unknown PDU type received '0x%02X'", pdu_type)
+            self.event_queue.put("Evt19")  # unrecognised PDU
             return False
+        if length > longest:
+            log_event(logger, "gateway.pdu_too_long", logging.WARNING, length=length,
+                      limit=longest)  # fmt: skip
+            return self._closed()
         pdu = self._buffer(PDU_HEADER_LENGTH + length)
-        if not _receive_exactly(connection, pdu):
-            logger.error("Connection closed before the entire PDU was received")
-            self.event_queue.put("Evt17")  # transport connection closed
-            return False
-        fragments = data_set_fragments(pdu, int(message.context_id))
+        if read_exactly(descriptor, pdu[PDU_HEADER_LENGTH:], wait) < length:
+            return self._closed()
+        fragments = (
+            data_set_fragments(pdu, int(message.context_id)) if pdu_type == P_DATA_TF else None
+        )
         if fragments is None:
             self._decode_as_pynetdicom_does(bytearray(pdu))
             return False
@@ -138,6 +166,18 @@ class DataSetReceiver(DULServiceProvider):
             [int(message.context_id), bytes([LAST_FRAGMENT])]  # type: ignore[list-item]
         ]
         self.assoc.dimse.receive_primitive(ending)
+        self._run_loop_delay = ANSWER_LOOP_DELAY_SECONDS
+        return False
+
+    def _send(self, pdu: Any) -> None:
+        """Send a PDU; once the answer to a data set has gone, the reactor idles as before."""
+        super()._send(pdu)
+        self._run_loop_delay = IDLE_LOOP_DELAY_SECONDS
+
+    def _closed(self) -> bool:
+        """The connection closed, failed or went quiet inside a PDU: Evt17, as pynetdicom does."""
+        logger.error("Connection closed before the entire PDU was received")
+        self.event_queue.put("Evt17")  # transport connection closed
         return False
 
     def _data_set_in_progress(self) -> Any | None:
@@ -167,30 +207,23 @@ class DataSetReceiver(DULServiceProvider):
         self._recv_pdu.put(pdu)
 
 
-def _peek_data_pdu_length(connection: socket.socket) -> int | None:
-    """The length of the P-DATA-TF PDU waiting on ``connection``; None if the next PDU is of
-    another type or its header has not fully arrived (pynetdicom then reads it)."""
-    try:
-        header = connection.recv(PDU_HEADER_LENGTH, socket.MSG_PEEK)
-    except (OSError, TimeoutError):
-        return None
-    if len(header) < PDU_HEADER_LENGTH or header[0] != P_DATA_TF:
-        return None
-    return int(struct.unpack_from(">L", header, 2)[0])
-
-
-def _receive_exactly(connection: socket.socket, into: memoryview) -> bool:
-    """Fill ``into`` from the connection; False if it closed or failed first."""
+def read_exactly(descriptor: int, into: memoryview, wait: float | None) -> int:
+    """Fill ``into`` from a non-blocking descriptor; returns how many bytes came, fewer if it
+    closed, failed, or stayed silent for ``wait`` seconds (None: no limit)."""
     received = 0
-    try:
-        while received < len(into):
-            count = connection.recv_into(into[received:], min(len(into) - received, READ_CHUNK))
-            if count == 0:
-                return False
-            received += count
-    except (OSError, TimeoutError):
-        return False
-    return True
+    while received < len(into):
+        try:
+            count = os.readv(descriptor, [into[received:]])
+        except BlockingIOError:
+            if not select.select([descriptor], [], [], wait)[0]:
+                return received
+            continue
+        except OSError:
+            return received
+        if count == 0:
+            return received
+        received += count
+    return received
 
 
 def receive_data_sets_directly(dul: DULServiceProvider) -> None:
