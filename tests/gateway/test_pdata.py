@@ -204,3 +204,32 @@ def test_a_connection_lost_inside_a_data_set_pdu_stores_nothing(
     assert instance_count(session_factory) == 0
     assert not list(running_gateway.spool.root.rglob("*.dcm"))
     assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize(
+    ("what", "interruption"),
+    [
+        ("an A-ABORT", struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, 0, 0)),
+        ("an unknown PDU type", struct.pack(">BBL", 0x09, 0, 4) + bytes(4)),
+        ("a PDU over the limit", struct.pack(">BBL", 0x04, 0, 1 << 30) + bytes(64)),
+    ],
+)
+def test_a_data_set_cut_by_another_pdu_ends_the_association_and_stores_nothing(
+    what: str,
+    interruption: bytes,
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    raw_association: tuple[Association, list[bytes], Callable[[bytes], None]],
+    counted_fast_pdus: list[int],
+) -> None:
+    _, pdus, send = raw_association
+    send(pdus[0])
+    send(pdus[1])
+    send(interruption)
+    wait_until(lambda: running_gateway.open_associations == 0, timeout=30,
+               what=f"the gateway to end the association after {what}")  # fmt: skip
+    assert counted_fast_pdus == [1], "the first data set PDU took the direct path"
+    assert instance_count(session_factory) == 0
+    assert not list(running_gateway.spool.root.rglob("*.dcm"))
+    assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
