@@ -7,9 +7,10 @@ not the receivers). Every round measures, on the same files:
 - the disk: write + fsync of each file, one thread (the durable limit of this machine);
 - one association: storescp ``--max-pdu 131072`` (no fsync) vs ``radraft gateway --processes 1``;
 - parallel associations: storescp ``--fork`` vs ``radraft gateway --processes N``;
-- the ceiling of any pynetdicom receiver here: a pynetdicom SCP with the gateway's transport
-  (bulk reads, Nagle off, chunked reception to a file) that deletes each file and answers
-  success, so what remains between it and the gateway is the gateway's own work.
+- the ceiling of the gateway's receive path: a pynetdicom SCP with the gateway's transport
+  (bulk reads, Nagle off, data set PDUs read straight into a file by ``gateway/pdata.py``) that
+  deletes each file and answers success, so what remains between it and the gateway is the
+  gateway's own work (verification, header, fsync, database).
 
 The gateway fsyncs every file before it answers success and records every instance in the
 database; after each gateway run the benchmark counts the instance rows and stops if one is
