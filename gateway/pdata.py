@@ -190,9 +190,13 @@ class DataSetReceiver(DULServiceProvider):
         return message if message.context_id is not None else None
 
     def _buffer(self, size: int) -> memoryview:
-        """A view of ``size`` bytes of this connection's PDU buffer, grown when needed."""
+        """A view of ``size`` bytes of this connection's PDU buffer, grown when needed; a grown
+        buffer keeps the PDU header already read into the old one."""
         if self._pdu_buffer is None or len(self._pdu_buffer) < size:
-            self._pdu_buffer = bytearray(size)
+            grown = bytearray(size)
+            if self._pdu_buffer is not None:
+                grown[:PDU_HEADER_LENGTH] = self._pdu_buffer[:PDU_HEADER_LENGTH]
+            self._pdu_buffer = grown
         return memoryview(self._pdu_buffer)[:size]
 
     def _decode_as_pynetdicom_does(self, raw: bytearray) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 import subprocess
 import time
@@ -207,6 +208,7 @@ def test_a_connection_lost_inside_a_data_set_pdu_stores_nothing(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("data_pdus_first", [1, 0])
 @pytest.mark.parametrize(
     ("what", "interruption"),
     [
@@ -214,22 +216,30 @@ def test_a_connection_lost_inside_a_data_set_pdu_stores_nothing(
         ("an unknown PDU type", struct.pack(">BBL", 0x09, 0, 4) + bytes(4)),
         ("a PDU over the limit", struct.pack(">BBL", 0x04, 0, 1 << 30) + bytes(64)),
     ],
+    ids=["abort", "unknown-type", "over-limit"],
 )
 def test_a_data_set_cut_by_another_pdu_ends_the_association_and_stores_nothing(
     what: str,
     interruption: bytes,
+    data_pdus_first: int,
     running_gateway: Gateway,
     session_factory: sessionmaker[Session],
     raw_association: tuple[Association, list[bytes], Callable[[bytes], None]],
     counted_fast_pdus: list[int],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Also as the first PDU after the command, when the connection's buffer grows for it."""
     _, pdus, send = raw_association
-    send(pdus[0])
-    send(pdus[1])
-    send(interruption)
-    wait_until(lambda: running_gateway.open_associations == 0, timeout=30,
-               what=f"the gateway to end the association after {what}")  # fmt: skip
-    assert counted_fast_pdus == [1], "the first data set PDU took the direct path"
+    with caplog.at_level(logging.WARNING, logger="gateway.pdata"):
+        for raw in pdus[: 1 + data_pdus_first]:
+            send(raw)
+        send(interruption)
+        wait_until(lambda: running_gateway.open_associations == 0, timeout=30,
+                   what=f"the gateway to end the association after {what}")  # fmt: skip
+    assert counted_fast_pdus == [1] * data_pdus_first, "data set PDUs take the direct path"
+    assert not [r for r in caplog.records if "Unable to decode" in r.getMessage()], (
+        "a PDU handed to pynetdicom arrived damaged"
+    )
     assert instance_count(session_factory) == 0
     assert not list(running_gateway.spool.root.rglob("*.dcm"))
     assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
