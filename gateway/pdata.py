@@ -38,8 +38,7 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 
 from gateway.receiving import ReceptionFile
-from gateway.transport import PDU_HEADER_LENGTH, BulkReceiveSocket
-from radraft.logs import log_event
+from gateway.transport import PDU_HEADER_LENGTH, BulkReceiveSocket, is_too_long
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +137,7 @@ class DataSetReceiver(DULServiceProvider):
             logger.error("Unknown PDU type received '0x%02X'", pdu_type)
             self.event_queue.put("Evt19")  # unrecognised PDU
             return False
-        if length > longest:
-            log_event(logger, "gateway.pdu_too_long", logging.WARNING, length=length,
-                      limit=longest)  # fmt: skip
+        if is_too_long(length, longest):
             return self._closed()
         pdu = self._buffer(PDU_HEADER_LENGTH + length)
         if read_exactly(descriptor, pdu[PDU_HEADER_LENGTH:], wait) < length:

@@ -52,10 +52,7 @@ class BulkReceiveSocket(AssociationSocket):
         PDU longer than the maximum we announced (PS3.8 9.3.1: the peer must not send it).
         """
         connection = self.socket
-        if connection is None or nr_bytes > self.longest_read:
-            if connection is not None:
-                log_event(logger, "gateway.pdu_too_long", logging.WARNING, length=nr_bytes,
-                          limit=self.longest_read)  # fmt: skip
+        if connection is None or is_too_long(nr_bytes, self.longest_read):
             return bytearray()
         received = bytearray()
         while len(received) < nr_bytes:
@@ -64,6 +61,15 @@ class BulkReceiveSocket(AssociationSocket):
                 break
             received += chunk
         return received
+
+
+def is_too_long(pdu_length: int, limit: int) -> bool:
+    """Whether a PDU announced ``pdu_length`` bytes long exceeds ``limit``; logged if so (the
+    caller then closes the connection without reading it)."""
+    if pdu_length <= limit:
+        return False
+    log_event(logger, "gateway.pdu_too_long", logging.WARNING, length=pdu_length, limit=limit)
+    return True
 
 
 def tune_connection(transport: AssociationSocket | None, max_pdu_size: int) -> None:
