@@ -55,6 +55,16 @@ def draft_the_one_job_with_a_new_worker(
         )
 
 
+def on_backend_broker(
+    settings: Settings, backend: str, request: pytest.FixtureRequest, **update: object
+) -> Settings:
+    """``settings`` with ``update``; the Postgres variant also takes a real Redis broker."""
+    if backend == "postgres":
+        redis_server: RedisServer = request.getfixturevalue("redis_server")
+        update["broker_url"] = redis_server.url
+    return settings.model_copy(update=update)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_worker_killed_mid_task_is_redelivered_and_drafts_once(
     backend: str,
@@ -63,11 +73,9 @@ def test_worker_killed_mid_task_is_redelivered_and_drafts_once(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    update: dict[str, object] = {"max_new_tokens": 400, "job_lease_seconds": 4}
-    if backend == "postgres":
-        redis_server: RedisServer = request.getfixturevalue("redis_server")
-        update["broker_url"] = redis_server.url
-    settings = settings.model_copy(update=update)
+    settings = on_backend_broker(
+        settings, backend, request, max_new_tokens=400, job_lease_seconds=4
+    )
     gateway = Gateway(settings, session_factory, celery_publisher(settings))
     gateway.start()
     try:
@@ -176,11 +184,7 @@ def test_a_message_whose_worker_died_before_claiming_the_job_is_published_again(
 ) -> None:
     """The job stays queued, its message is gone from the queue (Redis: unacknowledged until the
     visibility timeout, hours; the filesystem broker: deleted); the gateway publishes it again."""
-    update: dict[str, object] = {"job_lease_seconds": 2.0}
-    if backend == "postgres":
-        redis_server: RedisServer = request.getfixturevalue("redis_server")
-        update["broker_url"] = redis_server.url
-    settings = settings.model_copy(update=update)
+    settings = on_backend_broker(settings, backend, request, job_lease_seconds=2.0)
     gateway = Gateway(settings, session_factory, celery_publisher(settings),
                       queue_depth=drafting_queue_depth(settings))  # fmt: skip
     gateway.start()
