@@ -9,12 +9,13 @@ the first patient's study, and the study's SR would then go out with the wrong p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
 from gateway.header import InstanceHeader
 from radraft.errors import RadraftError
-from radraft.models import Instance, Series, Study
+from radraft.models import Study
 
 SHORT_LABELS = {
     "PatientID": "Patient ID",
@@ -51,6 +52,37 @@ class IdentityConflict:
         return f"{what} UID known with other {labels}"[:64]
 
 
+class KnownStudy(Protocol):
+    """What the identity check reads of a study's row (an ORM object or a selected row)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def patient_id(self) -> str | None: ...
+
+
+class KnownSeries(Protocol):
+    """What the identity check reads of a series' row."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def study_id(self) -> int: ...
+
+
+class KnownInstance(Protocol):
+    """What the identity check reads of an instance's row."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def study_id(self) -> int: ...
+    @property
+    def series_id(self) -> int: ...
+    @property
+    def sop_class_uid(self) -> str: ...
+
+
 def identity_key(header: InstanceHeader) -> str:
     """The identity an instance claims; it names the spool file, so conflicts never overwrite."""
     return "\x00".join(
@@ -73,9 +105,9 @@ def find_conflict(
     session: Session,
     header: InstanceHeader,
     *,
-    study: Study | None,
-    series: Series | None,
-    instance: Instance | None,
+    study: KnownStudy | None,
+    series: KnownSeries | None,
+    instance: KnownInstance | None,
 ) -> IdentityConflict | None:
     """The conflict between ``header`` and the database, or None if the instance fits.
 
@@ -86,7 +118,7 @@ def find_conflict(
     patient_id = header.study.get("patient_id")
     if instance is not None:
         in_same_study = study is not None and instance.study_id == study.id
-        owner = study if in_same_study else session.get(Study, instance.study_id)
+        owner: KnownStudy | None = study if in_same_study else session.get(Study, instance.study_id)
         differs = [
             name
             for name, same in (

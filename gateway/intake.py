@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +20,7 @@ from gateway.header import (
     UnreadableHeaderError,
     read_instance_header,
 )
-from gateway.identity import IdentityConflict, IdentityConflictError, find_conflict, identity_key
+from gateway.identity import IdentityConflict, IdentityConflictError, identity_key
 from gateway.integrity import (
     DEFAULT_MAX_INFLATED_BYTES,
     IncompleteDatasetError,
@@ -30,30 +28,18 @@ from gateway.integrity import (
     verify_part10_file,
 )
 from gateway.receiving import reception_failure
-from gateway.selection import classify_instance
+from gateway.recording import record_instance
 from gateway.spool import Spool, SpoolError
 from gateway.statuses import StoreStatus
 from radraft.db import session_scope
-from radraft.enums import AuditAction, StudyStatus
+from radraft.enums import AuditAction
 from radraft.errors import RadraftError
 from radraft.logs import log_event
-from radraft.models import AuditEntry, Instance, Series, Study
+from radraft.models import AuditEntry
 from radraft.settings import Settings
-from radraft.study_status import move_study
 from radraft.timeutil import Clock, utcnow
 
 logger = logging.getLogger(__name__)
-
-STATUSES_RESET_BY_NEW_INSTANCES = frozenset(
-    {
-        StudyStatus.RECEIVING,
-        StudyStatus.NOT_ELIGIBLE,
-        StudyStatus.QUEUED,
-        StudyStatus.DRAFTING,
-        StudyStatus.DRAFTED,
-        StudyStatus.FAILED,
-    }
-)
 
 
 class PixelDataMismatchError(RadraftError):
@@ -239,17 +225,6 @@ class InstanceIntake:
                     raise
 
 
-def reopens_study(study: Study, *, is_candidate: bool) -> bool:
-    """Whether a new instance re-opens its study for completion (and maybe a new draft).
-
-    Only an image the model could draft from does, once the study was decided: radraft's own SR
-    sent back by a PACS, any other SR, a presentation state or a key object selection is stored
-    and changes nothing, so a PACS that forwards whole studies cannot start a drafting loop.
-    Before the first decision every instance counts, so a study still arriving stays open.
-    """
-    return is_candidate or study.completed_version == 0
-
-
 def check_pixel_data_length(header: InstanceHeader, verified: VerifiedFile) -> None:
     """Refuse native Pixel Data shorter than Rows x Columns x Samples x Frames x Bits Allocated.
 
@@ -263,84 +238,3 @@ def check_pixel_data_length(header: InstanceHeader, verified: VerifiedFile) -> N
         raise PixelDataMismatchError(
             f"Pixel Data is {verified.pixel_data_length} bytes, the header needs {expected}"
         )
-
-
-def record_instance(
-    session: Session,
-    header: InstanceHeader,
-    *,
-    relative_path: str,
-    size: int,
-    transfer_syntax: str,
-    calling_ae_title: str,
-    strict_body_part: bool,
-    now: datetime,
-    origin: str | None = None,
-) -> Instance:
-    """Insert or update the study, series and instance rows of one received instance.
-
-    A new SOP Instance UID bumps the study's ``content_version`` and its ``last_received_at``,
-    which restarts the stability timer; a re-sent instance only refreshes its own row.
-    """
-    study = session.scalar(
-        select(Study).where(Study.study_instance_uid == header.study_instance_uid).with_for_update()
-    )
-    series = session.scalar(
-        select(Series).where(Series.series_instance_uid == header.series_instance_uid)
-    )
-    instance = session.scalar(
-        select(Instance).where(Instance.sop_instance_uid == header.sop_instance_uid)
-    )
-    conflict = find_conflict(session, header, study=study, series=series, instance=instance)
-    if conflict is not None:
-        raise IdentityConflictError(conflict)
-    if study is None:
-        study = Study(study_instance_uid=header.study_instance_uid, first_received_at=now)
-        session.add(study)
-    for name, value in header.study.items():
-        if value is not None:
-            setattr(study, name, value)
-    if study.id is None:
-        session.flush()
-
-    if series is None:
-        series = Series(series_instance_uid=header.series_instance_uid, study_id=study.id)
-        session.add(series)
-    for name, value in header.series.items():
-        if value is not None:
-            setattr(series, name, value)
-    if series.id is None:
-        session.flush()
-
-    classification = classify_instance(header.facts, strict=strict_body_part)
-    if instance is None:
-        instance = Instance(
-            sop_instance_uid=header.sop_instance_uid, study_id=study.id, series_id=series.id
-        )
-        session.add(instance)
-        if reopens_study(study, is_candidate=classification.is_chest):
-            study.content_version += 1
-            study.last_received_at = now
-            if study.status in STATUSES_RESET_BY_NEW_INSTANCES:
-                move_study(study, StudyStatus.RECEIVING)
-    else:
-        instance.receive_count += 1
-    instance.sop_class_uid = header.sop_class_uid
-    instance.transfer_syntax_uid = transfer_syntax
-    instance.spool_path = relative_path
-    instance.size_bytes = size
-    instance.modality = header.series["modality"]
-    instance.body_part_examined = header.series["body_part_examined"]
-    instance.view_position = classification.view
-    instance.view_source = classification.view_source
-    instance.is_chest = classification.is_chest
-    instance.classification_reason = classification.reason
-    instance.photometric_interpretation = header.photometric_interpretation
-    instance.rows = header.rows
-    instance.columns = header.columns
-    instance.instance_number = header.instance_number
-    instance.calling_ae_title = calling_ae_title
-    instance.origin = origin
-    instance.received_at = now
-    session.flush()
-    return instance

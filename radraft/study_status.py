@@ -64,9 +64,17 @@ def can_move(current: StudyStatus, target: StudyStatus) -> bool:
     return target == current or target in ALLOWED_MOVES[current]
 
 
+def moved_status(study_id: int | None, current: StudyStatus, target: StudyStatus) -> StudyStatus:
+    """``target``, or ``StudyStatusError`` if the table does not allow ``current -> target``.
+
+    For writers that update the study's row with a statement rather than through its object
+    (the gateway's intake); ``move_study`` is the same check for an object.
+    """
+    if not can_move(current, target):
+        raise StudyStatusError(study_id, current, target)
+    return target
+
+
 def move_study(study: Study, target: StudyStatus) -> None:
     """Set the study's status, or raise ``StudyStatusError`` if the table does not allow it."""
-    current = StudyStatus(study.status)
-    if not can_move(current, target):
-        raise StudyStatusError(study.id, current, target)
-    study.status = target
+    study.status = moved_status(study.id, StudyStatus(study.status), target)
