@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -114,9 +114,12 @@ IDENTIFYING_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "
 
 
 def read_instance_header(
-    path: Path, *, expected_sop_instance_uid: str, expected_sop_class_uid: str | None = None
+    source: Path | BinaryIO,
+    *,
+    expected_sop_instance_uid: str,
+    expected_sop_class_uid: str | None = None,
 ) -> InstanceHeader:
-    """Parse the header (no pixel data) and check the identifying UIDs.
+    """Parse the header (no pixel data) and check the identifying UIDs against the request.
 
     Raises
     ------
@@ -127,17 +130,44 @@ def read_instance_header(
         characters or not a UID, or the SOP Instance or SOP Class UID differs from the C-STORE
         request's Affected SOP Instance or Class UID.
     """
+    header = parse_instance_header(source)
+    check_request_uids(
+        header,
+        expected_sop_instance_uid=expected_sop_instance_uid,
+        expected_sop_class_uid=expected_sop_class_uid,
+    )
+    return header
+
+
+def check_request_uids(
+    header: InstanceHeader, *, expected_sop_instance_uid: str, expected_sop_class_uid: str | None
+) -> None:
+    """``MissingIdentifierError`` if the data set's SOP Instance or Class UID is not the
+    request's (a sender that mixes up its files would otherwise file one image as another)."""
+    if header.sop_instance_uid != expected_sop_instance_uid:
+        raise MissingIdentifierError("SOP Instance UID differs from the C-STORE request")
+    if expected_sop_class_uid is not None and header.sop_class_uid != expected_sop_class_uid:
+        raise MissingIdentifierError("SOP Class UID differs from the C-STORE request")
+
+
+def parse_instance_header(source: Path | BinaryIO) -> InstanceHeader:
+    """Parse the header (no pixel data) of a Part 10 file or of its bytes up to Pixel Data.
+
+    Raises
+    ------
+    UnreadableHeaderError
+        If pydicom cannot parse the data set.
+    MissingIdentifierError
+        If a Study, Series or SOP Instance UID or the SOP Class UID is missing, longer than 64
+        characters or not a UID.
+    """
     try:
-        dataset = dcmread(path, stop_before_pixels=True)
+        dataset = dcmread(source, stop_before_pixels=True)
     except (InvalidDicomError, ValueError, TypeError, EOFError, OSError, KeyError) as error:
         raise UnreadableHeaderError(type(error).__name__) from error
     except RecursionError as error:
         raise UnreadableHeaderError("sequences nested too deeply") from error
     uids = {keyword: _uid(dataset, keyword) for keyword in IDENTIFYING_UIDS}
-    if uids["SOPInstanceUID"] != expected_sop_instance_uid:
-        raise MissingIdentifierError("SOP Instance UID differs from the C-STORE request")
-    if expected_sop_class_uid is not None and uids["SOPClassUID"] != expected_sop_class_uid:
-        raise MissingIdentifierError("SOP Class UID differs from the C-STORE request")
     study: dict[str, Any] = {
         name: _text(dataset, keyword, size) for name, (keyword, size) in STUDY_TEXT.items()
     }

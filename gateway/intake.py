@@ -14,11 +14,13 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.early_header import confirmed_header, forget
 from gateway.header import (
     InstanceHeader,
     MissingIdentifierError,
     UnreadableHeaderError,
-    read_instance_header,
+    check_request_uids,
+    parse_instance_header,
 )
 from gateway.identity import IdentityConflict, IdentityConflictError, identity_key
 from gateway.integrity import (
@@ -126,8 +128,11 @@ class InstanceIntake:
             verified = verify_part10_file(
                 str(received.path), max_inflated_bytes=self._limits.max_inflated_bytes
             )
-            header = read_instance_header(
-                received.path,
+            header = confirmed_header(
+                received.path, verified.pixel_data_offset
+            ) or parse_instance_header(received.path)
+            check_request_uids(
+                header,
                 expected_sop_instance_uid=received.sop_instance_uid,
                 expected_sop_class_uid=received.sop_class_uid,
             )
@@ -165,6 +170,7 @@ class InstanceIntake:
         return StoreOutcome(StoreStatus.SUCCESS)
 
     def _refuse(self, received: ReceivedInstance, status: StoreStatus, reason: str) -> StoreOutcome:
+        forget(received.path)  # a header read early for it, if the refusal came before it
         log_event(
             logger,
             "gateway.instance_refused",

@@ -71,6 +71,9 @@ class VerifiedFile:
     transfer_syntax: str
     pixel_data_length: int | None
     """Length of a top-level Pixel Data element with a defined length (native pixels)."""
+    pixel_data_offset: int | None = None
+    """Where the top-level Pixel Data element starts in the file (not for a deflated data set,
+    whose file offsets are of compressed bytes)."""
 
     @property
     def is_native(self) -> bool:
@@ -97,6 +100,10 @@ class Reader(Protocol):
         """True when every byte has been consumed."""
         ...
 
+    def position(self) -> int | None:
+        """The file offset of the next byte, or None where bytes are not the file's."""
+        ...
+
 
 class FileReader:
     """A reader over the rest of a file whose size is known: skipping is a seek."""
@@ -121,6 +128,9 @@ class FileReader:
 
     def at_end(self) -> bool:
         return self._stream.tell() >= self._end
+
+    def position(self) -> int | None:
+        return self._stream.tell()
 
 
 class InflatingReader:
@@ -167,6 +177,9 @@ class InflatingReader:
         self._fill(1)
         return not self._buffer and self._inflater.eof
 
+    def position(self) -> int | None:
+        return None
+
     def finish(self) -> None:
         """After the walk: the deflated stream must have ended (nothing cut, nothing after)."""
         if not self._inflater.eof:
@@ -174,10 +187,12 @@ class InflatingReader:
 
 
 class _Walk:
-    """State of one walk: the Pixel Data length found at the top level."""
+    """State of one walk: the Pixel Data element found at the top level."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stop_at_pixel_data: bool = False) -> None:
         self.pixel_data_length: int | None = None
+        self.pixel_data_offset: int | None = None
+        self.stop_at_pixel_data = stop_at_pixel_data
 
 
 def verify_part10_file(
@@ -211,7 +226,31 @@ def verify_part10_file(
             implicit = transfer_syntax == ImplicitVRLittleEndian
             little = transfer_syntax != ExplicitVRBigEndian
             _walk(reader, implicit=implicit, little=little, state=walk)
-    return VerifiedFile(transfer_syntax, walk.pixel_data_length)
+    return VerifiedFile(transfer_syntax, walk.pixel_data_length, walk.pixel_data_offset)
+
+
+def pixel_data_offset_in(prefix: bytes) -> int | None:
+    """Where the top-level Pixel Data element starts in a Part 10 file that begins with
+    ``prefix``, walking the same way as ``verify_part10_file``; None if the prefix ends, or
+    breaks, before it, or the data set is deflated."""
+    stream = io.BytesIO(prefix)
+    if stream.read(PREAMBLE_LENGTH + 4)[PREAMBLE_LENGTH:] != b"DICM":
+        return None
+    reader = FileReader(stream, len(prefix))
+    walk = _Walk(stop_at_pixel_data=True)
+    try:
+        transfer_syntax = _read_file_meta(reader)
+        if transfer_syntax == DeflatedExplicitVRLittleEndian:
+            return None
+        _walk(
+            reader,
+            implicit=transfer_syntax == ImplicitVRLittleEndian,
+            little=transfer_syntax != ExplicitVRBigEndian,
+            state=walk,
+        )
+    except IncompleteDatasetError:
+        return None
+    return walk.pixel_data_offset
 
 
 def _read_file_meta(reader: Reader) -> str:
@@ -263,15 +302,20 @@ def _read_header(
 def _walk(reader: Reader, *, implicit: bool, little: bool, state: _Walk) -> None:
     """Skip over elements to the end; fail if any value or sequence runs past it."""
     while not reader.at_end():
+        start = reader.position()
         tag, vr, length = _read_header(reader, implicit=implicit, little=little)
         if tag in (ITEM_DELIMITER, SEQUENCE_DELIMITER):
             raise IncompleteDatasetError("unexpected delimiter in a data set")
+        if tag == PIXEL_DATA:
+            state.pixel_data_offset = start
+            if length != UNDEFINED_LENGTH:
+                state.pixel_data_length = length
+            if state.stop_at_pixel_data:
+                return
         if length == UNDEFINED_LENGTH:
             # Undefined-length UN is encoded implicit VR little endian (PS3.5 6.2.2).
             _walk_sequence(reader, implicit=implicit or vr == b"UN", little=little, depth=1)
             continue
-        if tag == PIXEL_DATA:
-            state.pixel_data_length = length
         reader.skip(length)
 
 

@@ -17,7 +17,8 @@ arrives (``sync_file_range``, Linux), so the disk works while the network does a
 before the answer waits only for the last few MiB, not for the whole image. Once the last byte
 is in, ``start_sync`` begins that fsync on another thread, while the C-STORE is handed over and
 the file is verified; the fsync before the answer still runs and is the one that counts, but
-then finds little or nothing left to write.
+then finds little or nothing left to write. Once the first 64 KiB are written, the header is
+read on another thread too (``gateway.early_header``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from typing import Any, cast
 
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom import dimse_messages
+
+from gateway import early_header
+from gateway.early_header import EARLY_READ_AFTER_BYTES
 
 _failed_lock = threading.Lock()
 _failed: dict[str, str] = {}
@@ -80,6 +84,8 @@ class ReceptionFile:
         self.name: str = inner.name
         self._failed = False
         self._unsubmitted = 0
+        self._written = 0
+        self._header_read_started = False
 
     @property
     def file(self) -> ReceptionFile:
@@ -101,10 +107,15 @@ class ReceptionFile:
             try:
                 written: int = self._inner.write(data)
                 self._unsubmitted += written
+                self._written += written
                 if self._unsubmitted >= WRITEBACK_STEP:
                     self._inner.flush()
                     start_writeback(self._inner.fileno())
                     self._unsubmitted = 0
+                if not self._header_read_started and self._written >= EARLY_READ_AFTER_BYTES:
+                    self._header_read_started = True
+                    self._inner.flush()
+                    early_header.begin(self.name, self._written)
                 return written
             except OSError as error:
                 self._fail(error)

@@ -1,0 +1,168 @@
+"""The header read while the pixels arrive: the finished file's header, or not used at all."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import uid
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+import gateway.intake
+from gateway import early_header
+from gateway.early_header import (
+    EARLY_READ_AFTER_BYTES,
+    MAX_PENDING,
+    confirmed_header,
+    read_early_header,
+)
+from gateway.header import InstanceHeader, parse_instance_header
+from gateway.integrity import pixel_data_offset_in, verify_part10_file
+from gateway.service import Gateway
+from radraft.db import session_scope
+from radraft.models import Study
+from radraft.synthetic import SyntheticPatient, make_chest_study
+from tests.dicom_peers import storescu, write_study
+from tests.support import require_tool
+
+CHARACTER_SETS = [
+    ("ISO_IR 192", "Müller^José"),
+    ("ISO_IR 100", "Buc^Jérôme"),
+    (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+    ("GB18030", "Wang^XiaoDong=王^小东"),
+]
+
+
+def image(
+    folder: Path,
+    *,
+    size: int = 256,
+    transfer_syntax: str = uid.ExplicitVRLittleEndian,
+    character_set: Any = None,
+    name: str = "Doe^Jane",
+    seed: int = 7,
+) -> Path:
+    """A chest image, by default big enough to be read early (256 x 256 x 2 bytes of pixels)."""
+    patient = SyntheticPatient(patient_id=f"EARLY{seed}", name=name)
+    (dataset,) = make_chest_study(
+        seed,
+        rows=size,
+        columns=size,
+        views=("PA",),
+        patient=patient,
+        transfer_syntax=transfer_syntax,
+    )
+    if character_set is not None:
+        dataset.SpecificCharacterSet = character_set
+    (path,) = write_study([dataset], folder)
+    return path
+
+
+def same(left: InstanceHeader, right: InstanceHeader) -> bool:
+    return asdict(left) == asdict(right)
+
+
+@pytest.mark.parametrize(("character_set", "name"), CHARACTER_SETS)
+def test_the_early_header_is_the_finished_files_header(
+    tmp_path: Path, character_set: Any, name: str
+) -> None:
+    path = image(tmp_path, character_set=character_set, name=name)
+    early = read_early_header(path, EARLY_READ_AFTER_BYTES)
+    assert early is not None
+    verified = verify_part10_file(str(path))
+    assert verified.pixel_data_offset == len(early.prefix)
+    assert early.prefix == path.read_bytes()[: len(early.prefix)]
+    assert same(early.header, parse_instance_header(path))
+    assert early.header.study["patient_name"] == name
+
+
+def test_a_prefix_that_ends_before_pixel_data_gives_no_header(tmp_path: Path) -> None:
+    path = image(tmp_path)
+    offset = verify_part10_file(str(path)).pixel_data_offset
+    assert offset is not None
+    assert read_early_header(path, offset) is None  # the element's own header is not there
+    assert read_early_header(path, offset + 12) is not None
+    assert pixel_data_offset_in(path.read_bytes()[: offset - 1]) is None
+
+
+def test_a_deflated_data_set_is_never_read_early(tmp_path: Path) -> None:
+    path = image(tmp_path, transfer_syntax=uid.DeflatedExplicitVRLittleEndian, size=512)
+    assert read_early_header(path, EARLY_READ_AFTER_BYTES) is None
+
+
+def begin_and_wait(path: Path) -> None:
+    early_header.begin(str(path), EARLY_READ_AFTER_BYTES)
+    deadline = time.monotonic() + 10
+    with early_header._pending_lock:  # the future, to wait for it (the test reads its state)
+        future = early_header._pending[str(path)]
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert future.done()
+
+
+def test_the_early_header_is_used_only_for_the_same_bytes(tmp_path: Path) -> None:
+    path = image(tmp_path)
+    offset = verify_part10_file(str(path)).pixel_data_offset
+    begin_and_wait(path)
+    header = confirmed_header(path, offset)
+    assert header is not None
+    assert same(header, parse_instance_header(path))
+    assert confirmed_header(path, offset) is None, "an early read is used once"
+
+    begin_and_wait(path)
+    assert confirmed_header(path, (offset or 0) + 2) is None, "Pixel Data elsewhere"
+
+    begin_and_wait(path)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"EARLY7")
+    raw[at : at + 6] = b"OTHER8"  # the file changed after the early read
+    path.write_bytes(bytes(raw))
+    assert confirmed_header(path, offset) is None
+
+
+def test_early_reads_of_receptions_that_never_finish_are_bounded(tmp_path: Path) -> None:
+    first = image(tmp_path / "first")
+    offset = verify_part10_file(str(first)).pixel_data_offset
+    begin_and_wait(first)
+    for number in range(MAX_PENDING):
+        early_header.begin(str(tmp_path / f"aborted-{number}.dcm"), EARLY_READ_AFTER_BYTES)
+    with early_header._pending_lock:
+        assert len(early_header._pending) <= MAX_PENDING
+    assert confirmed_header(first, offset) is None, "the oldest was forgotten"
+    for number in range(MAX_PENDING):
+        early_header.forget(tmp_path / f"aborted-{number}.dcm")
+
+
+def test_images_sent_by_storescu_are_recorded_from_their_early_headers(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require_tool("storescu")
+    used: list[bool] = []
+
+    def watched(path: Path, offset: int | None) -> InstanceHeader | None:
+        header = confirmed_header(path, offset)
+        used.append(header is not None)
+        return header
+
+    monkeypatch.setattr(gateway.intake, "confirmed_header", watched)
+    files = [
+        image(tmp_path / str(seed), character_set=character_set, name=name, seed=seed)
+        for seed, (character_set, name) in enumerate(CHARACTER_SETS, start=10)
+    ]
+    files.append(image(tmp_path / "small", size=64, seed=20))  # 8 KiB of pixels: read late
+    assert storescu(files, port=running_gateway.port).returncode == 0
+    assert used == [True] * len(CHARACTER_SETS) + [False]
+    with session_scope(session_factory) as session:
+        rows = session.execute(select(Study.patient_id, Study.patient_name)).all()
+    names = dict(rows)
+    assert names == {
+        **{f"EARLY{seed}": name for seed, (_, name) in enumerate(CHARACTER_SETS, start=10)},
+        "EARLY20": "Doe^Jane",
+    }
