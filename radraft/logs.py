@@ -32,6 +32,10 @@ def configure_logging(level: str = "INFO") -> None:
     """
     pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
     pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
+    # pynetdicom's standard event handlers describe every message and PDU at INFO and DEBUG,
+    # which the floor below drops; unbound, they no longer format those texts for nothing
+    # while a sender waits for its answer (about 0.3 ms per C-STORE).
+    pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     # pydicom checks values as it reads and warns quoting them ("Invalid value for VR DA:
     # '19xx0101'", a birth date); the gateway validates what it keeps itself, so reading is
     # not checked. Writing stays checked: a bad value we write is an error, not a warning.
