@@ -27,6 +27,23 @@ STUDIES = cast(Table, Study.__table__)
 SERIES = cast(Table, Series.__table__)
 INSTANCES = cast(Table, Instance.__table__)
 
+KNOWN_STUDY = (
+    select(STUDIES).where(STUDIES.c.study_instance_uid == bindparam("uid")).with_for_update()
+)
+"""The study's row, locked until the instance's rows commit (SQLite: the whole database, which
+``BEGIN IMMEDIATE`` already holds)."""
+KNOWN_SERIES = select(SERIES).where(SERIES.c.series_instance_uid == bindparam("uid"))
+KNOWN_INSTANCE = select(
+    INSTANCES.c.id, INSTANCES.c.study_id, INSTANCES.c.series_id, INSTANCES.c.sop_class_uid
+).where(INSTANCES.c.sop_instance_uid == bindparam("uid"))
+NEW_ROW_IDS = {table.name: insert(table).returning(table.c.id) for table in (STUDIES, SERIES)}
+ROW_UPDATES = {
+    table.name: update(table).where(table.c.id == bindparam("row_id"))
+    for table in (STUDIES, SERIES)
+}
+"""Statements built once: building one costs about as much as running it on SQLite. An
+update sets the columns its parameters name."""
+NEW_INSTANCE = insert(INSTANCES)
 RESENT_INSTANCE = (
     update(INSTANCES)
     .where(INSTANCES.c.id == bindparam("row_id"))
@@ -82,19 +99,9 @@ def record_instance(
         If the instance contradicts a row radraft holds (nothing is written then).
     """
     connection = session.connection()
-    study = connection.execute(
-        select(STUDIES)
-        .where(STUDIES.c.study_instance_uid == header.study_instance_uid)
-        .with_for_update()
-    ).first()
-    series = connection.execute(
-        select(SERIES).where(SERIES.c.series_instance_uid == header.series_instance_uid)
-    ).first()
-    instance = connection.execute(
-        select(
-            INSTANCES.c.id, INSTANCES.c.study_id, INSTANCES.c.series_id, INSTANCES.c.sop_class_uid
-        ).where(INSTANCES.c.sop_instance_uid == header.sop_instance_uid)
-    ).first()
+    study = connection.execute(KNOWN_STUDY, {"uid": header.study_instance_uid}).first()
+    series = connection.execute(KNOWN_SERIES, {"uid": header.series_instance_uid}).first()
+    instance = connection.execute(KNOWN_INSTANCE, {"uid": header.sop_instance_uid}).first()
     conflict = find_conflict(session, header, study=study, series=series, instance=instance)
     if conflict is not None:
         raise IdentityConflictError(conflict)
@@ -151,7 +158,7 @@ def record_instance(
         values.update(
             sop_instance_uid=header.sop_instance_uid, study_id=study_id, series_id=series_id
         )
-        connection.execute(insert(INSTANCES), values)
+        connection.execute(NEW_INSTANCE, values)
     else:
         connection.execute(RESENT_INSTANCE, {"row_id": instance.id, **values})
 
@@ -176,10 +183,8 @@ def _write(
     """Insert the row with ``identity`` and ``changes``, or update the known row's changes;
     returns its id."""
     if row is None:
-        inserted = connection.execute(insert(table).returning(table.c.id), {**identity, **changes})
+        inserted = connection.execute(NEW_ROW_IDS[table.name], {**identity, **changes})
         return int(inserted.scalar_one())
     if changes:
-        connection.execute(
-            update(table).where(table.c.id == bindparam("row_id")), {"row_id": row.id, **changes}
-        )
+        connection.execute(ROW_UPDATES[table.name], {"row_id": row.id, **changes})
     return int(row.id)
