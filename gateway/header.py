@@ -119,17 +119,7 @@ def read_instance_header(
     expected_sop_instance_uid: str,
     expected_sop_class_uid: str | None = None,
 ) -> InstanceHeader:
-    """Parse the header (no pixel data) and check the identifying UIDs against the request.
-
-    Raises
-    ------
-    UnreadableHeaderError
-        If pydicom cannot parse the data set.
-    MissingIdentifierError
-        If a Study, Series or SOP Instance UID or the SOP Class UID is missing, longer than 64
-        characters or not a UID, or the SOP Instance or SOP Class UID differs from the C-STORE
-        request's Affected SOP Instance or Class UID.
-    """
+    """``parse_instance_header``, then ``check_request_uids``: the errors of both."""
     header = parse_instance_header(source)
     check_request_uids(
         header,

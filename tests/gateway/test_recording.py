@@ -93,15 +93,23 @@ def test_a_resent_instance_is_counted_and_refreshed_without_reopening_the_study(
         assert instance.received_at == START + timedelta(minutes=1)
 
 
+def decided_study(
+    factory: sessionmaker[Session], folder: Path, seed: int, status: StudyStatus
+) -> Dataset:
+    """Record a study's PA and mark the study decided with ``status``; returns its lateral."""
+    pa, lateral = make_chest_study(seed, rows=16, columns=16)
+    record(factory, header_of(pa, folder / "pa"), at=START)
+    with session_scope(factory) as session:
+        study = session.scalar(select(Study))
+        assert study is not None
+        study.status, study.completed_version = status, 1
+    return lateral
+
+
 def test_a_new_image_reopens_a_drafted_study_and_an_sr_does_not(
     session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    pa, lateral = make_chest_study(3, rows=16, columns=16)
-    record(session_factory, header_of(pa, tmp_path / "pa"), at=START)
-    with session_scope(session_factory) as session:
-        study = session.scalar(select(Study))
-        assert study is not None
-        study.status, study.completed_version = StudyStatus.DRAFTED, 1
+    lateral = decided_study(session_factory, tmp_path, 3, StudyStatus.DRAFTED)
 
     report_like = make_chest_study(3, rows=16, columns=16, views=("PA",), modality="SR")[0]
     report_like.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
@@ -124,13 +132,7 @@ def test_a_new_image_reopens_a_drafted_study_and_an_sr_does_not(
 def test_a_signed_study_keeps_its_status_when_an_image_arrives_late(
     session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    pa, lateral = make_chest_study(4, rows=16, columns=16)
-    record(session_factory, header_of(pa, tmp_path / "pa"), at=START)
-    with session_scope(session_factory) as session:
-        study = session.scalar(select(Study))
-        assert study is not None
-        study.status, study.completed_version = StudyStatus.FINAL, 1
-
+    lateral = decided_study(session_factory, tmp_path, 4, StudyStatus.FINAL)
     record(session_factory, header_of(lateral, tmp_path / "lat"), at=START)
     study = the_study(session_factory)
     assert (study.status, study.content_version) == (StudyStatus.FINAL, 2)
