@@ -68,13 +68,10 @@ def read_early_header(path: Path, size: int) -> EarlyHeader | None:
     try:
         with open(path, "rb") as stream:
             data = stream.read(size)
-    except OSError:
-        return None
-    offset = pixel_data_offset_in(data)
-    if offset is None:
-        return None
-    prefix = data[:offset]
-    try:
+        offset = pixel_data_offset_in(data)
+        if offset is None:
+            return None
+        prefix = data[:offset]
         return EarlyHeader(prefix, parse_instance_header(io.BytesIO(prefix)))
     except Exception:  # whatever it was, the finished file's read reports it again
         return None
@@ -90,9 +87,7 @@ def confirmed_header(path: Path, pixel_data_offset: int | None) -> InstanceHeade
         future = _pending.pop(str(path), None)
     if future is None or pixel_data_offset is None:
         return None
-    if future.cancel():
-        return None  # still queued behind other receptions: reading it here is no slower
-    early = future.result()
+    early = future.result()  # a read still running or queued is no slower than reading again
     if early is None or len(early.prefix) != pixel_data_offset:
         return None
     try:

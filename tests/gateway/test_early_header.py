@@ -94,6 +94,18 @@ def test_a_deflated_data_set_is_never_read_early(tmp_path: Path) -> None:
     assert read_early_header(path, EARLY_READ_AFTER_BYTES) is None
 
 
+def test_an_early_read_that_fails_gives_no_header_and_raises_nothing(tmp_path: Path) -> None:
+    assert read_early_header(tmp_path / "gone.dcm", EARLY_READ_AFTER_BYTES) is None
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(bytes(128) + b"DICM" + bytes(range(256)) * 300)
+    assert read_early_header(garbage, EARLY_READ_AFTER_BYTES) is None
+    (dataset,) = make_chest_study(8, rows=256, columns=256, views=("PA",))
+    dataset.StudyInstanceUID = "1.2.x"  # the parse refuses it; the finished file's read reports it
+    (bad_uid,) = write_study([dataset], tmp_path / "bad")
+    assert pixel_data_offset_in(bad_uid.read_bytes()) is not None
+    assert read_early_header(bad_uid, EARLY_READ_AFTER_BYTES) is None
+
+
 def begin_and_wait(path: Path) -> None:
     early_header.begin(str(path), EARLY_READ_AFTER_BYTES)
     deadline = time.monotonic() + 10
