@@ -211,10 +211,7 @@ def verify_part10_file(
     with open(path, "rb") as stream:
         size = stream.seek(0, io.SEEK_END)
         stream.seek(0)
-        header = stream.read(PREAMBLE_LENGTH + 4)
-        if len(header) < PREAMBLE_LENGTH + 4 or header[PREAMBLE_LENGTH:] != b"DICM":
-            raise IncompleteDatasetError("no DICOM preamble")
-        transfer_syntax = _read_file_meta(FileReader(stream, size))
+        transfer_syntax = _read_preamble_and_file_meta(stream, size)
         if transfer_syntax == DeflatedExplicitVRLittleEndian:
             inflating = InflatingReader(stream, limit=max_inflated_bytes)
             _walk(inflating, implicit=False, little=True, state=walk)
@@ -223,9 +220,7 @@ def verify_part10_file(
             reader = FileReader(stream, size)
             if reader.at_end():
                 raise IncompleteDatasetError("empty data set")
-            implicit = transfer_syntax == ImplicitVRLittleEndian
-            little = transfer_syntax != ExplicitVRBigEndian
-            _walk(reader, implicit=implicit, little=little, state=walk)
+            _walk_native(reader, transfer_syntax, walk)
     return VerifiedFile(transfer_syntax, walk.pixel_data_length, walk.pixel_data_offset)
 
 
@@ -234,23 +229,34 @@ def pixel_data_offset_in(prefix: bytes) -> int | None:
     ``prefix``, walking the same way as ``verify_part10_file``; None if the prefix ends, or
     breaks, before it, or the data set is deflated."""
     stream = io.BytesIO(prefix)
-    if stream.read(PREAMBLE_LENGTH + 4)[PREAMBLE_LENGTH:] != b"DICM":
-        return None
-    reader = FileReader(stream, len(prefix))
     walk = _Walk(stop_at_pixel_data=True)
     try:
-        transfer_syntax = _read_file_meta(reader)
+        transfer_syntax = _read_preamble_and_file_meta(stream, len(prefix))
         if transfer_syntax == DeflatedExplicitVRLittleEndian:
             return None
-        _walk(
-            reader,
-            implicit=transfer_syntax == ImplicitVRLittleEndian,
-            little=transfer_syntax != ExplicitVRBigEndian,
-            state=walk,
-        )
+        _walk_native(FileReader(stream, len(prefix)), transfer_syntax, walk)
     except IncompleteDatasetError:
         return None
     return walk.pixel_data_offset
+
+
+def _read_preamble_and_file_meta(stream: BinaryIO, size: int) -> str:
+    """Check the preamble's ``DICM`` and walk the file meta group; returns the transfer syntax
+    and leaves ``stream`` at the data set."""
+    preamble = stream.read(PREAMBLE_LENGTH + 4)
+    if len(preamble) < PREAMBLE_LENGTH + 4 or preamble[PREAMBLE_LENGTH:] != b"DICM":
+        raise IncompleteDatasetError("no DICOM preamble")
+    return _read_file_meta(FileReader(stream, size))
+
+
+def _walk_native(reader: Reader, transfer_syntax: str, state: _Walk) -> None:
+    """Walk a data set that is not deflated, in its transfer syntax's VR and byte order."""
+    _walk(
+        reader,
+        implicit=transfer_syntax == ImplicitVRLittleEndian,
+        little=transfer_syntax != ExplicitVRBigEndian,
+        state=state,
+    )
 
 
 def _read_file_meta(reader: Reader) -> str:
