@@ -7,7 +7,8 @@ starts ``begin`` once the first ``EARLY_READ_AFTER_BYTES`` of a reception are wr
 reads what is on disk, finds the top-level Pixel Data element the way the final verification
 walks, and parses the bytes before it as the intake would (``parse_instance_header``).
 
-The intake uses that header only when it is provably the final file's (``confirmed_header``):
+The intake takes the read first (``take_early_read``) and uses its header only when it is
+provably the final file's (``confirmed_header``):
 the final walk must find the top-level Pixel Data element at the same offset, and the file's
 bytes up to there must equal the bytes that were parsed. pydicom reads a header only up to
 Pixel Data, so the same bytes give the same header; anything else (a header longer than what
@@ -77,17 +78,24 @@ def read_early_header(path: Path, size: int) -> EarlyHeader | None:
         return None
 
 
-def confirmed_header(path: Path, pixel_data_offset: int | None) -> InstanceHeader | None:
-    """The header read early for ``path`` if it is provably the finished file's, else None.
+def take_early_read(path: Path) -> Future[EarlyHeader | None] | None:
+    """The early read begun for the reception at ``path``, if any, forgotten here: the intake
+    takes it first, so a reception it refuses before reading the header leaves nothing behind."""
+    with _pending_lock:
+        return _pending.pop(str(path), None)
+
+
+def confirmed_header(
+    early_read: Future[EarlyHeader | None] | None, path: Path, pixel_data_offset: int | None
+) -> InstanceHeader | None:
+    """The header of ``early_read`` if it is provably the finished file's, else None.
 
     ``pixel_data_offset`` is where the final walk of the finished file found the top-level
-    Pixel Data element. Forgets the early read either way.
+    Pixel Data element.
     """
-    with _pending_lock:
-        future = _pending.pop(str(path), None)
-    if future is None or pixel_data_offset is None:
+    if early_read is None or pixel_data_offset is None:
         return None
-    early = future.result()  # a read still running or queued is no slower than reading again
+    early = early_read.result()  # a read still running or queued is no slower than reading again
     if early is None or len(early.prefix) != pixel_data_offset:
         return None
     try:
@@ -97,9 +105,3 @@ def confirmed_header(path: Path, pixel_data_offset: int | None) -> InstanceHeade
     except OSError:
         return None
     return early.header
-
-
-def forget(path: Path) -> None:
-    """Drop the early read of a reception the intake refused before it got to the header."""
-    with _pending_lock:
-        _pending.pop(str(path), None)

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.early_header import confirmed_header, forget
+from gateway.early_header import confirmed_header, take_early_read
 from gateway.header import (
     InstanceHeader,
     MissingIdentifierError,
@@ -112,6 +112,7 @@ class InstanceIntake:
 
     def accept(self, received: ReceivedInstance) -> StoreOutcome:
         """Verify, spool and record one instance; never raises, answers a status instead."""
+        early_read = take_early_read(received.path)
         failure = reception_failure(received.path)
         if failure is not None:
             return self._refuse(
@@ -129,7 +130,7 @@ class InstanceIntake:
                 str(received.path), max_inflated_bytes=self._limits.max_inflated_bytes
             )
             header = confirmed_header(
-                received.path, verified.pixel_data_offset
+                early_read, received.path, verified.pixel_data_offset
             ) or parse_instance_header(received.path)
             check_request_uids(
                 header,
@@ -170,7 +171,6 @@ class InstanceIntake:
         return StoreOutcome(StoreStatus.SUCCESS)
 
     def _refuse(self, received: ReceivedInstance, status: StoreStatus, reason: str) -> StoreOutcome:
-        forget(received.path)  # a header read early for it, if the refusal came before it
         log_event(
             logger,
             "gateway.instance_refused",

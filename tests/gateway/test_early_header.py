@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from concurrent.futures import Future
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,10 @@ from gateway import early_header
 from gateway.early_header import (
     EARLY_READ_AFTER_BYTES,
     MAX_PENDING,
+    EarlyHeader,
     confirmed_header,
     read_early_header,
+    take_early_read,
 )
 from gateway.header import InstanceHeader, parse_instance_header
 from gateway.integrity import pixel_data_offset_in, verify_part10_file
@@ -106,47 +108,45 @@ def test_an_early_read_that_fails_gives_no_header_and_raises_nothing(tmp_path: P
     assert read_early_header(bad_uid, EARLY_READ_AFTER_BYTES) is None
 
 
-def begin_and_wait(path: Path) -> None:
+def begun_and_read(path: Path) -> Future[EarlyHeader | None]:
+    """Begin the early read of ``path`` as a reception would, take it as the intake does, and
+    let it finish."""
     early_header.begin(str(path), EARLY_READ_AFTER_BYTES)
-    deadline = time.monotonic() + 10
-    with early_header._pending_lock:  # the future, to wait for it (the test reads its state)
-        future = early_header._pending[str(path)]
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert future.done()
+    early_read = take_early_read(path)
+    assert early_read is not None
+    early_read.result(timeout=10)
+    return early_read
 
 
 def test_the_early_header_is_used_only_for_the_same_bytes(tmp_path: Path) -> None:
     path = image(tmp_path)
     offset = verify_part10_file(str(path)).pixel_data_offset
-    begin_and_wait(path)
-    header = confirmed_header(path, offset)
+    header = confirmed_header(begun_and_read(path), path, offset)
     assert header is not None
     assert same(header, parse_instance_header(path))
-    assert confirmed_header(path, offset) is None, "an early read is used once"
+    assert take_early_read(path) is None, "an early read is taken once"
 
-    begin_and_wait(path)
-    assert confirmed_header(path, (offset or 0) + 2) is None, "Pixel Data elsewhere"
+    elsewhere = (offset or 0) + 2
+    assert confirmed_header(begun_and_read(path), path, elsewhere) is None, "Pixel Data elsewhere"
 
-    begin_and_wait(path)
+    early_read = begun_and_read(path)
     raw = bytearray(path.read_bytes())
     at = raw.index(b"EARLY7")
     raw[at : at + 6] = b"OTHER8"  # the file changed after the early read
     path.write_bytes(bytes(raw))
-    assert confirmed_header(path, offset) is None
+    assert confirmed_header(early_read, path, offset) is None
 
 
 def test_early_reads_of_receptions_that_never_finish_are_bounded(tmp_path: Path) -> None:
     first = image(tmp_path / "first")
-    offset = verify_part10_file(str(first)).pixel_data_offset
-    begin_and_wait(first)
-    for number in range(MAX_PENDING):
-        early_header.begin(str(tmp_path / f"aborted-{number}.dcm"), EARLY_READ_AFTER_BYTES)
+    early_header.begin(str(first), EARLY_READ_AFTER_BYTES)
+    aborted = [tmp_path / f"aborted-{number}.dcm" for number in range(MAX_PENDING)]
+    for path in aborted:
+        early_header.begin(str(path), EARLY_READ_AFTER_BYTES)
     with early_header._pending_lock:
         assert len(early_header._pending) <= MAX_PENDING
-    assert confirmed_header(first, offset) is None, "the oldest was forgotten"
-    for number in range(MAX_PENDING):
-        early_header.forget(tmp_path / f"aborted-{number}.dcm")
+    assert take_early_read(first) is None, "the oldest was forgotten"
+    assert all(take_early_read(path) is not None for path in aborted)
 
 
 def test_images_sent_by_storescu_are_recorded_from_their_early_headers(
@@ -158,8 +158,10 @@ def test_images_sent_by_storescu_are_recorded_from_their_early_headers(
     require_tool("storescu")
     used: list[bool] = []
 
-    def watched(path: Path, offset: int | None) -> InstanceHeader | None:
-        header = confirmed_header(path, offset)
+    def watched(
+        early_read: Future[EarlyHeader | None] | None, path: Path, offset: int | None
+    ) -> InstanceHeader | None:
+        header = confirmed_header(early_read, path, offset)
         used.append(header is not None)
         return header
 
