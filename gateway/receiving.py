@@ -38,7 +38,6 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom import dimse_messages
 
 from gateway import early_header
-from gateway.early_header import EARLY_READ_AFTER_BYTES
 
 _failed_lock = threading.Lock()
 _failed: dict[str, str] = {}
@@ -85,7 +84,6 @@ class ReceptionFile:
         self._failed = False
         self._unsubmitted = 0
         self._written = 0
-        self._header_read_started = False
 
     @property
     def file(self) -> ReceptionFile:
@@ -112,9 +110,8 @@ class ReceptionFile:
                     self._inner.flush()
                     start_writeback(self._inner.fileno())
                     self._unsubmitted = 0
-                if not self._header_read_started and self._written >= EARLY_READ_AFTER_BYTES:
-                    self._header_read_started = True
-                    self._inner.flush()
+                if self._written - written < early_header.EARLY_READ_AFTER_BYTES <= self._written:
+                    self._inner.flush()  # this write crossed the mark: read the header early
                     early_header.begin(self.name, self._written)
                 return written
             except OSError as error:
