@@ -113,22 +113,6 @@ SERIES_ATTRIBUTES = {
 IDENTIFYING_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 
 
-def read_instance_header(
-    source: Path | BinaryIO,
-    *,
-    expected_sop_instance_uid: str,
-    expected_sop_class_uid: str | None = None,
-) -> InstanceHeader:
-    """``parse_instance_header``, then ``check_request_uids``: the errors of both."""
-    header = parse_instance_header(source)
-    check_request_uids(
-        header,
-        expected_sop_instance_uid=expected_sop_instance_uid,
-        expected_sop_class_uid=expected_sop_class_uid,
-    )
-    return header
-
-
 def check_request_uids(
     header: InstanceHeader, *, expected_sop_instance_uid: str, expected_sop_class_uid: str | None
 ) -> None:

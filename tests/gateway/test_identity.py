@@ -11,6 +11,7 @@ from pynetdicom import _config as pynetdicom_config
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.header import MissingIdentifierError, check_request_uids, parse_instance_header
 from gateway.service import Gateway
 from radraft.db import session_scope
 from radraft.enums import AuditAction
@@ -176,3 +177,19 @@ def test_invalid_dates_and_times_are_stored_as_missing(
         values = (study.study_date, study.patient_birth_date, study.study_time)
         assert values == (None, None, None)
         assert study.timezone_offset is None
+
+
+def test_the_data_set_must_carry_the_requests_sop_instance_and_class(tmp_path: Path) -> None:
+    (image,) = make_chest_study(33, rows=16, columns=16, views=("PA",))
+    header = parse_instance_header(write_study([image], tmp_path)[0])
+    own = {"expected_sop_instance_uid": image.SOPInstanceUID}
+    check_request_uids(header, **own, expected_sop_class_uid=image.SOPClassUID)
+    check_request_uids(header, **own, expected_sop_class_uid=None)  # no class to compare
+    with pytest.raises(MissingIdentifierError, match="SOP Instance UID differs"):
+        check_request_uids(
+            header,
+            expected_sop_instance_uid=image.SOPInstanceUID + "1",
+            expected_sop_class_uid=None,
+        )
+    with pytest.raises(MissingIdentifierError, match="SOP Class UID differs"):
+        check_request_uids(header, **own, expected_sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2")

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.header import InstanceHeader, read_instance_header
+from gateway.header import InstanceHeader, parse_instance_header
 from gateway.recording import record_instance
 from radraft.db import session_scope
 from radraft.enums import StudyStatus
@@ -22,7 +22,7 @@ START = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 def header_of(dataset: Dataset, folder: Path) -> InstanceHeader:
     (path,) = write_study([dataset], folder)
-    return read_instance_header(path, expected_sop_instance_uid=dataset.SOPInstanceUID)
+    return parse_instance_header(path)
 
 
 def record(
