@@ -2,8 +2,11 @@
 
 pydicom reads truncated files without complaint (a short pixel value just comes back short), so
 the gateway walks the encoding itself: every element must fit in the file, every undefined-length
-sequence must end with its delimiter, and the data set must end exactly at the end of the file.
-Only headers are read; values are skipped, so a 15 MB image costs microseconds.
+sequence must end with its delimiter, every defined-length item must hold whole elements, and the
+data set must end exactly at the end of the file. Sequences are walked into whatever their length
+encoding, so their nesting is bounded before anything that reads every element (pydicom's JSON,
+its ``str``) would recurse through it. Only headers are read; other values are skipped, so a
+15 MB image costs well under a millisecond.
 
 A Deflated Explicit VR Little Endian data set is inflated as a stream while it is walked, never
 held whole in memory, and refused once it inflates past a limit: 1 MB on the wire can inflate to
@@ -18,6 +21,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from pydicom.datadict import dictionary_VR, keyword_dict
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -50,6 +54,9 @@ NATIVE_SYNTAXES = frozenset(
     }
 )
 """Transfer syntaxes whose Pixel Data is stored uncompressed (its length is fixed by the header)."""
+SEQUENCE_TAGS = frozenset(tag for tag in keyword_dict.values() if dictionary_VR(tag) == "SQ")
+"""Tags the data dictionary knows as sequences: how an implicit VR (or UN) value is recognised
+as one, the way pydicom recognises it when it reads the element."""
 
 
 class IncompleteDatasetError(RadraftError):
@@ -186,6 +193,35 @@ class InflatingReader:
             raise IncompleteDatasetError("deflated data set is cut short")
 
 
+class BoundedReader:
+    """The next ``length`` bytes of another reader: the value of a defined-length sequence or
+    item, whose contents must end exactly at its last byte."""
+
+    def __init__(self, reader: Reader, length: int) -> None:
+        self._reader = reader
+        self._left = length
+
+    def read(self, size: int) -> bytes:
+        data = self._reader.read(min(size, self._left))
+        self._left -= len(data)
+        return data
+
+    def peek(self, size: int) -> bytes:
+        return self._reader.peek(min(size, self._left))
+
+    def skip(self, size: int) -> None:
+        if size > self._left:
+            raise IncompleteDatasetError("an element's value runs past the end of its sequence")
+        self._reader.skip(size)
+        self._left -= size
+
+    def at_end(self) -> bool:
+        return self._left == 0
+
+    def position(self) -> int | None:
+        return self._reader.position()
+
+
 class _Walk:
     """State of one walk: the Pixel Data element found at the top level."""
 
@@ -306,7 +342,7 @@ def _read_header(
 
 
 def _walk(reader: Reader, *, implicit: bool, little: bool, state: _Walk) -> None:
-    """Skip over elements to the end; fail if any value or sequence runs past it."""
+    """Walk the top-level elements to the end; fail if any value or sequence runs past it."""
     while not reader.at_end():
         start = reader.position()
         tag, vr, length = _read_header(reader, implicit=implicit, little=little)
@@ -318,27 +354,90 @@ def _walk(reader: Reader, *, implicit: bool, little: bool, state: _Walk) -> None
                 state.pixel_data_length = length
             if state.stop_at_pixel_data:
                 return
-        if length == UNDEFINED_LENGTH:
-            # Undefined-length UN is encoded implicit VR little endian (PS3.5 6.2.2).
-            _walk_sequence(reader, implicit=implicit or vr == b"UN", little=little, depth=1)
-            continue
+        _walk_value(reader, tag, vr, length, implicit=implicit, little=little, depth=0)
+
+
+def _walk_value(
+    reader: Reader,
+    tag: tuple[int, int],
+    vr: bytes | None,
+    length: int,
+    *,
+    implicit: bool,
+    little: bool,
+    depth: int,
+) -> None:
+    """Consume one element's value: a sequence is walked item by item, whether its length is
+    defined or not (pydicom parses both, so both must be bounded); anything else is skipped."""
+    # An undefined length, or a UN that the dictionary knows as a sequence, is encoded
+    # implicit VR little endian inside (PS3.5 6.2.2).
+    inner_implicit = implicit or vr == b"UN"
+    if length == UNDEFINED_LENGTH:
+        _walk_sequence(
+            reader,
+            implicit=inner_implicit,
+            little=little,
+            depth=depth + 1,
+            items_are_data_sets=not _holds_fragments(tag, vr),
+        )
+    elif _is_sequence(tag, vr):
+        _walk_sequence(
+            BoundedReader(reader, length),
+            implicit=inner_implicit,
+            little=little,
+            depth=depth + 1,
+            items_are_data_sets=True,
+        )
+    else:
         reader.skip(length)
 
 
-def _walk_sequence(reader: Reader, *, implicit: bool, little: bool, depth: int) -> None:
-    """Walk items (or pixel data fragments) until the sequence delimiter."""
+def _is_sequence(tag: tuple[int, int], vr: bytes | None) -> bool:
+    """Whether a defined-length value holds items: SQ by its explicit VR, or, where the VR is
+    implicit or UN, by the data dictionary (as pydicom decides when it reads it)."""
+    if vr == b"SQ":
+        return True
+    return vr in (None, b"UN") and (tag[0] << 16 | tag[1]) in SEQUENCE_TAGS
+
+
+def _holds_fragments(tag: tuple[int, int], vr: bytes | None) -> bool:
+    """Undefined-length Pixel Data (or OB/OW) holds encapsulated fragments, not data sets."""
+    return tag == PIXEL_DATA or vr in (b"OB", b"OW")
+
+
+def _walk_sequence(
+    reader: Reader, *, implicit: bool, little: bool, depth: int, items_are_data_sets: bool
+) -> None:
+    """Walk items (or pixel data fragments) until the sequence delimiter, or, for a
+    ``BoundedReader`` (a defined-length sequence), until its last byte."""
     if depth > MAX_NESTING_DEPTH:
         raise IncompleteDatasetError(f"sequences nested deeper than {MAX_NESTING_DEPTH} levels")
-    while True:
+    defined_length = isinstance(reader, BoundedReader)
+    while not (defined_length and reader.at_end()):
         tag, _vr, length = _read_header(reader, implicit=True, little=little)
         if tag == SEQUENCE_DELIMITER:
+            if defined_length:
+                raise IncompleteDatasetError("sequence delimiter in a defined-length sequence")
             return
         if tag != ITEM:
             raise IncompleteDatasetError("sequence holds something other than items")
-        if length != UNDEFINED_LENGTH:
+        if length == UNDEFINED_LENGTH:
+            _walk_item(reader, implicit=implicit, little=little, depth=depth)
+        elif items_are_data_sets:
+            _walk_elements(
+                BoundedReader(reader, length), implicit=implicit, little=little, depth=depth
+            )
+        else:
             reader.skip(length)
-            continue
-        _walk_item(reader, implicit=implicit, little=little, depth=depth)
+
+
+def _walk_elements(reader: Reader, *, implicit: bool, little: bool, depth: int) -> None:
+    """Walk the elements of a defined-length item to its last byte."""
+    while not reader.at_end():
+        tag, vr, length = _read_header(reader, implicit=implicit, little=little)
+        if tag[0] == 0xFFFE:
+            raise IncompleteDatasetError("delimiter or item inside a sequence item")
+        _walk_value(reader, tag, vr, length, implicit=implicit, little=little, depth=depth)
 
 
 def _walk_item(reader: Reader, *, implicit: bool, little: bool, depth: int) -> None:
@@ -351,8 +450,5 @@ def _walk_item(reader: Reader, *, implicit: bool, little: bool, depth: int) -> N
         if struct.unpack(order + "HH", peek) == ITEM_DELIMITER:
             _read_header(reader, implicit=True, little=little)
             return
-        _tag, vr, length = _read_header(reader, implicit=implicit, little=little)
-        if length == UNDEFINED_LENGTH:
-            _walk_sequence(reader, implicit=implicit or vr == b"UN", little=little, depth=depth + 1)
-        else:
-            reader.skip(length)
+        tag, vr, length = _read_header(reader, implicit=implicit, little=little)
+        _walk_value(reader, tag, vr, length, implicit=implicit, little=little, depth=depth)

@@ -66,18 +66,34 @@ def deflate_bomb(folder: Path, *, inflated_bytes: int, seed: int = 900) -> Path:
     return path
 
 
-def nested_sequences(folder: Path, *, depth: int, seed: int = 901) -> Path:
-    """An Explicit VR Little Endian file with ``depth`` nested undefined-length sequences."""
+def nested_sequences(
+    folder: Path, *, depth: int, defined_lengths: bool = False, seed: int = 901
+) -> Path:
+    """An Explicit VR Little Endian file with ``depth`` nested sequences, each of undefined
+    length (closed by delimiters) or, with ``defined_lengths``, each of defined length."""
     dataset = _header_only(seed)
+    path = folder / "nested.dcm"
+    folder.mkdir(parents=True, exist_ok=True)
+    nested = _defined_nesting(depth) if defined_lengths else _undefined_nesting(depth)
+    path.write_bytes(
+        _preamble_and_meta(dataset, uid.ExplicitVRLittleEndian) + _explicit_le(dataset) + nested
+    )
+    return path
+
+
+def _undefined_nesting(depth: int) -> bytes:
     # (0040,A730) Content Sequence, SQ, undefined length; each item holds the next sequence.
     sequence_start = struct.pack("<HH2sHL", 0x0040, 0xA730, b"SQ", 0, 0xFFFFFFFF)
     item_start = struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)
     item_end = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
     sequence_end = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
-    nested = (sequence_start + item_start) * depth + (item_end + sequence_end) * depth
-    path = folder / "nested.dcm"
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(
-        _preamble_and_meta(dataset, uid.ExplicitVRLittleEndian) + _explicit_le(dataset) + nested
-    )
-    return path
+    return (sequence_start + item_start) * depth + (item_end + sequence_end) * depth
+
+
+def _defined_nesting(depth: int) -> bytes:
+    # The same Content Sequences, but every sequence and item states its length: no delimiters.
+    body = b""
+    for _ in range(depth):
+        item = struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
+        body = struct.pack("<HH2sHL", 0x0040, 0xA730, b"SQ", 0, len(item)) + item
+    return body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from pydicom import dcmread, uid
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from gateway.integrity import IncompleteDatasetError, verify_part10_file
+from gateway.integrity import MAX_NESTING_DEPTH, IncompleteDatasetError, verify_part10_file
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import dataset_bytes
 from tests.support import CHEST_FILES, NON_CHEST_FILES, cxr_file
@@ -84,4 +85,59 @@ def test_not_dicom_fails(tmp_path: Path) -> None:
     path = tmp_path / "text.dcm"
     path.write_bytes(b"hello" * 100)
     with pytest.raises(IncompleteDatasetError, match="preamble"):
+        verify_part10_file(str(path))
+
+
+def nested_content(depth: int) -> Sequence:
+    """``depth`` Content Sequences, each item holding the next (defined lengths, as pydicom
+    writes them unless told otherwise)."""
+    innermost = Dataset()
+    innermost.TextValue = "deepest"
+    sequence = Sequence([innermost])
+    for _ in range(depth - 1):
+        item = Dataset()
+        item.ContentSequence = sequence
+        sequence = Sequence([item])
+    return sequence
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [
+        uid.ExplicitVRLittleEndian,
+        uid.ImplicitVRLittleEndian,
+        uid.ExplicitVRBigEndian,
+        uid.DeflatedExplicitVRLittleEndian,
+    ],
+)
+def test_defined_length_sequences_are_bounded_by_the_same_depth(
+    syntax: str, tmp_path: Path
+) -> None:
+    # Implicit VR says nothing of SQ: the walker knows Content Sequence from the dictionary.
+    path = tmp_path / "deep.dcm"
+    for depth, whole in ((MAX_NESTING_DEPTH, True), (MAX_NESTING_DEPTH + 1, False)):
+        dataset = make_chest_study(5, transfer_syntax=syntax, rows=16, columns=16)[0]
+        dataset.ContentSequence = nested_content(depth)
+        dataset.save_as(path, enforce_file_format=True)
+        assert b"\xfe\xff\xdd\xe0" not in path.read_bytes(), "no delimiters: defined lengths"
+        if whole:
+            assert verify_part10_file(str(path)).transfer_syntax == syntax
+        else:
+            with pytest.raises(IncompleteDatasetError, match="nested deeper"):
+                verify_part10_file(str(path))
+
+
+def test_an_element_running_past_its_defined_length_item_fails(tmp_path: Path) -> None:
+    # A Code Meaning of 2 bytes in an item that claims 8: the item ends inside the element,
+    # though the sequence's own length (and so the file) is consistent.
+    element = struct.pack("<HH2sH", 0x0008, 0x0104, b"LO", 2) + b"AB"
+    item = struct.pack("<HHL", 0xFFFE, 0xE000, 8) + element
+    sequence = struct.pack("<HH2sHL", 0x0040, 0xA730, b"SQ", 0, len(item)) + item
+    dataset = make_chest_study(6, rows=16, columns=16)[0]
+    path = tmp_path / "overrun.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    raw = path.read_bytes()
+    pixel_data = raw.index(struct.pack("<HH", 0x7FE0, 0x0010) + b"OW")
+    path.write_bytes(raw[:pixel_data] + sequence + raw[pixel_data:])
+    with pytest.raises(IncompleteDatasetError, match="past the end of its sequence"):
         verify_part10_file(str(path))
