@@ -24,6 +24,7 @@ from gateway.header import (
 )
 from gateway.identity import IdentityConflict, IdentityConflictError, identity_key
 from gateway.integrity import (
+    DEFAULT_MAX_ELEMENTS,
     DEFAULT_MAX_INFLATED_BYTES,
     IncompleteDatasetError,
     VerifiedFile,
@@ -53,6 +54,7 @@ class IntakeLimits:
     """What one received instance may cost before it is refused (settings, documented there)."""
 
     max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
+    max_elements: int = DEFAULT_MAX_ELEMENTS
     min_free_bytes: int = 0
 
 
@@ -84,6 +86,7 @@ def intake_for(
         strict_body_part=settings.strict_body_part,
         limits=IntakeLimits(
             max_inflated_bytes=settings.dicom_max_inflated_bytes,
+            max_elements=settings.dicom_max_elements,
             min_free_bytes=settings.spool_min_free_bytes,
         ),
         origin=settings.dicomweb_base_url,
@@ -127,7 +130,9 @@ class InstanceIntake:
             )
         try:
             verified = verify_part10_file(
-                str(received.path), max_inflated_bytes=self._limits.max_inflated_bytes
+                str(received.path),
+                max_inflated_bytes=self._limits.max_inflated_bytes,
+                max_elements=self._limits.max_elements,
             )
             header = confirmed_header(
                 early_read, received.path, verified.pixel_data_offset

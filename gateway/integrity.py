@@ -42,6 +42,9 @@ PIXEL_DATA = (0x7FE0, 0x0010)
 MAX_NESTING_DEPTH = 32
 """Sequences nested deeper than this are refused: real images and SRs stay far below, and an
 attacker's thousands of levels would otherwise exhaust the parser's stack."""
+DEFAULT_MAX_ELEMENTS = 250_000
+"""Most elements and items in one data set (``RADRAFT_DICOM_MAX_ELEMENTS``): chest images and
+reports hold hundreds; a large enhanced multi-frame CT some tens of thousands."""
 DEFAULT_MAX_INFLATED_BYTES = 256 << 20
 """Largest inflated size of a deflated data set (``RADRAFT_DICOM_MAX_INFLATED_BYTES``)."""
 INFLATE_CHUNK = 1 << 16
@@ -69,6 +72,10 @@ class IncompleteDatasetError(RadraftError):
 
 class InflationLimitError(IncompleteDatasetError):
     """A deflated data set inflates past the limit (a decompression bomb, or just too big)."""
+
+
+class ElementLimitError(IncompleteDatasetError):
+    """A data set holds more elements than the limit (an element flood, or just too big)."""
 
 
 @dataclass(frozen=True)
@@ -223,16 +230,136 @@ class BoundedReader:
 
 
 class _Walk:
-    """State of one walk: the Pixel Data element found at the top level."""
+    """One walk over a data set's encoding: the limits it holds the data set to, what it found.
 
-    def __init__(self, *, stop_at_pixel_data: bool = False) -> None:
+    The walk recurses once per nesting level (at most ``MAX_NESTING_DEPTH``) and reads each
+    element header once, counting it against ``max_elements``: pydicom holds every element of
+    a header in memory, about 300 bytes each, so a 200 MB file of 10-byte elements would
+    otherwise take gigabytes before its first attribute was looked at.
+    """
+
+    def __init__(
+        self,
+        *,
+        little: bool = True,
+        max_elements: int = DEFAULT_MAX_ELEMENTS,
+        stop_at_pixel_data: bool = False,
+    ) -> None:
+        self.little = little
+        self.max_elements = max_elements
+        self.elements = 0
         self.pixel_data_length: int | None = None
         self.pixel_data_offset: int | None = None
         self.stop_at_pixel_data = stop_at_pixel_data
 
+    def data_set(self, reader: Reader, *, implicit: bool) -> None:
+        """Walk the top-level elements to the end; fail if any value or sequence runs past it."""
+        while not reader.at_end():
+            start = reader.position()
+            tag, vr, length = self._header(reader, implicit=implicit)
+            if tag in (ITEM_DELIMITER, SEQUENCE_DELIMITER):
+                raise IncompleteDatasetError("unexpected delimiter in a data set")
+            if tag == PIXEL_DATA:
+                self.pixel_data_offset = start
+                if length != UNDEFINED_LENGTH:
+                    self.pixel_data_length = length
+                if self.stop_at_pixel_data:
+                    return
+            self._value(reader, tag, vr, length, implicit=implicit, depth=0)
+
+    def _header(
+        self, reader: Reader, *, implicit: bool
+    ) -> tuple[tuple[int, int], bytes | None, int]:
+        self.elements += 1
+        if self.elements > self.max_elements:
+            raise ElementLimitError(f"data set has more than {self.max_elements} elements")
+        return _read_header(reader, implicit=implicit, little=self.little)
+
+    def _value(
+        self,
+        reader: Reader,
+        tag: tuple[int, int],
+        vr: bytes | None,
+        length: int,
+        *,
+        implicit: bool,
+        depth: int,
+    ) -> None:
+        """Consume one element's value: a sequence is walked item by item, whether its length is
+        defined or not (pydicom parses both, so both must be bounded); anything else is
+        skipped."""
+        # An undefined length, or a UN that the dictionary knows as a sequence, is encoded
+        # implicit VR little endian inside (PS3.5 6.2.2).
+        inner_implicit = implicit or vr == b"UN"
+        if length == UNDEFINED_LENGTH:
+            self._sequence(
+                reader,
+                implicit=inner_implicit,
+                depth=depth + 1,
+                items_are_data_sets=not _holds_fragments(tag, vr),
+            )
+        elif _is_sequence(tag, vr):
+            self._sequence(
+                BoundedReader(reader, length),
+                implicit=inner_implicit,
+                depth=depth + 1,
+                items_are_data_sets=True,
+            )
+        else:
+            reader.skip(length)
+
+    def _sequence(
+        self, reader: Reader, *, implicit: bool, depth: int, items_are_data_sets: bool
+    ) -> None:
+        """Walk items (or pixel data fragments) until the sequence delimiter, or, for a
+        ``BoundedReader`` (a defined-length sequence), until its last byte."""
+        if depth > MAX_NESTING_DEPTH:
+            raise IncompleteDatasetError(f"sequences nested deeper than {MAX_NESTING_DEPTH} levels")
+        defined_length = isinstance(reader, BoundedReader)
+        while not (defined_length and reader.at_end()):
+            tag, _vr, length = self._header(reader, implicit=True)
+            if tag == SEQUENCE_DELIMITER:
+                if defined_length:
+                    raise IncompleteDatasetError("sequence delimiter in a defined-length sequence")
+                return
+            if tag != ITEM:
+                raise IncompleteDatasetError("sequence holds something other than items")
+            if length == UNDEFINED_LENGTH:
+                self._delimited_item(reader, implicit=implicit, depth=depth)
+            elif items_are_data_sets:
+                self._defined_length_item(
+                    BoundedReader(reader, length), implicit=implicit, depth=depth
+                )
+            else:
+                reader.skip(length)
+
+    def _defined_length_item(self, reader: Reader, *, implicit: bool, depth: int) -> None:
+        """Walk the elements of a defined-length item to its last byte."""
+        while not reader.at_end():
+            tag, vr, length = self._header(reader, implicit=implicit)
+            if tag[0] == 0xFFFE:
+                raise IncompleteDatasetError("delimiter or item inside a sequence item")
+            self._value(reader, tag, vr, length, implicit=implicit, depth=depth)
+
+    def _delimited_item(self, reader: Reader, *, implicit: bool, depth: int) -> None:
+        """Walk the elements of an undefined-length item until its delimiter."""
+        order = "<" if self.little else ">"
+        while True:
+            peek = reader.peek(4)
+            if len(peek) < 4:
+                raise IncompleteDatasetError("file ends inside an element header")
+            if struct.unpack(order + "HH", peek) == ITEM_DELIMITER:
+                self._header(reader, implicit=True)
+                return
+            tag, vr, length = self._header(reader, implicit=implicit)
+            self._value(reader, tag, vr, length, implicit=implicit, depth=depth)
+
 
 def verify_part10_file(
-    path: str, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
+    path: str,
+    *,
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> VerifiedFile:
     """Verify a Part 10 file is complete; returns its transfer syntax and Pixel Data length.
 
@@ -241,22 +368,23 @@ def verify_part10_file(
     IncompleteDatasetError
         If the preamble, the file meta group or any element of the data set is cut short, or
         sequences nest deeper than ``MAX_NESTING_DEPTH``, or (``InflationLimitError``) a
-        deflated data set inflates past ``max_inflated_bytes``.
+        deflated data set inflates past ``max_inflated_bytes``, or (``ElementLimitError``) the
+        data set holds more than ``max_elements`` elements and items.
     """
-    walk = _Walk()
     with open(path, "rb") as stream:
         size = stream.seek(0, io.SEEK_END)
         stream.seek(0)
         transfer_syntax = _read_preamble_and_file_meta(stream, size)
+        walk = _walk_for(transfer_syntax, max_elements=max_elements)
         if transfer_syntax == DeflatedExplicitVRLittleEndian:
             inflating = InflatingReader(stream, limit=max_inflated_bytes)
-            _walk(inflating, implicit=False, little=True, state=walk)
+            walk.data_set(inflating, implicit=False)
             inflating.finish()
         else:
             reader = FileReader(stream, size)
             if reader.at_end():
                 raise IncompleteDatasetError("empty data set")
-            _walk_native(reader, transfer_syntax, walk)
+            walk.data_set(reader, implicit=transfer_syntax == ImplicitVRLittleEndian)
     return VerifiedFile(transfer_syntax, walk.pixel_data_length, walk.pixel_data_offset)
 
 
@@ -265,15 +393,31 @@ def pixel_data_offset_in(prefix: bytes) -> int | None:
     ``prefix``, walking the same way as ``verify_part10_file``; None if the prefix ends, or
     breaks, before it, or the data set is deflated."""
     stream = io.BytesIO(prefix)
-    walk = _Walk(stop_at_pixel_data=True)
     try:
         transfer_syntax = _read_preamble_and_file_meta(stream, len(prefix))
         if transfer_syntax == DeflatedExplicitVRLittleEndian:
             return None
-        _walk_native(FileReader(stream, len(prefix)), transfer_syntax, walk)
+        walk = _walk_for(transfer_syntax, stop_at_pixel_data=True)
+        walk.data_set(
+            FileReader(stream, len(prefix)), implicit=transfer_syntax == ImplicitVRLittleEndian
+        )
     except IncompleteDatasetError:
         return None
     return walk.pixel_data_offset
+
+
+def _walk_for(
+    transfer_syntax: str,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    stop_at_pixel_data: bool = False,
+) -> _Walk:
+    """A walk in the transfer syntax's byte order (only Explicit VR Big Endian is big)."""
+    return _Walk(
+        little=transfer_syntax != ExplicitVRBigEndian,
+        max_elements=max_elements,
+        stop_at_pixel_data=stop_at_pixel_data,
+    )
 
 
 def _read_preamble_and_file_meta(stream: BinaryIO, size: int) -> str:
@@ -283,16 +427,6 @@ def _read_preamble_and_file_meta(stream: BinaryIO, size: int) -> str:
     if len(preamble) < PREAMBLE_LENGTH + 4 or preamble[PREAMBLE_LENGTH:] != b"DICM":
         raise IncompleteDatasetError("no DICOM preamble")
     return _read_file_meta(FileReader(stream, size))
-
-
-def _walk_native(reader: Reader, transfer_syntax: str, state: _Walk) -> None:
-    """Walk a data set that is not deflated, in its transfer syntax's VR and byte order."""
-    _walk(
-        reader,
-        implicit=transfer_syntax == ImplicitVRLittleEndian,
-        little=transfer_syntax != ExplicitVRBigEndian,
-        state=state,
-    )
 
 
 def _read_file_meta(reader: Reader) -> str:
@@ -341,57 +475,6 @@ def _read_header(
     return tag, vr, length
 
 
-def _walk(reader: Reader, *, implicit: bool, little: bool, state: _Walk) -> None:
-    """Walk the top-level elements to the end; fail if any value or sequence runs past it."""
-    while not reader.at_end():
-        start = reader.position()
-        tag, vr, length = _read_header(reader, implicit=implicit, little=little)
-        if tag in (ITEM_DELIMITER, SEQUENCE_DELIMITER):
-            raise IncompleteDatasetError("unexpected delimiter in a data set")
-        if tag == PIXEL_DATA:
-            state.pixel_data_offset = start
-            if length != UNDEFINED_LENGTH:
-                state.pixel_data_length = length
-            if state.stop_at_pixel_data:
-                return
-        _walk_value(reader, tag, vr, length, implicit=implicit, little=little, depth=0)
-
-
-def _walk_value(
-    reader: Reader,
-    tag: tuple[int, int],
-    vr: bytes | None,
-    length: int,
-    *,
-    implicit: bool,
-    little: bool,
-    depth: int,
-) -> None:
-    """Consume one element's value: a sequence is walked item by item, whether its length is
-    defined or not (pydicom parses both, so both must be bounded); anything else is skipped."""
-    # An undefined length, or a UN that the dictionary knows as a sequence, is encoded
-    # implicit VR little endian inside (PS3.5 6.2.2).
-    inner_implicit = implicit or vr == b"UN"
-    if length == UNDEFINED_LENGTH:
-        _walk_sequence(
-            reader,
-            implicit=inner_implicit,
-            little=little,
-            depth=depth + 1,
-            items_are_data_sets=not _holds_fragments(tag, vr),
-        )
-    elif _is_sequence(tag, vr):
-        _walk_sequence(
-            BoundedReader(reader, length),
-            implicit=inner_implicit,
-            little=little,
-            depth=depth + 1,
-            items_are_data_sets=True,
-        )
-    else:
-        reader.skip(length)
-
-
 def _is_sequence(tag: tuple[int, int], vr: bytes | None) -> bool:
     """Whether a defined-length value holds items: SQ by its explicit VR, or, where the VR is
     implicit or UN, by the data dictionary (as pydicom decides when it reads it)."""
@@ -403,52 +486,3 @@ def _is_sequence(tag: tuple[int, int], vr: bytes | None) -> bool:
 def _holds_fragments(tag: tuple[int, int], vr: bytes | None) -> bool:
     """Undefined-length Pixel Data (or OB/OW) holds encapsulated fragments, not data sets."""
     return tag == PIXEL_DATA or vr in (b"OB", b"OW")
-
-
-def _walk_sequence(
-    reader: Reader, *, implicit: bool, little: bool, depth: int, items_are_data_sets: bool
-) -> None:
-    """Walk items (or pixel data fragments) until the sequence delimiter, or, for a
-    ``BoundedReader`` (a defined-length sequence), until its last byte."""
-    if depth > MAX_NESTING_DEPTH:
-        raise IncompleteDatasetError(f"sequences nested deeper than {MAX_NESTING_DEPTH} levels")
-    defined_length = isinstance(reader, BoundedReader)
-    while not (defined_length and reader.at_end()):
-        tag, _vr, length = _read_header(reader, implicit=True, little=little)
-        if tag == SEQUENCE_DELIMITER:
-            if defined_length:
-                raise IncompleteDatasetError("sequence delimiter in a defined-length sequence")
-            return
-        if tag != ITEM:
-            raise IncompleteDatasetError("sequence holds something other than items")
-        if length == UNDEFINED_LENGTH:
-            _walk_item(reader, implicit=implicit, little=little, depth=depth)
-        elif items_are_data_sets:
-            _walk_elements(
-                BoundedReader(reader, length), implicit=implicit, little=little, depth=depth
-            )
-        else:
-            reader.skip(length)
-
-
-def _walk_elements(reader: Reader, *, implicit: bool, little: bool, depth: int) -> None:
-    """Walk the elements of a defined-length item to its last byte."""
-    while not reader.at_end():
-        tag, vr, length = _read_header(reader, implicit=implicit, little=little)
-        if tag[0] == 0xFFFE:
-            raise IncompleteDatasetError("delimiter or item inside a sequence item")
-        _walk_value(reader, tag, vr, length, implicit=implicit, little=little, depth=depth)
-
-
-def _walk_item(reader: Reader, *, implicit: bool, little: bool, depth: int) -> None:
-    """Walk the elements of an undefined-length item until its delimiter."""
-    order = "<" if little else ">"
-    while True:
-        peek = reader.peek(4)
-        if len(peek) < 4:
-            raise IncompleteDatasetError("file ends inside an element header")
-        if struct.unpack(order + "HH", peek) == ITEM_DELIMITER:
-            _read_header(reader, implicit=True, little=little)
-            return
-        tag, vr, length = _read_header(reader, implicit=implicit, little=little)
-        _walk_value(reader, tag, vr, length, implicit=implicit, little=little, depth=depth)

@@ -160,6 +160,13 @@ class Settings(BaseSettings):
         description="A deflated data set that inflates past this is refused (0xC000) while it "
         "is inflated, never held in memory (a 1 MB bomb can inflate to 1 GB).",
     )
+    dicom_max_elements: int = Field(
+        default=250_000,
+        ge=1_000,
+        description="A data set with more elements and sequence items than this is refused "
+        "(0xC000) before its header is parsed: pydicom keeps every element of a header in memory "
+        "(about 300 bytes each), so a file of millions of tiny elements is a memory bomb.",
+    )
     spool_min_free_bytes: int = Field(
         default=1 << 30,
         ge=0,

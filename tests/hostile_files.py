@@ -97,3 +97,21 @@ def _defined_nesting(depth: int) -> bytes:
         item = struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
         body = struct.pack("<HH2sHL", 0x0040, 0xA730, b"SQ", 0, len(item)) + item
     return body
+
+
+def element_flood(folder: Path, *, elements: int, seed: int = 902) -> Path:
+    """An Explicit VR Little Endian file with ``elements`` distinct 10-byte private elements
+    (odd groups from 0009, 0xF000 per group) before the header: a memory bomb for any reader
+    that holds every element (about 10 MB for a million)."""
+    dataset = _header_only(seed)
+    flood = b"".join(
+        struct.pack("<HH2sH", 0x0009 + 2 * (index // 0xF000), 0x1000 + index % 0xF000, b"LO", 2)
+        + b"A "
+        for index in range(elements)
+    )
+    path = folder / "flood.dcm"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        _preamble_and_meta(dataset, uid.ExplicitVRLittleEndian) + flood + _explicit_le(dataset)
+    )
+    return path

@@ -25,7 +25,7 @@ from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
 from tests.conftest import RecordingPublisher
 from tests.dicom_peers import echoscu, store_statuses, storescu, write_study
-from tests.hostile_files import deflate_bomb, nested_sequences
+from tests.hostile_files import deflate_bomb, element_flood, nested_sequences
 from tests.processes import radraft_process
 from tests.support import missing, wait_until
 
@@ -83,6 +83,32 @@ def test_a_deflate_bomb_is_refused_while_it_inflates_with_little_memory(
     assert elapsed < 20
     with session_scope(session_factory) as session:
         assert session.scalar(select(func.count()).select_from(Instance)) == 2, "the bomb: no"
+
+
+def test_an_element_flood_is_refused_before_its_header_is_parsed(
+    settings: Settings, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    # A million distinct 10-byte elements: 10 MB on the wire, some 300 MB once pydicom holds
+    # each one. The walk counts them and stops at the limit, so the header is never parsed.
+    flood = element_flood(tmp_path / "flood", elements=1_000_000)
+    assert flood.stat().st_size < 12 << 20
+    with radraft_process(
+        settings,
+        ["gateway", "--processes", "1"],
+        tmp_path / "gateway.log",
+        ready_text="gateway.started",
+    ) as process:
+        normal = write_study(make_chest_study(3, rows=256, columns=256), tmp_path / "normal")
+        assert storescu(normal, port=settings.dicom_port).returncode == 0
+        before = peak_rss_kib(process.pid)
+        status, comment = send_chunked(flood, settings.dicom_port)
+        growth_mib = (peak_rss_kib(process.pid) - before) / 1024
+        assert echoscu(port=settings.dicom_port).returncode == 0, "still serving"
+    assert status == 0xC000
+    assert f"more than {settings.dicom_max_elements} elements" in comment
+    assert growth_mib < 100, f"peak memory grew {growth_mib:.0f} MiB"
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(func.count()).select_from(Instance)) == 2, "the flood: no"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

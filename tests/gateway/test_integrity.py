@@ -11,7 +11,12 @@ from pydicom import dcmread, uid
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from gateway.integrity import MAX_NESTING_DEPTH, IncompleteDatasetError, verify_part10_file
+from gateway.integrity import (
+    MAX_NESTING_DEPTH,
+    ElementLimitError,
+    IncompleteDatasetError,
+    verify_part10_file,
+)
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import dataset_bytes
 from tests.support import CHEST_FILES, NON_CHEST_FILES, cxr_file
@@ -141,3 +146,24 @@ def test_an_element_running_past_its_defined_length_item_fails(tmp_path: Path) -
     path.write_bytes(raw[:pixel_data] + sequence + raw[pixel_data:])
     with pytest.raises(IncompleteDatasetError, match="past the end of its sequence"):
         verify_part10_file(str(path))
+
+
+def test_elements_and_items_are_counted_at_every_level_against_the_limit(
+    tmp_path: Path,
+) -> None:
+    dataset = make_chest_study(7, rows=16, columns=16)[0]
+    item = Dataset()
+    for index in range(50):
+        item.add_new((0x0009, 0x1000 + index), "LO", "x")
+    dataset.ContentSequence = Sequence([item])
+    path = tmp_path / "counted.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    # Every element at every level, and every sequence item (no delimiters: defined lengths).
+    total = sum(
+        1 + (len(element.value) if element.VR == "SQ" else 0) for element in dataset.iterall()
+    )
+    assert total > len(dataset) + 50
+    assert verify_part10_file(str(path), max_elements=total).transfer_syntax
+    with pytest.raises(ElementLimitError, match=f"more than {total - 1} elements"):
+        verify_part10_file(str(path), max_elements=total - 1)
+    assert len(dataset) < total - 1, "the top level alone is within the limit"
