@@ -113,6 +113,11 @@ class InstanceIntake:
         self._limits = limits or IntakeLimits()
         self._clock = clock
 
+    @property
+    def limits(self) -> IntakeLimits:
+        """What one instance may cost here (STOW-RS applies them before it reads a part)."""
+        return self._limits
+
     def accept(self, received: ReceivedInstance) -> StoreOutcome:
         """Verify, spool and record one instance; never raises, answers a status instead."""
         early_read = take_early_read(received.path)

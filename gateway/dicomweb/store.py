@@ -18,7 +18,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 
 from gateway.dicomweb.attributes import JsonDataset, attribute, dataset, sequence
-from gateway.intake import InstanceIntake, ReceivedInstance
+from gateway.intake import InstanceIntake, IntakeLimits, ReceivedInstance
+from gateway.integrity import IncompleteDatasetError, verify_part10_file
 from gateway.statuses import StoreStatus
 from radraft.dicomweb_paths import instance_url
 from radraft.multipart import MediaType, ReceivedPart
@@ -58,14 +59,26 @@ class PartIdentity:
     series_instance_uid: str = ""
 
 
-def identify(path: Path) -> PartIdentity | None:
-    """The UIDs of a Part 10 file, or None if it has no readable file meta."""
+def identify(path: Path, limits: IntakeLimits) -> PartIdentity | None:
+    """The UIDs of a Part 10 file, or None if it has no readable file meta or is not a whole
+    data set within the intake's limits.
+
+    The file is walked before pydicom reads it, as the intake does: pydicom reads up to the
+    Study UID through every element before it, so an element flood would cost memory and
+    sequences nested thousands deep would raise RecursionError here, before the intake's own
+    walk could refuse them.
+    """
     try:
+        verify_part10_file(
+            str(path),
+            max_inflated_bytes=limits.max_inflated_bytes,
+            max_elements=limits.max_elements,
+        )
         meta = read_file_meta_info(path)
         header = dcmread(
             path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SeriesInstanceUID"]
         )
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError):
+    except (IncompleteDatasetError, InvalidDicomError, OSError, ValueError, EOFError, KeyError):
         return None
     return PartIdentity(
         str(meta.get("MediaStorageSOPClassUID", "")),
@@ -85,7 +98,9 @@ def store_parts(
     """Accept each part through the intake; stored ones are named by their WADO-RS URL."""
     result = StowResult()
     for part in parts:
-        identity = identify(part.path) if part.complete and not part.too_large else None
+        identity = (
+            identify(part.path, intake.limits) if part.complete and not part.too_large else None
+        )
         reason = _refusal(part, identity, study_instance_uid)
         if reason is not None or identity is None:
             status = reason or StoreStatus.CANNOT_UNDERSTAND

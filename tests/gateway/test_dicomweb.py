@@ -24,6 +24,7 @@ from radraft_cli.web_app import web_app
 from reporting.users import create_user
 from tests.dicom_peers import storescu, write_study
 from tests.dicomweb_support import TOKEN_HEADERS, dataset_bytes, parts_of, stow_body
+from tests.hostile_files import element_flood, nested_sequences
 from tests.reporting.web_support import PASSWORD, login
 from tests.support import wait_until
 
@@ -217,6 +218,32 @@ def test_stow_stores_through_the_intake_and_a_truncated_part_fails_storing_nothi
         headers={**TOKEN_HEADERS, "Content-Type": "application/dicom"},
     )  # fmt: skip
     assert not_multipart.status_code == 415
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_stow_refuses_deep_nesting_and_element_floods_part_by_part(
+    client: TestClient, session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    # Each part is walked before pydicom reads it: undefined-length nesting 3000 deep used to
+    # raise RecursionError out of the request (a 500), and a flood to be read element by element.
+    hostile = [
+        nested_sequences(tmp_path / "undefined", depth=3000),
+        nested_sequences(tmp_path / "defined", depth=3000, defined_lengths=True),
+        element_flood(tmp_path / "flood", elements=settings.dicom_max_elements + 1),
+    ]
+    (good,) = write_study(make_chest_study(504, rows=64, columns=64, views=("PA",)), tmp_path / "g")
+    body, content_type = stow_body([*hostile, good])
+    response = client.post("/dicomweb/studies", content=body,
+                           headers={**TOKEN_HEADERS, "Content-Type": content_type})  # fmt: skip
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    failed = answer["00081198"]["Value"]
+    assert [value(item, "00081197") for item in failed] == [0xC000] * 3, "cannot understand"
+    (stored,) = answer["00081199"]["Value"]
+    assert value(stored, "00081155") == str(dcmread(good).SOPInstanceUID)
+    with session_scope(session_factory) as session:
+        assert len(session.scalars(select(Instance)).all()) == 1
+    assert not any((settings.data_dir / "incoming").iterdir()), "nothing left behind"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
