@@ -29,6 +29,11 @@ PREFERRED_DECODERS = {
 """Plugins chosen per transfer syntax where pydicom's default is slower. JPEG-LS: CharLS through
 pyjpegls decodes a 15 MB DX image in about 0.3 s, pylibjpeg (pydicom's first choice) in 1.5 s."""
 
+MAX_FRAME_SAMPLES = 1 << 26
+"""Largest frame decoded: Rows x Columns x Samples per Pixel (8192 x 8192 grey). The header's
+size, not the compressed bytes, is what a decoder allocates: a constant 60000 x 60000 image
+compresses to kilobytes and decodes to 7 GB. Chest radiographs are at most about 4300 x 4300."""
+
 FRONTAL_PREFERENCE = ("PA", "AP", "FRONTAL", None)
 """Which image goes first: PA, then AP, then a frontal of unknown direction, then unknown."""
 
@@ -128,6 +133,8 @@ def _decode(path: Path) -> tuple[np.ndarray, Dataset]:
         raise UnusableImageError("no pixel data")
     try:
         pixels = decode_pixels(dataset)
+    except UnusableImageError:
+        raise
     except Exception as error:
         raise UnusableImageError(
             f"cannot decode {dataset.file_meta.get('TransferSyntaxUID', 'pixel data')}"
@@ -136,19 +143,32 @@ def _decode(path: Path) -> tuple[np.ndarray, Dataset]:
     return _to_grey(pixels, dataset), dataset
 
 
-def decode_pixels(dataset: Dataset) -> np.ndarray:
-    """The stored pixel values, decoded by the fastest plugin installed for the syntax."""
+def decode_pixels(dataset: Dataset, frame_index: int = 0) -> np.ndarray:
+    """One frame's stored pixel values, decoded by the fastest plugin installed for the syntax.
+
+    One frame only, and only if its header size is within ``MAX_FRAME_SAMPLES``: the model and
+    a preview use the first frame, WADO-RS asks for frames one by one.
+
+    Raises
+    ------
+    UnusableImageError
+        If the frame is larger than ``MAX_FRAME_SAMPLES`` (nothing is decoded then).
+    """
+    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    if rows * columns * samples > MAX_FRAME_SAMPLES:
+        raise UnusableImageError(
+            f"frame of {rows} x {columns} x {samples} samples is too large to decode"
+        )
     syntax = dataset.file_meta.get("TransferSyntaxUID", "")
     plugin = PREFERRED_DECODERS.get(syntax)
-    if plugin and plugin in get_decoder(syntax).available_plugins:
-        dataset.pixel_array_options(decoding_plugin=plugin)
+    usable = plugin if plugin and plugin in get_decoder(syntax).available_plugins else ""
+    dataset.pixel_array_options(index=frame_index, decoding_plugin=usable)
     return dataset.pixel_array
 
 
 def _to_grey(pixels: np.ndarray, dataset: Dataset) -> np.ndarray:
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        pixels = pixels[0]
+    """One decoded frame as grey values (colour by luminance weights)."""
     if int(dataset.get("SamplesPerPixel", 1)) == 3:
         return pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return pixels

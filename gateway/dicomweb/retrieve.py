@@ -223,7 +223,7 @@ def frames(item: StoredInstance, numbers: list[int], accept: str | None) -> list
         encoded = list(generate_frames(dataset.PixelData, number_of_frames=count))
         content_type = f"{passthrough_type}; transfer-syntax={stored}"
         return [OutgoingPart(content_type, [encoded[n - 1]]) for n in numbers]
-    native = _native_frames(dataset, stored, count)
+    native = _native_frames(dataset, stored)
     content_type = f"{OCTET_STREAM}; transfer-syntax={uid.ExplicitVRLittleEndian}"
     return [OutgoingPart(content_type, [native(n)]) for n in numbers]
 
@@ -261,8 +261,9 @@ def _require_octet_stream(entries: list[MediaType]) -> None:
     raise NotAcceptableError("frames of this instance are application/octet-stream")
 
 
-def _native_frames(dataset: Dataset, stored: uid.UID, count: int) -> Callable[[int], bytes]:
-    """A function from frame number to that frame's Explicit VR Little Endian bytes."""
+def _native_frames(dataset: Dataset, stored: uid.UID) -> Callable[[int], bytes]:
+    """A function from frame number to that frame's Explicit VR Little Endian bytes (a
+    compressed frame is decoded when asked for, alone and within the decoder's size bound)."""
     if stored in LITTLE_ENDIAN_NATIVE and int(dataset.BitsAllocated) % 8 == 0:
         raw: bytes = dataset.PixelData
         length = (
@@ -272,11 +273,11 @@ def _native_frames(dataset: Dataset, stored: uid.UID, count: int) -> Callable[[i
             * (int(dataset.BitsAllocated) // 8)
         )
         return lambda number: raw[(number - 1) * length : number * length]
-    pixels = decode_pixels(dataset)
-    little = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
 
     def frame(number: int) -> bytes:
-        return np.ascontiguousarray(little if count == 1 else little[number - 1]).tobytes()
+        pixels = decode_pixels(dataset, number - 1)
+        little = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
+        return np.ascontiguousarray(little).tobytes()
 
     return frame
 

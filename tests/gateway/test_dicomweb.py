@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from pydicom import dcmread
+from pydicom import dcmread, uid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -163,6 +164,40 @@ def test_wado_returns_every_instance_byte_identical_with_metadata_frames_and_ren
             session.scalars(select(AuditEntry.action).where(AuditEntry.object_id == study_uid))
         )
     assert {AuditAction.DICOMWEB_RETRIEVE.value} <= {str(action) for action in actions}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_wado_decodes_compressed_frames_one_by_one_and_refuses_an_oversized_frame(
+    client: TestClient, tmp_path: Path
+) -> None:
+    frames = np.stack([np.full((16, 24), 300 * n, dtype=np.uint16) for n in range(1, 4)])
+    frames[:, :4, :] += np.arange(24, dtype=np.uint16)
+    (multi, bomb) = (make_chest_study(seed, rows=16, columns=24)[0] for seed in (505, 506))
+    multi.NumberOfFrames = 3
+    multi.compress(uid.RLELossless, frames)
+    # A constant frame compresses to bytes whatever its size; its header says 16384 x 16384.
+    bomb.compress(uid.RLELossless, np.zeros((16, 24), dtype=np.uint16))
+    bomb.Rows = bomb.Columns = 16384
+    files = write_study([multi, bomb], tmp_path / "compressed")
+    body, content_type = stow_body(files)
+    stored = client.post("/dicomweb/studies", content=body,
+                         headers={**TOKEN_HEADERS, "Content-Type": content_type})  # fmt: skip
+    assert stored.status_code == 200, stored.text
+
+    def instance_url(dataset: Any) -> str:
+        return (
+            f"/dicomweb/studies/{dataset.StudyInstanceUID}/series/{dataset.SeriesInstanceUID}"
+            f"/instances/{dataset.SOPInstanceUID}"
+        )
+
+    answer = client.get(f"{instance_url(multi)}/frames/3,1", headers=TOKEN_HEADERS)
+    assert answer.status_code == 200, answer.text
+    returned = [payload for _, payload in parts_of(answer.content, answer.headers["content-type"])]
+    assert returned == [frames[2].tobytes(), frames[0].tobytes()], "decoded, in the order asked"
+    for endpoint in ("frames/1", "rendered"):
+        refused = client.get(f"{instance_url(bomb)}/{endpoint}", headers=TOKEN_HEADERS)
+        assert refused.status_code == 422, endpoint
+        assert "too large to decode" in refused.text
 
 
 def _bytes_file(payload: bytes) -> Any:
