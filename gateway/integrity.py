@@ -296,6 +296,7 @@ class _Walk:
                 reader,
                 implicit=inner_implicit,
                 depth=depth + 1,
+                delimited=True,
                 items_are_data_sets=not _holds_fragments(tag, vr),
             )
         elif _is_sequence(tag, vr):
@@ -303,23 +304,32 @@ class _Walk:
                 BoundedReader(reader, length),
                 implicit=inner_implicit,
                 depth=depth + 1,
+                delimited=False,
                 items_are_data_sets=True,
             )
         else:
             reader.skip(length)
 
     def _sequence(
-        self, reader: Reader, *, implicit: bool, depth: int, items_are_data_sets: bool
+        self,
+        reader: Reader,
+        *,
+        implicit: bool,
+        depth: int,
+        delimited: bool,
+        items_are_data_sets: bool,
     ) -> None:
         """Walk items (or pixel data fragments) until the sequence delimiter, or, for a
-        ``BoundedReader`` (a defined-length sequence), until its last byte."""
+        defined-length sequence (``reader`` bounded to its value), until its last byte.
+
+        ``delimited`` is the sequence's own encoding: its reader may be bounded by an enclosing
+        defined-length item even when the sequence itself ends with a delimiter."""
         if depth > MAX_NESTING_DEPTH:
             raise IncompleteDatasetError(f"sequences nested deeper than {MAX_NESTING_DEPTH} levels")
-        defined_length = isinstance(reader, BoundedReader)
-        while not (defined_length and reader.at_end()):
+        while delimited or not reader.at_end():
             tag, _vr, length = self._header(reader, implicit=True)
             if tag == SEQUENCE_DELIMITER:
-                if defined_length:
+                if not delimited:
                     raise IncompleteDatasetError("sequence delimiter in a defined-length sequence")
                 return
             if tag != ITEM:

@@ -167,3 +167,23 @@ def test_elements_and_items_are_counted_at_every_level_against_the_limit(
     with pytest.raises(ElementLimitError, match=f"more than {total - 1} elements"):
         verify_part10_file(str(path), max_elements=total - 1)
     assert len(dataset) < total - 1, "the top level alone is within the limit"
+
+
+def test_a_delimited_sequence_inside_a_defined_length_item_is_walked(tmp_path: Path) -> None:
+    # Encodings mix: an item of stated length may hold a sequence that ends with a delimiter.
+    dataset = make_chest_study(8, rows=16, columns=16)[0]
+    inner = Dataset()
+    inner.CodeValue = "Y"
+    item = Dataset()
+    item.ReferencedSOPSequence = Sequence([inner])
+    item["ReferencedSOPSequence"].is_undefined_length = True
+    dataset.RequestAttributesSequence = Sequence([item])
+    path = tmp_path / "mixed.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    raw = path.read_bytes()
+    assert raw.count(b"\xfe\xff\xdd\xe0") == 1, "only the inner sequence is delimited"
+    assert verify_part10_file(str(path)).transfer_syntax == uid.ExplicitVRLittleEndian
+    position = raw.index(b"\xfe\xff\xdd\xe0")
+    path.write_bytes(raw[:position] + raw[position + 8 :])
+    with pytest.raises(IncompleteDatasetError):
+        verify_part10_file(str(path))
