@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+from pydicom.pixels.utils import pixel_array
 
 from radraft.errors import RadraftError
 
@@ -33,6 +34,10 @@ MAX_FRAME_SAMPLES = 1 << 26
 """Largest frame decoded: Rows x Columns x Samples per Pixel (8192 x 8192 grey). The header's
 size, not the compressed bytes, is what a decoder allocates: a constant 60000 x 60000 image
 compresses to kilobytes and decodes to 7 GB. Chest radiographs are at most about 4300 x 4300."""
+
+DEFERRED_VALUE_BYTES = 1 << 20
+"""Values at least this long are left in the file when a header is read for decoding (Pixel
+Data, which is then read a frame at a time; a long LUT is read if it is used)."""
 
 FRONTAL_PREFERENCE = ("PA", "AP", "FRONTAL", None)
 """Which image goes first: PA, then AP, then a frontal of unknown direction, then unknown."""
@@ -125,14 +130,15 @@ def _header_window(dataset: Dataset) -> tuple[float, float] | None:
 
 
 def _decode(path: Path) -> tuple[np.ndarray, Dataset]:
+    """The first frame and the header; Pixel Data is read from the file frame by frame."""
     try:
-        dataset = dcmread(path)
+        dataset = dcmread(path, defer_size=DEFERRED_VALUE_BYTES)
     except (InvalidDicomError, OSError, ValueError, TypeError, EOFError) as error:
         raise UnusableImageError(f"unreadable file ({type(error).__name__})") from error
     if "PixelData" not in dataset:
         raise UnusableImageError("no pixel data")
     try:
-        pixels = decode_pixels(dataset)
+        pixels = decode_pixels(dataset, path=path)
     except UnusableImageError:
         raise
     except Exception as error:
@@ -143,11 +149,15 @@ def _decode(path: Path) -> tuple[np.ndarray, Dataset]:
     return _to_grey(pixels, dataset), dataset
 
 
-def decode_pixels(dataset: Dataset, frame_index: int = 0) -> np.ndarray:
+def decode_pixels(
+    dataset: Dataset, frame_index: int = 0, *, path: Path | None = None
+) -> np.ndarray:
     """One frame's stored pixel values, decoded by the fastest plugin installed for the syntax.
 
     One frame only, and only if its header size is within ``MAX_FRAME_SAMPLES``: the model and
-    a preview use the first frame, WADO-RS asks for frames one by one.
+    a preview use the first frame, WADO-RS asks for frames one by one. Given the file's
+    ``path``, only that frame's bytes are read from it (``dataset`` is then just its header),
+    so a 60-frame tomosynthesis series costs one frame of memory, not a gigabyte.
 
     Raises
     ------
@@ -163,6 +173,8 @@ def decode_pixels(dataset: Dataset, frame_index: int = 0) -> np.ndarray:
     syntax = dataset.file_meta.get("TransferSyntaxUID", "")
     plugin = PREFERRED_DECODERS.get(syntax)
     usable = plugin if plugin and plugin in get_decoder(syntax).available_plugins else ""
+    if path is not None:
+        return pixel_array(str(path), index=frame_index, decoding_plugin=usable)
     dataset.pixel_array_options(index=frame_index, decoding_plugin=usable)
     return dataset.pixel_array
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,23 @@ def test_a_multi_frame_image_is_decoded_one_frame_at_a_time(tmp_path: Path) -> N
         assert decoded.shape == (32, 48), "one frame, not the stack"
         assert np.array_equal(decoded, frames[index])
     assert load_for_model(path, size=48).shape == (32, 48), "the model sees the first frame"
+
+
+def test_a_multi_frame_file_is_read_one_frame_at_a_time(tmp_path: Path) -> None:
+    # 64 native frames of 512 x 512 (32 MiB of Pixel Data): a preview or the model needs the
+    # first, and reads only it from the file (tracemalloc sees numpy's buffers and pydicom's).
+    frames = np.stack([np.full((512, 512), 40 * n, dtype=np.uint16) for n in range(64)])
+    frames[:, :128, :] += np.arange(512, dtype=np.uint16)
+    (dataset,) = make_chest_study(9, rows=512, columns=512, views=("PA",))
+    dataset.NumberOfFrames = 64
+    dataset.PixelData = frames.tobytes()
+    path = tmp_path / "stack.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    tracemalloc.start()
+    try:
+        image = load_for_model(path, size=256)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert image.shape == (256, 256)
+    assert peak < 8 << 20, f"peak {peak >> 20} MiB for a 0.5 MiB frame of a 32 MiB file"
