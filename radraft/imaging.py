@@ -130,7 +130,7 @@ def _header_window(dataset: Dataset) -> tuple[float, float] | None:
 
 
 def _decode(path: Path) -> tuple[np.ndarray, Dataset]:
-    """The first frame and the header; Pixel Data is read from the file frame by frame."""
+    """The first frame and the header; of Pixel Data only that frame's bytes are read."""
     try:
         dataset = dcmread(path, defer_size=DEFERRED_VALUE_BYTES)
     except (InvalidDicomError, OSError, ValueError, TypeError, EOFError) as error:
@@ -157,7 +157,7 @@ def decode_pixels(
     One frame only, and only if its header size is within ``MAX_FRAME_SAMPLES``: the model and
     a preview use the first frame, WADO-RS asks for frames one by one. Given the file's
     ``path``, only that frame's bytes are read from it (``dataset`` is then just its header),
-    so a 60-frame tomosynthesis series costs one frame of memory, not a gigabyte.
+    so a 60-frame tomosynthesis image costs one frame of memory, not a gigabyte.
 
     Raises
     ------
