@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -56,35 +57,52 @@ def send_chunked(path: Path, port: int) -> tuple[int, str]:
     return int(response.Status), str(response.get("ErrorComment", ""))
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_a_deflate_bomb_is_refused_while_it_inflates_with_little_memory(
-    settings: Settings, tmp_path: Path, session_factory: sessionmaker[Session]
-) -> None:
-    bomb = deflate_bomb(tmp_path / "bomb", inflated_bytes=1 << 30)
-    assert bomb.stat().st_size < 2 << 20, "about 1 MB on the wire"
+@dataclass(frozen=True)
+class HostileSend:
+    """How a gateway process answered one hostile file, and what it cost."""
+
+    status: int
+    comment: str
+    seconds: float
+    peak_growth_mib: float
+
+
+def send_to_gateway_process(settings: Settings, tmp_path: Path, hostile: Path) -> HostileSend:
+    """Send ``hostile`` to a ``radraft gateway`` process after a normal instance (so the
+    memory baseline includes everything a reception allocates); it must still answer C-ECHO."""
     with radraft_process(
         settings,
         ["gateway", "--processes", "1"],
         tmp_path / "gateway.log",
         ready_text="gateway.started",
     ) as process:
-        # A normal instance first, so the baseline includes everything a reception allocates.
         normal = write_study(make_chest_study(1, rows=256, columns=256), tmp_path / "normal")
         assert storescu(normal, port=settings.dicom_port).returncode == 0
         before = peak_rss_kib(process.pid)
         started = time.monotonic()
-        status, comment = send_chunked(bomb, settings.dicom_port)
-        elapsed = time.monotonic() - started
+        status, comment = send_chunked(hostile, settings.dicom_port)
+        seconds = time.monotonic() - started
         growth_mib = (peak_rss_kib(process.pid) - before) / 1024
         assert echoscu(port=settings.dicom_port).returncode == 0, "still serving"
-    assert status == 0xC000
-    assert "inflates past" in comment
-    assert growth_mib < 100, f"peak memory grew {growth_mib:.0f} MiB"
-    assert elapsed < 20
+    return HostileSend(status, comment, seconds, growth_mib)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_deflate_bomb_is_refused_while_it_inflates_with_little_memory(
+    settings: Settings, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    bomb = deflate_bomb(tmp_path / "bomb", inflated_bytes=1 << 30)
+    assert bomb.stat().st_size < 2 << 20, "about 1 MB on the wire"
+    sent = send_to_gateway_process(settings, tmp_path, bomb)
+    assert sent.status == 0xC000
+    assert "inflates past" in sent.comment
+    assert sent.peak_growth_mib < 100, f"peak memory grew {sent.peak_growth_mib:.0f} MiB"
+    assert sent.seconds < 20
     with session_scope(session_factory) as session:
         assert session.scalar(select(func.count()).select_from(Instance)) == 2, "the bomb: no"
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_an_element_flood_is_refused_before_its_header_is_parsed(
     settings: Settings, tmp_path: Path, session_factory: sessionmaker[Session]
 ) -> None:
@@ -92,21 +110,10 @@ def test_an_element_flood_is_refused_before_its_header_is_parsed(
     # each one. The walk counts them and stops at the limit, so the header is never parsed.
     flood = element_flood(tmp_path / "flood", elements=1_000_000)
     assert flood.stat().st_size < 12 << 20
-    with radraft_process(
-        settings,
-        ["gateway", "--processes", "1"],
-        tmp_path / "gateway.log",
-        ready_text="gateway.started",
-    ) as process:
-        normal = write_study(make_chest_study(3, rows=256, columns=256), tmp_path / "normal")
-        assert storescu(normal, port=settings.dicom_port).returncode == 0
-        before = peak_rss_kib(process.pid)
-        status, comment = send_chunked(flood, settings.dicom_port)
-        growth_mib = (peak_rss_kib(process.pid) - before) / 1024
-        assert echoscu(port=settings.dicom_port).returncode == 0, "still serving"
-    assert status == 0xC000
-    assert f"more than {settings.dicom_max_elements} elements" in comment
-    assert growth_mib < 100, f"peak memory grew {growth_mib:.0f} MiB"
+    sent = send_to_gateway_process(settings, tmp_path, flood)
+    assert sent.status == 0xC000
+    assert f"more than {settings.dicom_max_elements} elements" in sent.comment
+    assert sent.peak_growth_mib < 100, f"peak memory grew {sent.peak_growth_mib:.0f} MiB"
     with session_scope(session_factory) as session:
         assert session.scalar(select(func.count()).select_from(Instance)) == 2, "the flood: no"
 
