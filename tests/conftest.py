@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,16 @@ BACKENDS = ["sqlite", "postgres"]
 
 def pytest_configure(config: pytest.Config) -> None:
     configure_logging("INFO")
+
+
+@pytest.fixture(autouse=True)
+def _process_tempdir_restored() -> Iterator[None]:
+    """A gateway started in the test process points ``tempfile.tempdir`` at its spool's
+    incoming folder (``gateway.receiving.receive_into``); without this, every later test's
+    temporary files (torch's compile cache among them) would land in that test's folder."""
+    saved = tempfile.tempdir
+    yield
+    tempfile.tempdir = saved
 
 
 @pytest.fixture(params=BACKENDS)
