@@ -6,6 +6,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -115,3 +116,21 @@ def element_flood(folder: Path, *, elements: int, seed: int = 902) -> Path:
         _preamble_and_meta(dataset, uid.ExplicitVRLittleEndian) + flood + _explicit_le(dataset)
     )
     return path
+
+
+def rle_image(frames: np.ndarray, seed: int) -> Dataset:
+    """A chest DX data set holding ``frames`` (n, rows, columns uint16), RLE Lossless encoded."""
+    count, rows, columns = frames.shape
+    (dataset,) = make_chest_study(seed, rows=rows, columns=columns, views=("PA",))
+    dataset.NumberOfFrames = count
+    dataset.compress(uid.RLELossless, frames if count > 1 else frames[0])
+    return dataset
+
+
+def pixel_bomb(side: int, seed: int = 903) -> Dataset:
+    """An RLE image whose header claims ``side`` x ``side`` pixels: a constant frame compresses
+    to almost nothing whatever its size, so the file is a few KB while a decoder would allocate
+    what Rows and Columns say."""
+    dataset = rle_image(np.zeros((1, 16, 16), dtype=np.uint16), seed)
+    dataset.Rows = dataset.Columns = side
+    return dataset

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from pydicom import dcmread, uid
+from pydicom import dcmread
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.service import Gateway
 from radraft.db import session_scope
+from radraft.dicomweb_paths import instance_url
 from radraft.enums import AuditAction, Role
 from radraft.models import AuditEntry, Instance, Study
 from radraft.settings import Settings
@@ -25,7 +26,7 @@ from radraft_cli.web_app import web_app
 from reporting.users import create_user
 from tests.dicom_peers import storescu, write_study
 from tests.dicomweb_support import TOKEN_HEADERS, dataset_bytes, parts_of, stow_body
-from tests.hostile_files import element_flood, nested_sequences
+from tests.hostile_files import element_flood, nested_sequences, pixel_bomb, rle_image
 from tests.reporting.web_support import PASSWORD, login
 from tests.support import wait_until
 
@@ -172,30 +173,27 @@ def test_wado_decodes_compressed_frames_one_by_one_and_refuses_an_oversized_fram
 ) -> None:
     frames = np.stack([np.full((16, 24), 300 * n, dtype=np.uint16) for n in range(1, 4)])
     frames[:, :4, :] += np.arange(24, dtype=np.uint16)
-    (multi, bomb) = (make_chest_study(seed, rows=16, columns=24)[0] for seed in (505, 506))
-    multi.NumberOfFrames = 3
-    multi.compress(uid.RLELossless, frames)
-    # A constant frame compresses to bytes whatever its size; its header says 16384 x 16384.
-    bomb.compress(uid.RLELossless, np.zeros((16, 24), dtype=np.uint16))
-    bomb.Rows = bomb.Columns = 16384
+    multi, bomb = rle_image(frames, seed=505), pixel_bomb(16384, seed=506)
     files = write_study([multi, bomb], tmp_path / "compressed")
     body, content_type = stow_body(files)
     stored = client.post("/dicomweb/studies", content=body,
                          headers={**TOKEN_HEADERS, "Content-Type": content_type})  # fmt: skip
     assert stored.status_code == 200, stored.text
 
-    def instance_url(dataset: Any) -> str:
-        return (
-            f"/dicomweb/studies/{dataset.StudyInstanceUID}/series/{dataset.SeriesInstanceUID}"
-            f"/instances/{dataset.SOPInstanceUID}"
+    def url(dataset: Any) -> str:
+        return instance_url(
+            "/dicomweb",
+            dataset.StudyInstanceUID,
+            dataset.SeriesInstanceUID,
+            dataset.SOPInstanceUID,
         )
 
-    answer = client.get(f"{instance_url(multi)}/frames/3,1", headers=TOKEN_HEADERS)
+    answer = client.get(f"{url(multi)}/frames/3,1", headers=TOKEN_HEADERS)
     assert answer.status_code == 200, answer.text
     returned = [payload for _, payload in parts_of(answer.content, answer.headers["content-type"])]
     assert returned == [frames[2].tobytes(), frames[0].tobytes()], "decoded, in the order asked"
     for endpoint in ("frames/1", "rendered"):
-        refused = client.get(f"{instance_url(bomb)}/{endpoint}", headers=TOKEN_HEADERS)
+        refused = client.get(f"{url(bomb)}/{endpoint}", headers=TOKEN_HEADERS)
         assert refused.status_code == 422, endpoint
         assert "too large to decode" in refused.text
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom import dcmread, uid
-from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 
 from radraft.imaging import (
@@ -22,6 +21,7 @@ from radraft.imaging import (
 )
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import write_study
+from tests.hostile_files import pixel_bomb, rle_image
 from tests.support import cxr_file, require_tool
 
 
@@ -95,20 +95,10 @@ def test_jpeg_ls_decodes_with_the_fast_plugin_to_the_original_pixels(tmp_path: P
     assert load_for_model(encoded, size=64).shape == (64, 48)
 
 
-def rle_frames(frames: np.ndarray, seed: int = 8) -> Dataset:
-    """A chest DX data set holding ``frames`` (n, rows, columns uint16) RLE Lossless encoded."""
-    count, rows, columns = frames.shape
-    (dataset,) = make_chest_study(seed, rows=rows, columns=columns, views=("PA",))
-    dataset.NumberOfFrames = count
-    dataset.compress(uid.RLELossless, frames if count > 1 else frames[0])
-    return dataset
-
-
 def test_a_frame_over_the_size_bound_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
-    # A constant image compresses to almost nothing whatever its size: the header's Rows and
-    # Columns, not the file, say what a decoder would allocate (16384 x 16384 x 2 = 512 MiB).
-    dataset = rle_frames(np.zeros((1, 64, 64), dtype=np.uint16))
-    dataset.Rows = dataset.Columns = 16384
+    # The header's Rows and Columns, not the file, say what a decoder would allocate
+    # (16384 x 16384 x 2 = 512 MiB).
+    dataset = pixel_bomb(16384)
     assert dataset.Rows * dataset.Columns > MAX_FRAME_SAMPLES
     path = tmp_path / "bomb.dcm"
     dataset.save_as(path, enforce_file_format=True)
@@ -122,7 +112,7 @@ def test_a_frame_over_the_size_bound_is_refused_before_it_is_decoded(tmp_path: P
 def test_a_multi_frame_image_is_decoded_one_frame_at_a_time(tmp_path: Path) -> None:
     frames = np.stack([np.full((32, 48), 100 * (index + 1), dtype=np.uint16) for index in range(3)])
     frames[:, :16, :] += np.arange(48, dtype=np.uint16) * 20  # not constant: it has a window
-    dataset = rle_frames(frames)
+    dataset = rle_image(frames, seed=8)
     path = tmp_path / "frames.dcm"
     dataset.save_as(path, enforce_file_format=True)
     for index in range(3):
