@@ -14,7 +14,9 @@ not the receivers). Every round measures, on the same files:
 
 The gateway fsyncs every file before it answers success and records every instance in the
 database; after each gateway run the benchmark counts the instance rows and stops if one is
-missing. Prints images/s and every ratio (goals: gateway / storescp >= 0.8, both ways). Usage:
+missing. Each gateway run and its storescp reference run back to back, the reference first in
+even rounds and second in odd ones. Prints images/s and every ratio (goals: gateway / storescp
+>= 0.8, both ways), for the two goals also the ratio within each round. Usage:
 
     .venv/bin/python bench/ingest.py [--studies 40] [--size 2800] [--rounds 3]
         [--associations 4] [--processes N] [--database-url postgresql+psycopg://...]
@@ -35,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,6 +332,10 @@ class Rates:
     def median(self, name: str) -> float:
         return statistics.median(self.rounds[name])
 
+    def paired_ratios(self, ours: str, reference: str) -> list[float]:
+        """Ours / reference within each round (the two ran back to back)."""
+        return [a / b for a, b in zip(self.rounds[ours], self.rounds[reference], strict=True)]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -360,29 +366,44 @@ def main() -> None:
             f"gateway --processes {arguments.processes}"
         )
         rates = Rates()
+        single: list[tuple[str, Callable[[], float]]] = [
+            ("storescp", lambda: storescp_rate([paths], workdir)),
+            ("gateway", lambda: gateway_rate([paths], workdir, arguments.database_url, 1)),
+        ]
+        several: list[tuple[str, Callable[[], float]]] = [
+            ("storescp --fork", lambda: storescp_rate(parallel, workdir)),
+            (
+                "gateway parallel",
+                lambda: gateway_rate(
+                    parallel, workdir, arguments.database_url, arguments.processes
+                ),
+            ),
+        ]
         for round_number in range(arguments.rounds):
             rates.add("disk", disk_rate(paths, workdir, early_writeback=False))
             rates.add("disk, early writeback", disk_rate(paths, workdir, early_writeback=True))
-            rates.add("storescp", storescp_rate([paths], workdir))
             rates.add("pynetdicom ceiling", pynetdicom_rate(paths, workdir))
-            rates.add("gateway", gateway_rate([paths], workdir, arguments.database_url, 1))
-            rates.add("storescp --fork", storescp_rate(parallel, workdir))
-            rates.add(
-                "gateway parallel",
-                gateway_rate(parallel, workdir, arguments.database_url, arguments.processes),
-            )
+            # Each pair runs back to back, the reference first in even rounds and second in odd
+            # ones, so that a drift of the machine between runs weighs on both sides alike.
+            for pair in (single, several):
+                for name, measure in pair if round_number % 2 == 0 else reversed(pair):
+                    rates.add(name, measure())
             latest = ", ".join(f"{name} {values[-1]:.1f}" for name, values in rates.rounds.items())
             print(f"round {round_number + 1} (images/s): {latest}")
         print("median images/s:")
         for name in rates.rounds:
             print(f"  {name:<22} {rates.median(name):6.1f}")
-        single = rates.median("gateway") / rates.median("storescp")
-        several = rates.median("gateway parallel") / rates.median("storescp --fork")
-        print(f"ratio gateway / storescp, 1 association = {single:.2f} (goal >= 0.8)")
-        print(
-            f"ratio gateway / storescp --fork, {arguments.associations} associations = "
-            f"{several:.2f} (goal >= 0.8)"
-        )
+        for reference, ours, what in (
+            ("storescp", "gateway", "1 association"),
+            ("storescp --fork", "gateway parallel", f"{arguments.associations} associations"),
+        ):
+            paired = rates.paired_ratios(ours, reference)
+            print(
+                f"ratio {ours} / {reference}, {what} = "
+                f"{rates.median(ours) / rates.median(reference):.2f} (goal >= 0.8); "
+                f"per round {min(paired):.2f}-{max(paired):.2f}, "
+                f"median {statistics.median(paired):.2f}"
+            )
         print(f"ratio gateway / disk with early writeback, 1 association = "
               f"{rates.median('gateway') / rates.median('disk, early writeback'):.2f}")  # fmt: skip
         print(f"ratio gateway / disk write+fsync, 1 association = "
