@@ -6,12 +6,18 @@ cut from Pixel Data as Explicit VR Little Endian bytes; frames of compressed ima
 through as stored (``transfer-syntax=*`` or their own image media type) or decoded when the
 caller asks for uncompressed bytes. Rendered images are made the way the case page's previews
 are (``radraft.imaging``): JPEG or PNG, the header's window unless one is given.
+
+A stored instance may be gigabytes (a tomosynthesis stack; a header with a large private blob),
+and a frame list may name one frame many times, so nothing here reads a whole file: headers are
+read with long values left in the file, frames are read one at a time as the response is
+written, and long values are streamed a megabyte at a time.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, Sequence
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +25,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from pydicom import dcmread, uid
-from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.encaps import generate_frames
+from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,9 +41,9 @@ from radraft.errors import (
     NotAcceptableError,
     NotFoundError,
 )
-from radraft.imaging import decode_pixels, load_for_model
+from radraft.imaging import DEFERRED_VALUE_BYTES, decode_pixels, load_for_model
 from radraft.models import Instance, Series, Study
-from radraft.multipart import MediaType, OutgoingPart, file_chunks
+from radraft.multipart import READ_CHUNK, MediaType, OutgoingPart, file_chunks
 
 BULK_DATA_THRESHOLD = 1024
 """Binary values longer than this are left out of metadata and named by a BulkDataURI."""
@@ -60,6 +67,9 @@ IMAGE_MEDIA_TYPES = {
 }
 """PS3.18 table 8.7.3-2: the media type of each compressed frame."""
 OCTET_STREAM = "application/octet-stream"
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+PIXEL_DATA_TAG = 0x7FE00010
+UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -163,19 +173,63 @@ def _read(path: Path, **options: Any) -> Dataset:
 
 def metadata(items: Sequence[StoredInstance], root: str) -> list[JsonDataset]:
     """Each instance's header as DICOM JSON; Pixel Data left out (fetch it as frames), other
-    long binary values as BulkDataURIs."""
+    long binary values as BulkDataURIs. Values of a megabyte or more are left in the file
+    (the header may hold a large private blob), so a request costs the header's short values."""
     out = []
     for item in items:
-        dataset = _read(item.path, stop_before_pixels=True)
+        dataset = _read(item.path, stop_before_pixels=True, **_header_options(item))
+        url = item.url(root)
+        left_in_file = _deferred_binary_values(dataset)
+        for tag in left_in_file:
+            del dataset[tag]
         as_json = dataset.to_json_dict(
             bulk_data_threshold=BULK_DATA_THRESHOLD,
-            bulk_data_element_handler=_bulk_data_uri(item.url(root)),
+            bulk_data_element_handler=_bulk_data_uri(url),
             suppress_invalid_tags=True,
         )
+        for tag, vr in left_in_file.items():
+            as_json[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": f"{url}/bulkdata/{tag:08X}"}
         # DICOM JSON is UTF-8 whatever the source said: the values were decoded on reading.
         as_json["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
         out.append(dict(sorted(as_json.items())))
     return out
+
+
+def _header_options(item: StoredInstance) -> dict[str, Any]:
+    """How to read a stored header: long values left in the file, except in a deflated file,
+    whose offsets are not the data set's (the intake's inflation limit bounds those)."""
+    if item.transfer_syntax == uid.DeflatedExplicitVRLittleEndian:
+        return {}
+    return {"defer_size": DEFERRED_VALUE_BYTES}
+
+
+def _deferred(dataset: Dataset, tag: int) -> RawDataElement | None:
+    """The element if its value was left in the file when the header was read, else None."""
+    element = dataset.get_item(tag, keep_deferred=True)
+    if isinstance(element, RawDataElement) and element.value is None:
+        return element
+    return None
+
+
+def _vr_of(element: RawDataElement) -> str:
+    """An element's VR without reading its value (Implicit VR: the data dictionary's)."""
+    if element.VR is not None:
+        return str(element.VR)
+    try:
+        return str(dictionary_VR(element.tag)).split(" or ")[0]
+    except KeyError:
+        return "UN"
+
+
+def _deferred_binary_values(dataset: Dataset) -> dict[int, str]:
+    """Top-level binary elements whose values were left in the file: tag -> VR."""
+    found = {}
+    for tag in dataset.keys():  # noqa: SIM118 (iterating a Dataset reads every value)
+        element = _deferred(dataset, tag)
+        vr = _vr_of(element) if element is not None else None
+        if vr in BINARY_VRS:
+            found[int(tag)] = str(vr)
+    return found
 
 
 def _bulk_data_uri(url: str) -> Callable[[DataElement], str]:
@@ -185,17 +239,43 @@ def _bulk_data_uri(url: str) -> Callable[[DataElement], str]:
     return uri
 
 
-def bulk_data(item: StoredInstance, tag: str) -> bytes:
-    """The value of one top-level binary element named by a BulkDataURI."""
+def bulk_data(item: StoredInstance, tag: str) -> Iterable[bytes]:
+    """The value of one top-level binary element named by a BulkDataURI (or native Pixel Data),
+    a long one read from the file a megabyte at a time as the response is written."""
     try:
         number = int(tag, 16)
     except ValueError as error:
         raise MalformedRequestError(f"not a tag: {tag!r}") from error
-    dataset = _read(item.path, stop_before_pixels=number != 0x7FE00010)
-    element = dataset.get(number)
-    if element is None or not isinstance(element.value, bytes):
+    dataset = _read(item.path, stop_before_pixels=number != PIXEL_DATA_TAG, **_header_options(item))
+    if number not in dataset:
         raise NotFoundError(f"no bulk data at {tag}")
-    return element.value
+    element = _deferred(dataset, number)
+    if element is not None:
+        if _vr_of(element) not in BINARY_VRS:
+            raise NotFoundError(f"no bulk data at {tag}")
+        if element.length == UNDEFINED_LENGTH:
+            raise NotFoundError("encapsulated pixel data is retrieved as frames")
+        return _file_span(item.path, int(element.value_tell), int(element.length))
+    value = dataset[number].value
+    if not isinstance(value, bytes):
+        raise NotFoundError(f"no bulk data at {tag}")
+    return [value]
+
+
+def _file_span(path: Path, start: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes of a file from ``start``, a megabyte at a time (checked up front)."""
+    if path.stat().st_size < start + length:
+        raise NotFoundError("the stored value is cut short")
+
+    def chunks() -> Iterator[bytes]:
+        with open(path, "rb") as stream:
+            stream.seek(start)
+            left = length
+            while left > 0 and (chunk := stream.read(min(left, READ_CHUNK))):
+                left -= len(chunk)
+                yield chunk
+
+    return chunks()
 
 
 def frame_numbers(frame_list: str) -> list[int]:
@@ -210,22 +290,69 @@ def frame_numbers(frame_list: str) -> list[int]:
 
 
 def frames(item: StoredInstance, numbers: list[int], accept: str | None) -> list[OutgoingPart]:
-    """The frames asked for, each a part: as stored if the caller takes that, else native."""
+    """The frames asked for, each a part: as stored if the caller takes that, else native.
+
+    Only the header is read up front. Each part reads its frame from the file (and decodes it,
+    if asked to) when the response is written, so a request costs one frame of memory whatever
+    the instance's size or the number of frames asked for: a list may name a frame many times.
+    The first frame is read (and decoded) here, so that a file or an image that cannot be read
+    is refused before the response starts.
+    """
     stored = uid.UID(item.transfer_syntax)
     passthrough_type = _passthrough_type(stored, accepted(accept))
-    dataset = _read(item.path)
+    dataset = _read(item.path, **_header_options(item))
     if "PixelData" not in dataset:
         raise NotFoundError("the instance has no pixel data")
     count = int(dataset.get("NumberOfFrames", 1) or 1)
     if max(numbers) > count:
         raise NotFoundError(f"the instance has {count} frame(s)")
     if passthrough_type is not None:
-        encoded = list(generate_frames(dataset.PixelData, number_of_frames=count))
+        frame = _encoded_frames(item.path, dataset, count)
         content_type = f"{passthrough_type}; transfer-syntax={stored}"
-        return [OutgoingPart(content_type, [encoded[n - 1]]) for n in numbers]
-    native = _native_frames(dataset, stored)
-    content_type = f"{OCTET_STREAM}; transfer-syntax={uid.ExplicitVRLittleEndian}"
-    return [OutgoingPart(content_type, [native(n)]) for n in numbers]
+    else:
+        frame = _native_frames(item.path, dataset, stored)
+        content_type = f"{OCTET_STREAM}; transfer-syntax={uid.ExplicitVRLittleEndian}"
+    first = frame(numbers[0])
+    return [OutgoingPart(content_type, [first])] + [
+        OutgoingPart(content_type, _later(frame, number)) for number in numbers[1:]
+    ]
+
+
+def _later(frame: Callable[[int], bytes], number: int) -> Iterator[bytes]:
+    """Frame ``number``, read when the response gets to it."""
+    yield frame(number)
+
+
+def _pixel_data_location(dataset: Dataset) -> tuple[int, int]:
+    """Where the Pixel Data value starts in the file and its length (undefined if encapsulated),
+    read from the header alone."""
+    element = dataset.get_item("PixelData", keep_deferred=True)
+    if not isinstance(element, RawDataElement):
+        raise NotFoundError("the stored pixel data cannot be located")
+    return int(element.value_tell), int(element.length)
+
+
+def _encoded_frames(path: Path, dataset: Dataset, count: int) -> Callable[[int], bytes]:
+    """A function from frame number to that frame's encapsulated bytes, read from the file:
+    through the offset tables when there are, else by walking the items' headers."""
+    offset, _ = _pixel_data_location(dataset)
+    extended = None
+    if "ExtendedOffsetTable" in dataset and "ExtendedOffsetTableLengths" in dataset:
+        extended = (dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths)
+
+    def frame(number: int) -> bytes:
+        with open(path, "rb") as stream:
+            stream.seek(offset)
+            try:
+                return get_frame(
+                    stream, number - 1, number_of_frames=count, extended_offsets=extended
+                )
+            except (ValueError, EOFError, OSError, struct.error) as error:
+                raise NotFoundError(
+                    f"frame {number} cannot be read from the stored file ({type(error).__name__})"
+                ) from error
+
+    return frame
 
 
 def _passthrough_type(stored: uid.UID, entries: list[MediaType]) -> str | None:
@@ -261,25 +388,42 @@ def _require_octet_stream(entries: list[MediaType]) -> None:
     raise NotAcceptableError("frames of this instance are application/octet-stream")
 
 
-def _native_frames(dataset: Dataset, stored: uid.UID) -> Callable[[int], bytes]:
-    """A function from frame number to that frame's Explicit VR Little Endian bytes (a
-    compressed frame is decoded when asked for, alone and within the decoder's size bound)."""
+def _native_frames(path: Path, dataset: Dataset, stored: uid.UID) -> Callable[[int], bytes]:
+    """A function from frame number to that frame's Explicit VR Little Endian bytes: read from
+    the file where they are stored so, else decoded, alone and within the decoder's size
+    bound. A deflated file's offsets are not the data set's, so its frames are cut from the
+    whole Pixel Data (which the intake's inflation limit bounds)."""
     if stored in LITTLE_ENDIAN_NATIVE and int(dataset.BitsAllocated) % 8 == 0:
-        raw: bytes = dataset.PixelData
         length = (
             int(dataset.Rows)
             * int(dataset.Columns)
             * int(dataset.get("SamplesPerPixel", 1))
             * (int(dataset.BitsAllocated) // 8)
         )
-        return lambda number: raw[(number - 1) * length : number * length]
+        if stored == uid.DeflatedExplicitVRLittleEndian:
+            raw: bytes = dataset.PixelData
+            return lambda number: raw[(number - 1) * length : number * length]
+        offset, stored_length = _pixel_data_location(dataset)
+        count = int(dataset.get("NumberOfFrames", 1) or 1)
+        if stored_length == UNDEFINED_LENGTH or stored_length < count * length:
+            raise NotFoundError("the stored pixel data is shorter than its frames")
+        return lambda number: _read_span(path, offset + (number - 1) * length, length)
 
     def frame(number: int) -> bytes:
-        pixels = decode_pixels(dataset, number - 1)
+        pixels = decode_pixels(dataset, number - 1, path=path)
         little = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
         return np.ascontiguousarray(little).tobytes()
 
     return frame
+
+
+def _read_span(path: Path, start: int, length: int) -> bytes:
+    with open(path, "rb") as stream:
+        stream.seek(start)
+        data = stream.read(length)
+    if len(data) < length:
+        raise NotFoundError("the stored pixel data is shorter than its frames")
+    return data
 
 
 def rendered(

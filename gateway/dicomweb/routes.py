@@ -225,8 +225,8 @@ def dicomweb_router(
         actor: Reader,
     ) -> Response:  # fmt: skip
         (item,) = located(request, session, actor, study, series, sop)
-        value = wado.bulk_data(item, tag)
-        return _multipart([OutgoingPart(wado.OCTET_STREAM, [value])], wado.OCTET_STREAM)
+        chunks = wado.bulk_data(item, tag)
+        return _multipart([OutgoingPart(wado.OCTET_STREAM, chunks)], wado.OCTET_STREAM)
 
     def rendered_response(request: Request, item: wado.StoredInstance) -> Response:
         image, media = wado.rendered(

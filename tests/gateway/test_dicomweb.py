@@ -4,6 +4,7 @@ STOW-RS stores through the C-STORE intake, and nobody anonymous gets in."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from pydicom import dcmread
+from pydicom import dcmread, uid
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, generate_frames
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -167,6 +170,18 @@ def test_wado_returns_every_instance_byte_identical_with_metadata_frames_and_ren
     assert {AuditAction.DICOMWEB_RETRIEVE.value} <= {str(action) for action in actions}
 
 
+def stowed(client: TestClient, datasets: list[Dataset], folder: Path) -> list[str]:
+    """Store the datasets over STOW-RS; their WADO-RS instance paths, in order."""
+    body, content_type = stow_body(write_study(datasets, folder))
+    stored = client.post("/dicomweb/studies", content=body,
+                         headers={**TOKEN_HEADERS, "Content-Type": content_type})  # fmt: skip
+    assert stored.status_code == 200, stored.text
+    return [
+        instance_url("/dicomweb", d.StudyInstanceUID, d.SeriesInstanceUID, d.SOPInstanceUID)
+        for d in datasets
+    ]
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_wado_decodes_compressed_frames_one_by_one_and_refuses_an_oversized_frame(
     client: TestClient, tmp_path: Path
@@ -174,28 +189,94 @@ def test_wado_decodes_compressed_frames_one_by_one_and_refuses_an_oversized_fram
     frames = np.stack([np.full((16, 24), 300 * n, dtype=np.uint16) for n in range(1, 4)])
     frames[:, :4, :] += np.arange(24, dtype=np.uint16)
     multi, bomb = rle_image(frames, seed=505), pixel_bomb(16384, seed=506)
-    files = write_study([multi, bomb], tmp_path / "compressed")
-    body, content_type = stow_body(files)
-    stored = client.post("/dicomweb/studies", content=body,
-                         headers={**TOKEN_HEADERS, "Content-Type": content_type})  # fmt: skip
-    assert stored.status_code == 200, stored.text
-
-    def url(dataset: Any) -> str:
-        return instance_url(
-            "/dicomweb",
-            dataset.StudyInstanceUID,
-            dataset.SeriesInstanceUID,
-            dataset.SOPInstanceUID,
-        )
-
-    answer = client.get(f"{url(multi)}/frames/3,1", headers=TOKEN_HEADERS)
+    multi_url, bomb_url = stowed(client, [multi, bomb], tmp_path / "compressed")
+    answer = client.get(f"{multi_url}/frames/3,1", headers=TOKEN_HEADERS)
     assert answer.status_code == 200, answer.text
     returned = [payload for _, payload in parts_of(answer.content, answer.headers["content-type"])]
     assert returned == [frames[2].tobytes(), frames[0].tobytes()], "decoded, in the order asked"
+    as_stored = client.get(f"{multi_url}/frames/2,3", headers={**TOKEN_HEADERS, "Accept": (
+        'multipart/related; type="application/octet-stream"; transfer-syntax=*')})  # fmt: skip
+    assert as_stored.status_code == 200, as_stored.text
+    stored_frames = list(generate_frames(multi.PixelData, number_of_frames=3))
+    assert [payload for _, payload in parts_of(as_stored.content, as_stored.headers[
+        "content-type"])] == stored_frames[1:], "passed through as encoded"  # fmt: skip
     for endpoint in ("frames/1", "rendered"):
-        refused = client.get(f"{url(bomb)}/{endpoint}", headers=TOKEN_HEADERS)
+        refused = client.get(f"{bomb_url}/{endpoint}", headers=TOKEN_HEADERS)
         assert refused.status_code == 422, endpoint
         assert "too large to decode" in refused.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("encapsulated", [False, True], ids=["native", "encapsulated"])
+def test_wado_reads_only_the_frames_asked_for_from_a_large_multi_frame_instance(
+    client: TestClient, tmp_path: Path, encapsulated: bool
+) -> None:
+    """64 frames of 512 x 512 (32 MiB of Pixel Data); a list naming frames again and again
+    still costs one frame at a time (tracemalloc sees the test client's copy of the response
+    too: three frames, 1.5 MiB)."""
+    frames = [np.full((512, 512), 40 * n, dtype=np.uint16) for n in range(64)]
+    for number, frame in enumerate(frames):
+        frame[:8, :] = number  # each frame distinct in its first rows
+    (dataset,) = make_chest_study(507, rows=512, columns=512, views=("PA",))
+    dataset.NumberOfFrames = 64
+    if encapsulated:
+        # Passed through as stored, so the fragments need not be valid RLE to be served.
+        dataset.PixelData = encapsulate([frame.tobytes() for frame in frames])
+        dataset["PixelData"].VR = "OB"
+        dataset.file_meta.TransferSyntaxUID = uid.RLELossless
+        accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    else:
+        dataset.PixelData = b"".join(frame.tobytes() for frame in frames)
+        accept = 'multipart/related; type="application/octet-stream"'
+    (url,) = stowed(client, [dataset], tmp_path / "stack")
+    asked = [5, 64, 5]
+    tracemalloc.start()
+    try:
+        answer = client.get(f"{url}/frames/{','.join(map(str, asked))}",
+                            headers={**TOKEN_HEADERS, "Accept": accept})  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert answer.status_code == 200, answer.text
+    returned = [payload for _, payload in parts_of(answer.content, answer.headers["content-type"])]
+    assert returned == [frames[number - 1].tobytes() for number in asked]
+    assert peak < 8 << 20, f"peak {peak >> 20} MiB for three 0.5 MiB frames of a 32 MiB file"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("syntax", [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian])
+def test_wado_metadata_names_a_large_private_value_without_reading_it(
+    client: TestClient, tmp_path: Path, syntax: uid.UID
+) -> None:
+    """A 24 MiB private blob in the header is left in the file by metadata and streamed by its
+    BulkDataURI; a 4 KiB one goes the same way from memory; native Pixel Data too."""
+    (dataset,) = make_chest_study(508, rows=64, columns=64, views=("PA",))
+    blob = np.arange(24 << 20, dtype=np.uint32).astype(np.uint8).tobytes()
+    small = bytes(range(256)) * 16
+    dataset.private_block(0x0009, "RADRAFT TEST", create=True).add_new(0x01, "OB", blob)
+    dataset.private_block(0x0009, "RADRAFT TEST").add_new(0x02, "OB", small)
+    dataset.file_meta.TransferSyntaxUID = syntax
+    (url,) = stowed(client, [dataset], tmp_path / "blob")
+    tracemalloc.start()
+    try:
+        answer = client.get(f"{url}/metadata", headers=TOKEN_HEADERS)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert answer.status_code == 200, answer.text
+    (header,) = answer.json()
+    assert peak < 8 << 20, f"peak {peak >> 20} MiB for the metadata of a 24 MiB header"
+    for tag, value_bytes in (("00091001", blob), ("00091002", small)):
+        assert header[tag]["vr"] in ("OB", "UN"), header[tag]
+        assert set(header[tag]) == {"vr", "BulkDataURI"}, header[tag]
+        fetched = client.get(header[tag]["BulkDataURI"], headers=TOKEN_HEADERS)
+        assert fetched.status_code == 200, fetched.text
+        ((_, payload),) = parts_of(fetched.content, fetched.headers["content-type"])
+        assert payload == value_bytes, tag
+    pixels = client.get(f"{url}/bulkdata/7FE00010", headers=TOKEN_HEADERS)
+    ((_, payload),) = parts_of(pixels.content, pixels.headers["content-type"])
+    assert payload == dataset.PixelData
+    assert client.get(f"{url}/bulkdata/00100010", headers=TOKEN_HEADERS).status_code == 404
 
 
 def _bytes_file(payload: bytes) -> Any:
