@@ -135,6 +135,10 @@ def _decode(path: Path) -> tuple[np.ndarray, Dataset]:
         dataset = dcmread(path, defer_size=DEFERRED_VALUE_BYTES)
     except (InvalidDicomError, OSError, ValueError, TypeError, EOFError) as error:
         raise UnusableImageError(f"unreadable file ({type(error).__name__})") from error
+    except RecursionError as error:
+        # Sequences nested thousands deep: the gateway refuses them now, but a file stored
+        # before it bounded defined-length nesting, or fetched from elsewhere, may have them.
+        raise UnusableImageError("unreadable file (sequences nested too deep)") from error
     if "PixelData" not in dataset:
         raise UnusableImageError("no pixel data")
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.dicomweb.attributes import JsonDataset
+from gateway.integrity import IncompleteDatasetError, verify_part10_file
 from radraft.dicomweb_paths import instance_url
 from radraft.errors import (
     InvalidInputError,
@@ -70,6 +72,7 @@ OCTET_STREAM = "application/octet-stream"
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 PIXEL_DATA_TAG = 0x7FE00010
 UNDEFINED_LENGTH = 0xFFFFFFFF
+UNBOUNDED = sys.maxsize
 
 
 @dataclass(frozen=True)
@@ -165,8 +168,18 @@ def instance_parts(items: Sequence[StoredInstance], root: str) -> Iterator[Outgo
 
 
 def _read(path: Path, **options: Any) -> Dataset:
+    """A stored file's data set, walked first as the intake walks what it receives.
+
+    The intake walked the file when it arrived, but a file stored before the walk bounded
+    nesting inside defined-length sequences too may nest thousands of levels deep, and pydicom
+    recurses on it past Python's limit (or, turning it into JSON, logs an error per level). The
+    walk only seeks, so it is repeated here; its size budgets were the intake's and stay off.
+    """
     try:
+        verify_part10_file(str(path), max_inflated_bytes=UNBOUNDED, max_elements=UNBOUNDED)
         return dcmread(path, **options)
+    except IncompleteDatasetError as error:
+        raise NotFoundError(f"the stored file cannot be read: {error.reason}") from error
     except (InvalidDicomError, OSError, ValueError, EOFError) as error:
         raise NotFoundError(f"the stored file cannot be read ({type(error).__name__})") from error
 

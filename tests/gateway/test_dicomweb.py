@@ -279,6 +279,36 @@ def test_wado_metadata_names_a_large_private_value_without_reading_it(
     assert client.get(f"{url}/bulkdata/00100010", headers=TOKEN_HEADERS).status_code == 404
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("defined_lengths", [False, True], ids=["delimited", "defined"])
+def test_wado_answers_404_for_a_stored_file_nested_too_deep_to_read(
+    client: TestClient,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    defined_lengths: bool,
+) -> None:
+    """A file stored before the intake walked defined-length sequences may nest thousands of
+    levels deep, and pydicom recurses past Python's limit on it: WADO-RS says so (404 with the
+    reason), not a 500, and still returns the file as it was stored."""
+    shallow = nested_sequences(tmp_path / "shallow", depth=1, seed=909)
+    deep = nested_sequences(tmp_path / "deep", depth=3000, defined_lengths=defined_lengths,
+                            seed=909)  # fmt: skip
+    header = dcmread(shallow)
+    (url,) = stowed(client, [header], tmp_path / "stow")
+    with session_scope(session_factory) as session:
+        relative = session.scalars(select(Instance.spool_path)).one()
+    (settings.spool_dir / relative).write_bytes(deep.read_bytes())  # as stored before the walk
+    metadata = client.get(f"{url}/metadata", headers=TOKEN_HEADERS)
+    assert metadata.status_code == 404, metadata.text
+    assert "cannot be read: sequences nested deeper than 32 levels" in metadata.text
+    for endpoint in ("frames/1", "bulkdata/00100010"):
+        assert client.get(f"{url}/{endpoint}", headers=TOKEN_HEADERS).status_code == 404
+    whole = client.get(url, headers=TOKEN_HEADERS)
+    ((_, payload),) = parts_of(whole.content, whole.headers["content-type"])
+    assert payload == deep.read_bytes()
+
+
 def _bytes_file(payload: bytes) -> Any:
     import io
 

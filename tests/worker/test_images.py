@@ -21,7 +21,7 @@ from radraft.imaging import (
 )
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import write_study
-from tests.hostile_files import pixel_bomb, rle_image
+from tests.hostile_files import nested_sequences, pixel_bomb, rle_image
 from tests.support import cxr_file, require_tool
 
 
@@ -120,6 +120,14 @@ def test_a_multi_frame_image_is_decoded_one_frame_at_a_time(tmp_path: Path) -> N
         assert decoded.shape == (32, 48), "one frame, not the stack"
         assert np.array_equal(decoded, frames[index])
     assert load_for_model(path, size=48).shape == (32, 48), "the model sees the first frame"
+
+
+def test_a_file_nested_too_deep_for_pydicom_is_an_unusable_image(tmp_path: Path) -> None:
+    # The gateway refuses such a file; one stored before it did, or fetched from another
+    # origin, must still end as a named unusable image, not an exception out of the worker.
+    deep = nested_sequences(tmp_path, depth=3000)
+    with pytest.raises(UnusableImageError, match="nested too deep"):
+        load_for_model(deep, size=64)
 
 
 def test_a_multi_frame_file_is_read_one_frame_at_a_time(tmp_path: Path) -> None:
