@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.contract import DRAFT_STUDY_TASK
@@ -58,7 +58,7 @@ def requeue_lost_jobs(
             select(DraftingJob)
             .where(
                 DraftingJob.status == JobStatus.RUNNING,
-                func.coalesce(DraftingJob.heartbeat_at, DraftingJob.started_at) < cutoff,
+                DraftingJob.last_sign_of_life < cutoff,
             )
             .with_for_update(skip_locked=True)
         ).all()

@@ -26,7 +26,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import coalesce
 from sqlalchemy.types import TypeDecorator
 
 from radraft.enums import (
@@ -233,6 +236,22 @@ class DraftingJob(Base):
     finished_at: Mapped[datetime | None]
 
     study: Mapped[Study] = relationship(back_populates="jobs")
+
+    @hybrid_property
+    def last_sign_of_life(self) -> datetime | None:
+        """When the job's worker last showed it was alive: its heartbeat, else its claim.
+
+        The lease rule lives here once, for the gateway (in SQL: which running jobs to publish
+        again) and for the worker (in Python: whether a second copy of a message finds the job
+        taken): a running job whose last sign of life is older than the lease has lost its
+        worker.
+        """
+        return self.heartbeat_at if self.heartbeat_at is not None else self.started_at
+
+    @last_sign_of_life.inplace.expression
+    @classmethod
+    def _last_sign_of_life_expression(cls) -> ColumnElement[datetime | None]:
+        return coalesce(cls.heartbeat_at, cls.started_at)
 
 
 class User(Base):

@@ -115,11 +115,12 @@ def take_job(
         return None
     job, study = locked
     alive_since = now - timedelta(seconds=lease_seconds)
+    last_sign_of_life = job.last_sign_of_life
     if (
         job.status == JobStatus.RUNNING
         and not is_retry
-        and job.heartbeat_at is not None
-        and job.heartbeat_at > alive_since
+        and last_sign_of_life is not None
+        and last_sign_of_life >= alive_since
     ):
         log_event(logger, "worker.job_already_running", job_id=job.id)
         return None
