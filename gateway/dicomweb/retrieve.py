@@ -8,9 +8,9 @@ caller asks for uncompressed bytes. Rendered images are made the way the case pa
 are (``radraft.imaging``): JPEG or PNG, the header's window unless one is given.
 
 A stored instance may be gigabytes (a tomosynthesis stack; a header with a large private blob),
-and a frame list may name one frame many times, so nothing here reads a whole file: headers are
-read with long values left in the file, frames are read one at a time as the response is
-written, and long values are streamed a megabyte at a time.
+so nothing here reads a whole file: headers are read with long values left in the file, frames
+are read one at a time as the response is written, and long values are streamed a megabyte at
+a time.
 """
 
 from __future__ import annotations
@@ -307,7 +307,7 @@ def frames(item: StoredInstance, numbers: list[int], accept: str | None) -> list
 
     Only the header is read up front. Each part reads its frame from the file (and decodes it,
     if asked to) when the response is written, so a request costs one frame of memory whatever
-    the instance's size or the number of frames asked for: a list may name a frame many times.
+    the instance's size or the number of frames asked for (at most the instance's frame count).
     The first frame is read (and decoded) here, so that a file or an image that cannot be read
     is refused before the response starts.
     """
@@ -319,6 +319,9 @@ def frames(item: StoredInstance, numbers: list[int], accept: str | None) -> list
     count = int(dataset.get("NumberOfFrames", 1) or 1)
     if max(numbers) > count:
         raise NotFoundError(f"the instance has {count} frame(s)")
+    if len(numbers) > count:
+        # Each entry may cost a decode: a list is not a way to multiply one request's work.
+        raise MalformedRequestError(f"the frame list is longer than the instance's {count} frames")
     if passthrough_type is not None:
         frame = _encoded_frames(item.path, dataset, count)
         content_type = f"{passthrough_type}; transfer-syntax={stored}"

@@ -145,6 +145,8 @@ def test_wado_returns_every_instance_byte_identical_with_metadata_frames_and_ren
     assert frame_type.startswith("application/octet-stream")
     assert frame == first.PixelData
     assert client.get(f"{instance}/frames/2", headers=TOKEN_HEADERS).status_code == 404
+    repeated = client.get(f"{instance}/frames/1,1", headers=TOKEN_HEADERS)
+    assert repeated.status_code == 400, "a list longer than the frames would multiply the work"
 
     rendered = client.get(f"{instance}/rendered", headers={**TOKEN_HEADERS, "Accept": "image/png"})
     assert rendered.status_code == 200
