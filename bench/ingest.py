@@ -16,7 +16,10 @@ The gateway fsyncs every file before it answers success and records every instan
 database; after each gateway run the benchmark counts the instance rows and stops if one is
 missing. Each gateway run and its storescp reference run back to back, the reference first in
 even rounds and second in odd ones. Prints images/s and every ratio (goals: gateway / storescp
->= 0.8, both ways), for the two goals also the ratio within each round. Usage:
+>= 0.8, both ways), for the two goals also the ratio within each round, and each receiver's
+CPU time per image while it received (its processes' user + system time, from ``/proc``): on a
+small shared machine the rate says as much about the host as about the receiver, the CPU time
+much less. Usage:
 
     .venv/bin/python bench/ingest.py [--studies 40] [--size 2800] [--rounds 3]
         [--associations 4] [--processes N] [--database-url postgresql+psycopg://...]
@@ -102,9 +105,52 @@ def split(paths: list[Path], groups: int) -> list[list[Path]]:
     return [[p for study in studies[n::groups] for p in study] for n in range(groups)]
 
 
-def send(groups: list[list[Path]], port: int) -> float:
-    """Seconds until storescu (one association per group, all at once) sent every file."""
+@dataclass(frozen=True)
+class Run:
+    """One receiver's run: images, seconds until the last was answered, and the CPU seconds
+    its processes used meanwhile (user + system, every thread and child process)."""
+
+    images: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+    @property
+    def cpu_ms_per_image(self) -> float:
+        return 1000 * self.cpu_seconds / self.images
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by a process and its descendants (Linux ``/proc``): each live
+    process's own time, and what its reaped children used (so a child that ended counts once)."""
+    own: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        # After the command: state ppid ... utime(11) stime(12) cutime(13) cstime(14).
+        own[int(entry)] = sum(int(value) for value in fields[11:15])
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        total += own.get(pid, 0)
+        pending.extend(children.get(pid, []))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def send(groups: list[list[Path]], port: int, receiver: int) -> Run:
+    """Send every file with storescu (one association per group, all at once); the run as the
+    receiver (process ``receiver`` and its children) saw it."""
     environment = {**os.environ, **NODELAY}
+    cpu_before = tree_cpu_seconds(receiver)
     start = time.perf_counter()
     senders = [
         subprocess.Popen(
@@ -132,9 +178,10 @@ def send(groups: list[list[Path]], port: int) -> float:
         if sender.returncode != 0:
             failures.append(errors.decode(errors="replace")[-2000:])
     elapsed = time.perf_counter() - start
+    cpu = tree_cpu_seconds(receiver) - cpu_before
     if failures:
         raise SystemExit(f"storescu failed: {failures[0]}")
-    return elapsed
+    return Run(sum(map(len, groups)), elapsed, cpu)
 
 
 def disk_rate(paths: list[Path], workdir: Path, *, early_writeback: bool) -> float:
@@ -169,8 +216,8 @@ def disk_rate(paths: list[Path], workdir: Path, *, early_writeback: bool) -> flo
     return len(paths) / seconds
 
 
-def storescp_rate(groups: list[list[Path]], workdir: Path) -> float:
-    """Images/s into dcmtk's storescp (``--fork`` when there are several associations)."""
+def storescp_rate(groups: list[list[Path]], workdir: Path) -> Run:
+    """A run into dcmtk's storescp (``--fork`` when there are several associations)."""
     out = workdir / "storescp"
     out.mkdir()
     port = free_port()
@@ -193,11 +240,11 @@ def storescp_rate(groups: list[list[Path]], workdir: Path) -> float:
     )
     try:
         wait_for_port(port)
-        seconds = send(groups, port)
+        run = send(groups, port, process.pid)
         received = sum(1 for _ in out.iterdir())
         if received != sum(map(len, groups)):
             raise SystemExit(f"storescp kept {received} files")
-        return sum(map(len, groups)) / seconds
+        return run
     finally:
         process.terminate()
         process.wait()
@@ -231,8 +278,8 @@ def serve_and_discard(port: int, folder: Path) -> None:
     )
 
 
-def pynetdicom_rate(paths: list[Path], workdir: Path) -> float:
-    """Images/s into a pynetdicom SCP that keeps nothing, over one association."""
+def pynetdicom_rate(paths: list[Path], workdir: Path) -> Run:
+    """A run into a pynetdicom SCP that keeps nothing, over one association."""
     folder = workdir / "pynetdicom"
     folder.mkdir()
     port = free_port()
@@ -249,7 +296,7 @@ def pynetdicom_rate(paths: list[Path], workdir: Path) -> float:
     )
     try:
         wait_for_port(port)
-        return len(paths) / send([paths], port)
+        return send([paths], port, process.pid)
     finally:
         process.terminate()
         process.wait()
@@ -276,8 +323,8 @@ def fresh_database(server_url: str | None, data_dir: Path, name: str) -> Iterato
 
 def gateway_rate(
     groups: list[list[Path]], workdir: Path, server_url: str | None, processes: int
-) -> float:
-    """Images/s into ``radraft gateway --processes N``; every instance must be in the database."""
+) -> Run:
+    """A run into ``radraft gateway --processes N``; every instance must be in the database."""
     data_dir = workdir / "radraft"
     data_dir.mkdir()
     port = free_port()
@@ -305,7 +352,7 @@ def gateway_rate(
         try:
             wait_for_port(port)
             time.sleep(1.0 if processes > 1 else 0.0)  # every process bound, not only the first
-            seconds = send(groups, port)
+            run = send(groups, port, process.pid)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait()
@@ -317,17 +364,21 @@ def gateway_rate(
     expected = sum(map(len, groups))
     if recorded != expected:
         raise SystemExit(f"the gateway recorded {recorded} of {expected} instances")
-    return expected / seconds
+    return run
 
 
 @dataclass
 class Rates:
-    """Images/s per receiver, one entry per round."""
+    """Images/s per receiver, one entry per round; and the receivers' CPU per image."""
 
     rounds: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, name: str, rate: float) -> None:
-        self.rounds.setdefault(name, []).append(rate)
+    def add(self, name: str, measured: Run | float) -> None:
+        if isinstance(measured, Run):
+            self.cpu.setdefault(name, []).append(measured.cpu_ms_per_image)
+            measured = measured.rate
+        self.rounds.setdefault(name, []).append(measured)
 
     def median(self, name: str) -> float:
         return statistics.median(self.rounds[name])
@@ -366,11 +417,11 @@ def main() -> None:
             f"gateway --processes {arguments.processes}"
         )
         rates = Rates()
-        single: list[tuple[str, Callable[[], float]]] = [
+        single: list[tuple[str, Callable[[], Run]]] = [
             ("storescp", lambda: storescp_rate([paths], workdir)),
             ("gateway", lambda: gateway_rate([paths], workdir, arguments.database_url, 1)),
         ]
-        several: list[tuple[str, Callable[[], float]]] = [
+        several: list[tuple[str, Callable[[], Run]]] = [
             ("storescp --fork", lambda: storescp_rate(parallel, workdir)),
             (
                 "gateway parallel",
@@ -393,6 +444,9 @@ def main() -> None:
         print("median images/s:")
         for name in rates.rounds:
             print(f"  {name:<22} {rates.median(name):6.1f}")
+        print("median CPU ms per image, the receiver's processes while receiving (sender apart):")
+        for name, values in rates.cpu.items():
+            print(f"  {name:<22} {statistics.median(values):6.1f}")
         for reference, ours, what in (
             ("storescp", "gateway", "1 association"),
             ("storescp --fork", "gateway parallel", f"{arguments.associations} associations"),
