@@ -46,7 +46,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         processed_dir = settings.broker_dir / "processed"
         queue_dir.mkdir(parents=True, exist_ok=True)
         processed_dir.mkdir(parents=True, exist_ok=True)
-        config["broker_url"] = "filesystem://"
+        # A host name, though the transport ignores it: without one kombu warns on the first
+        # publish that it "reverts to localhost", in the log of every default installation.
+        config["broker_url"] = "filesystem://localhost/"
         config["broker_transport"] = FILESYSTEM_TRANSPORT
         config["broker_transport_options"] = {
             "data_folder_in": str(queue_dir),

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from radraft.broker import celery_publisher
 from radraft.db import session_scope
 from radraft.enums import OutboxChannel, OutboxStatus
 from radraft.models import OutboxMessage
-from radraft.outbox import CeleryOutboxRelay, add_message, backoff_seconds, task_id_for
+from radraft.outbox import (
+    CeleryOutboxRelay,
+    CeleryPublish,
+    add_message,
+    backoff_seconds,
+    task_id_for,
+)
+from radraft.settings import Settings
 from radraft.timeutil import utcnow
 from tests.conftest import RecordingPublisher
 
@@ -92,3 +103,18 @@ def test_backoff_grows_and_is_capped() -> None:
     assert all(0 < value <= 30 for value in ceilings)
     assert backoff_seconds(1, maximum=30, rng=rng) <= 1.0
     assert backoff_seconds(20, maximum=30, rng=rng) >= 15
+
+
+def test_the_embedded_broker_takes_messages_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Default settings publish to the filesystem broker; kombu used to warn on the first
+    publish that no host name was given, in every default installation's log."""
+    settings = Settings(data_dir=tmp_path)
+    assert settings.embedded_broker
+    publish = celery_publisher(settings)
+    with caplog.at_level(logging.WARNING):
+        for number in range(3):
+            publish(CeleryPublish("radraft.test", [number], task_id_for(f"embedded-{number}")))
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert len(list((settings.broker_dir / "queue").iterdir())) == 3
