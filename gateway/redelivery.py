@@ -58,7 +58,7 @@ def requeue_lost_jobs(
             select(DraftingJob)
             .where(
                 DraftingJob.status == JobStatus.RUNNING,
-                DraftingJob.last_sign_of_life < cutoff,
+                ~DraftingJob.heard_from_since(cutoff),
             )
             .with_for_update(skip_locked=True)
         ).all()

@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.hybrid import hybrid_property
+from sqlalchemy.ext.hybrid import hybrid_method
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import coalesce
@@ -237,21 +237,21 @@ class DraftingJob(Base):
 
     study: Mapped[Study] = relationship(back_populates="jobs")
 
-    @hybrid_property
-    def last_sign_of_life(self) -> datetime | None:
-        """When the job's worker last showed it was alive: its heartbeat, else its claim.
+    def _heard_from_since(self, cutoff: datetime) -> bool:
+        last = self.heartbeat_at if self.heartbeat_at is not None else self.started_at
+        return last is not None and last >= cutoff
 
-        The lease rule lives here once, for the gateway (in SQL: which running jobs to publish
-        again) and for the worker (in Python: whether a second copy of a message finds the job
-        taken): a running job whose last sign of life is older than the lease has lost its
-        worker.
-        """
-        return self.heartbeat_at if self.heartbeat_at is not None else self.started_at
+    def _heard_from_since_in_sql(cls, cutoff: datetime) -> ColumnElement[bool]:
+        return coalesce(cls.heartbeat_at, cls.started_at) >= cutoff
 
-    @last_sign_of_life.inplace.expression
-    @classmethod
-    def _last_sign_of_life_expression(cls) -> ColumnElement[datetime | None]:
-        return coalesce(cls.heartbeat_at, cls.started_at)
+    heard_from_since = hybrid_method(_heard_from_since, _heard_from_since_in_sql)
+    """Whether the job's worker showed it was alive at or after a cutoff: its heartbeat, else its
+    claim.
+
+    The lease rule lives here once, for the gateway (in SQL: a running job not heard from since a
+    lease ago has lost its worker and is published again) and for the worker (in Python: a second
+    copy of a message leaves a job heard from within the lease alone).
+    """
 
 
 class User(Base):

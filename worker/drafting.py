@@ -114,13 +114,10 @@ def take_job(
     if locked is None or locked[0].status in FINISHED_STATUSES:
         return None
     job, study = locked
-    alive_since = now - timedelta(seconds=lease_seconds)
-    last_sign_of_life = job.last_sign_of_life
     if (
         job.status == JobStatus.RUNNING
         and not is_retry
-        and last_sign_of_life is not None
-        and last_sign_of_life >= alive_since
+        and job.heard_from_since(now - timedelta(seconds=lease_seconds))
     ):
         log_event(logger, "worker.job_already_running", job_id=job.id)
         return None

@@ -59,7 +59,7 @@ def test_a_copy_of_the_message_leaves_a_running_job_to_its_worker(
 def test_the_worker_and_the_gateway_read_the_lease_alike(
     session_factory: sessionmaker[Session],
 ) -> None:
-    """``DraftingJob.last_sign_of_life`` in SQL (the gateway's redelivery) and in Python (the
+    """``DraftingJob.heard_from_since`` in SQL (the gateway's redelivery) and in Python (the
     worker's claim) give the same answer: heartbeat, else claim, and the same cutoff."""
     now = utcnow()
     cutoff = now - timedelta(seconds=LEASE)
@@ -84,13 +84,9 @@ def test_the_worker_and_the_gateway_read_the_lease_alike(
             ids[job.id] = (started, heartbeat)
     with session_scope(session_factory) as session:
         lost_in_sql = set(
-            session.scalars(select(DraftingJob.id).where(DraftingJob.last_sign_of_life < cutoff))
+            session.scalars(select(DraftingJob.id).where(~DraftingJob.heard_from_since(cutoff)))
         )
         jobs = session.scalars(select(DraftingJob).where(DraftingJob.id.in_(ids))).all()
-        alive_in_python = {
-            job.id
-            for job in jobs
-            if job.last_sign_of_life is not None and job.last_sign_of_life >= cutoff
-        }
+        alive_in_python = {job.id for job in jobs if job.heard_from_since(cutoff)}
     assert lost_in_sql == {job_id for job_id, case in ids.items() if cases[case]}
     assert alive_in_python == set(ids) - lost_in_sql
