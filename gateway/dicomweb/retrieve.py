@@ -423,7 +423,7 @@ def _native_frames(path: Path, dataset: Dataset, stored: uid.UID) -> Callable[[i
         count = int(dataset.get("NumberOfFrames", 1) or 1)
         if stored_length == UNDEFINED_LENGTH or stored_length < count * length:
             raise NotFoundError("the stored pixel data is shorter than its frames")
-        return lambda number: _read_span(path, offset + (number - 1) * length, length)
+        return lambda number: b"".join(_file_span(path, offset + (number - 1) * length, length))
 
     def frame(number: int) -> bytes:
         pixels = decode_pixels(dataset, number - 1, path=path)
@@ -431,15 +431,6 @@ def _native_frames(path: Path, dataset: Dataset, stored: uid.UID) -> Callable[[i
         return np.ascontiguousarray(little).tobytes()
 
     return frame
-
-
-def _read_span(path: Path, start: int, length: int) -> bytes:
-    with open(path, "rb") as stream:
-        stream.seek(start)
-        data = stream.read(length)
-    if len(data) < length:
-        raise NotFoundError("the stored pixel data is shorter than its frames")
-    return data
 
 
 def rendered(
