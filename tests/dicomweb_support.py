@@ -6,6 +6,8 @@ import re
 import secrets
 from pathlib import Path
 
+import httpx2
+
 TOKEN_HEADERS = {"Authorization": "Bearer test-service-token"}
 
 
@@ -37,6 +39,11 @@ def parts_of(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
         )
         parts.append((headers.get("Content-Type", ""), payload.removesuffix(b"\r\n")))
     return parts
+
+
+def payloads(response: httpx2.Response) -> list[bytes]:
+    """The bytes of each part of a multipart response, in order."""
+    return [payload for _, payload in parts_of(response.content, response.headers["content-type"])]
 
 
 def dataset_bytes(part10: bytes) -> bytes:

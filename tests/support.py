@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -209,3 +210,14 @@ def child_pids(pid: int) -> list[int]:
         text = (task / "children").read_text().split()
         children.extend(int(value) for value in text)
     return children
+
+
+def traced_peak(action: Callable[[], T]) -> tuple[T, int]:
+    """What ``action`` returns, and the peak of the memory Python allocated while it ran (as
+    tracemalloc counts it: numpy's and pydicom's buffers too, in every thread)."""
+    tracemalloc.start()
+    try:
+        result = action()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

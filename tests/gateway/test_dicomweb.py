@@ -4,7 +4,6 @@ STOW-RS stores through the C-STORE intake, and nobody anonymous gets in."""
 from __future__ import annotations
 
 import json
-import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,10 @@ from radraft.synthetic import SyntheticPatient, make_chest_study
 from radraft_cli.web_app import web_app
 from reporting.users import create_user
 from tests.dicom_peers import storescu, write_study
-from tests.dicomweb_support import TOKEN_HEADERS, dataset_bytes, parts_of, stow_body
+from tests.dicomweb_support import TOKEN_HEADERS, dataset_bytes, parts_of, payloads, stow_body
 from tests.hostile_files import element_flood, nested_sequences, pixel_bomb, rle_image
 from tests.reporting.web_support import PASSWORD, login
-from tests.support import wait_until
+from tests.support import traced_peak, wait_until
 
 DICOM_JSON = "application/dicom+json"
 
@@ -194,14 +193,13 @@ def test_wado_decodes_compressed_frames_one_by_one_and_refuses_an_oversized_fram
     multi_url, bomb_url = stowed(client, [multi, bomb], tmp_path / "compressed")
     answer = client.get(f"{multi_url}/frames/3,1", headers=TOKEN_HEADERS)
     assert answer.status_code == 200, answer.text
-    returned = [payload for _, payload in parts_of(answer.content, answer.headers["content-type"])]
+    returned = payloads(answer)
     assert returned == [frames[2].tobytes(), frames[0].tobytes()], "decoded, in the order asked"
     as_stored = client.get(f"{multi_url}/frames/2,3", headers={**TOKEN_HEADERS, "Accept": (
         'multipart/related; type="application/octet-stream"; transfer-syntax=*')})  # fmt: skip
     assert as_stored.status_code == 200, as_stored.text
     stored_frames = list(generate_frames(multi.PixelData, number_of_frames=3))
-    assert [payload for _, payload in parts_of(as_stored.content, as_stored.headers[
-        "content-type"])] == stored_frames[1:], "passed through as encoded"  # fmt: skip
+    assert payloads(as_stored) == stored_frames[1:], "passed through as encoded"
     for endpoint in ("frames/1", "rendered"):
         refused = client.get(f"{bomb_url}/{endpoint}", headers=TOKEN_HEADERS)
         assert refused.status_code == 422, endpoint
@@ -232,15 +230,12 @@ def test_wado_reads_only_the_frames_asked_for_from_a_large_multi_frame_instance(
         accept = 'multipart/related; type="application/octet-stream"'
     (url,) = stowed(client, [dataset], tmp_path / "stack")
     asked = [5, 64, 5]
-    tracemalloc.start()
-    try:
-        answer = client.get(f"{url}/frames/{','.join(map(str, asked))}",
-                            headers={**TOKEN_HEADERS, "Accept": accept})  # fmt: skip
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    frames_url = f"{url}/frames/{','.join(map(str, asked))}"
+    answer, peak = traced_peak(
+        lambda: client.get(frames_url, headers={**TOKEN_HEADERS, "Accept": accept})
+    )
     assert answer.status_code == 200, answer.text
-    returned = [payload for _, payload in parts_of(answer.content, answer.headers["content-type"])]
+    returned = payloads(answer)
     assert returned == [frames[number - 1].tobytes() for number in asked]
     assert peak < 8 << 20, f"peak {peak >> 20} MiB for three 0.5 MiB frames of a 32 MiB file"
 
@@ -259,12 +254,7 @@ def test_wado_metadata_names_a_large_private_value_without_reading_it(
     dataset.private_block(0x0009, "RADRAFT TEST").add_new(0x02, "OB", small)
     dataset.file_meta.TransferSyntaxUID = syntax
     (url,) = stowed(client, [dataset], tmp_path / "blob")
-    tracemalloc.start()
-    try:
-        answer = client.get(f"{url}/metadata", headers=TOKEN_HEADERS)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    answer, peak = traced_peak(lambda: client.get(f"{url}/metadata", headers=TOKEN_HEADERS))
     assert answer.status_code == 200, answer.text
     (header,) = answer.json()
     assert peak < 8 << 20, f"peak {peak >> 20} MiB for the metadata of a 24 MiB header"
@@ -273,10 +263,10 @@ def test_wado_metadata_names_a_large_private_value_without_reading_it(
         assert set(header[tag]) == {"vr", "BulkDataURI"}, header[tag]
         fetched = client.get(header[tag]["BulkDataURI"], headers=TOKEN_HEADERS)
         assert fetched.status_code == 200, fetched.text
-        ((_, payload),) = parts_of(fetched.content, fetched.headers["content-type"])
+        (payload,) = payloads(fetched)
         assert payload == value_bytes, tag
     pixels = client.get(f"{url}/bulkdata/7FE00010", headers=TOKEN_HEADERS)
-    ((_, payload),) = parts_of(pixels.content, pixels.headers["content-type"])
+    (payload,) = payloads(pixels)
     assert payload == dataset.PixelData
     assert client.get(f"{url}/bulkdata/00100010", headers=TOKEN_HEADERS).status_code == 404
 
@@ -307,7 +297,7 @@ def test_wado_answers_404_for_a_stored_file_nested_too_deep_to_read(
     for endpoint in ("frames/1", "bulkdata/00100010"):
         assert client.get(f"{url}/{endpoint}", headers=TOKEN_HEADERS).status_code == 404
     whole = client.get(url, headers=TOKEN_HEADERS)
-    ((_, payload),) = parts_of(whole.content, whole.headers["content-type"])
+    (payload,) = payloads(whole)
     assert payload == deep.read_bytes()
 
 

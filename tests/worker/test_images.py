@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from radraft.imaging import (
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import write_study
 from tests.hostile_files import nested_sequences, pixel_bomb, rle_image
-from tests.support import cxr_file, require_tool
+from tests.support import cxr_file, require_tool, traced_peak
 
 
 def test_monochrome1_is_inverted(tmp_path: Path) -> None:
@@ -140,11 +139,6 @@ def test_a_multi_frame_file_is_read_one_frame_at_a_time(tmp_path: Path) -> None:
     dataset.PixelData = frames.tobytes()
     path = tmp_path / "stack.dcm"
     dataset.save_as(path, enforce_file_format=True)
-    tracemalloc.start()
-    try:
-        image = load_for_model(path, size=256)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    image, peak = traced_peak(lambda: load_for_model(path, size=256))
     assert image.shape == (256, 256)
     assert peak < 8 << 20, f"peak {peak >> 20} MiB for a 0.5 MiB frame of a 32 MiB file"
