@@ -8,9 +8,10 @@ not the receivers). Every round measures, on the same files:
 - one association: storescp ``--max-pdu 131072`` (no fsync) vs ``radraft gateway --processes 1``;
 - parallel associations: storescp ``--fork`` vs ``radraft gateway --processes N``;
 - the ceiling of the gateway's receive path: a pynetdicom SCP with the gateway's transport
-  (bulk reads, Nagle off, data set PDUs read straight into a file by ``gateway/pdata.py``) that
-  deletes each file and answers success, so what remains between it and the gateway is the
-  gateway's own work (verification, header, fsync, database).
+  (bulk reads, Nagle off, data set PDUs read straight into a file by ``gateway/pdata.py``,
+  answers and file meta encoded by ``gateway/answers.py`` and ``gateway/file_meta.py``, the
+  gateway's logging settings) that deletes each file and answers success, so what remains
+  between it and the gateway is the gateway's own work (verification, header, fsync, database).
 
 The gateway fsyncs every file before it answers success and records every instance in the
 database; after each gateway run the benchmark counts the instance rows and stops if one is
@@ -255,10 +256,13 @@ def serve_and_discard(port: int, folder: Path) -> None:
     """Run a pynetdicom C-STORE SCP that keeps nothing (``--pynetdicom-ceiling-port``)."""
     from pynetdicom import AE, AllStoragePresentationContexts, evt
 
+    from gateway.answers import answer_stores_directly
     from gateway.pdata import receive_data_sets_directly
     from gateway.receiving import receive_into
     from gateway.transport import tune_connection
+    from radraft.logs import configure_logging
 
+    configure_logging("WARNING")  # pynetdicom's and pydicom's settings as in the gateway
     receive_into(folder)
     application_entity = AE(ae_title="RADRAFT")
     application_entity.maximum_pdu_size = 4 << 20
@@ -271,6 +275,7 @@ def serve_and_discard(port: int, folder: Path) -> None:
     def tune(event: evt.Event) -> None:
         tune_connection(event.assoc.dul.socket, 4 << 20)
         receive_data_sets_directly(event.assoc.dul)
+        answer_stores_directly(event.assoc.dimse)
 
     application_entity.start_server(
         ("127.0.0.1", port),

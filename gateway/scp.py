@@ -18,6 +18,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from gateway.answers import answer_stores_directly
 from gateway.intake import InstanceIntake, ReceivedInstance
 from gateway.pdata import receive_data_sets_directly
 from gateway.statuses import EchoStatus
@@ -124,6 +125,7 @@ def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.Eve
     def handle_connection_open(event: evt.Event) -> None:
         tune_connection(event.assoc.dul.socket, max_pdu_size)
         receive_data_sets_directly(event.assoc.dul)
+        answer_stores_directly(event.assoc.dimse)
 
     def handle_rejected(event: evt.Event) -> None:
         log_event(

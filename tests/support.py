@@ -221,3 +221,17 @@ def traced_peak(action: Callable[[], T]) -> tuple[T, int]:
         return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def recorded_results(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[object]:
+    """Wrap ``module.name`` for this test so that every result it returns is also appended to
+    the returned list (which path a call took, when None means the fallback)."""
+    original = getattr(module, name)
+    results: list[object] = []
+
+    def recording(*args: object, **kwargs: object) -> object:
+        results.append(original(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(module, name, recording)
+    return results
