@@ -57,6 +57,8 @@ def encode_store_response(response: C_STORE) -> bytes | None:
     message_id = response.MessageIDBeingRespondedTo
     if status is None or message_id is None:
         return None
+    if not (0 <= int(status) <= 0xFFFF and 0 <= int(message_id) <= 0xFFFF):
+        return None  # not a US value: pynetdicom's encoder decides what happens
     elements: list[bytes] = []
     if response.AffectedSOPClassUID is not None:
         sop_class = _padded(str(response.AffectedSOPClassUID), b"\x00")

@@ -73,6 +73,7 @@ def test_what_it_does_not_encode_is_left_to_pynetdicom() -> None:
     offending.OffendingElement = [0x00100020]  # type: ignore[assignment]
     assert encode_store_response(offending) is None
     assert encode_store_response(store_response("1.2.3", "1.2.4", 0xA900, "Größe")) is None
+    assert encode_store_response(store_response("1.2.3", "1.2.4", 0x10000, None)) is None
     no_status = C_STORE()
     no_status.MessageIDBeingRespondedTo = 1
     assert encode_store_response(no_status) is None
