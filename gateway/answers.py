@@ -2,8 +2,8 @@
 
 pynetdicom turns every response primitive into a pydicom ``Dataset`` and encodes it with
 pydicom's writer, about 0.5 ms of CPU per image on the development machine, paid while the
-sender waits and while the receiving thread holds no data to read: for a 0.5 MB image that is
-about a twentieth of all the CPU the gateway spends on it. A C-STORE-RSP command set (PS3.7
+sender waits for the answer: for a 0.5 MB image that is about a twentieth of all the CPU the
+gateway spends on it. A C-STORE-RSP command set (PS3.7
 9.3.1.2) is eight elements at most, always Implicit VR Little Endian (PS3.7 6.3.1), so
 ``DirectStoreAnswers`` writes those bytes itself and hands pynetdicom's DUL the same one P-DATA
 primitive pynetdicom would have built. Anything else (another message, an element this encoder
