@@ -22,6 +22,8 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
+from gateway.even_values import even_length_ascii
+
 COMMAND_GROUP = 0x0000
 C_STORE_RSP_COMMAND_FIELD = 0x8001
 NO_DATA_SET = 0x0101
@@ -35,14 +37,6 @@ PDV_OVERHEAD = 6
 def _element(element: int, value: bytes) -> bytes:
     """One Implicit VR Little Endian element of the command group."""
     return struct.pack("<HHL", COMMAND_GROUP, element, len(value)) + value
-
-
-def _padded(text: str, pad: bytes) -> bytes | None:
-    """ASCII text padded to an even length, or None if it is not ASCII."""
-    if not text.isascii():
-        return None
-    value = text.encode("ascii")
-    return value + pad if len(value) % 2 else value
 
 
 def _unsigned_short(value: int) -> bytes:
@@ -61,7 +55,7 @@ def encode_store_response(response: C_STORE) -> bytes | None:
         return None  # not a US value: pynetdicom's encoder decides what happens
     elements: list[bytes] = []
     if response.AffectedSOPClassUID is not None:
-        sop_class = _padded(str(response.AffectedSOPClassUID), b"\x00")
+        sop_class = even_length_ascii(str(response.AffectedSOPClassUID), b"\x00")
         if sop_class is None:
             return None
         elements.append(_element(0x0002, sop_class))
@@ -70,12 +64,12 @@ def encode_store_response(response: C_STORE) -> bytes | None:
     elements.append(_element(0x0800, _unsigned_short(NO_DATA_SET)))
     elements.append(_element(0x0900, _unsigned_short(int(status))))
     if response.ErrorComment is not None:
-        comment = _padded(str(response.ErrorComment), b" ")
+        comment = even_length_ascii(str(response.ErrorComment), b" ")
         if comment is None:
             return None
         elements.append(_element(0x0902, comment))
     if response.AffectedSOPInstanceUID is not None:
-        sop_instance = _padded(str(response.AffectedSOPInstanceUID), b"\x00")
+        sop_instance = even_length_ascii(str(response.AffectedSOPInstanceUID), b"\x00")
         if sop_instance is None:
             return None
         elements.append(_element(0x1000, sop_instance))

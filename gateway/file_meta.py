@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 
+from gateway.even_values import even_length_ascii
+
 META_GROUP = 0x0002
 SHORT_LENGTH_ELEMENTS = (
     (0x0002, b"UI", "MediaStorageSOPClassUID", b"\x00"),
@@ -47,11 +49,10 @@ def encode_reception_file_meta(file_meta: FileMetaDataset) -> bytes | None:
         return None
     parts = [struct.pack("<HH2s2xL", META_GROUP, 0x0001, b"OB", len(version)) + version]
     for element, vr, keyword, pad in SHORT_LENGTH_ELEMENTS:
-        text = str(getattr(file_meta, keyword) or "")
-        if not text or not text.isascii():
+        value = even_length_ascii(str(getattr(file_meta, keyword) or ""), pad)
+        if not value:  # empty (pydicom refuses it) or not ASCII
             return None
-        value = text.encode("ascii")
-        parts.append(_short_element(element, vr, value + pad if len(value) % 2 else value))
+        parts.append(_short_element(element, vr, value))
     body = b"".join(parts)
     return _short_element(0x0000, b"UL", struct.pack("<L", len(body))) + body
 
