@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -223,15 +223,22 @@ def traced_peak(action: Callable[[], T]) -> tuple[T, int]:
         tracemalloc.stop()
 
 
-def recorded_results(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[object]:
+def recorded_results(
+    monkeypatch: pytest.MonkeyPatch,
+    module: object,
+    name: str,
+    keep: Callable[[Any], Any] = lambda result: result,
+) -> list[Any]:
     """Wrap ``module.name`` for this test so that every result it returns is also appended to
-    the returned list (which path a call took, when None means the fallback)."""
+    the returned list, as ``keep`` makes it (which path a call took, when None means the
+    fallback)."""
     original = getattr(module, name)
-    results: list[object] = []
+    results: list[Any] = []
 
     def recording(*args: object, **kwargs: object) -> object:
-        results.append(original(*args, **kwargs))
-        return results[-1]
+        result = original(*args, **kwargs)
+        results.append(keep(result))
+        return result
 
     monkeypatch.setattr(module, name, recording)
     return results

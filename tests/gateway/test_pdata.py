@@ -25,7 +25,7 @@ from gateway.service import Gateway
 from radraft.db import session_scope
 from radraft.models import Instance
 from tests.dicom_peers import dataset_bytes, echoscu, synthetic_study_files
-from tests.support import require_tool, wait_until
+from tests.support import recorded_results, require_tool, wait_until
 
 CONTEXT = 1
 
@@ -69,16 +69,9 @@ def test_anything_but_data_set_fragments_of_the_message_goes_to_pynetdicom(
 @pytest.fixture
 def counted_fast_pdus(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many PDUs the direct path parsed (one entry per PDU, its fragment count)."""
-    counts: list[int] = []
-    original = pdata.data_set_fragments
-
-    def counting(raw: memoryview, context_id: int) -> list[pdata.Fragment] | None:
-        fragments = original(raw, context_id)
-        counts.append(len(fragments or ()))
-        return fragments
-
-    monkeypatch.setattr(pdata, "data_set_fragments", counting)
-    return counts
+    return recorded_results(
+        monkeypatch, pdata, "data_set_fragments", keep=lambda fragments: len(fragments or ())
+    )
 
 
 def instance_count(session_factory: sessionmaker[Session]) -> int:
