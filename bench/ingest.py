@@ -256,10 +256,8 @@ def serve_and_discard(port: int, folder: Path) -> None:
     """Run a pynetdicom C-STORE SCP that keeps nothing (``--pynetdicom-ceiling-port``)."""
     from pynetdicom import AE, AllStoragePresentationContexts, evt
 
-    from gateway.answers import answer_stores_directly
-    from gateway.pdata import receive_data_sets_directly
     from gateway.receiving import receive_into
-    from gateway.transport import tune_connection
+    from gateway.scp import use_gateway_receive_path
     from radraft.logs import configure_logging
 
     configure_logging("WARNING")  # pynetdicom's and pydicom's settings as in the gateway
@@ -273,9 +271,7 @@ def serve_and_discard(port: int, folder: Path) -> None:
         return 0x0000
 
     def tune(event: evt.Event) -> None:
-        tune_connection(event.assoc.dul.socket, 4 << 20)
-        receive_data_sets_directly(event.assoc.dul)
-        answer_stores_directly(event.assoc.dimse)
+        use_gateway_receive_path(event.assoc, 4 << 20)
 
     application_entity.start_server(
         ("127.0.0.1", port),

@@ -100,6 +100,15 @@ def build_application_entity(settings: Settings, *, reuse_port: bool = False) ->
     return ae
 
 
+def use_gateway_receive_path(association: Association, max_pdu_size: int) -> None:
+    """Give one accepted connection the gateway's receive path: the tuned socket, data set PDUs
+    read straight into the file, and C-STORE answers encoded directly (``bench/ingest.py``'s
+    receive-path ceiling takes the same)."""
+    tune_connection(association.dul.socket, max_pdu_size)
+    receive_data_sets_directly(association.dul)
+    answer_stores_directly(association.dimse)
+
+
 def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.EventHandlerType]:
     """pynetdicom handlers bound to one intake; ``max_pdu_size`` bounds what a peer may send."""
 
@@ -123,9 +132,7 @@ def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.Eve
         return int(EchoStatus.SUCCESS)
 
     def handle_connection_open(event: evt.Event) -> None:
-        tune_connection(event.assoc.dul.socket, max_pdu_size)
-        receive_data_sets_directly(event.assoc.dul)
-        answer_stores_directly(event.assoc.dimse)
+        use_gateway_receive_path(event.assoc, max_pdu_size)
 
     def handle_rejected(event: evt.Event) -> None:
         log_event(
