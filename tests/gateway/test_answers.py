@@ -45,12 +45,14 @@ def pynetdicom_pdvs(response: C_STORE, max_pdu: int) -> list[Any]:
 
 RESPONSES = list(
     itertools.product(
-        ["1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1", None],  # even, odd, none
+        # SOP Class and Instance UIDs: odd length (NUL-padded), even length, absent.
+        ["1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.12.1", None],
         ["1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.12", None],
         [
             (0x0000, None),
-            (0xA700, "database: OperationalError"),  # even
-            (0x0111, "SOP Instance UID known with other Patient ID"),  # odd
+            (0xA700, "database: OperationalError"),  # even length
+            (0x0111, "SOP Instance UID known with other Patient ID"),  # even length
+            (0xA700, "disk full"),  # odd length: space-padded
             (0xC000, ""),
             (0xA900, "x" * 64),
         ],
@@ -135,8 +137,8 @@ def test_a_sender_reads_the_gateways_answers(
     """A success and a refusal with its comment, both encoded by the gateway, read by
     pynetdicom as a sender."""
     encoded = recorded_results(monkeypatch, answers, "encode_store_response")
-    image = dcmread(synthetic_study_files(41, tmp_path, size=256)[0])
-    other_patient = dcmread(synthetic_study_files(41, tmp_path, size=256)[0])
+    path = synthetic_study_files(41, tmp_path, size=256)[0]
+    image, other_patient = dcmread(path), dcmread(path)
     other_patient.PatientID = "SOMEONE-ELSE"
     ae = AE(ae_title="ANSWERS")
     ae.add_requested_context(image.SOPClassUID, image.file_meta.TransferSyntaxUID)
