@@ -123,9 +123,7 @@ class InstanceIntake:
         early_read = take_early_read(received.path)
         failure = reception_failure(received.path)
         if failure is not None:
-            return self._refuse(
-                received, StoreStatus.OUT_OF_RESOURCES, f"spool disk: {failure} while receiving"
-            )
+            return self._refuse(received, StoreStatus.OUT_OF_RESOURCES, failure)
         free = self._spool.free_bytes()
         if free < self._limits.min_free_bytes:
             return self._refuse(

@@ -20,6 +20,11 @@ is in, ``start_sync`` begins that fsync on another thread, while the C-STORE is 
 the file is verified; the fsync before the answer still runs and is the one that counts, but
 then finds little or nothing left to write. Once the first 64 KiB are written, the header is
 read on another thread too (``gateway.early_header``).
+
+Every reception has two bounds of its own, checked as it is written (``ReceptionLimits``): the
+largest instance file, and the spool's free space floor (looked at every few MiB, so one huge
+or endless data set cannot fill the disk the database may share). Either stops the writing as
+a failing write does; the handler answers 0xA700 with the reason once the sender has finished.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,7 +49,8 @@ from gateway.file_meta import write_reception_file_meta
 
 _failed_lock = threading.Lock()
 _failed: dict[str, str] = {}
-"""Temporary file path -> why writing it failed, until the handler has answered."""
+"""Temporary file path -> why writing it stopped (an Error Comment), until the handler has
+answered."""
 _original_temporary_file = tempfile.NamedTemporaryFile
 WRITEBACK_STEP = 4 << 20
 """Bytes received between two requests to start writing the file out."""
@@ -77,12 +84,28 @@ def start_writeback(descriptor: int) -> None:
         _sync_file_range(descriptor, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
+@dataclass(frozen=True)
+class ReceptionLimits:
+    """What one reception may take of the spool's disk while it arrives (settings, documented
+    there). The defaults bound nothing: tests and tools that write receptions opt in."""
+
+    max_file_bytes: int | None = None
+    """Largest instance file (File Meta header and data set); past it the writing stops."""
+    min_free_bytes: int = 0
+    """Free space the spool's filesystem keeps; checked every ``WRITEBACK_STEP`` bytes."""
+
+
+_limits = ReceptionLimits()
+"""The limits ``receive_into`` set for this process's receptions."""
+
+
 class ReceptionFile:
     """pynetdicom's temporary file; a failing write ends the writing, not the association."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, limits: ReceptionLimits | None = None) -> None:
         self._inner = inner
         self.name: str = inner.name
+        self._limits = limits or _limits
         self._failed = False
         self._unsubmitted = 0
         self._written = 0
@@ -93,8 +116,12 @@ class ReceptionFile:
         return self
 
     def _fail(self, error: OSError) -> None:
+        name = errno.errorcode.get(error.errno or 0, type(error).__name__)
+        self._stop(f"spool disk: {name} while receiving")
+
+    def _stop(self, reason: str) -> None:
+        """Write nothing more (the rest is read and dropped) and free what was written."""
         self._failed = True
-        reason = errno.errorcode.get(error.errno or 0, type(error).__name__)
         with _failed_lock:
             _failed[self.name] = reason
         try:
@@ -102,9 +129,25 @@ class ReceptionFile:
         except OSError:
             return
 
+    def _past_a_limit(self, incoming: int) -> str | None:
+        """Why ``incoming`` more bytes may not be written, or None."""
+        largest = self._limits.max_file_bytes
+        if largest is not None and self._written + incoming > largest:
+            return f"instance larger than {largest} bytes"
+        if self._unsubmitted + incoming >= WRITEBACK_STEP and self._limits.min_free_bytes:
+            disk = os.fstatvfs(self._inner.fileno())
+            free = disk.f_bavail * disk.f_frsize
+            if free - incoming < self._limits.min_free_bytes:
+                return f"spool disk nearly full ({free >> 20} MiB free) while receiving"
+        return None
+
     def write(self, data: bytes) -> int:
         if not self._failed:
             try:
+                refusal = self._past_a_limit(len(data))
+                if refusal is not None:
+                    self._stop(refusal)
+                    return len(data)
                 written: int = self._inner.write(data)
                 self._unsubmitted += written
                 self._written += written
@@ -165,8 +208,11 @@ def _reception_file(*args: Any, **kwargs: Any) -> ReceptionFile:
     return ReceptionFile(_original_temporary_file(*args, **kwargs))
 
 
-def receive_into(incoming: Path) -> None:
-    """Make pynetdicom write receptions into ``incoming`` through ``ReceptionFile``."""
+def receive_into(incoming: Path, limits: ReceptionLimits | None = None) -> None:
+    """Make pynetdicom write receptions into ``incoming`` through ``ReceptionFile``, within
+    ``limits``."""
+    global _limits
+    _limits = limits or ReceptionLimits()
     pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
     tempfile.tempdir = str(incoming)
     # pynetdicom imports these by name into dimse_messages; those names are replaced.
@@ -175,6 +221,7 @@ def receive_into(incoming: Path) -> None:
 
 
 def reception_failure(path: Path) -> str | None:
-    """Why writing this reception failed (e.g. ``ENOSPC``), or None; forgets it once asked."""
+    """Why writing this reception stopped (an Error Comment, e.g. ``spool disk: ENOSPC while
+    receiving``), or None; forgets it once asked."""
     with _failed_lock:
         return _failed.pop(str(path), None)

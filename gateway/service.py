@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.completion import run_completion_until
 from gateway.intake import intake_for
 from gateway.orders import OrderListener
-from gateway.receiving import receive_into
+from gateway.receiving import ReceptionLimits, receive_into
 from gateway.redelivery import QueueDepth
 from gateway.scp import build_application_entity, event_handlers
 from gateway.spool import Spool
@@ -74,7 +74,13 @@ class Gateway:
 
     def start(self) -> None:
         """Bind the SCP and start the loops; returns at once."""
-        receive_into(self.spool.incoming)
+        receive_into(
+            self.spool.incoming,
+            ReceptionLimits(
+                max_file_bytes=self._settings.dicom_max_instance_bytes,
+                min_free_bytes=self._settings.spool_min_free_bytes,
+            ),
+        )
         removed = self.spool.clean_incoming(older_than_seconds=INCOMING_MAX_AGE_SECONDS)
         if removed:
             log_event(logger, "gateway.incoming_cleaned", files=removed)

@@ -20,7 +20,8 @@ class StoreStatus(IntEnum):
     UID, is already registered with another patient, study, series or SOP class; the first copy
     is kept and the conflict audited. Retrying cannot help: a person must resolve it."""
     OUT_OF_RESOURCES = 0xA700
-    """Refused: Out of Resources. The spool or the database could not persist it; retry later."""
+    """Refused: Out of Resources. The spool or the database could not persist it, or it is
+    larger than the instance limit (which an administrator may raise); retry later."""
     DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
     """Error: Data Set does not match SOP Class. Identifying attributes are missing, malformed,
     contradict the request, or native Pixel Data does not fit the Image Pixel module."""

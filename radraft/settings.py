@@ -171,7 +171,16 @@ class Settings(BaseSettings):
         default=1 << 30,
         ge=0,
         description="C-STORE is refused with 0xA700 (Out of Resources) while the spool's "
-        "filesystem has less free space than this, so a full disk never corrupts anything.",
+        "filesystem has less free space than this, so a full disk never corrupts anything; a "
+        "reception that would take it below stops being written (checked every 4 MiB).",
+    )
+    dicom_max_instance_bytes: int = Field(
+        default=2 << 30,
+        ge=1 << 20,
+        description="Largest instance file (header and data set) taken by C-STORE or STOW-RS: "
+        "a larger one stops being written as it arrives and is refused with 0xA700 (Out of "
+        "Resources), so a sender may retry it after an administrator raised this. A chest "
+        "radiograph is 5-50 MB; a breast tomosynthesis or long multi-frame can pass 1 GB.",
     )
 
     # --- web -----------------------------------------------------------------------------------
@@ -185,7 +194,8 @@ class Settings(BaseSettings):
     stow_max_bytes: int = Field(
         default=2 << 30,
         ge=1 << 20,
-        description="Largest STOW-RS request body (413 past it); also the largest part.",
+        description="Largest STOW-RS request body (413 past it); also the largest part, which "
+        "dicom_max_instance_bytes bounds too.",
     )
     stow_max_parts: int = Field(
         default=1000, ge=1, le=100_000, description="Most instances in one STOW-RS request."

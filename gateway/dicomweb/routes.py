@@ -274,7 +274,7 @@ def dicomweb_router(
         reader = MultipartFileReader(
             content_type.parameters.get("boundary", ""),
             spool.incoming,
-            max_part_bytes=settings.stow_max_bytes,
+            max_part_bytes=min(settings.stow_max_bytes, settings.dicom_max_instance_bytes),
             max_parts=settings.stow_max_parts,
         )
         try:

@@ -207,6 +207,48 @@ def test_a_spool_below_its_free_space_watermark_answers_out_of_resources(
         assert session.scalar(select(func.count()).select_from(Instance)) == 0
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_instance_past_its_size_limit_is_refused_as_it_arrives_and_the_association_goes_on(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    settings = settings.model_copy(update={"dicom_max_instance_bytes": 1 << 20})
+    gateway = Gateway(settings, session_factory, publisher)
+    gateway.start()
+    try:
+        (large,) = write_study(
+            make_chest_study(21, rows=1024, columns=1024, views=("PA",)), tmp_path / "large"
+        )
+        (small,) = write_study(
+            make_chest_study(22, rows=64, columns=64, views=("PA",)), tmp_path / "small"
+        )
+        assert large.stat().st_size > 2 << 20
+        result = storescu([large, small], port=gateway.port, debug=True, halt=False)
+        assert store_statuses(result.output) == [0xA700, 0], result.output
+        assert "instance larger than 1048576 bytes" in result.output
+        assert "Releasing Association" in result.output, "released, not aborted"
+        assert "Abort" not in result.output, result.output
+        assert list(gateway.spool.incoming.iterdir()) == [], "no partial file left"
+        with session_scope(session_factory) as session:
+            stored = session.scalars(select(Instance.sop_instance_uid)).all()
+        assert stored == [str(dcmread(small).SOPInstanceUID)]
+
+        # The site raises the limit: the sender's retry is stored.
+        gateway.stop()
+        gateway = Gateway(
+            settings.model_copy(update={"dicom_max_instance_bytes": 16 << 20}),
+            session_factory,
+            publisher,
+        )
+        gateway.start()
+        again = storescu([large], port=gateway.port, debug=True)
+        assert store_statuses(again.output) == [0], again.output
+    finally:
+        gateway.stop()
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 40 MB tmpfs: a disk that fills up after a few large images."""

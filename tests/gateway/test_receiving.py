@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 from gateway import receiving
-from gateway.receiving import ReceptionFile
+from gateway.receiving import ReceptionFile, ReceptionLimits
 from tests.support import wait_until
 
 
@@ -35,4 +36,51 @@ def test_no_early_sync_for_a_file_whose_writing_failed(tmp_path: Path) -> None:
         before = open_descriptors()
         reception.start_sync()
         assert open_descriptors() == before, "a descriptor was duplicated for a failed file"
-    assert receiving.reception_failure(Path(inner.name)) == "ENOSPC"
+    assert receiving.reception_failure(Path(inner.name)) == "spool disk: ENOSPC while receiving"
+
+
+def test_a_reception_of_exactly_the_instance_limit_is_written_whole(tmp_path: Path) -> None:
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
+        reception = ReceptionFile(inner, ReceptionLimits(max_file_bytes=1000))
+        reception.write(bytes(600))
+        reception.write(bytes(400))
+        reception.close()
+    assert receiving.reception_failure(Path(inner.name)) is None
+    assert Path(inner.name).stat().st_size == 1000
+
+
+def test_a_reception_past_the_instance_limit_stops_writing_and_frees_the_file(
+    tmp_path: Path,
+) -> None:
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
+        reception = ReceptionFile(inner, ReceptionLimits(max_file_bytes=1000))
+        assert reception.write(bytes(600)) == 600
+        assert reception.write(bytes(401)) == 401, "taken and dropped: the sender goes on"
+        assert reception.write(b"more") == 4
+        reception.close()
+    assert Path(inner.name).stat().st_size == 0, "what was written is freed at once"
+    assert receiving.reception_failure(Path(inner.name)) == "instance larger than 1000 bytes"
+
+
+def test_a_reception_stops_before_taking_the_disk_below_its_free_space_floor(
+    tmp_path: Path,
+) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    megabyte = bytes(1 << 20)
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as roomy:
+        reception = ReceptionFile(roomy, ReceptionLimits(min_free_bytes=free // 2))
+        for _ in range(6):
+            reception.write(megabyte)
+        reception.close()
+    assert receiving.reception_failure(Path(roomy.name)) is None
+    assert Path(roomy.name).stat().st_size == 6 << 20
+
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as cramped:
+        reception = ReceptionFile(cramped, ReceptionLimits(min_free_bytes=free + (1 << 30)))
+        for _ in range(6):
+            assert reception.write(megabyte) == len(megabyte)
+        reception.close()
+    failure = receiving.reception_failure(Path(cramped.name))
+    assert failure is not None
+    assert failure.startswith("spool disk nearly full"), failure
+    assert Path(cramped.name).stat().st_size == 0
