@@ -10,7 +10,8 @@ are (``radraft.imaging``): JPEG or PNG, the header's window unless one is given.
 A stored instance may be gigabytes (a tomosynthesis stack; a header with a large private blob),
 so nothing here reads a whole file: headers are read with long values left in the file, frames
 are read one at a time as the response is written, and long values are streamed a megabyte at
-a time.
+a time. Values inside sequences are the exception: pydicom reads a sequence whole, so they are
+read with it (the intake's instance limit bounds them).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.dicomweb.attributes import JsonDataset
+from gateway.dicomweb.bulk_paths import BulkDataPath, element_paths
 from gateway.integrity import IncompleteDatasetError, verify_part10_file
 from radraft.dicomweb_paths import instance_url
 from radraft.errors import (
@@ -197,7 +199,7 @@ def metadata(items: Sequence[StoredInstance], root: str) -> list[JsonDataset]:
             del dataset[tag]
         as_json = dataset.to_json_dict(
             bulk_data_threshold=BULK_DATA_THRESHOLD,
-            bulk_data_element_handler=_bulk_data_uri(url),
+            bulk_data_element_handler=_bulk_data_uri(url, element_paths(dataset)),
             suppress_invalid_tags=True,
         )
         for tag, vr in left_in_file.items():
@@ -245,21 +247,24 @@ def _deferred_binary_values(dataset: Dataset) -> dict[int, str]:
     return found
 
 
-def _bulk_data_uri(url: str) -> Callable[[DataElement], str]:
+def _bulk_data_uri(url: str, paths: dict[int, str]) -> Callable[[DataElement], str]:
     def uri(element: DataElement) -> str:
-        return f"{url}/bulkdata/{element.tag:08X}"
+        return f"{url}/bulkdata/{paths[id(element)]}"
 
     return uri
 
 
-def bulk_data(item: StoredInstance, tag: str) -> Iterable[bytes]:
-    """The value of one top-level binary element named by a BulkDataURI (or native Pixel Data),
-    a long one read from the file a megabyte at a time as the response is written."""
-    try:
-        number = int(tag, 16)
-    except ValueError as error:
-        raise MalformedRequestError(f"not a tag: {tag!r}") from error
-    dataset = _read(item.path, stop_before_pixels=number != PIXEL_DATA_TAG, **_header_options(item))
+def bulk_data(item: StoredInstance, path_text: str) -> Iterable[bytes]:
+    """The binary value a BulkDataURI names (``gateway.dicomweb.bulk_paths``), or native Pixel
+    Data; a long top-level one is read from the file a megabyte at a time as the response is
+    written, one inside a sequence was read with its sequence."""
+    path = BulkDataPath.parse(path_text)
+    number = path.tag
+    tag = f"{number:08X}"
+    at_pixels = not path.levels and number == PIXEL_DATA_TAG
+    dataset = path.holder(
+        _read(item.path, stop_before_pixels=not at_pixels, **_header_options(item))
+    )
     if number not in dataset:
         raise NotFoundError(f"no bulk data at {tag}")
     element = _deferred(dataset, number)

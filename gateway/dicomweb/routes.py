@@ -217,15 +217,15 @@ def dicomweb_router(
         return _multipart(parts, part_type)
 
     @router.get(
-        "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}",
+        "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{path:path}",
         summary="WADO-RS: bulk data named in metadata",
     )
     def retrieve_bulk_data(
-        request: Request, study: str, series: str, sop: str, tag: str, session: Database,
+        request: Request, study: str, series: str, sop: str, path: str, session: Database,
         actor: Reader,
     ) -> Response:  # fmt: skip
         (item,) = located(request, session, actor, study, series, sop)
-        chunks = wado.bulk_data(item, tag)
+        chunks = wado.bulk_data(item, path)
         return _multipart([OutgoingPart(wado.OCTET_STREAM, chunks)], wado.OCTET_STREAM)
 
     def rendered_response(request: Request, item: wado.StoredInstance) -> Response:

@@ -271,6 +271,69 @@ def test_wado_metadata_names_a_large_private_value_without_reading_it(
     assert client.get(f"{url}/bulkdata/00100010", headers=TOKEN_HEADERS).status_code == 404
 
 
+def icon_item(side: int, seed: int) -> Dataset:
+    """An Icon Image Sequence item (PS3.3 C.7.6.1.1.6): an 8-bit thumbnail of its own."""
+    icon = Dataset()
+    icon.Rows = icon.Columns = side
+    icon.SamplesPerPixel = 1
+    icon.PhotometricInterpretation = "MONOCHROME2"
+    icon.BitsAllocated = icon.BitsStored = 8
+    icon.HighBit = 7
+    icon.PixelRepresentation = 0
+    icon.PixelData = np.random.default_rng(seed).integers(0, 256, side * side, np.uint8).tobytes()
+    return icon
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("syntax", [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian])
+def test_wado_names_binary_values_inside_sequences_by_their_own_path(
+    client: TestClient, tmp_path: Path, syntax: uid.UID
+) -> None:
+    """An icon's Pixel Data inside Icon Image Sequence, and one two sequences deep, each get a
+    BulkDataURI that returns that value (pydicom's own naming, by tag, served the image's)."""
+    (dataset,) = make_chest_study(509, rows=64, columns=64, views=("PA",))
+    dataset.IconImageSequence = [icon_item(32, seed=1), icon_item(48, seed=2)]
+    referenced = Dataset()
+    referenced.ReferencedSOPClassUID = dataset.SOPClassUID
+    referenced.ReferencedSOPInstanceUID = "1.2.3.4"
+    referenced.IconImageSequence = [icon_item(40, seed=3)]
+    dataset.ReferencedImageSequence = [referenced]
+    dataset.file_meta.TransferSyntaxUID = syntax
+    (url,) = stowed(client, [dataset], tmp_path / "nested")
+    answer = client.get(f"{url}/metadata", headers=TOKEN_HEADERS)
+    assert answer.status_code == 200, answer.text
+    (header,) = answer.json()
+
+    def fetched(element: dict[str, Any]) -> bytes:
+        assert set(element) == {"vr", "BulkDataURI"}, element
+        response = client.get(element["BulkDataURI"], headers=TOKEN_HEADERS)
+        assert response.status_code == 200, response.text
+        (payload,) = payloads(response)
+        return payload
+
+    icons = header["00880200"]["Value"]
+    assert [fetched(icon["7FE00010"]) for icon in icons] == [
+        icon.PixelData for icon in dataset.IconImageSequence
+    ]
+    assert icons[1]["7FE00010"]["BulkDataURI"].endswith(f"{url}/bulkdata/00880200/2/7FE00010")
+    (referenced_json,) = header["00081140"]["Value"]
+    (deep_icon,) = referenced_json["00880200"]["Value"]
+    assert fetched(deep_icon["7FE00010"]) == referenced.IconImageSequence[0].PixelData
+    assert fetched({"vr": "OB", "BulkDataURI": f"{url}/bulkdata/7FE00010"}) == dataset.PixelData
+
+    for wrong, status in (
+        ("00880200/3/7FE00010", 404),  # two icons only
+        ("00880200/1", 400),  # an item is not a value
+        ("00880200", 404),  # a sequence is not bulk data
+        ("00880200/1/00280010", 404),  # Rows: not binary
+        ("00880200/0/7FE00010", 400),  # items count from 1
+        ("00880200/x/7FE00010", 400),
+        ("/".join(["00880200/1"] * 40 + ["7FE00010"]), 400),  # deeper than any stored file
+    ):
+        response = client.get(f"{url}/bulkdata/{wrong}", headers=TOKEN_HEADERS)
+        assert response.status_code == status, (wrong, response.text)
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize("defined_lengths", [False, True], ids=["delimited", "defined"])
 def test_wado_answers_404_for_a_stored_file_nested_too_deep_to_read(
