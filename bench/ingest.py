@@ -17,7 +17,9 @@ The gateway fsyncs every file before it answers success and records every instan
 database; after each gateway run the benchmark counts the instance rows and stops if one is
 missing. Each gateway run and its storescp reference run back to back, the reference first in
 even rounds and second in odd ones. Prints images/s and every ratio (goals: gateway / storescp
->= 0.8, both ways), for the two goals also the ratio within each round, and each receiver's
+>= 0.8, both ways), for the two goals also the ratio within each round and against the
+reference's fastest round (dcmtk's storescp has a slow and a fast mode on some virtual machines,
+see the README, and its median may be the slow one), and each receiver's
 CPU time per image while it received (its processes' user + system time, from ``/proc``): on a
 small shared machine the rate says as much about the host as about the receiver, the CPU time
 much less. Usage:
@@ -457,7 +459,9 @@ def main() -> None:
                 f"ratio {ours} / {reference}, {what} = "
                 f"{rates.median(ours) / rates.median(reference):.2f} (goal >= 0.8); "
                 f"per round {min(paired):.2f}-{max(paired):.2f}, "
-                f"median {statistics.median(paired):.2f}"
+                f"median {statistics.median(paired):.2f}; "
+                f"against {reference}'s fastest round "
+                f"{rates.median(ours) / max(rates.rounds[reference]):.2f}"
             )
         print(f"ratio gateway / disk with early writeback, 1 association = "
               f"{rates.median('gateway') / rates.median('disk, early writeback'):.2f}")  # fmt: skip
