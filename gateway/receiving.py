@@ -46,6 +46,7 @@ from pynetdicom import dimse_messages
 
 from gateway import early_header
 from gateway.file_meta import write_reception_file_meta
+from radraft.free_space import FreeSpaceWatch
 
 _failed_lock = threading.Lock()
 _failed: dict[str, str] = {}
@@ -92,7 +93,7 @@ class ReceptionLimits:
     max_file_bytes: int | None = None
     """Largest instance file (File Meta header and data set); past it the writing stops."""
     min_free_bytes: int = 0
-    """Free space the spool's filesystem keeps; checked every ``WRITEBACK_STEP`` bytes."""
+    """Free space the spool's filesystem keeps (``radraft.free_space``, every 4 MiB)."""
 
 
 _limits = ReceptionLimits()
@@ -106,6 +107,7 @@ class ReceptionFile:
         self._inner = inner
         self.name: str = inner.name
         self._limits = limits or _limits
+        self._free_space = FreeSpaceWatch(self._limits.min_free_bytes)
         self._failed = False
         self._unsubmitted = 0
         self._written = 0
@@ -134,12 +136,8 @@ class ReceptionFile:
         largest = self._limits.max_file_bytes
         if largest is not None and self._written + incoming > largest:
             return f"instance larger than {largest} bytes"
-        if self._unsubmitted + incoming >= WRITEBACK_STEP and self._limits.min_free_bytes:
-            disk = os.fstatvfs(self._inner.fileno())
-            free = disk.f_bavail * disk.f_frsize
-            if free - incoming < self._limits.min_free_bytes:
-                return f"spool disk nearly full ({free >> 20} MiB free) while receiving"
-        return None
+        shortfall = self._free_space.shortfall(self._inner.fileno(), incoming)
+        return f"spool {shortfall} while receiving" if shortfall else None
 
     def write(self, data: bytes) -> int:
         if not self._failed:

@@ -9,6 +9,7 @@ and what counts as a whole part: one closed by its boundary.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import tempfile
@@ -22,6 +23,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
 
 from radraft.errors import MalformedRequestError, PayloadTooLargeError
+from radraft.free_space import FreeSpaceWatch
 
 READ_CHUNK = 1 << 20
 
@@ -84,6 +86,9 @@ class ReceivedPart:
     size: int = 0
     complete: bool = False
     too_large: bool = False
+    unwritten: str | None = None
+    """Why the disk did not take it (e.g. ``disk: ENOSPC``, ``disk nearly full (...)``); its
+    file is then empty. Worth trying again later, unlike a part that is too large."""
 
 
 @dataclass
@@ -97,16 +102,28 @@ class MultipartFileReader:
     """Reads a multipart body fed in chunks; every part goes to a file of its own in ``folder``.
 
     A part over ``max_part_bytes`` stops being written (it is kept as a too-large failure, its
-    file truncated); more than ``max_parts`` parts, or bytes that are not multipart, end the
-    whole request. ``close`` removes every file not taken.
+    file truncated), and so does one the disk does not take: a write that fails, or one that
+    would leave less than ``min_free_bytes`` free (``unwritten``); the rest of the body is read
+    on. More than ``max_parts`` parts, or bytes that are not multipart, end the whole request.
+    ``close`` removes every file not taken.
     """
 
-    def __init__(self, boundary: str, folder: Path, *, max_part_bytes: int, max_parts: int) -> None:
+    def __init__(
+        self,
+        boundary: str,
+        folder: Path,
+        *,
+        max_part_bytes: int,
+        max_parts: int,
+        min_free_bytes: int = 0,
+    ) -> None:
         if not boundary:
             raise MalformedRequestError("multipart body without a boundary")
         self._folder = folder
         self._max_part_bytes = max_part_bytes
         self._max_parts = max_parts
+        self._min_free_bytes = min_free_bytes
+        self._free_space = FreeSpaceWatch(min_free_bytes)
         self.parts: list[ReceivedPart] = []
         self.ended = False
         self._headers = _Headers()
@@ -162,22 +179,36 @@ class MultipartFileReader:
 
     def _headers_finished(self) -> None:
         descriptor, name = tempfile.mkstemp(prefix="part-", suffix=".dcm", dir=self._folder)
-        self._stream = os.fdopen(descriptor, "wb")
+        # Unbuffered: a part the disk refuses is then truncated without a buffer to flush first.
+        self._stream = os.fdopen(descriptor, "wb", buffering=0)
+        self._free_space = FreeSpaceWatch(self._min_free_bytes)
         content_type = self._headers.found.get("content-type", "")
         self.parts.append(ReceivedPart(Path(name), content_type))
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         part = self.parts[-1]
         part.size += end - start
-        if part.too_large:
+        if part.too_large or part.unwritten or self._stream is None:
             return
         if part.size > self._max_part_bytes:
             part.too_large = True
-            self._close_stream()
-            part.path.write_bytes(b"")
+            self._drop(part)
             return
-        if self._stream is not None:
-            self._stream.write(data[start:end])
+        try:
+            part.unwritten = self._free_space.shortfall(self._stream.fileno(), end - start)
+            if part.unwritten is None:
+                _write_all(self._stream, memoryview(data)[start:end])
+        except OSError as error:
+            part.unwritten = _disk_error(error)
+        if part.unwritten:
+            self._drop(part)
+
+    def _drop(self, part: ReceivedPart) -> None:
+        """Write no more of this part and free what it had taken (truncating needs no space)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.truncate(0)
+            stream.close()
 
     def _part_end(self) -> None:
         self._close_stream()
@@ -187,6 +218,16 @@ class MultipartFileReader:
         self.ended = True
 
     def _close_stream(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+
+def _write_all(stream: BinaryIO, data: memoryview) -> None:
+    """An unbuffered write may take fewer bytes than it was given."""
+    while data:
+        data = data[stream.write(data) :]
+
+
+def _disk_error(error: OSError) -> str:
+    return f"disk: {errno.errorcode.get(error.errno or 0, type(error).__name__)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -176,3 +177,19 @@ def report_destinations(tmp_path: Path) -> Iterator[ReportDestinations]:
     yield destinations
     destinations.pacs.stop()
     destinations.ris.stop()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 40 MB tmpfs: a disk that fills up after a few large images."""
+    mountpoint = tmp_path / "disk"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        missing(f"a tmpfs mount ({mounted.stderr.strip()})")
+    yield mountpoint
+    subprocess.run(["umount", "-l", str(mountpoint)], check=False)

@@ -32,6 +32,10 @@ class OriginUnavailableError(RadraftError):
     """The DICOMweb origin holding a study's files cannot be reached now; retry later."""
 
 
+class ScratchDiskError(RadraftError):
+    """This worker's scratch disk did not take a fetched instance (full); retry later."""
+
+
 @dataclass(frozen=True)
 class InstanceLocation:
     """Where one instance's file is: its spool path, size, and the origin that serves it."""
@@ -88,6 +92,8 @@ class StudyFiles:
             Neither the spool nor the origin has a whole copy.
         OriginUnavailableError
             The origin cannot be reached or fails (5xx): worth retrying.
+        ScratchDiskError
+            The scratch disk is full: worth retrying.
         """
         spooled = self._spool_dir / location.spool_path
         if spooled.is_file() and spooled.stat().st_size == location.size_bytes:
@@ -130,6 +136,10 @@ class StudyFiles:
             if isinstance(error, UnusableImageError | OriginUnavailableError):
                 raise
             raise UnusableImageError(f"origin sent an unreadable answer ({error})") from error
+        if len(parts) == 1 and parts[0].unwritten:
+            if reader is not None:
+                reader.close()
+            raise ScratchDiskError(f"fetched instance not kept: {parts[0].unwritten}")
         if len(parts) != 1 or not parts[0].complete or parts[0].size != location.size_bytes:
             if reader is not None:
                 reader.close()

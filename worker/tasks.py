@@ -26,13 +26,18 @@ from worker.drafting import (
     take_job,
 )
 from worker.runtimes.base import GenerationFailedError
-from worker.study_files import OriginUnavailableError, StudyFiles
+from worker.study_files import OriginUnavailableError, ScratchDiskError, StudyFiles
 
 RETRY_BACKOFF_MAX_SECONDS = 300
 MAX_RETRIES = 5
-TRANSIENT_ERRORS = (OperationalError, GenerationFailedError, OriginUnavailableError)
-"""Database outages, a model child that failed twice, a DICOMweb origin that cannot be reached:
-worth retrying with backoff."""
+TRANSIENT_ERRORS = (
+    OperationalError,
+    GenerationFailedError,
+    OriginUnavailableError,
+    ScratchDiskError,
+)
+"""Database outages, a model child that failed twice, a DICOMweb origin that cannot be reached,
+a full scratch disk: worth retrying with backoff."""
 
 
 class DraftStudyTask(Task):  # type: ignore[type-arg]

@@ -276,6 +276,7 @@ def dicomweb_router(
             spool.incoming,
             max_part_bytes=min(settings.stow_max_bytes, settings.dicom_max_instance_bytes),
             max_parts=settings.stow_max_parts,
+            min_free_bytes=settings.spool_min_free_bytes,
         )
         try:
             pending = bytearray()

@@ -4,12 +4,14 @@ Each part is a Part 10 file written to the spool's ``incoming`` folder as it arr
 handed to ``InstanceIntake.accept`` exactly as a C-STORE data set is: the same checks, the same
 durable spooling and database record, the same status. The response lists what was stored
 (Referenced SOP Sequence) and what was not with its status as the Failure Reason (Failed SOP
-Sequence); a part the body ended in the middle of, or one over the size limit, is a failure and
-leaves nothing behind. HTTP status (PS3.18 10.5.3): 200 all stored, 202 some, 409 none.
+Sequence); a part the body ended in the middle of, one over the size limit, or one the disk did
+not take (full, or below the spool's free space floor) is a failure and leaves nothing behind.
+HTTP status (PS3.18 10.5.3): 200 all stored, 202 some, 409 none.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,10 @@ from gateway.intake import InstanceIntake, IntakeLimits, ReceivedInstance
 from gateway.integrity import IncompleteDatasetError, verify_part10_file
 from gateway.statuses import StoreStatus
 from radraft.dicomweb_paths import instance_url
+from radraft.logs import log_event
 from radraft.multipart import MediaType, ReceivedPart
+
+logger = logging.getLogger(__name__)
 
 STOW_CALLER = "STOW-RS"
 """Recorded as the calling AE title of instances stored over DICOMweb."""
@@ -99,7 +104,9 @@ def store_parts(
     result = StowResult()
     for part in parts:
         identity = (
-            identify(part.path, intake.limits) if part.complete and not part.too_large else None
+            identify(part.path, intake.limits)
+            if part.complete and not (part.too_large or part.unwritten)
+            else None
         )
         reason = _refusal(part, identity, study_instance_uid)
         if reason is not None or identity is None:
@@ -139,7 +146,13 @@ def _refusal(
     part: ReceivedPart, identity: PartIdentity | None, study_instance_uid: str | None
 ) -> StoreStatus | None:
     """Why a part cannot even be offered to the intake, or None."""
-    if part.too_large:
+    if part.too_large or part.unwritten:
+        log_event(
+            logger,
+            "gateway.stow_part_refused",
+            logging.WARNING,
+            reason=part.unwritten or "larger than the part limit",
+        )
         return StoreStatus.OUT_OF_RESOURCES
     if not part.complete or identity is None:
         return StoreStatus.CANNOT_UNDERSTAND

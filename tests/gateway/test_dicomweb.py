@@ -447,6 +447,37 @@ def test_stow_refuses_a_part_past_the_instance_limit_and_stores_the_rest(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+def test_stow_on_a_disk_that_fills_up_refuses_that_part_and_stores_the_rest(
+    session_factory: sessionmaker[Session], settings: Settings, small_disk: Path, tmp_path: Path
+) -> None:
+    """A 50 MB part on a 40 MB disk: the write fails (it used to end the request with a 500);
+    that part fails 0xA700, its space is freed, and the part after it is stored."""
+    settings = settings.model_copy(
+        update={"data_dir": small_disk / "data", "spool_min_free_bytes": 0}
+    )
+    (large,) = write_study(
+        make_chest_study(507, rows=5000, columns=5000, views=("PA",)), tmp_path / "large"
+    )
+    (small,) = write_study(
+        make_chest_study(508, rows=64, columns=64, views=("PA",)), tmp_path / "s"
+    )
+    assert large.stat().st_size > 45 << 20
+    body, content_type = stow_body([large, small])
+    with TestClient(web_app(settings)) as client:
+        response = client.post("/dicomweb/studies", content=body,
+                               headers={**TOKEN_HEADERS, "Content-Type": content_type})  # fmt: skip
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    (failed,) = answer["00081198"]["Value"]
+    assert value(failed, "00081197") == 0xA700, "FailureReason: out of resources"
+    (stored,) = answer["00081199"]["Value"]
+    assert value(stored, "00081155") == str(dcmread(small).SOPInstanceUID)
+    with session_scope(session_factory) as session:
+        assert len(session.scalars(select(Instance)).all()) == 1
+    assert not any((settings.data_dir / "incoming").iterdir()), "nothing left behind"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_stow_refuses_deep_nesting_and_element_floods_part_by_part(
     client: TestClient, session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
 ) -> None:

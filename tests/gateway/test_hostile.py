@@ -28,7 +28,7 @@ from tests.conftest import RecordingPublisher
 from tests.dicom_peers import echoscu, store_statuses, storescu, write_study
 from tests.hostile_files import deflate_bomb, element_flood, nested_sequences
 from tests.processes import radraft_process
-from tests.support import missing, wait_until
+from tests.support import wait_until
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -247,22 +247,6 @@ def test_an_instance_past_its_size_limit_is_refused_as_it_arrives_and_the_associ
         assert store_statuses(again.output) == [0], again.output
     finally:
         gateway.stop()
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 40 MB tmpfs: a disk that fills up after a few large images."""
-    mountpoint = tmp_path / "disk"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        missing(f"a tmpfs mount ({mounted.stderr.strip()})")
-    yield mountpoint
-    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -16,14 +16,20 @@ from typing import ClassVar
 import pytest
 
 from radraft.imaging import UnusableImageError
-from worker.study_files import InstanceLocation, OriginUnavailableError, StudyFiles
+from worker.study_files import (
+    InstanceLocation,
+    OriginUnavailableError,
+    ScratchDiskError,
+    StudyFiles,
+)
 
 PAYLOAD = b"DICM-ish bytes " * 1000
+LARGE_PAYLOAD = bytes(50 << 20)
 BOUNDARY = "origin-boundary"
 
 
 class Origin(BaseHTTPRequestHandler):
-    """Answers by the last path segment: ok, missing, failing, cut."""
+    """Answers by the last path segment: ok, large (50 MiB), missing, failing, cut."""
 
     seen: ClassVar[list[dict[str, str]]] = []
 
@@ -36,7 +42,7 @@ class Origin(BaseHTTPRequestHandler):
             return
         body = (
             f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + PAYLOAD
+            + (LARGE_PAYLOAD if kind == "large" else PAYLOAD)
             + f"\r\n--{BOUNDARY}--\r\n".encode()
         )
         if kind == "cut":
@@ -114,3 +120,16 @@ def test_fetch_failures_are_transient_or_permanent_as_the_origin_says(
             files.path_of(location(None, "ok"))
         with pytest.raises(OriginUnavailableError, match="unreachable"):
             files.path_of(location("http://127.0.0.1:9/dicomweb", "ok"))
+
+
+def test_a_full_scratch_disk_is_a_retryable_error_and_leaves_nothing_behind(
+    tmp_path: Path, origin: str, small_disk: Path
+) -> None:
+    """50 MiB fetched onto a 40 MB scratch disk: the write fails; the worker says so with an
+    error it retries (it used to be an OSError that failed the job), and nothing is left."""
+    scratch = small_disk / "scratch"
+    with StudyFiles(tmp_path / "spool", scratch, token="t", timeout_seconds=30) as files:
+        with pytest.raises(ScratchDiskError, match="ENOSPC"):
+            files.path_of(location(origin, "large", size=len(LARGE_PAYLOAD)))
+        assert not any(scratch.rglob("*.dcm")), "the partial copy is gone at once"
+        assert files.path_of(location(origin, "ok")).read_bytes() == PAYLOAD, "room again"
