@@ -123,7 +123,6 @@ class MultipartFileReader:
         self._max_part_bytes = max_part_bytes
         self._max_parts = max_parts
         self._min_free_bytes = min_free_bytes
-        self._free_space = FreeSpaceWatch(min_free_bytes)
         self.parts: list[ReceivedPart] = []
         self.ended = False
         self._headers = _Headers()
@@ -181,7 +180,7 @@ class MultipartFileReader:
         descriptor, name = tempfile.mkstemp(prefix="part-", suffix=".dcm", dir=self._folder)
         # Unbuffered: a part the disk refuses is then truncated without a buffer to flush first.
         self._stream = os.fdopen(descriptor, "wb", buffering=0)
-        self._free_space = FreeSpaceWatch(self._min_free_bytes)
+        self._free_space = FreeSpaceWatch(self._min_free_bytes)  # each part is its own file
         content_type = self._headers.found.get("content-type", "")
         self.parts.append(ReceivedPart(Path(name), content_type))
 

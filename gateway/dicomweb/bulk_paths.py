@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from radraft.errors import MalformedRequestError, NotFoundError
@@ -65,18 +66,25 @@ def _item_number(segment: str) -> int:
     return int(segment)
 
 
-def element_paths(dataset: Dataset, prefix: str = "") -> dict[int, str]:
+def element_paths(dataset: Dataset) -> dict[int, str]:
     """``id(element)`` -> its path, for every element of ``dataset`` and of its sequences.
 
     Walking reads each element's value, as writing the JSON does next; the walk the intake
-    made bounds the depth.
+    made bounds the depth. A top-level element whose value pydicom cannot convert is skipped,
+    as the JSON writer skips it (``suppress_invalid_tags``).
     """
     paths: dict[int, str] = {}
     for tag in dataset.keys():  # noqa: SIM118 (iterating a Dataset reads every value)
-        element = dataset[tag]
-        path = f"{prefix}{int(tag):08X}"
-        paths[id(element)] = path
-        if element.VR == "SQ":
-            for number, item in enumerate(element.value, start=1):
-                paths.update(element_paths(item, f"{path}/{number}/"))
+        try:
+            _add_paths(dataset[tag], f"{int(tag):08X}", paths)
+        except Exception:  # noqa: S112 (whatever pydicom raises, its writer skips too)
+            continue
     return paths
+
+
+def _add_paths(element: DataElement, path: str, paths: dict[int, str]) -> None:
+    paths[id(element)] = path
+    if element.VR == "SQ":
+        for number, item in enumerate(element.value, start=1):
+            for tag in item.keys():  # noqa: SIM118
+                _add_paths(item[tag], f"{path}/{number}/{int(tag):08X}", paths)
