@@ -48,7 +48,8 @@ def test_an_element_pydicom_cannot_convert_is_skipped_as_its_json_writer_skips_i
 @pytest.mark.parametrize(
     "text",
     ["", "7FE0001", "7FE00010/1", "00880200/0/7FE00010", "00880200/+1/7FE00010",
-     "00880200/١/7FE00010", " 7FE0010", "0088020G/1/7FE00010", "/".join(["00880200/1"] * 33 + ["7FE00010"])],
+     "00880200/\u0661/7FE00010", " 7FE0010", "0088020G/1/7FE00010",
+     "/".join(["00880200/1"] * 33 + ["7FE00010"])],
 )  # fmt: skip
 def test_a_malformed_path_is_a_bad_request(text: str) -> None:
     with pytest.raises(MalformedRequestError):
