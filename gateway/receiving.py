@@ -52,6 +52,9 @@ _failed_lock = threading.Lock()
 _failed: dict[str, str] = {}
 """Temporary file path -> why writing it stopped (an Error Comment), until the handler has
 answered."""
+REMEMBERED_FAILURES = 1024
+"""The oldest entries of ``_failed`` beyond this are forgotten: a sender that aborts after a
+refused reception never has it asked for, and there are never this many receptions at once."""
 _original_temporary_file = tempfile.NamedTemporaryFile
 WRITEBACK_STEP = 4 << 20
 """Bytes received between two requests to start writing the file out."""
@@ -126,6 +129,8 @@ class ReceptionFile:
         self._failed = True
         with _failed_lock:
             _failed[self.name] = reason
+            while len(_failed) > REMEMBERED_FAILURES:
+                del _failed[next(iter(_failed))]
         try:
             self._inner.truncate(0)
         except OSError:

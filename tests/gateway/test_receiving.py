@@ -84,3 +84,16 @@ def test_a_reception_stops_before_taking_the_disk_below_its_free_space_floor(
     assert failure is not None
     assert failure.startswith("spool disk nearly full"), failure
     assert Path(cramped.name).stat().st_size == 0
+
+
+def test_failures_never_asked_for_are_forgotten_oldest_first(tmp_path: Path) -> None:
+    """A sender that aborts after a refused reception never has its failure asked for; the
+    record of such failures stays bounded and keeps the newest."""
+    names = []
+    for number in range(receiving.REMEMBERED_FAILURES + 10):
+        with open(tmp_path / f"{number}.dcm", "wb") as inner:
+            ReceptionFile(inner, ReceptionLimits(max_file_bytes=1_000_000)).write(bytes(1_000_001))
+        names.append(tmp_path / f"{number}.dcm")
+    assert receiving.reception_failure(names[0]) is None, "the oldest was forgotten"
+    assert receiving.reception_failure(names[-1]) == "instance larger than 1000000 bytes"
+    assert len(receiving._failed) <= receiving.REMEMBERED_FAILURES
