@@ -114,7 +114,9 @@ def test_broker_down_accepts_instances_and_publishes_once_it_is_back(
     redis_server: RedisServer,
     tmp_path: Path,
 ) -> None:
-    settings = settings.model_copy(update={"broker_url": redis_server.url})
+    # The study must be decided once, after both images: a stable window of 0.5 s was shorter
+    # than the gap between them on a loaded CI machine once (a job, superseded by a second).
+    settings = settings.model_copy(update={"broker_url": redis_server.url, "stable_seconds": 3.0})
     gateway = Gateway(settings, session_factory, celery_publisher(settings))
     gateway.start()
     try:
