@@ -8,10 +8,11 @@ not the receivers). Every round measures, on the same files:
 - one association: storescp ``--max-pdu 131072`` (no fsync) vs ``radraft gateway --processes 1``;
 - parallel associations: storescp ``--fork`` vs ``radraft gateway --processes N``;
 - the ceiling of the gateway's receive path: a pynetdicom SCP with the gateway's transport
-  (bulk reads, Nagle off, data set PDUs read straight into a file by ``gateway/pdata.py``,
-  answers and file meta encoded by ``gateway/answers.py`` and ``gateway/file_meta.py``, the
-  gateway's logging settings) that deletes each file and answers success, so what remains
-  between it and the gateway is the gateway's own work (verification, header, fsync, database).
+  (bulk reads, Nagle off, data set PDUs read straight into a file and each C-STORE answered on
+  the connection's thread by ``gateway/pdata.py``, answers and file meta encoded by
+  ``gateway/answers.py`` and ``gateway/file_meta.py``, the gateway's logging settings) that
+  deletes each file and answers success, so what remains between it and the gateway is the
+  gateway's own work (verification, header, fsync, database).
 
 The gateway fsyncs every file before it answers success and records every instance in the
 database; after each gateway run the benchmark counts the instance rows and stops if one is
@@ -258,8 +259,10 @@ def serve_and_discard(port: int, folder: Path) -> None:
     """Run a pynetdicom C-STORE SCP that keeps nothing (``--pynetdicom-ceiling-port``)."""
     from pynetdicom import AE, AllStoragePresentationContexts, evt
 
+    from gateway.intake import ReceivedInstance, StoreOutcome
     from gateway.receiving import receive_into
     from gateway.scp import use_gateway_receive_path
+    from gateway.statuses import StoreStatus
     from radraft.logs import configure_logging
 
     configure_logging("WARNING")  # pynetdicom's and pydicom's settings as in the gateway
@@ -272,8 +275,12 @@ def serve_and_discard(port: int, folder: Path) -> None:
         os.unlink(event.dataset_path)
         return 0x0000
 
+    def discard_received(received: ReceivedInstance) -> StoreOutcome:
+        os.unlink(received.path)
+        return StoreOutcome(StoreStatus.SUCCESS)
+
     def tune(event: evt.Event) -> None:
-        use_gateway_receive_path(event.assoc, 4 << 20)
+        use_gateway_receive_path(event.assoc, 4 << 20, discard_received)
 
     application_entity.start_server(
         ("127.0.0.1", port),

@@ -51,25 +51,48 @@ def encode_store_response(response: C_STORE) -> bytes | None:
     message_id = response.MessageIDBeingRespondedTo
     if status is None or message_id is None:
         return None
-    if not (0 <= int(status) <= 0xFFFF and 0 <= int(message_id) <= 0xFFFF):
+    return encode_store_answer(
+        sop_class_uid=_optional_text(response.AffectedSOPClassUID),
+        sop_instance_uid=_optional_text(response.AffectedSOPInstanceUID),
+        message_id=int(message_id),
+        status=int(status),
+        comment=_optional_text(response.ErrorComment),
+    )
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def encode_store_answer(
+    *,
+    sop_class_uid: str | None,
+    sop_instance_uid: str | None,
+    message_id: int,
+    status: int,
+    comment: str | None,
+) -> bytes | None:
+    """The command set of a C-STORE-RSP with these values (an absent one is left out), or
+    None where pynetdicom's encoder must decide (a value that is not ASCII or not a US)."""
+    if not (0 <= status <= 0xFFFF and 0 <= message_id <= 0xFFFF):
         return None  # not a US value: pynetdicom's encoder decides what happens
     elements: list[bytes] = []
-    if response.AffectedSOPClassUID is not None:
-        sop_class = even_length_ascii(str(response.AffectedSOPClassUID), b"\x00")
+    if sop_class_uid is not None:
+        sop_class = even_length_ascii(sop_class_uid, b"\x00")
         if sop_class is None:
             return None
         elements.append(_element(0x0002, sop_class))
     elements.append(_element(0x0100, _unsigned_short(C_STORE_RSP_COMMAND_FIELD)))
-    elements.append(_element(0x0120, _unsigned_short(int(message_id))))
+    elements.append(_element(0x0120, _unsigned_short(message_id)))
     elements.append(_element(0x0800, _unsigned_short(NO_DATA_SET)))
-    elements.append(_element(0x0900, _unsigned_short(int(status))))
-    if response.ErrorComment is not None:
-        comment = even_length_ascii(str(response.ErrorComment), b" ")
-        if comment is None:
+    elements.append(_element(0x0900, _unsigned_short(status)))
+    if comment is not None:
+        encoded_comment = even_length_ascii(comment, b" ")
+        if encoded_comment is None:
             return None
-        elements.append(_element(0x0902, comment))
-    if response.AffectedSOPInstanceUID is not None:
-        sop_instance = even_length_ascii(str(response.AffectedSOPInstanceUID), b"\x00")
+        elements.append(_element(0x0902, encoded_comment))
+    if sop_instance_uid is not None:
+        sop_instance = even_length_ascii(sop_instance_uid, b"\x00")
         if sop_instance is None:
             return None
         elements.append(_element(0x1000, sop_instance))

@@ -12,9 +12,20 @@ Everything else keeps pynetdicom's own path: association negotiation, command se
 abort, TLS connections and PDUs in any state but Sta6. A PDU that arrives while a data set is
 due but is not exactly a run of that message's data set fragments (an abort, another message, a
 malformed item) is handed, as read, to pynetdicom's decoder and state machine, which reject what
-is wrong as they would have. The fragment that ends the data set is written here too, then an
-empty last fragment is handed to pynetdicom's DIMSE layer so that it completes the message, its
-events and its queue as usual.
+is wrong as they would have. The fragment that ends the data set is written here too.
+
+Then, given the intake (``store``; the gateway gives it), the finished C-STORE is stored and
+answered on this thread: the intake runs here and the C-STORE-RSP is written to the socket as
+one P-DATA-TF PDU. pynetdicom's way costs a hand-over to the association's thread (whose loop
+sleeps a millisecond per turn), its service class, a response primitive, and a hand-back to
+this thread's loop (another millisecond's sleep) before the answer goes out, all while the
+sender waits: about 15 % of a 15.7 MB image's cycle here. This path fires no ``EVT_C_STORE``,
+``EVT_DIMSE_RECV``, ``EVT_DIMSE_SENT`` or ``EVT_PDU_SENT`` (the gateway binds only
+``EVT_C_STORE``, to the same intake, for pynetdicom's path); an exception in the intake is
+answered 0xC211 as pynetdicom answers one in its handler; nothing is sent once the association
+has ended. Without an intake, or where the answer needs pynetdicom's encoder or several
+fragments, an empty last fragment is handed to pynetdicom's DIMSE layer, which completes the
+message, its events and its queue as usual.
 
 Reads go straight to the descriptor (``os.readv`` into the buffer): Python's socket methods poll
 before every read when the socket has a timeout, as pynetdicom's have, which doubled the system
@@ -32,11 +43,17 @@ import os
 import select
 import ssl
 import struct
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
 
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 
+from gateway.answers import LAST_COMMAND_FRAGMENT, PDV_OVERHEAD, encode_store_answer
+from gateway.intake import ReceivedInstance, StoreOutcome
 from gateway.receiving import ReceptionFile
 from gateway.transport import PDU_HEADER_LENGTH, BulkReceiveSocket, is_too_long
 
@@ -52,6 +69,8 @@ LAST_FRAGMENT = 0x02
 PDV_HEADER_LENGTH = 6
 """Item length (4 bytes), presentation context ID, message control header."""
 
+HANDLER_FAILED = 0xC211
+"""The status pynetdicom answers when its C-STORE handler raises."""
 NEXT_PDU_WAIT_SECONDS = 0.05
 """How long the data set loop waits for the next PDU before it gives the reactor a turn."""
 
@@ -89,6 +108,8 @@ class DataSetReceiver(DULServiceProvider):
     """
 
     _pdu_buffer: bytearray | None = None
+    _store: Callable[[ReceivedInstance], StoreOutcome] | None = None
+    """The intake, when C-STOREs are stored and answered here (``receive_data_sets_directly``)."""
 
     def _read_pdu_data(self) -> None:
         """Read the next PDU; while it continues a data set, keep reading the data set's PDUs.
@@ -151,6 +172,8 @@ class DataSetReceiver(DULServiceProvider):
             reception.start_sync()
         else:
             reception.file.flush()
+        if self._answered_here(message, reception):
+            return False
         ending = P_DATA()
         # pynetdicom's setter wants [ID, PDV] lists, although its annotation says tuples.
         ending.presentation_data_value_list = [
@@ -160,6 +183,79 @@ class DataSetReceiver(DULServiceProvider):
         # took the GIL from the intake ten times a millisecond and made the answer slower.
         self.assoc.dimse.receive_primitive(ending)
         return False
+
+    def _answered_here(self, message: Any, reception: Any) -> bool:
+        """Store a finished C-STORE and send its answer from this thread; False (nothing done)
+        where pynetdicom's DIMSE layer must complete it instead."""
+        store = self._store
+        if store is None or not isinstance(reception, ReceptionFile):
+            return False
+        if not isinstance(message, C_STORE_RQ):
+            return False
+        command = message.command_set
+        sop_class = str(command.get("AffectedSOPClassUID", ""))
+        sop_instance = str(command.get("AffectedSOPInstanceUID", ""))
+        message_id = command.get("MessageID")
+        if not sop_class or not sop_instance or not isinstance(message_id, int):
+            return False
+        # From here on the message is ours: pynetdicom's DIMSE layer forgets it as it does once
+        # a message is complete.
+        self.assoc.dimse.message = None
+        path = Path(reception.name)
+        try:
+            outcome = store(
+                ReceivedInstance(
+                    path=path,
+                    calling_ae_title=str(self.assoc.requestor.ae_title).strip(),
+                    sop_class_uid=sop_class,
+                    sop_instance_uid=sop_instance,
+                )
+            )
+            status, comment = int(outcome.status), outcome.comment or None
+        except Exception:  # as pynetdicom answers an exception in the C-STORE handler
+            logger.exception("Exception in the C-STORE intake")
+            status, comment = HANDLER_FAILED, None
+        finally:
+            reception.close()
+            path.unlink(missing_ok=True)  # the intake moved it away unless it was refused
+        context_id = int(message.context_id or 0)  # set: a data set was due on it
+        self._answer(context_id, sop_class, sop_instance, message_id, status, comment)
+        return True
+
+    def _answer(
+        self,
+        context_id: int,
+        sop_class: str,
+        sop_instance: str,
+        message_id: int,
+        status: int,
+        comment: str | None,
+    ) -> None:
+        """Send the C-STORE-RSP: one P-DATA-TF PDU written to the socket here (in Sta6 the
+        state machine would only send it, after a turn of the reactor's 1 ms loop), or, where
+        it needs pynetdicom's encoder or more than one fragment, through pynetdicom. Nothing
+        once the association has ended, as pynetdicom's service class does."""
+        if self.state_machine.current_state != DATA_TRANSFER_STATE or self.socket is None:
+            return
+        # Error Comment (0000,0902) is LO: 64 characters, no backslash.
+        comment = comment.replace("\\", "/")[:64] if comment else None
+        command = encode_store_answer(
+            sop_class_uid=sop_class, sop_instance_uid=sop_instance, message_id=message_id,
+            status=status, comment=comment,
+        )  # fmt: skip
+        longest = self.assoc.dimse.maximum_pdu_size
+        if command is None or (longest and len(command) > longest - PDV_OVERHEAD):
+            response = C_STORE()
+            response.MessageIDBeingRespondedTo = message_id
+            response.AffectedSOPClassUID = sop_class
+            response.AffectedSOPInstanceUID = sop_instance
+            response.Status = status
+            if comment:
+                setattr(response, "ErrorComment", comment)  # noqa: B010 (typed as None)
+            self.assoc.dimse.send_msg(response, context_id)
+            return
+        item = bytes([context_id]) + LAST_COMMAND_FRAGMENT + command
+        self.socket.send(struct.pack(">BBLL", P_DATA_TF, 0, len(item) + 4, len(item)) + item)
 
     def _closed(self) -> bool:
         """The connection closed, failed or went quiet inside a PDU: Evt17, as pynetdicom does."""
@@ -217,6 +313,10 @@ def read_exactly(descriptor: int, into: memoryview, wait: float | None) -> int:
     return received
 
 
-def receive_data_sets_directly(dul: DULServiceProvider) -> None:
-    """Give one accepted connection's DUL the direct data set path."""
+def receive_data_sets_directly(
+    dul: DULServiceProvider, store: Callable[[ReceivedInstance], StoreOutcome] | None = None
+) -> None:
+    """Give one accepted connection's DUL the direct data set path; with ``store``, finished
+    C-STOREs are also stored and answered on the DUL's thread."""
     dul.__class__ = DataSetReceiver
+    cast(DataSetReceiver, dul)._store = store

@@ -7,6 +7,7 @@ the intake's ``StoreStatus`` becomes the C-STORE response.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.answers import answer_stores_directly
-from gateway.intake import InstanceIntake, ReceivedInstance
+from gateway.intake import InstanceIntake, ReceivedInstance, StoreOutcome
 from gateway.pdata import receive_data_sets_directly
 from gateway.statuses import EchoStatus
 from gateway.transport import ReusePortServer, tune_connection
@@ -100,12 +101,17 @@ def build_application_entity(settings: Settings, *, reuse_port: bool = False) ->
     return ae
 
 
-def use_gateway_receive_path(association: Association, max_pdu_size: int) -> None:
+def use_gateway_receive_path(
+    association: Association,
+    max_pdu_size: int,
+    store: Callable[[ReceivedInstance], StoreOutcome] | None = None,
+) -> None:
     """Give one accepted connection the gateway's receive path: the tuned socket, data set PDUs
-    read straight into the file, and C-STORE answers encoded directly (``bench/ingest.py``'s
-    receive-path ceiling takes the same)."""
+    read straight into the file, C-STORE answers encoded directly and, with ``store``, stored
+    and answered on the connection's own thread (``bench/ingest.py``'s receive-path ceiling
+    takes the same)."""
     tune_connection(association.dul.socket, max_pdu_size)
-    receive_data_sets_directly(association.dul)
+    receive_data_sets_directly(association.dul, store)
     answer_stores_directly(association.dimse)
 
 
@@ -132,7 +138,7 @@ def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.Eve
         return int(EchoStatus.SUCCESS)
 
     def handle_connection_open(event: evt.Event) -> None:
-        use_gateway_receive_path(event.assoc, max_pdu_size)
+        use_gateway_receive_path(event.assoc, max_pdu_size, intake.accept)
 
     def handle_rejected(event: evt.Event) -> None:
         log_event(

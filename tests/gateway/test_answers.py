@@ -14,8 +14,9 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 
-import gateway.answers as answers
+import gateway.pdata as pdata
 from gateway.answers import answer_stores_directly, encode_store_response
+from gateway.intake import InstanceIntake, ReceivedInstance, StoreOutcome
 from gateway.service import Gateway
 from tests.dicom_peers import synthetic_study_files
 from tests.support import recorded_results
@@ -130,26 +131,75 @@ def test_a_handler_bound_to_dimse_sent_gets_pynetdicoms_message(
     assert triggered == [evt.EVT_DIMSE_SENT]
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_a_sender_reads_the_gateways_answers(
-    running_gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A success and a refusal with its comment, both encoded by the gateway, read by
-    pynetdicom as a sender."""
-    encoded = recorded_results(monkeypatch, answers, "encode_store_response")
-    path = synthetic_study_files(41, tmp_path, size=256)[0]
+def store_then_conflict(port: int, path: Path, *, max_pdu: int = 16382) -> tuple[Any, Any]:
+    """A pynetdicom sender stores ``path``, then the same instance with another patient: the
+    two answers it read."""
     image, other_patient = dcmread(path), dcmread(path)
     other_patient.PatientID = "SOMEONE-ELSE"
     ae = AE(ae_title="ANSWERS")
+    ae.maximum_pdu_size = max_pdu
     ae.add_requested_context(image.SOPClassUID, image.file_meta.TransferSyntaxUID)
-    association = ae.associate("127.0.0.1", running_gateway.port, ae_title="RADRAFT")
+    association = ae.associate("127.0.0.1", port, ae_title="RADRAFT")
     assert association.is_established
     stored = association.send_c_store(image)
     refused = association.send_c_store(other_patient)
     association.release()
     assert stored.Status == 0x0000
-    assert "ErrorComment" not in stored
     assert refused.Status == 0x0111
     assert refused.ErrorComment == "SOP Instance UID known with other Patient ID"
+    return stored, refused
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_sender_reads_the_gateways_answers(
+    running_gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A success and a refusal with its comment, both stored and answered on the connection's
+    own thread (``gateway/pdata.py``) and encoded by the gateway, read by pynetdicom as a
+    sender."""
+    encoded = recorded_results(monkeypatch, pdata, "encode_store_answer")
+    path = synthetic_study_files(41, tmp_path, size=256)[0]
+    stored, _ = store_then_conflict(running_gateway.port, path)
+    assert "ErrorComment" not in stored
     assert len(encoded) == 2
     assert None not in encoded, "pynetdicom's encoder answered"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_peer_whose_pdus_are_too_short_for_the_answer_still_reads_it(
+    running_gateway: Gateway, tmp_path: Path
+) -> None:
+    """A sender announcing a 64-byte maximum PDU: the answer needs several fragments, so it
+    goes through pynetdicom's encoder and fragmenting, and still says what happened."""
+    path = synthetic_study_files(42, tmp_path, size=64)[0]
+    store_then_conflict(running_gateway.port, path, max_pdu=64)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_intake_that_raises_is_answered_c211_and_the_association_goes_on(
+    running_gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As pynetdicom answers an exception in its C-STORE handler: 0xC211, nothing kept, and the
+    next C-STORE on the same association is stored."""
+    first, second = synthetic_study_files(43, tmp_path, size=64)
+    accept = InstanceIntake.accept
+    calls: list[Path] = []
+
+    def failing_once(self: InstanceIntake, received: ReceivedInstance) -> StoreOutcome:
+        calls.append(received.path)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the intake")
+        return accept(self, received)
+
+    monkeypatch.setattr(InstanceIntake, "accept", failing_once)
+    ae = AE(ae_title="ANSWERS")
+    image = dcmread(first)
+    ae.add_requested_context(image.SOPClassUID, image.file_meta.TransferSyntaxUID)
+    association = ae.associate("127.0.0.1", running_gateway.port, ae_title="RADRAFT")
+    assert association.is_established
+    failed = association.send_c_store(image)
+    stored = association.send_c_store(dcmread(second))
+    association.release()
+    assert failed.Status == 0xC211
+    assert stored.Status == 0x0000
+    assert not calls[0].exists(), "the reception the intake never took is removed"
