@@ -34,6 +34,16 @@ PDV_OVERHEAD = 6
 """What pynetdicom keeps free of the peer's maximum PDU length per fragment."""
 
 
+def error_comment(text: str) -> str:
+    """``text`` as an Error Comment (0000,0902) may hold it: LO, 64 characters, no backslash."""
+    return text.replace("\\", "/")[:64]
+
+
+def fits_one_fragment(command: bytes, peer_max_pdu: int) -> bool:
+    """Whether a command set goes in one fragment of the peer's maximum PDU (0: no limit)."""
+    return not peer_max_pdu or len(command) <= peer_max_pdu - PDV_OVERHEAD
+
+
 def _element(element: int, value: bytes) -> bytes:
     """One Implicit VR Little Endian element of the command group."""
     return struct.pack("<HHL", COMMAND_GROUP, element, len(value)) + value
@@ -125,8 +135,7 @@ class DirectStoreAnswers(DIMSEServiceProvider):
         command = encode_store_response(primitive)
         if command is None:
             return None
-        longest = self.maximum_pdu_size
-        if longest and len(command) > longest - PDV_OVERHEAD:
+        if not fits_one_fragment(command, self.maximum_pdu_size):
             return None  # more than one fragment: pynetdicom splits it
         return command
 

@@ -52,7 +52,12 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 
-from gateway.answers import LAST_COMMAND_FRAGMENT, PDV_OVERHEAD, encode_store_answer
+from gateway.answers import (
+    LAST_COMMAND_FRAGMENT,
+    encode_store_answer,
+    error_comment,
+    fits_one_fragment,
+)
 from gateway.intake import ReceivedInstance, StoreOutcome
 from gateway.receiving import ReceptionFile
 from gateway.transport import PDU_HEADER_LENGTH, BulkReceiveSocket, is_too_long
@@ -237,14 +242,12 @@ class DataSetReceiver(DULServiceProvider):
         once the association has ended, as pynetdicom's service class does."""
         if self.state_machine.current_state != DATA_TRANSFER_STATE or self.socket is None:
             return
-        # Error Comment (0000,0902) is LO: 64 characters, no backslash.
-        comment = comment.replace("\\", "/")[:64] if comment else None
+        comment = error_comment(comment) if comment else None
         command = encode_store_answer(
             sop_class_uid=sop_class, sop_instance_uid=sop_instance, message_id=message_id,
             status=status, comment=comment,
         )  # fmt: skip
-        longest = self.assoc.dimse.maximum_pdu_size
-        if command is None or (longest and len(command) > longest - PDV_OVERHEAD):
+        if command is None or not fits_one_fragment(command, self.assoc.dimse.maximum_pdu_size):
             response = C_STORE()
             response.MessageIDBeingRespondedTo = message_id
             response.AffectedSOPClassUID = sop_class

@@ -19,7 +19,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from gateway.answers import answer_stores_directly
+from gateway.answers import answer_stores_directly, error_comment
 from gateway.intake import InstanceIntake, ReceivedInstance, StoreOutcome
 from gateway.pdata import receive_data_sets_directly
 from gateway.statuses import EchoStatus
@@ -130,8 +130,7 @@ def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.Eve
         response = Dataset()
         response.Status = int(outcome.status)
         if outcome.comment:
-            # Error Comment (0000,0902) is LO: 64 characters, no backslash.
-            response.ErrorComment = outcome.comment.replace("\\", "/")[:64]
+            response.ErrorComment = error_comment(outcome.comment)
         return response
 
     def handle_echo(_event: evt.Event) -> int:
