@@ -37,6 +37,7 @@ from gateway.statuses import StoreStatus
 from radraft.db import session_scope
 from radraft.enums import AuditAction
 from radraft.errors import RadraftError
+from radraft.free_space import nearly_full
 from radraft.logs import log_event
 from radraft.models import AuditEntry
 from radraft.settings import Settings
@@ -129,7 +130,7 @@ class InstanceIntake:
             return self._refuse(
                 received,
                 StoreStatus.OUT_OF_RESOURCES,
-                f"spool disk nearly full ({free >> 20} MiB free)",
+                f"spool {nearly_full(free)}",
             )
         try:
             verified = verify_part10_file(

@@ -30,7 +30,6 @@ a failing write does; the handler answers 0xA700 with the reason once the sender
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from pynetdicom import dimse_messages
 
 from gateway import early_header
 from gateway.file_meta import write_reception_file_meta
-from radraft.free_space import FreeSpaceWatch
+from radraft.free_space import FreeSpaceWatch, disk_error
 
 _failed_lock = threading.Lock()
 _failed: dict[str, str] = {}
@@ -121,8 +120,7 @@ class ReceptionFile:
         return self
 
     def _fail(self, error: OSError) -> None:
-        name = errno.errorcode.get(error.errno or 0, type(error).__name__)
-        self._stop(f"spool disk: {name} while receiving")
+        self._stop(f"spool {disk_error(error)} while receiving")
 
     def _stop(self, reason: str) -> None:
         """Write nothing more (the rest is read and dropped) and free what was written."""

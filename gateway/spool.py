@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from radraft.errors import RadraftError
+from radraft.free_space import free_bytes
 
 
 class SpoolError(RadraftError):
@@ -65,8 +66,7 @@ class Spool:
 
     def free_bytes(self) -> int:
         """Bytes free to unprivileged writers on the spool's filesystem."""
-        stats = os.statvfs(self.root)
-        return stats.f_bavail * stats.f_frsize
+        return free_bytes(self.root)
 
     def discard(self, relative: str) -> None:
         """Remove a spooled file that no row references (an instance refused after spooling)."""

@@ -9,7 +9,6 @@ and what counts as a whole part: one closed by its boundary.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import tempfile
@@ -23,7 +22,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
 
 from radraft.errors import MalformedRequestError, PayloadTooLargeError
-from radraft.free_space import FreeSpaceWatch
+from radraft.free_space import FreeSpaceWatch, disk_error
 
 READ_CHUNK = 1 << 20
 
@@ -198,7 +197,7 @@ class MultipartFileReader:
             if part.unwritten is None:
                 _write_all(self._stream, memoryview(data)[start:end])
         except OSError as error:
-            part.unwritten = _disk_error(error)
+            part.unwritten = disk_error(error)
         if part.unwritten:
             self._drop(part)
 
@@ -226,7 +225,3 @@ def _write_all(stream: BinaryIO, data: memoryview) -> None:
     """An unbuffered write may take fewer bytes than it was given."""
     while data:
         data = data[stream.write(data) :]
-
-
-def _disk_error(error: OSError) -> str:
-    return f"disk: {errno.errorcode.get(error.errno or 0, type(error).__name__)}"
