@@ -5,8 +5,11 @@ pynetdicom turns every P-DATA-TF PDU into objects and copies it four or five tim
 into newly allocated memory, so a 15.7 MB image costs some 70 MB of copies and page faults: a
 pynetdicom SCP that did nothing at all reached only about half of dcmtk's storescp here. While a
 C-STORE data set is arriving, a PDU can carry only more of that data set, so ``DataSetReceiver``
-reads such a PDU into one reused buffer and writes its fragments from there to the reception file
-pynetdicom opened: one copy in and one out, as storescp does.
+reads such PDUs into the connection's read-ahead buffer (``gateway.transport.ReadAhead``), as
+much as the socket holds per read, and writes the fragments of every whole PDU a read brought to
+the reception file pynetdicom opened, with one system call: one copy in and one out, as storescp
+does, and a few system calls per MiB instead of five per PDU. Whatever a read brought beyond
+the data set's end stays in that buffer for pynetdicom, which reads through it.
 
 Everything else keeps pynetdicom's own path: association negotiation, command sets, release,
 abort, TLS connections and PDUs in any state but Sta6. A PDU that arrives while a data set is
@@ -39,8 +42,6 @@ handler to them (pynetdicom's standard handler only logs each PDU at DEBUG level
 from __future__ import annotations
 
 import logging
-import os
-import select
 import ssl
 import struct
 from collections.abc import Callable
@@ -60,7 +61,7 @@ from gateway.answers import (
 )
 from gateway.intake import ReceivedInstance, StoreOutcome
 from gateway.receiving import ReceptionFile
-from gateway.transport import PDU_HEADER_LENGTH, BulkReceiveSocket, is_too_long
+from gateway.transport import PDU_HEADER_LENGTH, BulkReceiveSocket, ReadAhead, is_too_long
 
 logger = logging.getLogger(__name__)
 
@@ -109,76 +110,122 @@ class DataSetReceiver(DULServiceProvider):
     """pynetdicom's DUL with data set PDUs of C-STORE requests read directly into the file.
 
     ``receive_data_sets_directly`` gives an accepted connection's DUL this class: pynetdicom
-    builds the DUL itself, and the class adds behaviour and one reused buffer, nothing else.
+    builds the DUL itself, and the class adds behaviour only (its buffer is the socket's).
     """
 
-    _pdu_buffer: bytearray | None = None
     _store: Callable[[ReceivedInstance], StoreOutcome] | None = None
     """The intake, when C-STOREs are stored and answered here (``receive_data_sets_directly``)."""
 
-    def _read_pdu_data(self) -> None:
-        """Read the next PDU; while it continues a data set, keep reading the data set's PDUs.
-
-        pynetdicom's reactor sleeps a millisecond after a PDU that queued no state machine
-        event, which at 128 KiB a PDU would cost more than the copies saved, so the data set's
-        PDUs are read here one after another for as long as they keep arriving within
-        ``NEXT_PDU_WAIT_SECONDS``, nothing waits to be sent and the thread is not being stopped.
-        """
-        transport = self.socket
+    def _is_transport_event(self) -> bool:
+        """With a data set due, read it here at once, waiting for its first bytes in
+        ``select``: pynetdicom's reactor would find the socket empty a few microseconds after
+        the command and sleep a millisecond before looking again, once per image."""
         message = self._data_set_in_progress()
-        if message is None or not isinstance(transport, BulkReceiveSocket):
+        descriptor = self._direct_descriptor()
+        if message is None or descriptor is None:
+            return super()._is_transport_event()
+        return self._receive_data_set(message, descriptor)
+
+    def _read_pdu_data(self) -> None:
+        """Read the next PDU: a data set's PDUs here (``_receive_data_set``), any other PDU,
+        and any PDU on TLS, through pynetdicom."""
+        message = self._data_set_in_progress()
+        descriptor = self._direct_descriptor()
+        if message is None or descriptor is None:
             super()._read_pdu_data()
             return
+        self._receive_data_set(message, descriptor)
+
+    def _direct_descriptor(self) -> int | None:
+        """The connection's descriptor where data set PDUs are read here: plain TCP only, as
+        decrypted bytes may wait inside the TLS layer, where select does not see them."""
+        transport = self.socket
+        if not isinstance(transport, BulkReceiveSocket):
+            return None
         connection = transport.socket
         if connection is None or isinstance(connection, ssl.SSLSocket):
-            # TLS keeps pynetdicom's path: decrypted bytes may wait inside the TLS layer, where
-            # select does not see them.
-            super()._read_pdu_data()
-            return
-        descriptor = connection.fileno()
-        wait = self.network_timeout
-        while self._receive_data_set_pdu(descriptor, message, transport.longest_read, wait):
-            self._idle_timer.restart()
-            if self._kill_thread or not self.to_provider_queue.empty():
-                return
-            if not select.select([descriptor], [], [], NEXT_PDU_WAIT_SECONDS)[0]:
-                return
+            return None
+        return connection.fileno()
 
-    def _receive_data_set_pdu(
-        self, descriptor: int, message: Any, longest: int, wait: float | None
-    ) -> bool:
-        """Read one whole PDU; True if it continued the data set and more of it is due."""
-        header = self._buffer(PDU_HEADER_LENGTH)
-        if read_exactly(descriptor, header, wait) < PDU_HEADER_LENGTH:
-            return self._closed()
-        pdu_type = header[0]
-        (length,) = struct.unpack_from(">L", header, 2)
-        if pdu_type not in PDU_TYPES:
-            logger.error("Unknown PDU type received '0x%02X'", pdu_type)
-            self.event_queue.put("Evt19")  # unrecognised PDU
-            return False
-        if is_too_long(length, longest):
-            return self._closed()
-        pdu = self._buffer(PDU_HEADER_LENGTH + length)
-        if read_exactly(descriptor, pdu[PDU_HEADER_LENGTH:], wait) < length:
-            return self._closed()
-        fragments = (
-            data_set_fragments(pdu, int(message.context_id)) if pdu_type == P_DATA_TF else None
-        )
-        if fragments is None:
-            self._decode_as_pynetdicom_does(bytearray(pdu))
-            return False
+    def _receive_data_set(self, message: Any, descriptor: int) -> bool:
+        """Read a data set's PDUs and write their fragments to the reception file, for as long
+        as they keep arriving within ``NEXT_PDU_WAIT_SECONDS``, nothing waits to be sent and
+        the thread is not being stopped; True if anything was read.
+
+        pynetdicom's reactor sleeps a millisecond after a PDU that queued no state machine
+        event, which at 128 KiB a PDU would cost more than the copies saved, hence the loop.
+        Each read takes as much as the socket holds (up to the read-ahead buffer's 1 MiB), and
+        the fragments of all the whole PDUs it brought are written with one system call.
+        """
+        transport = cast(BulkReceiveSocket, self.socket)
+        ahead = transport.read_ahead
+        received = False
+        while True:
+            if self._write_whole_pdus(message, ahead, transport.longest_read) is not True:
+                return True
+            if received:
+                self._idle_timer.restart()
+            if self._kill_thread or not self.to_provider_queue.empty():
+                return received
+            inside_a_pdu = ahead.buffered > 0
+            wait = self.network_timeout if inside_a_pdu else NEXT_PDU_WAIT_SECONDS
+            count = ahead.fill(descriptor, wait, room_for=ahead.pending_pdu_length() or 0)
+            if count == 0 or (count is None and inside_a_pdu):
+                self._closed()
+                return True
+            if count is None:
+                return received  # quiet between two PDUs: the reactor waits for the next
+            received = True
+
+    def _write_whole_pdus(self, message: Any, ahead: ReadAhead, longest: int) -> bool | None:
+        """Write the data set fragments of every whole PDU read ahead; True if the data set goes
+        on (read more), False once it ended or a PDU went elsewhere, None after an error event.
+        """
         reception = message._data_set_file
-        for start, end, _ in fragments:
-            reception.write(pdu[start:end])
-        if not fragments[-1][2] & LAST_FRAGMENT:
+        pieces: list[memoryview] = []
+        try:
+            while (length := ahead.pending_pdu_length()) is not None:
+                pdu_type = ahead.first_byte()
+                if pdu_type not in PDU_TYPES:
+                    logger.error("Unknown PDU type received '0x%02X'", pdu_type)
+                    ahead.consume(PDU_HEADER_LENGTH)
+                    self.event_queue.put("Evt19")  # unrecognised PDU
+                    return None
+                if is_too_long(length - PDU_HEADER_LENGTH, longest):
+                    self._closed()
+                    return None
+                pdu = ahead.whole_pdu()
+                if pdu is None:
+                    return True
+                fragments = (
+                    data_set_fragments(pdu, int(message.context_id))
+                    if pdu_type == P_DATA_TF
+                    else None
+                )
+                if fragments is None:
+                    write_pieces(reception, pieces)
+                    raw = bytearray(pdu)
+                    ahead.consume(length)
+                    self._decode_as_pynetdicom_does(raw)
+                    return False
+                pieces.extend(pdu[start:end] for start, end, _ in fragments)
+                ahead.consume(length)
+                if fragments[-1][2] & LAST_FRAGMENT:
+                    write_pieces(reception, pieces)
+                    self._end_data_set(message, reception)
+                    return False
             return True
+        finally:
+            write_pieces(reception, pieces)  # before the next read may move the bytes
+
+    def _end_data_set(self, message: Any, reception: Any) -> None:
+        """The data set's last fragment is written: store and answer, or let pynetdicom."""
         if isinstance(reception, ReceptionFile):
             reception.start_sync()
         else:
             reception.file.flush()
         if self._answered_here(message, reception):
-            return False
+            return
         ending = P_DATA()
         # pynetdicom's setter wants [ID, PDV] lists, although its annotation says tuples.
         ending.presentation_data_value_list = [
@@ -187,7 +234,6 @@ class DataSetReceiver(DULServiceProvider):
         # The reactor keeps pynetdicom's 1 ms loop while the answer is prepared: a 0.1 ms loop
         # took the GIL from the intake ten times a millisecond and made the answer slower.
         self.assoc.dimse.receive_primitive(ending)
-        return False
 
     def _answered_here(self, message: Any, reception: Any) -> bool:
         """Store a finished C-STORE and send its answer from this thread; False (nothing done)
@@ -260,11 +306,10 @@ class DataSetReceiver(DULServiceProvider):
         item = bytes([context_id]) + LAST_COMMAND_FRAGMENT + command
         self.socket.send(struct.pack(">BBLL", P_DATA_TF, 0, len(item) + 4, len(item)) + item)
 
-    def _closed(self) -> bool:
+    def _closed(self) -> None:
         """The connection closed, failed or went quiet inside a PDU: Evt17, as pynetdicom does."""
         logger.error("Connection closed before the entire PDU was received")
         self.event_queue.put("Evt17")  # transport connection closed
-        return False
 
     def _data_set_in_progress(self) -> Any | None:
         """The C-STORE request whose data set is arriving into a file, if any."""
@@ -274,16 +319,6 @@ class DataSetReceiver(DULServiceProvider):
         if message is None or getattr(message, "_data_set_file", None) is None:
             return None
         return message if message.context_id is not None else None
-
-    def _buffer(self, size: int) -> memoryview:
-        """A view of ``size`` bytes of this connection's PDU buffer, grown when needed; a grown
-        buffer keeps the PDU header already read into the old one."""
-        if self._pdu_buffer is None or len(self._pdu_buffer) < size:
-            grown = bytearray(size)
-            if self._pdu_buffer is not None:
-                grown[:PDU_HEADER_LENGTH] = self._pdu_buffer[:PDU_HEADER_LENGTH]
-            self._pdu_buffer = grown
-        return memoryview(self._pdu_buffer)[:size]
 
     def _decode_as_pynetdicom_does(self, raw: bytearray) -> None:
         """Hand a PDU already read to pynetdicom's decoder and state machine."""
@@ -297,23 +332,17 @@ class DataSetReceiver(DULServiceProvider):
         self._recv_pdu.put(pdu)
 
 
-def read_exactly(descriptor: int, into: memoryview, wait: float | None) -> int:
-    """Fill ``into`` from a non-blocking descriptor; returns how many bytes came, fewer if it
-    closed, failed, or stayed silent for ``wait`` seconds (None: no limit)."""
-    received = 0
-    while received < len(into):
-        try:
-            count = os.readv(descriptor, [into[received:]])
-        except BlockingIOError:
-            if not select.select([descriptor], [], [], wait)[0]:
-                return received
-            continue
-        except OSError:
-            return received
-        if count == 0:
-            return received
-        received += count
-    return received
+def write_pieces(reception: Any, pieces: list[memoryview]) -> None:
+    """Write a batch of data set fragments to the reception file and forget them; a file that
+    is not the gateway's (no ``receive_into``) takes them one by one."""
+    if not pieces:
+        return
+    if isinstance(reception, ReceptionFile):
+        reception.write_pieces(pieces)
+    else:
+        for piece in pieces:
+            reception.write(piece)
+    pieces.clear()
 
 
 def receive_data_sets_directly(

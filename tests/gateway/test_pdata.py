@@ -13,15 +13,17 @@ import pytest
 from pydicom import dcmread
 from pynetdicom import AE
 from pynetdicom.association import Association
-from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.pdu import P_DATA_TF
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import gateway.pdata as pdata
 from gateway.pdata import LAST_FRAGMENT, data_set_fragments
 from gateway.service import Gateway
+from gateway.transport import READ_AHEAD_BYTES, ReadAhead
 from radraft.db import session_scope
 from radraft.models import Instance
 from tests.dicom_peers import dataset_bytes, echoscu, synthetic_study_files
@@ -247,3 +249,89 @@ def test_a_data_set_cut_by_another_pdu_ends_the_association_and_stores_nothing(
     assert instance_count(session_factory) == 0
     assert not list(running_gateway.spool.root.rglob("*.dcm"))
     assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_pdu_read_with_the_end_of_a_data_set_reaches_pynetdicom_whole(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A C-ECHO request sent in the same write as a data set's last PDU is read ahead with it;
+    pynetdicom then reads it from the read-ahead buffer, and both requests are answered."""
+    served_from_read_ahead = recorded_results(monkeypatch, ReadAhead, "take", keep=bytes)
+    path = synthetic_study_files(73, tmp_path / "raw", size=64)[0]
+    dataset = dcmread(path, stop_before_pixels=True)
+    ae = AE(ae_title="RAWSCU")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    ae.add_requested_context(Verification)
+    association = ae.associate("127.0.0.1", running_gateway.port, ae_title="RADRAFT")
+    assert association.is_established
+    # Pause the requestor's reactor, as pynetdicom's own send methods do, so that the answers
+    # wait in its DIMSE queue for this test instead of being taken as unexpected.
+    association._reactor_checkpoint.clear()
+    wait_until(lambda: association._is_paused, timeout=10, what="the requestor to pause")
+    try:
+        contexts = {
+            c.abstract_syntax: int(c.context_id or 0) for c in association.accepted_contexts
+        }
+        store = store_pdus(path, contexts[dataset.SOPClassUID], 16384)
+        echo = C_ECHO()
+        echo.MessageID = 8
+        echo.AffectedSOPClassUID = Verification
+        message = C_ECHO_RQ()
+        message.primitive_to_message(echo)
+        echo_pdus = []
+        for primitive in message.encode_msg(contexts[Verification], 16384):
+            pdu_ = P_DATA_TF()
+            pdu_.from_primitive(primitive)
+            echo_pdus.append(pdu_.encode())
+        connection = association.dul.socket.socket  # type: ignore[union-attr]
+        assert connection is not None
+        connection.sendall(store[0])
+        wait_until(lambda: running_gateway.spool.incoming.exists() and any(
+            running_gateway.spool.incoming.iterdir()), timeout=30,
+            what="the gateway to begin the data set")  # fmt: skip
+        connection.sendall(b"".join(store[1:] + echo_pdus))
+        answers = {}
+        for _ in range(2):
+            _, answer = association.dimse.get_msg(block=True)
+            assert answer is not None, "an answer did not come"
+            answers[type(answer).__name__] = int(getattr(answer, "Status", -1))
+        assert answers == {"C_STORE": 0x0000, "C_ECHO": 0x0000}
+    finally:
+        association._reactor_checkpoint.set()
+        association.abort()
+    assert instance_count(session_factory) == 1
+    assert b"".join(served_from_read_ahead) == b"".join(echo_pdus)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_pdu_longer_than_the_read_ahead_buffer_is_stored_byte_for_byte(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    counted_fast_pdus: list[int],
+    tmp_path: Path,
+) -> None:
+    """pynetdicom sends PDUs as long as the gateway's 4 MiB maximum: a 2 MB data set is one
+    PDU, twice the buffer's first size."""
+    sent = synthetic_study_files(74, tmp_path / "sent", size=1024)
+    assert len(dataset_bytes(sent[0])) > 2 * READ_AHEAD_BYTES
+    ae = AE(ae_title="BIGPDU")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    first = dcmread(sent[0], stop_before_pixels=True)
+    ae.add_requested_context(first.SOPClassUID, first.file_meta.TransferSyntaxUID)
+    association = ae.associate("127.0.0.1", running_gateway.port, ae_title="RADRAFT",
+                               max_pdu=0)  # fmt: skip
+    assert association.is_established
+    try:
+        for path in sent:
+            assert association.send_c_store(path).Status == 0x0000
+    finally:
+        association.release()
+    assert counted_fast_pdus.count(1) >= len(sent), "each data set took the direct path"
+    stored = sorted(running_gateway.spool.root.rglob("*.dcm"))
+    assert sorted(map(dataset_bytes, stored)) == sorted(map(dataset_bytes, sent))
+    assert instance_count(session_factory) == len(sent)

@@ -1,4 +1,5 @@
-"""The reception file: an early fsync on another thread that never disturbs the file itself."""
+"""The reception file: written straight to its descriptor, bounded, and synced early on
+another thread without disturbing the file itself."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import pytest
 
 from gateway import receiving
 from gateway.receiving import ReceptionFile, ReceptionLimits
@@ -97,3 +100,53 @@ def test_failures_never_asked_for_are_forgotten_oldest_first(tmp_path: Path) -> 
     assert receiving.reception_failure(names[0]) is None, "the oldest was forgotten"
     assert receiving.reception_failure(names[-1]) == "instance larger than 1000000 bytes"
     assert len(receiving._failed) <= receiving.REMEMBERED_FAILURES
+
+
+def test_pieces_follow_what_went_through_pythons_buffer_in_order(tmp_path: Path) -> None:
+    """pynetdicom writes the File Meta through the file object; batches of fragments go
+    straight to the descriptor after it, each batch in one call, views of a buffer included."""
+    buffer = bytearray(b"0123456789")
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
+        inner.write(b"meta:")  # still in Python's buffer
+        reception = ReceptionFile(inner)
+        reception.write_pieces([memoryview(buffer)[2:5], b"-", memoryview(buffer)[7:]])
+        reception.write(b"|end")
+        reception.close()
+    assert Path(inner.name).read_bytes() == b"meta:234-789|end"
+
+
+def test_a_batch_that_crosses_the_instance_limit_is_refused_whole(tmp_path: Path) -> None:
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
+        reception = ReceptionFile(inner, ReceptionLimits(max_file_bytes=1000))
+        reception.write_pieces([bytes(500), bytes(500)])
+        reception.write_pieces([bytes(1), bytes(10)])
+        reception.write_pieces([b"after"])
+        reception.close()
+    assert Path(inner.name).stat().st_size == 0
+    assert receiving.reception_failure(Path(inner.name)) == "instance larger than 1000 bytes"
+
+
+def test_a_short_write_is_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``writev`` may take fewer bytes than given (a signal, a quota); the rest follows."""
+    real_writev = os.writev
+
+    def writes_three_bytes(descriptor: int, pieces: list[bytes]) -> int:
+        return real_writev(descriptor, [bytes(pieces[0])[:3]])
+
+    monkeypatch.setattr(os, "writev", writes_three_bytes)
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
+        reception = ReceptionFile(inner)
+        reception.write_pieces([b"abcdef", b"ghij"])
+        reception.close()
+    assert Path(inner.name).read_bytes() == b"abcdefghij"
+
+
+def test_more_pieces_than_one_system_call_takes_are_all_written(tmp_path: Path) -> None:
+    """A peer sending tiny PDUs can bring thousands of fragments in one read."""
+    pieces = [bytes([n % 251]) for n in range(3 * receiving.IOV_MAX + 7)]
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
+        reception = ReceptionFile(inner)
+        reception.write_pieces(pieces)
+        reception.close()
+    assert receiving.reception_failure(Path(inner.name)) is None
+    assert Path(inner.name).read_bytes() == b"".join(pieces)
