@@ -13,9 +13,9 @@ sender keeps its copy and retries later. These are the gateway's only process-wi
 by ``receive_into`` and nowhere else, with one more: the file's File Meta Information is
 written by ``gateway.file_meta`` instead of pydicom's writer (same bytes, less CPU).
 
-The same wrapper asks the kernel to start writing the file to disk every few MiB while it
-arrives (``sync_file_range``, Linux), so the disk works while the network does and the fsync
-before the answer waits only for the last few MiB, not for the whole image. Once the last byte
+The same wrapper asks the kernel to start writing the file to disk every MiB while it arrives
+(``sync_file_range``, Linux), so the disk works while the network does and the fsync before
+the answer waits only for the last MiB or so, not for the whole image. Once the last byte
 is in, ``start_sync`` begins that fsync on another thread, while the C-STORE is handed over and
 the file is verified; the fsync before the answer still runs and is the one that counts, but
 then finds little or nothing left to write. Once the first 64 KiB are written, the header is
@@ -55,8 +55,10 @@ REMEMBERED_FAILURES = 1024
 """The oldest entries of ``_failed`` beyond this are forgotten: a sender that aborts after a
 refused reception never has it asked for, and there are never this many receptions at once."""
 _original_temporary_file = tempfile.NamedTemporaryFile
-WRITEBACK_STEP = 4 << 20
-"""Bytes received between two requests to start writing the file out."""
+WRITEBACK_STEP = 1 << 20
+"""Bytes received between two requests to start writing the file out. A 15.7 MB image arrives
+in some 13 ms here, about as fast as the disk writes it: at 4 MiB the fsync before the answer
+still waited 2.6-4.2 ms for the tail, at 1 MiB 0.3-0.8 ms (live gateway, 2026-11-30)."""
 IOV_MAX = max(16, os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16)
 """The most buffers one ``writev`` takes (1024 on Linux; POSIX guarantees 16)."""
 SYNC_FILE_RANGE_WRITE = 2
