@@ -22,6 +22,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from gateway.answers import answer_stores_directly, error_comment
 from gateway.intake import InstanceIntake, ReceivedInstance, StoreOutcome
 from gateway.pdata import receive_data_sets_directly
+from gateway.reactor_wakeup import wake_on_work
 from gateway.statuses import EchoStatus
 from gateway.transport import ReusePortServer, tune_connection
 from radraft.logs import log_event
@@ -108,11 +109,12 @@ def use_gateway_receive_path(
 ) -> None:
     """Give one accepted connection the gateway's receive path: the tuned socket, data set PDUs
     read straight into the file, C-STORE answers encoded directly and, with ``store``, stored
-    and answered on the connection's own thread (``bench/ingest.py``'s receive-path ceiling
-    takes the same)."""
+    and answered on the connection's own thread, whose association loop turns only when there
+    is work for it (``bench/ingest.py``'s receive-path ceiling takes the same)."""
     tune_connection(association.dul.socket, max_pdu_size)
     receive_data_sets_directly(association.dul, store)
     answer_stores_directly(association.dimse)
+    wake_on_work(association)
 
 
 def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.EventHandlerType]:
