@@ -26,7 +26,7 @@ from gateway.service import Gateway
 from gateway.transport import READ_AHEAD_BYTES, ReadAhead
 from radraft.db import session_scope
 from radraft.models import Instance
-from tests.dicom_peers import dataset_bytes, echoscu, synthetic_study_files
+from tests.dicom_peers import dataset_bytes, echoscu, storescu, synthetic_study_files
 from tests.support import recorded_results, require_tool, wait_until
 
 CONTEXT = 1
@@ -335,3 +335,21 @@ def test_a_pdu_longer_than_the_read_ahead_buffer_is_stored_byte_for_byte(
     stored = sorted(running_gateway.spool.root.rglob("*.dcm"))
     assert sorted(map(dataset_bytes, stored)) == sorted(map(dataset_bytes, sent))
     assert instance_count(session_factory) == len(sent)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_pdu_after_an_answer_is_read_without_a_turn_of_the_reactor(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """storescu sends its next command, and at the end its release request, as soon as it has
+    an answer: each is read right after the answer, and every instance is stored."""
+    read_after_answer = recorded_results(monkeypatch, pdata.DataSetReceiver, "_read_next_pdu")
+    sent = synthetic_study_files(76, tmp_path / "a", size=512)
+    sent += synthetic_study_files(77, tmp_path / "b", size=512)
+    assert storescu(sent, port=running_gateway.port).returncode == 0
+    assert instance_count(session_factory) == len(sent)
+    assert len(read_after_answer) == len(sent), "each answer was followed by a wait"
+    assert read_after_answer.count(True) == len(sent), "the next command or release was read"
