@@ -9,9 +9,9 @@ the first patient's study, and the study's SR would then go out with the wrong p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Table, select
 
 from gateway.header import InstanceHeader
 from radraft.errors import RadraftError
@@ -102,7 +102,7 @@ def _same_patient(known: str | None, claimed: str | None) -> bool:
 
 
 def find_conflict(
-    session: Session,
+    connection: Connection,
     header: InstanceHeader,
     *,
     study: KnownStudy | None,
@@ -118,7 +118,9 @@ def find_conflict(
     patient_id = header.study.get("patient_id")
     if instance is not None:
         in_same_study = study is not None and instance.study_id == study.id
-        owner: KnownStudy | None = study if in_same_study else session.get(Study, instance.study_id)
+        owner: KnownStudy | None = (
+            study if in_same_study else _study_by_id(connection, instance.study_id)
+        )
         differs = [
             name
             for name, same in (
@@ -135,3 +137,9 @@ def find_conflict(
     if study is not None and not _same_patient(study.patient_id, patient_id):
         return IdentityConflict("study", study.id, ("PatientID",))
     return None
+
+
+def _study_by_id(connection: Connection, study_id: int) -> KnownStudy | None:
+    """The study that holds a known instance of another study (only a conflict reads it)."""
+    studies = cast(Table, Study.__table__)
+    return connection.execute(select(studies).where(studies.c.id == study_id)).first()

@@ -34,7 +34,7 @@ from gateway.receiving import reception_failure
 from gateway.recording import record_instance
 from gateway.spool import Spool, SpoolError
 from gateway.statuses import StoreStatus
-from radraft.db import session_scope
+from radraft.db import connection_scope, session_scope
 from radraft.enums import AuditAction
 from radraft.errors import RadraftError
 from radraft.free_space import nearly_full
@@ -222,9 +222,9 @@ class InstanceIntake:
         """Record the instance; a concurrent first insert of the same study or series retries."""
         for attempt in range(3):
             try:
-                with session_scope(self._session_factory) as session:
+                with connection_scope(self._session_factory) as connection:
                     record_instance(
-                        session,
+                        connection,
                         header,
                         relative_path=relative_path,
                         size=size,

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
-from sqlalchemy.orm import Session
 
 from gateway.header import InstanceHeader
 from gateway.identity import IdentityConflictError, find_conflict
@@ -77,7 +76,7 @@ def reopens_study(completed_version: int, *, is_candidate: bool) -> bool:
 
 
 def record_instance(
-    session: Session,
+    connection: Connection,
     header: InstanceHeader,
     *,
     relative_path: str,
@@ -98,11 +97,10 @@ def record_instance(
     IdentityConflictError
         If the instance contradicts a row radraft holds (nothing is written then).
     """
-    connection = session.connection()
     study = connection.execute(KNOWN_STUDY, {"uid": header.study_instance_uid}).first()
     series = connection.execute(KNOWN_SERIES, {"uid": header.series_instance_uid}).first()
     instance = connection.execute(KNOWN_INSTANCE, {"uid": header.sop_instance_uid}).first()
-    conflict = find_conflict(session, header, study=study, series=series, instance=instance)
+    conflict = find_conflict(connection, header, study=study, series=series, instance=instance)
     if conflict is not None:
         raise IdentityConflictError(conflict)
 

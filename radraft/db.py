@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.errors import NotFoundError
@@ -71,6 +71,17 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def connection_scope(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """One unit of work on a plain connection of the factory's engine, without an ORM session:
+    for the C-STORE path, which writes its rows with Core statements while the sender waits and
+    where building, binding and closing a session cost more than the statements (SQLite).
+    Commits on success, rolls back on any error."""
+    engine: Engine = factory.kw["bind"]
+    with engine.begin() as connection:
+        yield connection
 
 
 def get_row(session: Session, model: type[RowT], key: int) -> RowT:

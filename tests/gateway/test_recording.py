@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.header import InstanceHeader, parse_instance_header
 from gateway.recording import record_instance
-from radraft.db import session_scope
+from radraft.db import connection_scope, session_scope
 from radraft.enums import StudyStatus
 from radraft.models import Instance, Series, Study
 from radraft.synthetic import make_chest_study, synthetic_uid
@@ -28,9 +28,9 @@ def header_of(dataset: Dataset, folder: Path) -> InstanceHeader:
 def record(
     factory: sessionmaker[Session], header: InstanceHeader, *, at: datetime, path: str = "a.dcm"
 ) -> None:
-    with session_scope(factory) as session:
+    with connection_scope(factory) as connection:
         record_instance(
-            session,
+            connection,
             header,
             relative_path=path,
             size=123,
