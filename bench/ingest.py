@@ -398,6 +398,33 @@ class Rates:
         return [a / b for a, b in zip(self.rounds[ours], self.rounds[reference], strict=True)]
 
 
+PAGE_REPORTING = Path("/sys/module/page_reporting/parameters")
+"""Linux's free page reporting (virtio-balloon): freed guest memory handed back to the host."""
+
+
+def reported_kib() -> int | None:
+    """KiB of freed memory this guest has handed back to its host so far, or None where the
+    kernel does not say (no free page reporting, or not Linux)."""
+    try:
+        return int((PAGE_REPORTING / "reported_kib").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def page_reporting_line(before: int | None) -> str:
+    """What free page reporting did during the run: where it hands freed pages back (at
+    ``page_reporting_order`` 9, 2 MiB blocks) the page cache a receiver fills comes from pages
+    the host must fault in again, which is storescp's slow mode (README)."""
+    after = reported_kib()
+    if before is None or after is None:
+        return "host free page reporting: none seen"
+    order = (PAGE_REPORTING / "page_reporting_order").read_text().strip()
+    return (
+        f"host free page reporting: order {order}, {(after - before) >> 10} MiB handed back "
+        "to the host during the runs (see the README on storescp's slow mode)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--studies", type=int, default=40)
@@ -427,6 +454,7 @@ def main() -> None:
             f"gateway --processes {arguments.processes}"
         )
         rates = Rates()
+        reported_before = reported_kib()
         single: list[tuple[str, Callable[[], Run]]] = [
             ("storescp", lambda: storescp_rate([paths], workdir)),
             ("gateway", lambda: gateway_rate([paths], workdir, arguments.database_url, 1)),
@@ -480,6 +508,7 @@ def main() -> None:
               f"{rates.median('pynetdicom ceiling') / rates.median('storescp'):.2f}")  # fmt: skip
         print(f"ratio storescp / disk write+fsync = "
               f"{rates.median('storescp') / rates.median('disk'):.2f}")  # fmt: skip
+        print(page_reporting_line(reported_before))
 
 
 if __name__ == "__main__":
