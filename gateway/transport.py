@@ -64,8 +64,9 @@ class BulkReceiveSocket(AssociationSocket):
 
     @property
     def ready(self) -> bool:
-        """Whether there is data to read: read ahead, or waiting on the connection."""
-        if self._ahead is not None and self._ahead.buffered:
+        """Whether there is data to read: read ahead (while the connection is open), or waiting
+        on the connection."""
+        if self._ahead is not None and self._ahead.buffered and self.socket is not None:
             return True
         return bool(super().ready)
 

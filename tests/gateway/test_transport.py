@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from collections.abc import Iterator
 
 import pytest
 
-from gateway.transport import ReadAhead
+from gateway.transport import BulkReceiveSocket, ReadAhead
 
 
 def p_data(body: bytes) -> bytes:
@@ -99,3 +100,24 @@ def test_fill_tells_a_quiet_connection_from_a_closed_one(
     peer.shutdown(socket.SHUT_WR)
     assert ahead.fill(descriptor, 0.05) == 0, "the peer closed"
     assert ahead.pending_pdu_length() is None
+
+
+def test_bytes_read_ahead_make_the_socket_ready_only_while_it_is_open(
+    connection: tuple[socket.socket, int],
+) -> None:
+    """pynetdicom asks ``ready`` before it reads; once it closed the socket, bytes left in the
+    buffer must not keep it reading a connection that is gone."""
+    peer, descriptor = connection
+    transport = object.__new__(BulkReceiveSocket)  # pynetdicom builds these; only state here
+    transport.socket = socket.socket(fileno=os.dup(descriptor))
+    transport._is_connected = True
+    peer.sendall(p_data(b"x"))
+    transport.read_ahead.fill(descriptor, 5)
+    assert transport.ready
+    assert bytes(transport.recv(7)) == p_data(b"x")
+    assert not transport.ready, "nothing left, nothing waiting"
+    peer.sendall(p_data(b"y"))
+    transport.read_ahead.fill(descriptor, 5)
+    transport.socket.close()
+    transport.socket = None
+    assert not transport.ready
