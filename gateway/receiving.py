@@ -43,7 +43,7 @@ from typing import Any, cast
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom import dimse_messages
 
-from gateway import early_header
+from gateway import early_header, prepared_file
 from gateway.file_meta import write_reception_file_meta
 from radraft.free_space import FreeSpaceWatch, disk_error
 
@@ -234,15 +234,31 @@ def _sync_and_close(descriptor: int) -> None:
         os.close(descriptor)
 
 
+PYNETDICOM_FILE_ARGUMENTS: dict[str, Any] = {"delete": False, "mode": "wb", "suffix": ".dcm"}
+"""How pynetdicom asks for a reception file; a prepared file is made the same way."""
+_installed = False
+"""Whether ``receive_into`` has made pynetdicom write receptions through this module."""
+
+
 def _reception_file(*args: Any, **kwargs: Any) -> ReceptionFile:
-    return ReceptionFile(_original_temporary_file(*args, **kwargs))
+    """pynetdicom's reception file: the one prepared on this thread, or a new one."""
+    prepared = prepared_file.take() if not args and kwargs == PYNETDICOM_FILE_ARGUMENTS else None
+    return ReceptionFile(prepared or _original_temporary_file(*args, **kwargs))
+
+
+def prepare_next_reception() -> None:
+    """Create this thread's next reception file now (``gateway.prepared_file``), while the
+    sender prepares its next image; nothing unless ``receive_into`` has run."""
+    if _installed:
+        prepared_file.prepare(lambda: _original_temporary_file(**PYNETDICOM_FILE_ARGUMENTS))
 
 
 def receive_into(incoming: Path, limits: ReceptionLimits | None = None) -> None:
     """Make pynetdicom write receptions into ``incoming`` through ``ReceptionFile``, within
     ``limits``."""
-    global _limits
+    global _limits, _installed
     _limits = limits or ReceptionLimits()
+    _installed = True
     pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
     tempfile.tempdir = str(incoming)
     # pynetdicom imports these by name into dimse_messages; those names are replaced.
