@@ -27,10 +27,16 @@ _slot = threading.local()
 
 
 def prepare(create: Callable[[], IO[Any]]) -> None:
-    """Create this thread's next reception file with ``create``, unless one is waiting."""
-    if getattr(_slot, "file", None) is None:
+    """Create this thread's next reception file with ``create``, unless one is waiting. A file
+    that cannot be made now (a full disk, say) is not: pynetdicom's own attempt, when a C-STORE
+    comes, then meets the error where it is answered."""
+    if getattr(_slot, "file", None) is not None:
+        return
+    try:
         _slot.file = create()
-        _slot.created = time.monotonic()
+    except OSError:
+        return
+    _slot.created = time.monotonic()
 
 
 def take() -> IO[Any] | None:

@@ -72,3 +72,10 @@ def test_receptions_use_prepared_files_and_none_is_left_behind(
     incoming = running_gateway.spool.incoming
     wait_until(lambda: not list(incoming.iterdir()), timeout=30,
                what="the last prepared file to be removed with its association")  # fmt: skip
+
+
+def test_a_file_that_cannot_be_made_now_is_left_to_pynetdicom(tmp_path: Path) -> None:
+    """Preparing runs on the connection's thread, where an exception would abort the
+    association: a failure leaves nothing prepared instead."""
+    prepared_file.prepare(maker(tmp_path / "missing folder"))
+    assert prepared_file.take() is None
