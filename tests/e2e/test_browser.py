@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from pydicom import dcmread
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
@@ -58,9 +59,18 @@ def image_shown(driver: WebDriver) -> bool:
 
 
 def open_case(driver: WebDriver, study_uid: str) -> None:
-    """From the worklist: click the study, wait for the report and the first image."""
-    wait_for(driver, f"tr[data-study-uid='{study_uid}'] a.open-case")
-    driver.find_element(By.CSS_SELECTOR, f"tr[data-study-uid='{study_uid}'] a.open-case").click()
+    """From the worklist: click the study, wait for the report and the first image.
+
+    The live worklist replaces its rows at every poll, so a link found just before one is gone
+    by the click (a stale element): it is found and clicked again."""
+    link = f"tr[data-study-uid='{study_uid}'] a.open-case"
+    wait_for(driver, link)
+
+    def clicked(current: WebDriver) -> bool:
+        current.find_element(By.CSS_SELECTOR, link).click()
+        return True
+
+    WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(clicked)
     wait_for(driver, "#case[data-loaded='true']")
     WebDriverWait(driver, 30).until(image_shown)
 
