@@ -142,22 +142,14 @@ class DataSetReceiver(DULServiceProvider):
     def _is_transport_event(self) -> bool:
         """With a data set due, read it here at once, waiting for its first bytes in
         ``select``: pynetdicom's reactor would find the socket empty a few microseconds after
-        the command and sleep a millisecond before looking again, once per image."""
+        the command and sleep a millisecond before looking again, once per image. pynetdicom calls
+        its ``_read_pdu_data`` only from here, so any other PDU, and any on TLS, takes
+        pynetdicom's path from here."""
         message = self._data_set_in_progress()
         descriptor = self._direct_descriptor()
         if message is None or descriptor is None:
             return super()._is_transport_event()
         return self._receive_data_set(message, descriptor)
-
-    def _read_pdu_data(self) -> None:
-        """Read the next PDU: a data set's PDUs here (``_receive_data_set``), any other PDU,
-        and any PDU on TLS, through pynetdicom."""
-        message = self._data_set_in_progress()
-        descriptor = self._direct_descriptor()
-        if message is None or descriptor is None:
-            super()._read_pdu_data()
-            return
-        self._receive_data_set(message, descriptor)
 
     def _direct_descriptor(self) -> int | None:
         """The connection's descriptor where data set PDUs are read here: plain TCP only, as
@@ -214,7 +206,7 @@ class DataSetReceiver(DULServiceProvider):
         if not ahead.buffered:
             prepare_next_reception()  # while the sender prepares its next command
         if ahead.buffered or select.select([descriptor], [], [], NEXT_PDU_WAIT_SECONDS)[0]:
-            super()._read_pdu_data()
+            self._read_pdu_data()
             return True
         return False
 
