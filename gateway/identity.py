@@ -9,9 +9,9 @@ the first patient's study, and the study's SR would then go out with the wrong p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 
 from gateway.header import InstanceHeader
 from radraft.errors import RadraftError
@@ -141,5 +141,6 @@ def find_conflict(
 
 def _study_by_id(connection: Connection, study_id: int) -> KnownStudy | None:
     """The study that holds a known instance of another study (only a conflict reads it)."""
-    studies = cast(Table, Study.__table__)
-    return connection.execute(select(studies).where(studies.c.id == study_id)).first()
+    return connection.execute(
+        select(Study.id, Study.patient_id).where(Study.id == study_id)
+    ).first()

@@ -236,29 +236,28 @@ def _sync_and_close(descriptor: int) -> None:
 
 PYNETDICOM_FILE_ARGUMENTS: dict[str, Any] = {"delete": False, "mode": "wb", "suffix": ".dcm"}
 """How pynetdicom asks for a reception file; a prepared file is made the same way."""
-_installed = False
-"""Whether ``receive_into`` has made pynetdicom write receptions through this module."""
 
 
 def _reception_file(*args: Any, **kwargs: Any) -> ReceptionFile:
     """pynetdicom's reception file: the one prepared on this thread, or a new one."""
     prepared = prepared_file.take() if not args and kwargs == PYNETDICOM_FILE_ARGUMENTS else None
-    return ReceptionFile(prepared or _original_temporary_file(*args, **kwargs))
+    if prepared is None:
+        prepared = _original_temporary_file(*args, **kwargs)
+    return ReceptionFile(prepared)
 
 
 def prepare_next_reception() -> None:
     """Create this thread's next reception file now (``gateway.prepared_file``), while the
     sender prepares its next image; nothing unless ``receive_into`` has run."""
-    if _installed:
+    if getattr(dimse_messages, "NamedTemporaryFile", None) is _reception_file:
         prepared_file.prepare(lambda: _original_temporary_file(**PYNETDICOM_FILE_ARGUMENTS))
 
 
 def receive_into(incoming: Path, limits: ReceptionLimits | None = None) -> None:
     """Make pynetdicom write receptions into ``incoming`` through ``ReceptionFile``, within
     ``limits``."""
-    global _limits, _installed
+    global _limits
     _limits = limits or ReceptionLimits()
-    _installed = True
     pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
     tempfile.tempdir = str(incoming)
     # pynetdicom imports these by name into dimse_messages; those names are replaced.
