@@ -12,7 +12,8 @@ not the receivers). Every round measures, on the same files:
   the connection's thread by ``gateway/pdata.py``, answers and file meta encoded by
   ``gateway/answers.py`` and ``gateway/file_meta.py``, the gateway's logging settings) that
   deletes each file and answers success, so what remains between it and the gateway is the
-  gateway's own work (verification, header, fsync, database).
+  gateway's own work (verification, header, fsync, database); measured over one association
+  and over the parallel ones, there in as many processes as the gateway, sharing one port.
 
 The gateway fsyncs every file before it answers success and records every instance in the
 database; after each gateway run the benchmark counts the instance rows and stops if one is
@@ -43,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -150,11 +152,11 @@ def tree_cpu_seconds(root: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def send(groups: list[list[Path]], port: int, receiver: int) -> Run:
+def send(groups: list[list[Path]], port: int, *receivers: int) -> Run:
     """Send every file with storescu (one association per group, all at once); the run as the
-    receiver (process ``receiver`` and its children) saw it."""
+    receiver (processes ``receivers`` and their children) saw it."""
     environment = {**os.environ, **NODELAY}
-    cpu_before = tree_cpu_seconds(receiver)
+    cpu_before = sum(map(tree_cpu_seconds, receivers))
     start = time.perf_counter()
     senders = [
         subprocess.Popen(
@@ -182,7 +184,7 @@ def send(groups: list[list[Path]], port: int, receiver: int) -> Run:
         if sender.returncode != 0:
             failures.append(errors.decode(errors="replace")[-2000:])
     elapsed = time.perf_counter() - start
-    cpu = tree_cpu_seconds(receiver) - cpu_before
+    cpu = sum(map(tree_cpu_seconds, receivers)) - cpu_before
     if failures:
         raise SystemExit(f"storescu failed: {failures[0]}")
     return Run(sum(map(len, groups)), elapsed, cpu)
@@ -257,17 +259,18 @@ def storescp_rate(groups: list[list[Path]], workdir: Path) -> Run:
 
 def serve_and_discard(port: int, folder: Path) -> None:
     """Run a pynetdicom C-STORE SCP that keeps nothing (``--pynetdicom-ceiling-port``)."""
-    from pynetdicom import AE, AllStoragePresentationContexts, evt
+    from pynetdicom import AllStoragePresentationContexts, evt
 
     from gateway.intake import ReceivedInstance, StoreOutcome
     from gateway.receiving import receive_into
-    from gateway.scp import use_gateway_receive_path
+    from gateway.scp import GatewayAE, use_gateway_receive_path
     from gateway.statuses import StoreStatus
     from radraft.logs import configure_logging
 
     configure_logging("WARNING")  # pynetdicom's and pydicom's settings as in the gateway
     receive_into(folder)
-    application_entity = AE(ae_title="RADRAFT")
+    application_entity = GatewayAE(ae_title="RADRAFT")
+    application_entity.reuse_port = True  # one port for all the ceiling's processes
     application_entity.maximum_pdu_size = 4 << 20
     application_entity.supported_contexts = AllStoragePresentationContexts
 
@@ -282,34 +285,34 @@ def serve_and_discard(port: int, folder: Path) -> None:
     def tune(event: evt.Event) -> None:
         use_gateway_receive_path(event.assoc, 4 << 20, discard_received)
 
+    # Not blocking: pynetdicom's blocking server is not the threaded one that ``reuse_port``
+    # binds with SO_REUSEPORT; the benchmark ends this process with SIGTERM.
     application_entity.start_server(
         ("127.0.0.1", port),
+        block=False,
         evt_handlers=[(evt.EVT_C_STORE, discard), (evt.EVT_CONN_OPEN, tune)],
     )
+    threading.Event().wait()
 
 
-def pynetdicom_rate(paths: list[Path], workdir: Path) -> Run:
-    """A run into a pynetdicom SCP that keeps nothing, over one association."""
+def pynetdicom_rate(groups: list[list[Path]], workdir: Path, processes: int) -> Run:
+    """A run into ``processes`` pynetdicom SCPs that keep nothing, sharing one port as the
+    gateway's processes do (SO_REUSEPORT), one association per group."""
     folder = workdir / "pynetdicom"
     folder.mkdir()
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--pynetdicom-ceiling-port",
-            str(port),
-            "--workdir",
-            str(folder),
-        ],
-        cwd=REPO,
-    )
+    command = [sys.executable, __file__, "--pynetdicom-ceiling-port", str(port)]
+    servers = [
+        subprocess.Popen([*command, "--workdir", str(folder)], cwd=REPO) for _ in range(processes)
+    ]
     try:
         wait_for_port(port)
-        return send([paths], port, process.pid)
+        time.sleep(1.0 if processes > 1 else 0.0)  # every process bound, not only the first
+        return send(groups, port, *(server.pid for server in servers))
     finally:
-        process.terminate()
-        process.wait()
+        for server in servers:
+            server.terminate()
+            server.wait()
         shutil.rmtree(folder)
 
 
@@ -471,7 +474,8 @@ def main() -> None:
         for round_number in range(arguments.rounds):
             rates.add("disk", disk_rate(paths, workdir, early_writeback=False))
             rates.add("disk, early writeback", disk_rate(paths, workdir, early_writeback=True))
-            rates.add("pynetdicom ceiling", pynetdicom_rate(paths, workdir))
+            rates.add("pynetdicom ceiling", pynetdicom_rate([paths], workdir, 1))
+            rates.add("ceiling parallel", pynetdicom_rate(parallel, workdir, arguments.processes))
             # Each pair runs back to back, the reference first in even rounds and second in odd
             # ones, so that a drift of the machine between runs weighs on both sides alike.
             for pair in (single, several):
@@ -506,6 +510,11 @@ def main() -> None:
               f"{rates.median('gateway') / rates.median('pynetdicom ceiling'):.2f}")  # fmt: skip
         print(f"ratio pynetdicom ceiling / storescp = "
               f"{rates.median('pynetdicom ceiling') / rates.median('storescp'):.2f}")  # fmt: skip
+        ceiling_parallel = rates.median("ceiling parallel")
+        print(f"ratio gateway parallel / ceiling parallel = "
+              f"{rates.median('gateway parallel') / ceiling_parallel:.2f}")  # fmt: skip
+        print(f"ratio ceiling parallel / storescp --fork = "
+              f"{ceiling_parallel / rates.median('storescp --fork'):.2f}")  # fmt: skip
         print(f"ratio storescp / disk write+fsync = "
               f"{rates.median('storescp') / rates.median('disk'):.2f}")  # fmt: skip
         print(page_reporting_line(reported_before))
