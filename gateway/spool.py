@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+from gateway.preallocation import reserved_past_end
 from radraft.errors import RadraftError
 from radraft.free_space import free_bytes
 
@@ -51,8 +52,11 @@ class Spool:
         try:
             target.parent.mkdir(exist_ok=True)
             with open(received_path, "rb") as stream:
+                status = os.fstat(stream.fileno())
+                if reserved_past_end(status):  # a reception that did not end on our path
+                    os.truncate(received_path, status.st_size)
                 os.fsync(stream.fileno())
-                size = os.fstat(stream.fileno()).st_size
+                size = status.st_size
             try:
                 os.replace(received_path, target)
             except OSError as error:
