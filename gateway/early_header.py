@@ -33,6 +33,10 @@ EARLY_READ_AFTER_BYTES = 64 << 10
 image, well before the end of any image worth the trouble)."""
 EARLY_READ_LIMIT = 256 << 10
 """Most bytes read for an early header; a longer header is read from the finished file."""
+FIRST_READ_BYTES = 16 << 10
+"""Bytes read first, enough for nearly every header; more, up to ``EARLY_READ_LIMIT``, only
+when Pixel Data is not in them: reading up to 256 KiB each time made an early read of the
+benchmark's header (1.4 KB) cost 1.5 ms of CPU instead of 0.9 (2026-12-01)."""
 MAX_PENDING = 64
 """Early reads kept for receptions not yet handed to the intake: an older one (its association
 aborted, say) is forgotten, and the intake would read that header again. With
@@ -68,8 +72,11 @@ def read_early_header(path: Path, size: int) -> EarlyHeader | None:
     """
     try:
         with open(path, "rb") as stream:
-            data = stream.read(size)
-        offset = pixel_data_offset_in(data)
+            data = stream.read(min(size, FIRST_READ_BYTES))
+            offset = pixel_data_offset_in(data)
+            if offset is None and size > len(data):
+                data += stream.read(size - len(data))
+                offset = pixel_data_offset_in(data)
         if offset is None:
             return None
         prefix = data[:offset]

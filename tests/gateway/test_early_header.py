@@ -16,6 +16,8 @@ import gateway.intake
 from gateway import early_header
 from gateway.early_header import (
     EARLY_READ_AFTER_BYTES,
+    EARLY_READ_LIMIT,
+    FIRST_READ_BYTES,
     MAX_PENDING,
     EarlyHeader,
     confirmed_header,
@@ -89,6 +91,23 @@ def test_a_prefix_that_ends_before_pixel_data_gives_no_header(tmp_path: Path) ->
     assert read_early_header(path, offset) is None  # the element's own header is not there
     assert read_early_header(path, offset + 12) is not None
     assert pixel_data_offset_in(path.read_bytes()[: offset - 1]) is None
+
+
+def test_a_header_longer_than_the_first_read_is_read_early_whole(tmp_path: Path) -> None:
+    patient = SyntheticPatient(patient_id="LONGHEADER", name="Long^Header")
+    (dataset,) = make_chest_study(11, rows=256, columns=256, views=("PA",), patient=patient)
+    dataset.add_new(0x00091010, "LO", "private words " * 200)  # about 40 KiB of header
+    dataset.add_new(0x00091001, "LO", "RADRAFT TEST")
+    dataset.add_new(0x00091011, "UT", "x" * (3 * FIRST_READ_BYTES))
+    (path,) = write_study([dataset], tmp_path)
+    offset = verify_part10_file(str(path)).pixel_data_offset
+    assert offset is not None
+    assert FIRST_READ_BYTES < offset < EARLY_READ_LIMIT
+    early = read_early_header(path, EARLY_READ_LIMIT)
+    assert early is not None
+    assert len(early.prefix) == offset
+    assert same(early.header, parse_instance_header(path))
+    assert read_early_header(path, FIRST_READ_BYTES) is None  # only what was written is read
 
 
 def test_a_deflated_data_set_is_never_read_early(tmp_path: Path) -> None:
