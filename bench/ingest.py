@@ -129,9 +129,10 @@ class Run:
         return 1000 * self.cpu_seconds / self.images
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds used so far by a process and its descendants (Linux ``/proc``): each live
-    process's own time, and what its reaped children used (so a child that ended counts once)."""
+def tree_cpu_seconds(*roots: int) -> float:
+    """CPU seconds used so far by processes and their descendants (Linux ``/proc``, read once):
+    each live process's own time, and what its reaped children used (so a child that ended
+    counts once)."""
     own: dict[int, int] = {}
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -144,7 +145,7 @@ def tree_cpu_seconds(root: int) -> float:
         # After the command: state ppid ... utime(11) stime(12) cutime(13) cstime(14).
         own[int(entry)] = sum(int(value) for value in fields[11:15])
         children.setdefault(int(fields[1]), []).append(int(entry))
-    total, pending = 0, [root]
+    total, pending = 0, list(roots)
     while pending:
         pid = pending.pop()
         total += own.get(pid, 0)
@@ -156,7 +157,7 @@ def send(groups: list[list[Path]], port: int, *receivers: int) -> Run:
     """Send every file with storescu (one association per group, all at once); the run as the
     receiver (processes ``receivers`` and their children) saw it."""
     environment = {**os.environ, **NODELAY}
-    cpu_before = sum(map(tree_cpu_seconds, receivers))
+    cpu_before = tree_cpu_seconds(*receivers)
     start = time.perf_counter()
     senders = [
         subprocess.Popen(
@@ -184,7 +185,7 @@ def send(groups: list[list[Path]], port: int, *receivers: int) -> Run:
         if sender.returncode != 0:
             failures.append(errors.decode(errors="replace")[-2000:])
     elapsed = time.perf_counter() - start
-    cpu = sum(map(tree_cpu_seconds, receivers)) - cpu_before
+    cpu = tree_cpu_seconds(*receivers) - cpu_before
     if failures:
         raise SystemExit(f"storescu failed: {failures[0]}")
     return Run(sum(map(len, groups)), elapsed, cpu)
@@ -301,10 +302,10 @@ def pynetdicom_rate(groups: list[list[Path]], workdir: Path, processes: int) -> 
     folder = workdir / "pynetdicom"
     folder.mkdir()
     port = free_port()
-    command = [sys.executable, __file__, "--pynetdicom-ceiling-port", str(port)]
-    servers = [
-        subprocess.Popen([*command, "--workdir", str(folder)], cwd=REPO) for _ in range(processes)
-    ]
+    command = [
+        sys.executable, __file__, "--pynetdicom-ceiling-port", str(port), "--workdir", str(folder)
+    ]  # fmt: skip
+    servers = [subprocess.Popen(command, cwd=REPO) for _ in range(processes)]
     try:
         wait_for_port(port)
         time.sleep(1.0 if processes > 1 else 0.0)  # every process bound, not only the first
