@@ -12,7 +12,7 @@ parallel associations in eight pairs). Files under a MiB neither gained nor lost
 
 Blocks reserved past the last byte stay allocated until the file is truncated, so a finished
 reception is cut back to its size (``trim``) before its fsync, and the spool checks every file it
-keeps (``reserved_past_end``). Where ``fallocate`` is missing or refuses (another filesystem, a
+keeps (``trim_if_reserved``). Where ``fallocate`` is missing or refuses (another filesystem, a
 full disk), nothing is reserved and the writes go on as before: the write itself reports a real
 error.
 """
@@ -20,6 +20,7 @@ error.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from gateway import linux_calls
 
@@ -47,6 +48,13 @@ def trim(descriptor: int) -> None:
     """Give back the blocks reserved past the file's last byte (truncating a file to its own
     size frees them)."""
     os.ftruncate(descriptor, os.fstat(descriptor).st_size)
+
+
+def trim_if_reserved(path: Path, status: os.stat_result) -> None:
+    """Give back a reserve still held by the file at ``path`` (``status`` its fstat), for a
+    reader that has it open read-only, as the spool has when it keeps a reception."""
+    if reserved_past_end(status):
+        os.truncate(path, status.st_size)
 
 
 def reserved_past_end(status: os.stat_result) -> bool:

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from gateway.preallocation import reserved_past_end
+from gateway.preallocation import trim_if_reserved
 from radraft.errors import RadraftError
 from radraft.free_space import free_bytes
 
@@ -53,8 +53,7 @@ class Spool:
             target.parent.mkdir(exist_ok=True)
             with open(received_path, "rb") as stream:
                 status = os.fstat(stream.fileno())
-                if reserved_past_end(status):  # a reception that did not end on our path
-                    os.truncate(received_path, status.st_size)
+                trim_if_reserved(received_path, status)  # one that did not end on our path
                 os.fsync(stream.fileno())
                 size = status.st_size
             try:
