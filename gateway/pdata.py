@@ -11,6 +11,13 @@ the reception file pynetdicom opened, with one system call: one copy in and one 
 does, and a few system calls per MiB instead of five per PDU. Whatever a read brought beyond
 the data set's end stays in that buffer for pynetdicom, which reads through it.
 
+On Linux the copy in is skipped too: a connection reads each PDU's headers alone (the PDU's
+and its first PDV's, 12 bytes) and, where the PDU is exactly one data set fragment of the
+message (as dcmtk, pynetdicom and most senders send data sets), splices its payload from the
+socket into a pipe that is drained into the file every MiB or so (``gateway.splice_pipe``),
+so the data never enters Python. Any other PDU goes the copying way above, after what the
+pipe holds has been written, so the file keeps the data set's order.
+
 Everything else keeps pynetdicom's own path: association negotiation, command sets, release,
 abort, TLS connections and PDUs in any state but Sta6. A PDU that arrives while a data set is
 due but is not exactly a run of that message's data set fragments (an abort, another message, a
@@ -42,6 +49,7 @@ handler to them (pynetdicom's standard handler only logs each PDU at DEBUG level
 from __future__ import annotations
 
 import logging
+import os
 import select
 import ssl
 import struct
@@ -64,6 +72,7 @@ from gateway.answers import (
 )
 from gateway.intake import ReceivedInstance, StoreOutcome
 from gateway.receiving import ReceptionFile, prepare_next_reception
+from gateway.splice_pipe import PIPE_FULL, SPLICE_UNSUPPORTED, SplicePipe, open_pipe
 from gateway.transport import PDU_HEADER_LENGTH, BulkReceiveSocket, ReadAhead, is_too_long
 
 logger = logging.getLogger(__name__)
@@ -77,6 +86,10 @@ COMMAND_FRAGMENT = 0x01
 LAST_FRAGMENT = 0x02
 PDV_HEADER_LENGTH = 6
 """Item length (4 bytes), presentation context ID, message control header."""
+PDATA_HEADERS = ">BBLLBB"
+"""A P-DATA-TF PDU's header and its first PDV's: type, reserved, PDU length, item length,
+presentation context ID, message control header."""
+PDATA_HEADERS_LENGTH = PDU_HEADER_LENGTH + PDV_HEADER_LENGTH
 
 HANDLER_FAILED = 0xC211
 """The status pynetdicom answers when its C-STORE handler raises."""
@@ -131,6 +144,10 @@ class DataSetReceiver(DULServiceProvider):
 
     _store: Callable[[ReceivedInstance], StoreOutcome] | None = None
     """The intake, when C-STOREs are stored and answered here (``receive_data_sets_directly``)."""
+    _splice: SplicePipe | None = None
+    """The connection's splice pipe, opened by the first data set that uses it."""
+    _splice_refused = False
+    """No pipe could be opened, or the socket cannot be spliced: data sets are copied."""
 
     def run(self) -> None:
         """The DUL thread; a reception file prepared on it is removed when it ends."""
@@ -138,6 +155,8 @@ class DataSetReceiver(DULServiceProvider):
             super().run()
         finally:
             prepared_file.discard()
+            if self._splice is not None:
+                self._splice.close()
 
     def _is_transport_event(self) -> bool:
         """With a data set due, read it here at once, waiting for its first bytes in
@@ -169,31 +188,130 @@ class DataSetReceiver(DULServiceProvider):
 
         pynetdicom's reactor sleeps a millisecond after a PDU that queued no state machine
         event, which at 128 KiB a PDU would cost more than the copies saved, hence the loop.
-        Each read takes as much as the socket holds (up to the read-ahead buffer's 1 MiB), and
-        the fragments of all the whole PDUs it brought are written with one system call.
+        Where the connection has a splice pipe, each read takes one PDU's headers and a PDU
+        of one data set fragment has its payload spliced to the file (``_splice_pdus``);
+        otherwise, and for any other PDU, each read takes as much as the socket holds (up to
+        the read-ahead buffer's 1 MiB), and the fragments of all the whole PDUs it brought are
+        written with one system call.
         """
         transport = cast(BulkReceiveSocket, self.socket)
         ahead = transport.read_ahead
+        pipe = self._splice_pipe(message)
         received = False
+        try:
+            while True:
+                batch = None
+                if pipe is not None and not self._splice_refused:
+                    batch, spliced = self._splice_pdus(message, descriptor, ahead, pipe)
+                    received = received or spliced
+                if batch is None:
+                    if pipe is not None and ahead.whole_pdu() is not None:
+                        message._data_set_file.take_spliced(pipe)  # keep the file's order
+                    batch = self._write_whole_pdus(message, ahead, transport.longest_read)
+                if batch is Batch.ANSWERED:
+                    self._read_next_pdu(descriptor, ahead)
+                if batch is not Batch.MORE_DUE:
+                    return True
+                if received:
+                    self._idle_timer.restart()
+                if self._kill_thread or not self.to_provider_queue.empty():
+                    return received
+                inside_a_pdu = ahead.buffered > 0
+                wait = self.network_timeout if inside_a_pdu else NEXT_PDU_WAIT_SECONDS
+                count = ahead.fill(
+                    descriptor,
+                    wait,
+                    room_for=ahead.pending_pdu_length() or 0,
+                    at_most=next_read_size(ahead) if pipe else None,
+                )
+                if count == 0 or (count is None and inside_a_pdu):
+                    self._closed()
+                    return True
+                if count is None:
+                    return received  # quiet between two PDUs: the reactor waits for the next
+                received = True
+        finally:
+            if pipe is not None and pipe.held:  # leaving inside a data set: its bytes so far
+                message._data_set_file.take_spliced(pipe)
+
+    def _splice_pipe(self, message: Any) -> SplicePipe | None:
+        """The connection's splice pipe (opened on first use) where this message's data set is
+        written to a gateway reception file; None where splicing is unavailable or refused."""
+        if self._splice_refused or not isinstance(message._data_set_file, ReceptionFile):
+            return None
+        if self._splice is None:
+            self._splice = open_pipe()
+            self._splice_refused = self._splice is None
+        return self._splice
+
+    def _splice_pdus(
+        self, message: Any, descriptor: int, ahead: ReadAhead, pipe: SplicePipe
+    ) -> tuple[Batch | None, bool]:
+        """Splice the payloads of the next PDUs into the reception file, reading only their
+        headers into Python, while each is one data set fragment of ``message`` (as dcmtk,
+        pynetdicom and most senders send data sets), until the pipe is drained into the file
+        (so that the data set loop looks at its thread every MiB or so) or no PDU waits.
+
+        Returns where the data set stands, None where the next PDU (or the start of one) is
+        left in the read-ahead buffer for the copying path, which reads and checks it; and
+        whether anything was read.
+        """
+        context_id = int(message.context_id)
+        longest = cast(BulkReceiveSocket, self.socket).longest_read
+        reception = message._data_set_file
+        read_any = False
         while True:
-            batch = self._write_whole_pdus(message, ahead, transport.longest_read)
-            if batch is Batch.ANSWERED:
-                self._read_next_pdu(descriptor, ahead)
-            if batch is not Batch.MORE_DUE:
-                return True
-            if received:
-                self._idle_timer.restart()
-            if self._kill_thread or not self.to_provider_queue.empty():
-                return received
-            inside_a_pdu = ahead.buffered > 0
-            wait = self.network_timeout if inside_a_pdu else NEXT_PDU_WAIT_SECONDS
-            count = ahead.fill(descriptor, wait, room_for=ahead.pending_pdu_length() or 0)
-            if count == 0 or (count is None and inside_a_pdu):
-                self._closed()
-                return True
-            if count is None:
-                return received  # quiet between two PDUs: the reactor waits for the next
-            received = True
+            from_ahead = ahead.buffered > 0
+            if from_ahead:
+                if ahead.buffered != PDATA_HEADERS_LENGTH:
+                    return None, read_any
+                headers = ahead.head(PDATA_HEADERS_LENGTH)
+            else:
+                try:
+                    headers = os.read(descriptor, PDATA_HEADERS_LENGTH)
+                except BlockingIOError:
+                    return Batch.MORE_DUE, read_any  # the data set loop waits for more
+                except OSError:
+                    headers = b""
+                if not headers:
+                    self._closed()
+                    return Batch.HANDED_OVER, True
+                read_any = True
+                if len(headers) < PDATA_HEADERS_LENGTH:
+                    ahead.put(headers)
+                    return None, True
+            fragment = single_fragment(headers, context_id, longest)
+            if fragment is None:
+                if not from_ahead:
+                    ahead.put(headers)
+                return None, read_any
+            length, control = fragment
+            remaining = length
+            started = False
+            while remaining:
+                moved = pipe.fill(descriptor, remaining, self.network_timeout)
+                if moved == PIPE_FULL:
+                    reception.take_spliced(pipe)
+                    continue
+                if moved == SPLICE_UNSUPPORTED and not started:
+                    self._splice_refused = True  # this connection is read the copying way
+                    if not from_ahead:
+                        ahead.put(headers)
+                    return None, read_any
+                if moved is None or moved <= 0:
+                    pipe.discard()
+                    self._closed()
+                    return Batch.HANDED_OVER, True
+                if from_ahead and not started:
+                    ahead.consume(PDATA_HEADERS_LENGTH)
+                started = read_any = True
+                remaining -= moved
+            if control & LAST_FRAGMENT:
+                reception.take_spliced(pipe)
+                return self._end_data_set(message, reception), True
+            if pipe.room < length:  # the next PDU may not fit: write what is held
+                reception.take_spliced(pipe)
+                return Batch.MORE_DUE, True
 
     def _read_next_pdu(self, descriptor: int, ahead: ReadAhead) -> bool:
         """After an answer sent here, wait up to ``NEXT_PDU_WAIT_SECONDS`` for the sender's next
@@ -362,6 +480,37 @@ class DataSetReceiver(DULServiceProvider):
             return
         self.event_queue.put(event)
         self._recv_pdu.put(pdu)
+
+
+def single_fragment(headers: bytes, context_id: int, longest: int) -> tuple[int, int] | None:
+    """The payload length and message control header of a P-DATA-TF PDU that begins with
+    ``headers`` (its header and its first PDV's) where the PDU is exactly one data set fragment
+    of presentation context ``context_id``, with data, and not longer than ``longest``; None
+    for anything else."""
+    pdu_type, _, pdu_length, item_length, pdv_context, control = struct.unpack(
+        PDATA_HEADERS, headers
+    )
+    if (
+        pdu_type != P_DATA_TF
+        or item_length + 4 != pdu_length
+        or item_length <= 2
+        or pdv_context != context_id
+        or control & COMMAND_FRAGMENT
+        or pdu_length > longest
+    ):
+        return None
+    return item_length - 2, control
+
+
+def next_read_size(ahead: ReadAhead) -> int:
+    """How much to read where data set payloads are spliced: the next PDU's headers (a P-DATA-TF
+    PDU and its first PDV's, so that the payload can be spliced), or the rest of a PDU whose
+    headers are in but that is read the copying way. Never past the PDU, so that the next one
+    starts at the buffer's front."""
+    length = ahead.pending_pdu_length()
+    if ahead.buffered < PDATA_HEADERS_LENGTH and (length is None or length >= PDATA_HEADERS_LENGTH):
+        return PDATA_HEADERS_LENGTH - ahead.buffered
+    return (length or PDATA_HEADERS_LENGTH) - ahead.buffered
 
 
 def write_pieces(reception: Any, pieces: list[memoryview]) -> None:

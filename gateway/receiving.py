@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,7 @@ from pynetdicom import dimse_messages
 
 from gateway import early_header, linux_calls, preallocation, prepared_file
 from gateway.file_meta import write_reception_file_meta
+from gateway.splice_pipe import SplicePipe
 from radraft.free_space import FreeSpaceWatch, disk_error
 
 _failed_lock = threading.Lock()
@@ -147,9 +148,21 @@ class ReceptionFile:
     def write_pieces(self, pieces: Sequence[bytes | memoryview]) -> None:
         """Write ``pieces`` one after another with one system call (a batch of data set
         fragments), straight to the descriptor: no copy into Python's file buffer."""
+        self._write(sum(len(piece) for piece in pieces), lambda fd: write_all(fd, pieces))
+
+    def take_spliced(self, pipe: SplicePipe) -> None:
+        """Write everything ``pipe`` holds (data set bytes spliced from the socket, in order
+        after all written before); dropped once the writing has stopped."""
+        if pipe.held:
+            self._write(pipe.held, pipe.drain_into)
+        pipe.discard()  # anything the writing did not take
+
+    def _write(self, incoming: int, write: Callable[[int], None]) -> None:
+        """Write ``incoming`` bytes with ``write(descriptor)`` within the limits, reserving
+        blocks ahead, starting the write-out every ``WRITEBACK_STEP`` and the early header
+        read once past its mark."""
         if self._failed:
             return
-        incoming = sum(len(piece) for piece in pieces)
         try:
             refusal = self._past_a_limit(incoming)
             if refusal is not None:
@@ -160,7 +173,7 @@ class ReceptionFile:
                 self._inner.flush()  # anything written through Python's buffer goes first
                 self._flushed = True
             self._reserve_ahead(descriptor, incoming)
-            write_all(descriptor, pieces)
+            write(descriptor)
         except OSError as error:
             self._fail(error)
             return

@@ -130,19 +130,33 @@ class ReadAhead:
         if self._start == self._end:
             self._start = self._end = 0
 
+    def head(self, count: int) -> bytes:
+        """A copy of the first ``count`` unconsumed bytes (fewer if fewer are buffered)."""
+        return bytes(self._buffer[self._start : self._start + min(count, self.buffered)])
+
+    def put(self, data: bytes) -> None:
+        """Append bytes read elsewhere (a PDU's headers the splicing path leaves to the copying
+        one)."""
+        self._make_room(self.buffered + len(data))
+        self._buffer[self._end : self._end + len(data)] = data
+        self._end += len(data)
+
     def take(self, count: int) -> bytearray:
         """Remove and return up to ``count`` of the first bytes."""
         taken = self._buffer[self._start : self._start + min(count, self.buffered)]
         self.consume(len(taken))
         return taken
 
-    def fill(self, descriptor: int, wait: float | None, room_for: int = 0) -> int | None:
-        """Read what the non-blocking ``descriptor`` holds into the free end, with room for at
-        least ``room_for`` bytes buffered in all (a PDU being read); waits up to ``wait``
-        seconds (None: no limit) for the first byte. Returns the count read, 0 if the peer
-        closed or the read failed, None if nothing came in time."""
+    def fill(
+        self, descriptor: int, wait: float | None, room_for: int = 0, at_most: int | None = None
+    ) -> int | None:
+        """Read what the non-blocking ``descriptor`` holds (up to ``at_most`` bytes) into the
+        free end, with room for at least ``room_for`` bytes buffered in all (a PDU being read);
+        waits up to ``wait`` seconds (None: no limit) for the first byte. Returns the count
+        read, 0 if the peer closed or the read failed, None if nothing came in time."""
         self._make_room(max(room_for, self.buffered + 1))
-        free = memoryview(self._buffer)[self._end :]
+        end = len(self._buffer) if at_most is None else self._end + max(at_most, 1)
+        free = memoryview(self._buffer)[self._end : end]
         try:
             while True:
                 try:

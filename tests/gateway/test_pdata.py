@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import struct
 import subprocess
 from collections.abc import Callable, Iterator
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -68,12 +71,32 @@ def test_anything_but_data_set_fragments_of_the_message_goes_to_pynetdicom(
     assert data_set_fragments(raw, CONTEXT) is None, why
 
 
+@pytest.fixture(params=["spliced", "copied"])
+def payloads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the direct path writes data set payloads: spliced from the socket to the file
+    (where Linux can), or copied through the read-ahead buffer (elsewhere, and for PDUs of
+    several fragments)."""
+    if request.param == "copied":
+        monkeypatch.setattr(pdata, "open_pipe", lambda: None)
+    return str(request.param)
+
+
 @pytest.fixture
-def counted_fast_pdus(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many PDUs the direct path parsed (one entry per PDU, its fragment count)."""
-    return recorded_results(
+def counted_fast_pdus(payloads: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many PDUs the direct path took (one entry per PDU, its fragment count)."""
+    counted = recorded_results(
         monkeypatch, pdata, "data_set_fragments", keep=lambda fragments: len(fragments or ())
     )
+    single_fragment = pdata.single_fragment
+
+    def counting_single_fragment(*args: Any) -> tuple[int, int] | None:
+        fragment = single_fragment(*args)
+        if fragment is not None:
+            counted.append(1)  # spliced; any other PDU is counted by the copying path
+        return fragment
+
+    monkeypatch.setattr(pdata, "single_fragment", counting_single_fragment)
+    return counted
 
 
 def instance_count(session_factory: sessionmaker[Session]) -> int:
@@ -147,6 +170,69 @@ def raw_association(running_gateway: Gateway, tmp_path: Path) -> Iterator[
 def gateway_ends(association: Association) -> None:
     wait_until(lambda: not association.is_established, timeout=30,
                what="the gateway to end the association")  # fmt: skip
+
+
+def merged(*pdus: bytes) -> bytes:
+    """One P-DATA-TF PDU carrying the PDVs of all of ``pdus``."""
+    items = b"".join(raw[6:] for raw in pdus)
+    return struct.pack(">BBL", 0x04, 0, len(items)) + items
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_pdu_of_two_fragments_between_spliced_ones_keeps_the_data_set_in_order(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    raw_association: tuple[Association, list[bytes], Callable[[bytes], None]],
+    counted_fast_pdus: list[int],
+    tmp_path: Path,
+) -> None:
+    """Splicing, the fragments before it wait in the pipe while it is copied: they must reach
+    the file first."""
+    _, pdus, send = raw_association
+    command, data = pdus[0], pdus[1:]
+    assert len(data) >= 5
+    for raw in (command, data[0], data[1], merged(data[2], data[3]), *data[4:]):
+        send(raw)
+    wait_until(lambda: instance_count(session_factory) == 1, timeout=30,
+               what="the gateway to store the instance")  # fmt: skip
+    assert counted_fast_pdus == [1, 1, 2] + [1] * (len(data) - 4)
+    (stored,) = running_gateway.spool.root.rglob("*.dcm")
+    uid = dcmread(stored, stop_before_pixels=True).SOPInstanceUID
+    (sent,) = [
+        path
+        for path in (tmp_path / "raw").glob("*.dcm")  # the fixture's study
+        if dcmread(path, stop_before_pixels=True).SOPInstanceUID == uid
+    ]
+    assert dataset_bytes(stored) == dataset_bytes(sent)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_connection_that_cannot_be_spliced_is_copied(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Where splice(2) refuses the socket (EINVAL: a sandbox, an odd socket), the PDU whose
+    payload it refused and every later one are read the copying way, byte for byte."""
+    refusals: list[int] = []
+
+    def refusing_splice(*args: Any, **kwargs: Any) -> int:
+        refusals.append(1)
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "splice", refusing_splice)
+    copied = recorded_results(
+        monkeypatch, pdata, "data_set_fragments", keep=lambda fragments: len(fragments or ())
+    )
+    sent = synthetic_study_files(78, tmp_path / "sent", size=512)
+    assert storescu(sent, port=running_gateway.port).returncode == 0
+    assert instance_count(session_factory) == len(sent)
+    stored = sorted(running_gateway.spool.root.rglob("*.dcm"))
+    assert sorted(map(dataset_bytes, stored)) == sorted(map(dataset_bytes, sent))
+    assert refusals == [1], "splicing was tried again on a connection that refused it"
+    assert len(copied) >= len(sent), "the data sets did not take the direct path"
+    assert 0 not in copied, "a data set PDU went to pynetdicom"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -255,11 +341,13 @@ def test_a_data_set_cut_by_another_pdu_ends_the_association_and_stores_nothing(
 def test_a_pdu_read_with_the_end_of_a_data_set_reaches_pynetdicom_whole(
     running_gateway: Gateway,
     session_factory: sessionmaker[Session],
+    payloads: str,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """A C-ECHO request sent in the same write as a data set's last PDU is read ahead with it;
-    pynetdicom then reads it from the read-ahead buffer, and both requests are answered."""
+    """A C-ECHO request sent in the same write as a data set's last PDU: copying, it is read
+    ahead with it, and pynetdicom then reads it from the read-ahead buffer; splicing, nothing
+    past the data set is read (headers are read a PDU at a time). Both requests are answered."""
     served_from_read_ahead = recorded_results(monkeypatch, ReadAhead, "take", keep=bytes)
     path = synthetic_study_files(73, tmp_path / "raw", size=64)[0]
     dataset = dcmread(path, stop_before_pixels=True)
@@ -305,7 +393,8 @@ def test_a_pdu_read_with_the_end_of_a_data_set_reaches_pynetdicom_whole(
         association._reactor_checkpoint.set()
         association.abort()
     assert instance_count(session_factory) == 1
-    assert b"".join(served_from_read_ahead) == b"".join(echo_pdus)
+    read_ahead = b"".join(echo_pdus) if payloads == "copied" else b""
+    assert b"".join(served_from_read_ahead) == read_ahead
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
