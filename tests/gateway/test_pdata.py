@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import gateway.pdata as pdata
+from gateway import splice_pipe
 from gateway.pdata import LAST_FRAGMENT, data_set_fragments
 from gateway.service import Gateway
 from gateway.transport import READ_AHEAD_BYTES, ReadAhead
@@ -204,6 +205,25 @@ def test_a_pdu_of_two_fragments_between_spliced_ones_keeps_the_data_set_in_order
         if dcmread(path, stop_before_pixels=True).SOPInstanceUID == uid
     ]
     assert dataset_bytes(stored) == dataset_bytes(sent)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_pipe_of_one_page_still_splices_every_byte(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Past the user's pipe quota the kernel keeps pipes small: a 4 KiB pipe is drained many
+    times within each 16 KiB PDU, and the data sets still arrive whole."""
+    monkeypatch.setattr(splice_pipe, "PIPE_BYTES", 4096)
+    full = recorded_results(monkeypatch, splice_pipe.SplicePipe, "fill")
+    sent = synthetic_study_files(79, tmp_path / "sent", size=512)
+    assert storescu(sent, port=running_gateway.port).returncode == 0
+    assert instance_count(session_factory) == len(sent)
+    stored = sorted(running_gateway.spool.root.rglob("*.dcm"))
+    assert sorted(map(dataset_bytes, stored)) == sorted(map(dataset_bytes, sent))
+    assert splice_pipe.PIPE_FULL in full, "the pipe never filled up"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
