@@ -72,6 +72,46 @@ def test_anything_but_data_set_fragments_of_the_message_goes_to_pynetdicom(
     assert data_set_fragments(raw, CONTEXT) is None, why
 
 
+def headers(pdu_length: int, item_length: int, context: int = CONTEXT, control: int = 0) -> bytes:
+    return struct.pack(pdata.PDATA_HEADERS, 0x04, 0, pdu_length, item_length, context, control)
+
+
+def test_a_pdu_of_one_data_set_fragment_is_spliced_by_its_headers() -> None:
+    assert pdata.single_fragment(headers(1004, 1000), CONTEXT, 4096) == (998, 0)
+    last = headers(1004, 1000, control=LAST_FRAGMENT)
+    assert pdata.single_fragment(last, CONTEXT, 4096) == (998, LAST_FRAGMENT)
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"\x07" + headers(1004, 1000)[1:], "not a P-DATA-TF PDU"),
+        (headers(2008, 1000), "a second PDV follows the first"),
+        (headers(1004, 1000, control=0x01), "a command fragment"),
+        (headers(1004, 1000, context=CONTEXT + 2), "another presentation context"),
+        (headers(6, 2), "a fragment without data"),
+        (headers(8192, 8188), "longer than the PDUs accepted"),
+    ],
+)
+def test_anything_else_is_left_to_the_copying_path(raw: bytes, why: str) -> None:
+    assert pdata.single_fragment(raw, CONTEXT, 4096) is None, why
+
+
+@pytest.mark.parametrize(
+    ("buffered", "expected", "why"),
+    [
+        (b"", 12, "a PDU's headers, and no more"),
+        (headers(1004, 1000)[:5], 7, "the rest of its headers"),
+        (struct.pack(">BBL", 0x05, 0, 4), 4, "a release request is 10 bytes long"),
+        (headers(1004, 1000), 1010 - 12, "a PDU taken the copying way: all of it"),
+    ],
+)
+def test_reads_never_go_past_the_pdu_being_read(buffered: bytes, expected: int, why: str) -> None:
+    ahead = ReadAhead()
+    ahead.put(buffered)
+    assert pdata.next_read_size(ahead) == expected, why
+
+
 @pytest.fixture(params=["spliced", "copied"])
 def payloads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """How the direct path writes data set payloads: spliced from the socket to the file
