@@ -13,7 +13,10 @@ not the receivers). Every round measures, on the same files:
   ``gateway/answers.py`` and ``gateway/file_meta.py``, the gateway's logging settings) that
   deletes each file and answers success, so what remains between it and the gateway is the
   gateway's own work (verification, header, fsync, database); measured over one association
-  and over the parallel ones, there in as many processes as the gateway, sharing one port.
+  and over the parallel ones, there in as many processes as the gateway, sharing one port;
+  over the parallel ones also with its files never written out to the disk (no write-out
+  started while they arrive, no early fsync: ``no disk``), as storescp's are not during the
+  run, which tells the receive path's cost apart from the durable writes'.
 
 The gateway fsyncs every file before it answers success and records every instance in the
 database; after each gateway run the benchmark counts the instance rows and stops if one is
@@ -258,10 +261,14 @@ def storescp_rate(groups: list[list[Path]], workdir: Path) -> Run:
         shutil.rmtree(out)
 
 
-def serve_and_discard(port: int, folder: Path) -> None:
-    """Run a pynetdicom C-STORE SCP that keeps nothing (``--pynetdicom-ceiling-port``)."""
+def serve_and_discard(port: int, folder: Path, *, page_cache_only: bool = False) -> None:
+    """Run a pynetdicom C-STORE SCP that keeps nothing (``--pynetdicom-ceiling-port``); with
+    ``page_cache_only`` its receptions are also never written out to the disk (no write-out
+    started while they arrive, no early fsync), as storescp's are not while the benchmark
+    runs."""
     from pynetdicom import AllStoragePresentationContexts, evt
 
+    from gateway import receiving
     from gateway.intake import ReceivedInstance, StoreOutcome
     from gateway.receiving import receive_into
     from gateway.scp import GatewayAE, use_gateway_receive_path
@@ -270,6 +277,9 @@ def serve_and_discard(port: int, folder: Path) -> None:
 
     configure_logging("WARNING")  # pynetdicom's and pydicom's settings as in the gateway
     receive_into(folder)
+    if page_cache_only:
+        receiving._sync_file_range = None  # start_writeback does nothing
+        receiving._sync_and_close = os.close  # the early fsync only closes its descriptor
     application_entity = GatewayAE(ae_title="RADRAFT")
     application_entity.reuse_port = True  # one port for all the ceiling's processes
     application_entity.maximum_pdu_size = 4 << 20
@@ -296,7 +306,9 @@ def serve_and_discard(port: int, folder: Path) -> None:
     threading.Event().wait()
 
 
-def pynetdicom_rate(groups: list[list[Path]], workdir: Path, processes: int) -> Run:
+def pynetdicom_rate(
+    groups: list[list[Path]], workdir: Path, processes: int, *, page_cache_only: bool = False
+) -> Run:
     """A run into ``processes`` pynetdicom SCPs that keep nothing, sharing one port as the
     gateway's processes do (SO_REUSEPORT), one association per group."""
     folder = workdir / "pynetdicom"
@@ -305,6 +317,8 @@ def pynetdicom_rate(groups: list[list[Path]], workdir: Path, processes: int) -> 
     command = [
         sys.executable, __file__, "--pynetdicom-ceiling-port", str(port), "--workdir", str(folder)
     ]  # fmt: skip
+    if page_cache_only:
+        command.append("--page-cache-only")
     servers = [subprocess.Popen(command, cwd=REPO) for _ in range(processes)]
     try:
         wait_for_port(port)
@@ -441,9 +455,14 @@ def main() -> None:
         "--workdir", default=None, help="a folder on the disk to measure (not a tmpfs)"
     )
     parser.add_argument("--pynetdicom-ceiling-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--page-cache-only", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.pynetdicom_ceiling_port:
-        serve_and_discard(arguments.pynetdicom_ceiling_port, Path(arguments.workdir))
+        serve_and_discard(
+            arguments.pynetdicom_ceiling_port,
+            Path(arguments.workdir),
+            page_cache_only=arguments.page_cache_only,
+        )
         return
     with tempfile.TemporaryDirectory(prefix="radraft-bench-", dir=arguments.workdir) as temporary:
         workdir = Path(temporary)
@@ -477,6 +496,10 @@ def main() -> None:
             rates.add("disk, early writeback", disk_rate(paths, workdir, early_writeback=True))
             rates.add("pynetdicom ceiling", pynetdicom_rate([paths], workdir, 1))
             rates.add("ceiling parallel", pynetdicom_rate(parallel, workdir, arguments.processes))
+            rates.add(
+                "ceiling parallel, no disk",
+                pynetdicom_rate(parallel, workdir, arguments.processes, page_cache_only=True),
+            )
             # Each pair runs back to back, the reference first in even rounds and second in odd
             # ones, so that a drift of the machine between runs weighs on both sides alike.
             for pair in (single, several):
@@ -486,10 +509,10 @@ def main() -> None:
             print(f"round {round_number + 1} (images/s): {latest}")
         print("median images/s:")
         for name in rates.rounds:
-            print(f"  {name:<22} {rates.median(name):6.1f}")
+            print(f"  {name:<26} {rates.median(name):6.1f}")
         print("median CPU ms per image, the receiver's processes while receiving (sender apart):")
         for name, values in rates.cpu.items():
-            print(f"  {name:<22} {statistics.median(values):6.1f}")
+            print(f"  {name:<26} {statistics.median(values):6.1f}")
         for reference, ours, what in (
             ("storescp", "gateway", "1 association"),
             ("storescp --fork", "gateway parallel", f"{arguments.associations} associations"),
@@ -516,6 +539,10 @@ def main() -> None:
               f"{rates.median('gateway parallel') / ceiling_parallel:.2f}")  # fmt: skip
         print(f"ratio ceiling parallel / storescp --fork = "
               f"{ceiling_parallel / rates.median('storescp --fork'):.2f}")  # fmt: skip
+        no_disk = rates.median("ceiling parallel, no disk")
+        print(f"ratio ceiling parallel, no disk / storescp --fork = "
+              f"{no_disk / rates.median('storescp --fork'):.2f} (the receive path alone, "
+              "its files left in the page cache as storescp's are)")  # fmt: skip
         print(f"ratio storescp / disk write+fsync = "
               f"{rates.median('storescp') / rates.median('disk'):.2f}")  # fmt: skip
         print(page_reporting_line(reported_before))
