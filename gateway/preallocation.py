@@ -11,10 +11,12 @@ instead of 14.0-14.8 (four alternating pairs; the rate did not move beyond noise
 parallel associations in eight pairs). Files under a MiB neither gained nor lost.
 
 Blocks reserved past the last byte stay allocated until the file is truncated, so a finished
-reception is cut back to its size (``trim``) before its fsync, and the spool checks every file it
-keeps (``trim_if_reserved``). Where ``fallocate`` is missing or refuses (another filesystem, a
-full disk), nothing is reserved and the writes go on as before: the write itself reports a real
-error.
+reception is cut back to its size (``trim``) on the early fsync's thread, before that fsync, and
+the spool checks every file it keeps (``trim_if_reserved``, after its own fsync). Giving back
+the reserve is not part of durability: a crash before it leaves at most a reserve's blocks
+allocated past a file's end, never a byte of the file changed. Where ``fallocate`` is missing
+or refuses (another filesystem, a full disk), nothing is reserved and the writes go on as
+before: the write itself reports a real error.
 """
 
 from __future__ import annotations

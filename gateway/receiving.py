@@ -15,9 +15,10 @@ written by ``gateway.file_meta`` instead of pydicom's writer (same bytes, less C
 
 The same wrapper reserves the file's disk blocks a few MiB ahead of its writes
 (``gateway.preallocation``: less work per page for ext4) and gives the reserve past the last
-byte back before the early fsync; it asks the kernel to start writing the file to disk every
-MiB while it arrives (``sync_file_range``, Linux), so the disk works while the network does
-and the fsync before the answer waits only for the last MiB or so, not for the whole image.
+byte back on the early fsync's thread, before that fsync; it asks the kernel to start writing
+the file to disk every MiB while it arrives (``sync_file_range``, Linux), so the disk works
+while the network does and the fsync before the answer waits only for the last MiB or so, not
+for the whole image.
 Once the last byte is in, ``start_sync`` begins that fsync on another thread, while the
 C-STORE is handed over and the file is verified; the fsync before the answer still runs and is
 the one that counts, but then finds little or nothing left to write. Once the first 64 KiB are
@@ -31,6 +32,7 @@ a failing write does; the handler answers 0xA700 with the reason once the sender
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -210,19 +212,24 @@ class ReceptionFile:
     def start_sync(self) -> None:
         """Begin the file's fsync on another thread (a head start; errors are left to the
         fsync before the answer, which reports them). A duplicate descriptor keeps it valid
-        after pynetdicom closes the file."""
+        after pynetdicom closes the file.
+
+        The blocks reserved past the last byte are given back on that thread too, before its
+        fsync: truncating waits for the write-out of the page the file ends in, which the
+        early write-out has usually started, and on the connection's thread that wait held up
+        the answer (four associations: 70.4-71.6 images/s with it there, 74.0-77.0 without,
+        three alternating pairs, 2026-12-01).
+        """
         if self._failed:
             return
         try:
             self._inner.flush()
-            if self._reserved_to > 0:
-                preallocation.trim(self._inner.fileno())  # before the fsync that commits it
-                self._reserved_to = 0
             descriptor = os.dup(self._inner.fileno())
         except OSError as error:
             self._fail(error)
             return
-        _early_sync.submit(_sync_and_close, descriptor)
+        reserved, self._reserved_to = self._reserved_to > 0, 0
+        _early_sync.submit(_trim_sync_and_close if reserved else _sync_and_close, descriptor)
 
     def close(self) -> None:
         try:
@@ -245,6 +252,13 @@ def write_all(descriptor: int, pieces: Sequence[bytes | memoryview]) -> None:
             remaining = memoryview(b"".join(batch))[written:]
             while remaining:
                 remaining = remaining[os.write(descriptor, remaining) :]
+
+
+def _trim_sync_and_close(descriptor: int) -> None:
+    """Give back the reserve past the file's end, then as ``_sync_and_close``."""
+    with contextlib.suppress(OSError):  # a reserve left is given back when the spool keeps it
+        preallocation.trim(descriptor)
+    _sync_and_close(descriptor)
 
 
 def _sync_and_close(descriptor: int) -> None:

@@ -53,8 +53,11 @@ class Spool:
             target.parent.mkdir(exist_ok=True)
             with open(received_path, "rb") as stream:
                 status = os.fstat(stream.fileno())
-                trim_if_reserved(received_path, status)  # one that did not end on our path
                 os.fsync(stream.fileno())
+                # A reserve the reception has not given back yet (it ended on pynetdicom's
+                # path, or the early fsync's thread has not got to it): after the fsync, so
+                # that truncating finds the last page written and does not wait for it.
+                trim_if_reserved(received_path, status)
                 size = status.st_size
             try:
                 os.replace(received_path, target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from gateway import preallocation
 from gateway.receiving import ReceptionFile
 from gateway.spool import Spool
+from tests.support import recorded_results, wait_until
 
 MIB = 1 << 20
 
@@ -46,9 +48,27 @@ def test_a_reception_reserves_ahead_and_gives_the_rest_back_when_it_ends(
         assert path.stat().st_size == len(data), "a reserve must not change the file's size"
         assert allocated(path) >= len(data) + preallocation.STEP - MIB, "nothing was reserved"
         reception.start_sync()
-        assert not preallocation.reserved_past_end(path.stat())
+        wait_until(lambda: not preallocation.reserved_past_end(path.stat()), timeout=10,
+                   what="the early fsync's thread to give the reserve back")  # fmt: skip
         reception.close()
     assert path.read_bytes() == data
+
+
+def test_the_reserve_is_given_back_off_the_receiving_thread(
+    reserving_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Truncating waits for the write-out of the file's last page: not on the connection's
+    thread, which is about to answer."""
+    trimmed_on = recorded_results(monkeypatch, preallocation, "trim",
+                                  keep=lambda _: threading.current_thread())  # fmt: skip
+    with tempfile.NamedTemporaryFile(dir=reserving_disk, delete=False) as inner:
+        reception = ReceptionFile(inner)
+        reception.write(pattern(2 * MIB))
+        reception.start_sync()
+        wait_until(lambda: bool(trimmed_on), timeout=10, what="the reserve to be given back")
+        reception.close()
+    assert trimmed_on
+    assert threading.current_thread() not in trimmed_on
 
 
 def test_the_spool_gives_back_a_reserve_that_a_reception_left(reserving_disk: Path) -> None:
