@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from gateway.selection import HeaderFacts
 from radraft.errors import RadraftError
@@ -137,7 +137,15 @@ def parse_instance_header(source: Path | BinaryIO) -> InstanceHeader:
     """
     try:
         dataset = dcmread(source, stop_before_pixels=True)
-    except (InvalidDicomError, ValueError, TypeError, EOFError, OSError, KeyError) as error:
+    except (
+        InvalidDicomError,
+        BytesLengthException,
+        ValueError,
+        TypeError,
+        EOFError,
+        OSError,
+        KeyError,
+    ) as error:
         raise UnreadableHeaderError(type(error).__name__) from error
     except RecursionError as error:
         raise UnreadableHeaderError("sequences nested too deeply") from error
@@ -234,8 +242,8 @@ def _get(dataset: Dataset | None, keyword: str) -> Any:
         return None
     try:
         return dataset.get(keyword)
-    except (ValueError, TypeError, KeyError, LookupError):
-        return None
+    except (ValueError, TypeError, KeyError, LookupError, BytesLengthException):
+        return None  # BytesLengthException: a value whose length does not fit its VR
 
 
 def _first_item(dataset: Dataset, keyword: str) -> Dataset | None:

@@ -31,7 +31,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -182,7 +182,7 @@ def _read(path: Path, **options: Any) -> Dataset:
         return dcmread(path, **options)
     except IncompleteDatasetError as error:
         raise NotFoundError(f"the stored file cannot be read: {error.reason}") from error
-    except (InvalidDicomError, OSError, ValueError, EOFError) as error:
+    except (InvalidDicomError, BytesLengthException, OSError, ValueError, EOFError) as error:
         raise NotFoundError(f"the stored file cannot be read ({type(error).__name__})") from error
 
 

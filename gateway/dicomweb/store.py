@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 
 from gateway.dicomweb.attributes import JsonDataset, attribute, dataset, sequence
@@ -83,7 +83,15 @@ def identify(path: Path, limits: IntakeLimits) -> PartIdentity | None:
         header = dcmread(
             path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SeriesInstanceUID"]
         )
-    except (IncompleteDatasetError, InvalidDicomError, OSError, ValueError, EOFError, KeyError):
+    except (
+        IncompleteDatasetError,
+        InvalidDicomError,
+        BytesLengthException,
+        OSError,
+        ValueError,
+        EOFError,
+        KeyError,
+    ):
         return None
     return PartIdentity(
         str(meta.get("MediaStorageSOPClassUID", "")),

@@ -128,7 +128,8 @@ def worklist_updates_live(
     assert driver.find_elements(By.CSS_SELECTOR, "tr[data-study-uid]") == []
     assert storescu(synthetic_study_files(60, tmp_path / "s"), port=settings.dicom_port)
     row = f"tr[data-study-uid='{study_uid}']"
-    WebDriverWait(driver, 120).until(
+    # The worklist redraws its rows as it polls: a row found may be replaced before it is read.
+    WebDriverWait(driver, 120, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: any("drafted" in r.text for r in d.find_elements(By.CSS_SELECTOR, row))
     )
     assert driver.execute_script("return window.radraftNotReloaded === true;")
