@@ -140,6 +140,11 @@ def counted_fast_pdus(payloads: str, monkeypatch: pytest.MonkeyPatch) -> list[in
     return counted
 
 
+def stored_data_sets(gateway: Gateway) -> list[bytes]:
+    """The data sets of every file in the gateway's spool, sorted (to compare with those sent)."""
+    return sorted(map(dataset_bytes, gateway.spool.root.rglob("*.dcm")))
+
+
 def instance_count(session_factory: sessionmaker[Session]) -> int:
     with session_scope(session_factory) as session:
         return int(session.scalar(select(func.count()).select_from(Instance)) or 0)
@@ -160,8 +165,7 @@ def test_a_data_set_in_4_kib_pdus_is_stored_byte_for_byte(
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert instance_count(session_factory) == len(sent)
-    stored = sorted(path for path in running_gateway.spool.root.rglob("*.dcm"))
-    assert sorted(map(dataset_bytes, stored)) == sorted(map(dataset_bytes, sent))
+    assert stored_data_sets(running_gateway) == sorted(map(dataset_bytes, sent))
     least_pdus = sum(len(dataset_bytes(path)) for path in sent) // 4096
     assert len(counted_fast_pdus) >= least_pdus, "the data sets did not take the direct path"
 
@@ -261,8 +265,7 @@ def test_a_pipe_of_one_page_still_splices_every_byte(
     sent = synthetic_study_files(79, tmp_path / "sent", size=512)
     assert storescu(sent, port=running_gateway.port).returncode == 0
     assert instance_count(session_factory) == len(sent)
-    stored = sorted(running_gateway.spool.root.rglob("*.dcm"))
-    assert sorted(map(dataset_bytes, stored)) == sorted(map(dataset_bytes, sent))
+    assert stored_data_sets(running_gateway) == sorted(map(dataset_bytes, sent))
     assert splice_pipe.PIPE_FULL in full, "the pipe never filled up"
 
 
@@ -288,8 +291,7 @@ def test_a_connection_that_cannot_be_spliced_is_copied(
     sent = synthetic_study_files(78, tmp_path / "sent", size=512)
     assert storescu(sent, port=running_gateway.port).returncode == 0
     assert instance_count(session_factory) == len(sent)
-    stored = sorted(running_gateway.spool.root.rglob("*.dcm"))
-    assert sorted(map(dataset_bytes, stored)) == sorted(map(dataset_bytes, sent))
+    assert stored_data_sets(running_gateway) == sorted(map(dataset_bytes, sent))
     assert refusals == [1], "splicing was tried again on a connection that refused it"
     assert len(copied) >= len(sent), "the data sets did not take the direct path"
     assert 0 not in copied, "a data set PDU went to pynetdicom"
@@ -481,8 +483,7 @@ def test_a_pdu_longer_than_the_read_ahead_buffer_is_stored_byte_for_byte(
     finally:
         association.release()
     assert counted_fast_pdus.count(1) >= len(sent), "each data set took the direct path"
-    stored = sorted(running_gateway.spool.root.rglob("*.dcm"))
-    assert sorted(map(dataset_bytes, stored)) == sorted(map(dataset_bytes, sent))
+    assert stored_data_sets(running_gateway) == sorted(map(dataset_bytes, sent))
     assert instance_count(session_factory) == len(sent)
 
 
