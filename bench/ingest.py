@@ -7,6 +7,9 @@ not the receivers). Every round measures, on the same files:
 - the disk: write + fsync of each file, one thread (the durable limit of this machine);
 - one association: storescp ``--max-pdu 131072`` (no fsync) vs ``radraft gateway --processes 1``;
 - parallel associations: storescp ``--fork`` vs ``radraft gateway --processes N``;
+- both again against storescp syncing each file's data as it stores it (``--exec-on-reception
+  "sync -d #p/#f" --exec-sync``: dcmtk's nearest to the gateway's durability, though it syncs
+  after answering), which compares like with like where the goals' reference does not;
 - the ceiling of the gateway's receive path: a pynetdicom SCP with the gateway's transport
   (bulk reads, Nagle off, data set PDUs read straight into a file and each C-STORE answered on
   the connection's thread by ``gateway/pdata.py``, answers and file meta encoded by
@@ -20,12 +23,12 @@ not the receivers). Every round measures, on the same files:
 
 The gateway fsyncs every file before it answers success and records every instance in the
 database; after each gateway run the benchmark counts the instance rows and stops if one is
-missing. Each gateway run and its storescp reference run back to back, the reference first in
-even rounds and second in odd ones. Prints images/s and every ratio (goals: gateway / storescp
->= 0.8, both ways), for the two goals also the ratio within each round and against the
-reference's fastest round (dcmtk's storescp has a slow and a fast mode on some virtual machines,
-see the README, and its median may be the slow one), and each receiver's
-CPU time per image while it received (its processes' user + system time, from ``/proc``): on a
+missing. Each gateway run and its storescp references run back to back (storescp, gateway,
+storescp syncing), in reverse order in odd rounds. Prints images/s and every ratio (goals:
+gateway / storescp >= 0.8, both ways), for the two goals also the ratio within each round and
+against the reference's fastest round (dcmtk's storescp has a slow and a fast mode on some
+virtual machines, see the README, and its median may be the slow one), and each receiver's CPU
+time per image while it received (its processes' user + system time, from ``/proc``): on a
 small shared machine the rate says as much about the host as about the receiver, the CPU time
 much less. Usage:
 
@@ -226,12 +229,23 @@ def disk_rate(paths: list[Path], workdir: Path, *, early_writeback: bool) -> flo
     return len(paths) / seconds
 
 
-def storescp_rate(groups: list[list[Path]], workdir: Path) -> Run:
-    """A run into dcmtk's storescp (``--fork`` when there are several associations)."""
+SYNC_EACH_FILE = ["--exec-on-reception", "sync -d #p/#f", "--exec-sync"]
+"""storescp's nearest to durable storage: each stored file's data synced (coreutils ``sync -d``,
+an fdatasync) before the association's next message is read. dcmtk runs the command after it
+has answered, so the sender already holds its success while the sync runs, a weaker promise
+than the gateway's (file, folder entry and database row durable before the answer), and the
+command costs a fork and exec per file."""
+
+
+def storescp_rate(groups: list[list[Path]], workdir: Path, *, synced: bool = False) -> Run:
+    """A run into dcmtk's storescp (``--fork`` when there are several associations); with
+    ``synced`` each file is synced as it is stored (``SYNC_EACH_FILE``)."""
     out = workdir / "storescp"
     out.mkdir()
     port = free_port()
     fork = ["--fork"] if len(groups) > 1 else []
+    if synced:
+        fork += SYNC_EACH_FILE
     process = subprocess.Popen(
         [
             "storescp",
@@ -481,6 +495,7 @@ def main() -> None:
         single: list[tuple[str, Callable[[], Run]]] = [
             ("storescp", lambda: storescp_rate([paths], workdir)),
             ("gateway", lambda: gateway_rate([paths], workdir, arguments.database_url, 1)),
+            ("storescp, synced", lambda: storescp_rate([paths], workdir, synced=True)),
         ]
         several: list[tuple[str, Callable[[], Run]]] = [
             ("storescp --fork", lambda: storescp_rate(parallel, workdir)),
@@ -490,6 +505,7 @@ def main() -> None:
                     parallel, workdir, arguments.database_url, arguments.processes
                 ),
             ),
+            ("storescp --fork, synced", lambda: storescp_rate(parallel, workdir, synced=True)),
         ]
         for round_number in range(arguments.rounds):
             rates.add("disk", disk_rate(paths, workdir, early_writeback=False))
@@ -500,8 +516,9 @@ def main() -> None:
                 "ceiling parallel, no disk",
                 pynetdicom_rate(parallel, workdir, arguments.processes, page_cache_only=True),
             )
-            # Each pair runs back to back, the reference first in even rounds and second in odd
-            # ones, so that a drift of the machine between runs weighs on both sides alike.
+            # Each group runs back to back (storescp, the gateway, storescp syncing its files),
+            # in reverse order in odd rounds, so that a drift of the machine between runs weighs
+            # on both sides of each ratio alike.
             for pair in (single, several):
                 for name, measure in pair if round_number % 2 == 0 else reversed(pair):
                     rates.add(name, measure())
@@ -525,6 +542,17 @@ def main() -> None:
                 f"median {statistics.median(paired):.2f}; "
                 f"against {reference}'s fastest round "
                 f"{rates.median(ours) / max(rates.rounds[reference]):.2f}"
+            )
+        for reference, ours in (
+            ("storescp, synced", "gateway"),
+            ("storescp --fork, synced", "gateway parallel"),
+        ):
+            paired = rates.paired_ratios(ours, reference)
+            print(
+                f"ratio {ours} / {reference} = "
+                f"{rates.median(ours) / rates.median(reference):.2f}; per round "
+                f"{min(paired):.2f}-{max(paired):.2f} (like with like: dcmtk syncing each file's "
+                "data, though only after its answer)"
             )
         print(f"ratio gateway / disk with early writeback, 1 association = "
               f"{rates.median('gateway') / rates.median('disk, early writeback'):.2f}")  # fmt: skip
