@@ -20,9 +20,13 @@ the file to disk every MiB while it arrives (``sync_file_range``, Linux), so the
 while the network does and the fsync before the answer waits only for the last MiB or so, not
 for the whole image.
 Once the last byte is in, ``start_sync`` begins that fsync on another thread, while the
-C-STORE is handed over and the file is verified; the fsync before the answer still runs and is
-the one that counts, but then finds little or nothing left to write. Once the first 64 KiB are
-written, the header is read on another thread too (``gateway.early_header``).
+C-STORE is handed over and the file is verified, and the intake waits for its outcome before
+it stores the file (``early_sync_failure``). Its error must reach the answer: Linux reports a
+failed write-out once per open file to the first fsync that looks, and a descriptor opened after
+that (the spool's own fsync) is told nothing, so a failure the early fsync swallowed would be
+acknowledged. The spool's fsync still runs, and then finds little or nothing left to write.
+Once the first 64 KiB are written, the header is read on another thread too
+(``gateway.early_header``).
 
 Every reception has two bounds of its own, checked as it is written (``ReceptionLimits``): the
 largest instance file, and the spool's free space floor (looked at every few MiB, so one huge
@@ -36,8 +40,9 @@ import contextlib
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +73,10 @@ SYNC_FILE_RANGE_WRITE = 2
 """linux/fs.h: start write-out of dirty pages not yet submitted; does not wait for them."""
 EARLY_SYNC_THREADS = 4
 _early_sync = ThreadPoolExecutor(EARLY_SYNC_THREADS, thread_name_prefix="radraft-early-sync")
+_syncing_lock = threading.Lock()
+_syncing: OrderedDict[str, tuple[Future[None], int]] = OrderedDict()
+"""Temporary file path -> its early fsync and the descriptor it syncs, until the intake has
+waited for it (bounded as ``_failed`` is)."""
 
 
 _sync_file_range = linux_calls.sync_file_range
@@ -125,10 +134,7 @@ class ReceptionFile:
     def _stop(self, reason: str) -> None:
         """Write nothing more (the rest is read and dropped) and free what was written."""
         self._failed = True
-        with _failed_lock:
-            _failed[self.name] = reason
-            while len(_failed) > REMEMBERED_FAILURES:
-                del _failed[next(iter(_failed))]
+        _remember_failure(self.name, reason)
         try:
             self._inner.truncate(0)
         except OSError:
@@ -210,9 +216,9 @@ class ReceptionFile:
             self._fail(error)
 
     def start_sync(self) -> None:
-        """Begin the file's fsync on another thread (a head start; errors are left to the
-        fsync before the answer, which reports them). A duplicate descriptor keeps it valid
-        after pynetdicom closes the file.
+        """Begin the file's fsync on another thread, a head start whose outcome the intake
+        waits for (``early_sync_failure``): a failure is remembered as this reception's. A
+        duplicate descriptor keeps it valid after pynetdicom closes the file.
 
         The blocks reserved past the last byte are given back on that thread too, before its
         fsync: truncating waits for the write-out of the page the file ends in, which the
@@ -229,7 +235,11 @@ class ReceptionFile:
             self._fail(error)
             return
         reserved, self._reserved_to = self._reserved_to > 0, 0
-        _early_sync.submit(_trim_sync_and_close if reserved else _sync_and_close, descriptor)
+        job = _early_sync.submit(_early_fsync, self.name, descriptor, trim=reserved)
+        with _syncing_lock:
+            _syncing[self.name] = (job, descriptor)
+            while len(_syncing) > REMEMBERED_FAILURES:
+                _syncing.popitem(last=False)
 
     def close(self) -> None:
         try:
@@ -254,20 +264,31 @@ def write_all(descriptor: int, pieces: Sequence[bytes | memoryview]) -> None:
                 remaining = remaining[os.write(descriptor, remaining) :]
 
 
-def _trim_sync_and_close(descriptor: int) -> None:
-    """Give back the reserve past the file's end, then as ``_sync_and_close``."""
-    with contextlib.suppress(OSError):  # a reserve left is given back when the spool keeps it
-        preallocation.trim(descriptor)
-    _sync_and_close(descriptor)
+def _early_fsync(name: str, descriptor: int, *, trim: bool) -> None:
+    """Give back the reserve past the file's end (where one was made), then fsync; a failed
+    fsync is remembered as the reception's failure, for the intake to answer."""
+    try:
+        if trim:
+            # A reserve left here is given back when the spool keeps the file.
+            with contextlib.suppress(OSError):
+                preallocation.trim(descriptor)
+        _sync_and_close(descriptor)
+    except OSError as error:
+        _remember_failure(name, f"spool {disk_error(error)} at fsync")
 
 
 def _sync_and_close(descriptor: int) -> None:
     try:
         os.fsync(descriptor)
-    except OSError:
-        pass  # the fsync before the answer reports it
     finally:
         os.close(descriptor)
+
+
+def _remember_failure(name: str, reason: str) -> None:
+    with _failed_lock:
+        _failed[name] = reason
+        while len(_failed) > REMEMBERED_FAILURES:
+            del _failed[next(iter(_failed))]
 
 
 PYNETDICOM_FILE_ARGUMENTS: dict[str, Any] = {"delete": False, "mode": "wb", "suffix": ".dcm"}
@@ -299,6 +320,25 @@ def receive_into(incoming: Path, limits: ReceptionLimits | None = None) -> None:
     # pynetdicom imports these by name into dimse_messages; those names are replaced.
     setattr(dimse_messages, "NamedTemporaryFile", _reception_file)  # noqa: B010
     setattr(dimse_messages, "write_file_meta_info", write_reception_file_meta)  # noqa: B010
+
+
+def early_sync_failure(path: Path) -> str | None:
+    """Wait for the early fsync of the reception at ``path`` (if one was started) and say why
+    it failed (an Error Comment, e.g. ``spool disk: EIO at fsync``), or None.
+
+    One that has not started yet (its threads busy with other receptions, or not yet given the
+    GIL: about a third of them in a live run) is dropped instead, so the spool's own fsync is
+    the first to look and reports any failure itself."""
+    with _syncing_lock:
+        started = _syncing.pop(str(path), None)
+    if started is None:
+        return None
+    job, descriptor = started
+    if job.cancel():  # still queued behind other receptions' fsyncs: the spool's comes first
+        os.close(descriptor)
+        return None
+    job.result()  # never raises: a failure is remembered instead
+    return reception_failure(path)
 
 
 def reception_failure(path: Path) -> str | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -291,6 +294,48 @@ def test_a_disk_that_fills_up_mid_reception_answers_a700_and_recovers_losing_not
         for path in files:
             spooled = gateway.spool.path_of(stored[path.stem])
             assert dcmread(spooled).PixelData == dcmread(path).PixelData
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_write_out_failure_that_the_early_fsync_saw_is_answered_a700_and_nothing_is_kept(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A disk error in the first image's write-out: Linux reports it to the first fsync that
+    looks (the early one, on its own thread) and not to the spool's fsync on a descriptor opened
+    later, which is what the patched fsync does here (an I/O error cannot be made on this disk).
+    The image must be refused, never acknowledged; the next one and the retry are stored."""
+    real_fsync = os.fsync
+    failed: list[int] = []
+
+    def first_early_fsync_fails(descriptor: int) -> None:
+        if threading.current_thread().name.startswith("radraft-early-sync") and not failed:
+            failed.append(descriptor)
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", first_early_fsync_fails)
+    gateway = Gateway(settings, session_factory, publisher)
+    gateway.start()
+    try:
+        first, second = write_study(make_chest_study(31, rows=256, columns=256), tmp_path / "s")
+        result = storescu([first, second], port=gateway.port, debug=True, halt=False)
+        assert store_statuses(result.output) == [0xA700, 0], result.output
+        assert "spool disk: EIO at fsync" in result.output
+        assert list(gateway.spool.incoming.iterdir()) == [], "no partial file left"
+        with session_scope(session_factory) as session:
+            stored = session.scalars(select(Instance.sop_instance_uid)).all()
+        assert stored == [str(dcmread(second).SOPInstanceUID)]
+
+        again = storescu([first], port=gateway.port, debug=True)
+        assert store_statuses(again.output) == [0], again.output
+        with session_scope(session_factory) as session:
+            assert session.scalar(select(func.count()).select_from(Instance)) == 2
     finally:
         gateway.stop()
 

@@ -3,9 +3,11 @@ another thread without disturbing the file itself."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,65 @@ def test_an_early_sync_leaves_the_file_open_and_closes_its_own_descriptor(tmp_pa
     assert Path(reception.name).read_bytes() == b"first part and the rest"
     wait_until(lambda: open_descriptors() == before, timeout=10,
                what="the early fsync to close its duplicate descriptor")  # fmt: skip
+
+
+def test_the_intake_is_told_when_the_early_fsync_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux hands a failed write-out to the first fsync that looks and tells a descriptor
+    opened later nothing, so the early fsync's error must reach the answer itself."""
+    real_fsync = os.fsync
+    failed: list[int] = []
+
+    def fail_on_the_early_thread(descriptor: int) -> None:
+        if threading.current_thread().name.startswith("radraft-early-sync"):
+            failed.append(descriptor)
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fail_on_the_early_thread)
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
+        reception = ReceptionFile(inner)
+        reception.write(b"a data set")
+        reception.start_sync()
+    # Asked while still queued, the early fsync would be dropped for the spool's (tested below).
+    wait_until(lambda: bool(failed), timeout=10, what="the early fsync to run")
+    path = Path(inner.name)
+    assert receiving.early_sync_failure(path) == "spool disk: EIO at fsync"
+    assert receiving.early_sync_failure(path) is None, "told once, then forgotten"
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(failed[0])  # the failed fsync's descriptor is closed
+
+
+def test_a_successful_early_fsync_or_none_at_all_is_no_failure(tmp_path: Path) -> None:
+    with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
+        reception = ReceptionFile(inner)
+        reception.write(b"a data set")
+        reception.start_sync()
+    assert receiving.early_sync_failure(Path(inner.name)) is None
+    assert receiving.early_sync_failure(tmp_path / "never-received.dcm") is None
+
+
+def test_an_early_fsync_still_queued_is_dropped_for_the_spools_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every early-fsync thread busy, the intake does not wait in that queue: the job is
+    cancelled, its descriptor closed, and the spool's fsync is the first to look."""
+    release = threading.Event()
+    busy = [receiving._early_sync.submit(release.wait) for _ in range(receiving.EARLY_SYNC_THREADS)]
+    try:
+        before = open_descriptors()
+        with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
+            reception = ReceptionFile(inner)
+            reception.write(b"a data set")
+            reception.start_sync()
+        assert open_descriptors() == before + 1, "the queued fsync holds a descriptor"
+        assert receiving.early_sync_failure(Path(inner.name)) is None
+        assert open_descriptors() == before, "the cancelled fsync's descriptor was left open"
+    finally:
+        release.set()
+        for job in busy:
+            job.result(timeout=10)
 
 
 def test_no_early_sync_for_a_file_whose_writing_failed(tmp_path: Path) -> None:
