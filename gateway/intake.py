@@ -30,7 +30,7 @@ from gateway.integrity import (
     VerifiedFile,
     verify_part10_file,
 )
-from gateway.receiving import early_sync_failure, reception_failure
+from gateway.receiving import early_sync, reception_failure
 from gateway.recording import record_instance
 from gateway.spool import Spool, SpoolError
 from gateway.statuses import StoreStatus
@@ -153,14 +153,16 @@ class InstanceIntake:
             return self._refuse(received, StoreStatus.CANNOT_UNDERSTAND, f"header: {error}")
         except (MissingIdentifierError, PixelDataMismatchError) as error:
             return self._refuse(received, StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, str(error))
-        failure = early_sync_failure(received.path)
-        if failure is not None:  # the spool's own fsync would not be told (gateway.receiving)
-            return self._refuse(received, StoreStatus.OUT_OF_RESOURCES, failure)
+        synced = early_sync(received.path)
+        if synced.failure is not None:  # the spool's own fsync would not be told of it
+            return self._refuse(received, StoreStatus.OUT_OF_RESOURCES, synced.failure)
         # Identity is checked once, under the study's row lock as the rows are written: a copy
         # that conflicts is spooled under a name of its own (its claimed identity), so removing
         # it again never touches the first copy, and a clean instance costs no extra query.
         try:
-            relative_path, size = self._spool.store(received.path, identity_key(header))
+            relative_path, size = self._spool.store(
+                received.path, identity_key(header), durable=synced.durable
+            )
         except SpoolError as error:
             return self._refuse(received, StoreStatus.OUT_OF_RESOURCES, str(error))
         try:

@@ -21,10 +21,10 @@ while the network does and the fsync before the answer waits only for the last M
 for the whole image.
 Once the last byte is in, ``start_sync`` begins that fsync on another thread, while the
 C-STORE is handed over and the file is verified, and the intake waits for its outcome before
-it stores the file (``early_sync_failure``). Its error must reach the answer: Linux reports a
+it stores the file (``early_sync``). Its error must reach the answer: Linux reports a
 failed write-out once per open file to the first fsync that looks, and a descriptor opened after
 that (the spool's own fsync) is told nothing, so a failure the early fsync swallowed would be
-acknowledged. The spool's fsync still runs, and then finds little or nothing left to write.
+acknowledged. Once it has succeeded, the spool does not fsync the file again.
 Once the first 64 KiB are written, the header is read on another thread too
 (``gateway.early_header``).
 
@@ -74,7 +74,7 @@ SYNC_FILE_RANGE_WRITE = 2
 EARLY_SYNC_THREADS = 4
 _early_sync = ThreadPoolExecutor(EARLY_SYNC_THREADS, thread_name_prefix="radraft-early-sync")
 _syncing_lock = threading.Lock()
-_syncing: OrderedDict[str, tuple[Future[None], int]] = OrderedDict()
+_syncing: OrderedDict[str, tuple[Future[bool], int]] = OrderedDict()
 """Temporary file path -> its early fsync and the descriptor it syncs, until the intake has
 waited for it (bounded as ``_failed`` is)."""
 
@@ -217,7 +217,7 @@ class ReceptionFile:
 
     def start_sync(self) -> None:
         """Begin the file's fsync on another thread, a head start whose outcome the intake
-        waits for (``early_sync_failure``): a failure is remembered as this reception's. A
+        waits for (``early_sync``): a failure is remembered as this reception's. A
         duplicate descriptor keeps it valid after pynetdicom closes the file.
 
         The blocks reserved past the last byte are given back on that thread too, before its
@@ -264,9 +264,10 @@ def write_all(descriptor: int, pieces: Sequence[bytes | memoryview]) -> None:
                 remaining = remaining[os.write(descriptor, remaining) :]
 
 
-def _early_fsync(name: str, descriptor: int, *, trim: bool) -> None:
-    """Give back the reserve past the file's end (where one was made), then fsync; a failed
-    fsync is remembered as the reception's failure, for the intake to answer."""
+def _early_fsync(name: str, descriptor: int, *, trim: bool) -> bool:
+    """Give back the reserve past the file's end (where one was made), then fsync; whether the
+    file is durable. A failed fsync is remembered as the reception's failure, for the intake
+    to answer."""
     try:
         if trim:
             # A reserve left here is given back when the spool keeps the file.
@@ -275,6 +276,8 @@ def _early_fsync(name: str, descriptor: int, *, trim: bool) -> None:
         _sync_and_close(descriptor)
     except OSError as error:
         _remember_failure(name, f"spool {disk_error(error)} at fsync")
+        return False
+    return True
 
 
 def _sync_and_close(descriptor: int) -> None:
@@ -322,9 +325,20 @@ def receive_into(incoming: Path, limits: ReceptionLimits | None = None) -> None:
     setattr(dimse_messages, "write_file_meta_info", write_reception_file_meta)  # noqa: B010
 
 
-def early_sync_failure(path: Path) -> str | None:
-    """Wait for the early fsync of the reception at ``path`` (if one was started) and say why
-    it failed (an Error Comment, e.g. ``spool disk: EIO at fsync``), or None.
+@dataclass(frozen=True)
+class EarlySync:
+    """What the early fsync of a reception came to."""
+
+    durable: bool = False
+    """It succeeded: everything written to the file is on disk, and the spool need not fsync
+    the file again."""
+    failure: str | None = None
+    """Why it failed (an Error Comment, e.g. ``spool disk: EIO at fsync``)."""
+
+
+def early_sync(path: Path) -> EarlySync:
+    """Wait for the early fsync of the reception at ``path``, if one was started, and say what
+    it came to.
 
     One that has not started yet (its threads busy with other receptions, or not yet given the
     GIL: about a third of them in a live run) is dropped instead, so the spool's own fsync is
@@ -332,13 +346,14 @@ def early_sync_failure(path: Path) -> str | None:
     with _syncing_lock:
         started = _syncing.pop(str(path), None)
     if started is None:
-        return None
+        return EarlySync()
     job, descriptor = started
     if job.cancel():  # still queued behind other receptions' fsyncs: the spool's comes first
         os.close(descriptor)
-        return None
-    job.result()  # never raises: a failure is remembered instead
-    return reception_failure(path)
+        return EarlySync()
+    if job.result():  # never raises: a failure is remembered instead
+        return EarlySync(durable=True)
+    return EarlySync(failure=reception_failure(path) or "spool disk: fsync failed")
 
 
 def reception_failure(path: Path) -> str | None:

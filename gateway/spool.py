@@ -39,8 +39,13 @@ class Spool:
         self.root.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
 
-    def store(self, received_path: Path, identity: str) -> tuple[str, int]:
+    def store(
+        self, received_path: Path, identity: str, *, durable: bool = False
+    ) -> tuple[str, int]:
         """Durably move a received file into the spool; returns (relative path, size).
+
+        ``durable``: the file was fsynced after its last write (the reception's early fsync),
+        so only its rename and folder entry are made durable here.
 
         Raises
         ------
@@ -53,7 +58,8 @@ class Spool:
             target.parent.mkdir(exist_ok=True)
             with open(received_path, "rb") as stream:
                 status = os.fstat(stream.fileno())
-                os.fsync(stream.fileno())
+                if not durable:
+                    os.fsync(stream.fileno())
                 # A reserve the reception has not given back yet (it ended on pynetdicom's
                 # path, or the early fsync's thread has not got to it): after the fsync, so
                 # that truncating finds the last page written and does not wait for it.

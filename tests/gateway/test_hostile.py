@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -338,6 +339,40 @@ def test_a_write_out_failure_that_the_early_fsync_saw_is_answered_a700_and_nothi
             assert session.scalar(select(func.count()).select_from(Instance)) == 2
     finally:
         gateway.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_each_stored_file_is_fsynced_once_by_the_early_fsync_or_else_by_the_spool(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_fsync = os.fsync
+    fsynced: list[int] = []  # inodes of regular files
+
+    def recording_fsync(descriptor: int) -> None:
+        real_fsync(descriptor)
+        status = os.fstat(descriptor)
+        if stat.S_ISREG(status.st_mode):
+            fsynced.append(status.st_ino)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    gateway = Gateway(settings, session_factory, publisher)
+    gateway.start()
+    try:
+        files = write_study(make_chest_study(32, rows=512, columns=512), tmp_path / "s")
+        files += write_study(make_chest_study(33, rows=512, columns=512), tmp_path / "t")
+        result = storescu(files, port=gateway.port, debug=True)
+        assert store_statuses(result.output) == [0] * len(files), result.output
+        with session_scope(session_factory) as session:
+            spooled = session.scalars(select(Instance.spool_path)).all()
+    finally:
+        gateway.stop()
+    inodes = [gateway.spool.path_of(relative).stat().st_ino for relative in spooled]
+    assert len(inodes) == len(files)
+    assert sorted(fsynced) == sorted(inodes), "each stored file fsynced once, no other file"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -56,19 +56,24 @@ def test_the_intake_is_told_when_the_early_fsync_fails(
     # Asked while still queued, the early fsync would be dropped for the spool's (tested below).
     wait_until(lambda: bool(failed), timeout=10, what="the early fsync to run")
     path = Path(inner.name)
-    assert receiving.early_sync_failure(path) == "spool disk: EIO at fsync"
-    assert receiving.early_sync_failure(path) is None, "told once, then forgotten"
+    assert receiving.early_sync(path) == receiving.EarlySync(failure="spool disk: EIO at fsync")
+    assert receiving.early_sync(path) == receiving.EarlySync(), "told once, then forgotten"
     with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(failed[0])  # the failed fsync's descriptor is closed
 
 
-def test_a_successful_early_fsync_or_none_at_all_is_no_failure(tmp_path: Path) -> None:
+def test_a_successful_early_fsync_makes_the_file_durable_and_none_at_all_does_not(
+    tmp_path: Path,
+) -> None:
     with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
         reception = ReceptionFile(inner)
         reception.write(b"a data set")
         reception.start_sync()
-    assert receiving.early_sync_failure(Path(inner.name)) is None
-    assert receiving.early_sync_failure(tmp_path / "never-received.dcm") is None
+    wait_until(lambda: receiving._syncing[inner.name][0].running()
+               or receiving._syncing[inner.name][0].done(), timeout=10,
+               what="the early fsync to start")  # fmt: skip
+    assert receiving.early_sync(Path(inner.name)) == receiving.EarlySync(durable=True)
+    assert receiving.early_sync(tmp_path / "never-received.dcm") == receiving.EarlySync()
 
 
 def test_an_early_fsync_still_queued_is_dropped_for_the_spools_own(
@@ -85,7 +90,7 @@ def test_an_early_fsync_still_queued_is_dropped_for_the_spools_own(
             reception.write(b"a data set")
             reception.start_sync()
         assert open_descriptors() == before + 1, "the queued fsync holds a descriptor"
-        assert receiving.early_sync_failure(Path(inner.name)) is None
+        assert receiving.early_sync(Path(inner.name)) == receiving.EarlySync(), "not durable"
         assert open_descriptors() == before, "the cancelled fsync's descriptor was left open"
     finally:
         release.set()
