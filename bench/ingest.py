@@ -244,12 +244,12 @@ def storescp_rate(groups: list[list[Path]], workdir: Path, *, synced: bool = Fal
     out.mkdir()
     port = free_port()
     fork = ["--fork"] if len(groups) > 1 else []
-    if synced:
-        fork += SYNC_EACH_FILE
+    sync = SYNC_EACH_FILE if synced else []
     process = subprocess.Popen(
         [
             "storescp",
             *fork,
+            *sync,
             "--max-pdu",
             str(REFERENCE_PDU),
             "-aet",
