@@ -74,7 +74,7 @@ SYNC_FILE_RANGE_WRITE = 2
 EARLY_SYNC_THREADS = 4
 _early_sync = ThreadPoolExecutor(EARLY_SYNC_THREADS, thread_name_prefix="radraft-early-sync")
 _syncing_lock = threading.Lock()
-_syncing: OrderedDict[str, tuple[Future[bool], int]] = OrderedDict()
+_syncing: OrderedDict[str, tuple[Future[str | None], int]] = OrderedDict()
 """Temporary file path -> its early fsync and the descriptor it syncs, until the intake has
 waited for it (bounded as ``_failed`` is)."""
 
@@ -134,7 +134,10 @@ class ReceptionFile:
     def _stop(self, reason: str) -> None:
         """Write nothing more (the rest is read and dropped) and free what was written."""
         self._failed = True
-        _remember_failure(self.name, reason)
+        with _failed_lock:
+            _failed[self.name] = reason
+            while len(_failed) > REMEMBERED_FAILURES:
+                del _failed[next(iter(_failed))]
         try:
             self._inner.truncate(0)
         except OSError:
@@ -217,8 +220,8 @@ class ReceptionFile:
 
     def start_sync(self) -> None:
         """Begin the file's fsync on another thread, a head start whose outcome the intake
-        waits for (``early_sync``): a failure is remembered as this reception's. A
-        duplicate descriptor keeps it valid after pynetdicom closes the file.
+        waits for (``early_sync``). A duplicate descriptor keeps it valid after pynetdicom
+        closes the file.
 
         The blocks reserved past the last byte are given back on that thread too, before its
         fsync: truncating waits for the write-out of the page the file ends in, which the
@@ -235,7 +238,7 @@ class ReceptionFile:
             self._fail(error)
             return
         reserved, self._reserved_to = self._reserved_to > 0, 0
-        job = _early_sync.submit(_early_fsync, self.name, descriptor, trim=reserved)
+        job = _early_sync.submit(_early_fsync, descriptor, trim=reserved)
         with _syncing_lock:
             _syncing[self.name] = (job, descriptor)
             while len(_syncing) > REMEMBERED_FAILURES:
@@ -264,10 +267,9 @@ def write_all(descriptor: int, pieces: Sequence[bytes | memoryview]) -> None:
                 remaining = remaining[os.write(descriptor, remaining) :]
 
 
-def _early_fsync(name: str, descriptor: int, *, trim: bool) -> bool:
-    """Give back the reserve past the file's end (where one was made), then fsync; whether the
-    file is durable. A failed fsync is remembered as the reception's failure, for the intake
-    to answer."""
+def _early_fsync(descriptor: int, *, trim: bool) -> str | None:
+    """Give back the reserve past the file's end (where one was made), then fsync; why the
+    fsync failed (an Error Comment), or None once the file is durable."""
     try:
         if trim:
             # A reserve left here is given back when the spool keeps the file.
@@ -275,9 +277,8 @@ def _early_fsync(name: str, descriptor: int, *, trim: bool) -> bool:
                 preallocation.trim(descriptor)
         _sync_and_close(descriptor)
     except OSError as error:
-        _remember_failure(name, f"spool {disk_error(error)} at fsync")
-        return False
-    return True
+        return f"spool {disk_error(error)} at fsync"
+    return None
 
 
 def _sync_and_close(descriptor: int) -> None:
@@ -285,13 +286,6 @@ def _sync_and_close(descriptor: int) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def _remember_failure(name: str, reason: str) -> None:
-    with _failed_lock:
-        _failed[name] = reason
-        while len(_failed) > REMEMBERED_FAILURES:
-            del _failed[next(iter(_failed))]
 
 
 PYNETDICOM_FILE_ARGUMENTS: dict[str, Any] = {"delete": False, "mode": "wb", "suffix": ".dcm"}
@@ -351,9 +345,8 @@ def early_sync(path: Path) -> EarlySync:
     if job.cancel():  # still queued behind other receptions' fsyncs: the spool's comes first
         os.close(descriptor)
         return EarlySync()
-    if job.result():  # never raises: a failure is remembered instead
-        return EarlySync(durable=True)
-    return EarlySync(failure=reception_failure(path) or "spool disk: fsync failed")
+    failure = job.result()  # never raises: a failure is its reason
+    return EarlySync(durable=failure is None, failure=failure)
 
 
 def reception_failure(path: Path) -> str | None:
