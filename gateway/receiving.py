@@ -227,7 +227,9 @@ class ReceptionFile:
         fsync: truncating waits for the write-out of the page the file ends in, which the
         early write-out has usually started, and on the connection's thread that wait held up
         the answer (four associations: 70.4-71.6 images/s with it there, 74.0-77.0 without,
-        three alternating pairs, 2026-12-01).
+        three alternating pairs, 2026-12-01). So this is called once the last byte is
+        written (``gateway.pdata``): the give-back truncates the file to the size it has then,
+        and a write racing with it could be cut off.
         """
         if self._failed:
             return

@@ -26,8 +26,10 @@ def test_an_early_sync_leaves_the_file_open_and_closes_its_own_descriptor(tmp_pa
     with tempfile.NamedTemporaryFile(dir=tmp_path, delete=False) as inner:
         reception = ReceptionFile(inner)
         reception.write(b"first part ")
-        reception.start_sync()
         reception.write(b"and the rest")
+        reception.start_sync()  # after the last write, as gateway.pdata calls it
+        assert not inner.closed
+        os.fstat(inner.fileno())  # still open for pynetdicom to close
         reception.close()
     assert Path(reception.name).read_bytes() == b"first part and the rest"
     wait_until(lambda: open_descriptors() == before, timeout=10,
