@@ -16,10 +16,19 @@ from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.errors import BytesLengthException
 
 from gateway.selection import HeaderFacts
+from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
 from radraft.errors import RadraftError
+
+HEADER_READ_ERRORS: tuple[type[Exception], ...] = (
+    *UNREADABLE_DICOM_ERRORS,
+    TypeError,
+    EOFError,
+    KeyError,
+)
+"""What reading a header may raise: a file pydicom cannot read, or values it cannot parse."""
 
 UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 """PS3.5 9.1: digits in dot-separated components (leading zeros, which some vendors write,
@@ -137,15 +146,7 @@ def parse_instance_header(source: Path | BinaryIO) -> InstanceHeader:
     """
     try:
         dataset = dcmread(source, stop_before_pixels=True)
-    except (
-        InvalidDicomError,
-        BytesLengthException,
-        ValueError,
-        TypeError,
-        EOFError,
-        OSError,
-        KeyError,
-    ) as error:
+    except HEADER_READ_ERRORS as error:
         raise UnreadableHeaderError(type(error).__name__) from error
     except RecursionError as error:
         raise UnreadableHeaderError("sequences nested too deeply") from error

@@ -16,12 +16,15 @@ import numpy as np
 from PIL import Image
 from pydicom import dcmread, uid
 from pydicom.dataset import Dataset
-from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 
+from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
 from radraft.errors import RadraftError
+
+DECODE_READ_ERRORS: tuple[type[Exception], ...] = (*UNREADABLE_DICOM_ERRORS, TypeError, EOFError)
+"""What reading an image file for decoding may raise."""
 
 PREFERRED_DECODERS = {
     uid.JPEGLSLossless: "pyjpegls",
@@ -133,14 +136,7 @@ def _decode(path: Path) -> tuple[np.ndarray, Dataset]:
     """The first frame and the header; of Pixel Data only that frame's bytes are read."""
     try:
         dataset = dcmread(path, defer_size=DEFERRED_VALUE_BYTES)
-    except (
-        InvalidDicomError,
-        BytesLengthException,
-        OSError,
-        ValueError,
-        TypeError,
-        EOFError,
-    ) as error:
+    except DECODE_READ_ERRORS as error:
         raise UnusableImageError(f"unreadable file ({type(error).__name__})") from error
     except RecursionError as error:
         # Sequences nested thousands deep: the gateway refuses them now, but a file stored

@@ -31,13 +31,13 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
-from pydicom.errors import BytesLengthException, InvalidDicomError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.dicomweb.attributes import JsonDataset
 from gateway.dicomweb.bulk_paths import BulkDataPath, element_paths
 from gateway.integrity import IncompleteDatasetError, verify_part10_file
+from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
 from radraft.dicomweb_paths import instance_url
 from radraft.errors import (
     InvalidInputError,
@@ -49,12 +49,15 @@ from radraft.imaging import DEFERRED_VALUE_BYTES, decode_pixels, load_for_model
 from radraft.models import Instance, Series, Study
 from radraft.multipart import READ_CHUNK, MediaType, OutgoingPart, file_chunks
 
+STORED_FILE_READ_ERRORS: tuple[type[Exception], ...] = (*UNREADABLE_DICOM_ERRORS, EOFError)
+"""What reading a spooled file may raise (a file cut short: ``EOFError``)."""
 BULK_DATA_THRESHOLD = 1024
 """Binary values longer than this are left out of metadata and named by a BulkDataURI."""
 MAX_RENDERED_SIDE = 4096
 LITTLE_ENDIAN_NATIVE = frozenset(
     {uid.ImplicitVRLittleEndian, uid.ExplicitVRLittleEndian, uid.DeflatedExplicitVRLittleEndian}
 )
+
 IMAGE_MEDIA_TYPES = {
     uid.JPEGBaseline8Bit: "image/jpeg",
     uid.JPEGExtended12Bit: "image/jpeg",
@@ -182,7 +185,7 @@ def _read(path: Path, **options: Any) -> Dataset:
         return dcmread(path, **options)
     except IncompleteDatasetError as error:
         raise NotFoundError(f"the stored file cannot be read: {error.reason}") from error
-    except (InvalidDicomError, BytesLengthException, OSError, ValueError, EOFError) as error:
+    except STORED_FILE_READ_ERRORS as error:
         raise NotFoundError(f"the stored file cannot be read ({type(error).__name__})") from error
 
 

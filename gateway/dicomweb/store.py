@@ -16,16 +16,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 
 from gateway.dicomweb.attributes import JsonDataset, attribute, dataset, sequence
 from gateway.intake import InstanceIntake, IntakeLimits, ReceivedInstance
 from gateway.integrity import IncompleteDatasetError, verify_part10_file
 from gateway.statuses import StoreStatus
+from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
 from radraft.dicomweb_paths import instance_url
 from radraft.logs import log_event
 from radraft.multipart import MediaType, ReceivedPart
+
+PART_READ_ERRORS: tuple[type[Exception], ...] = (
+    IncompleteDatasetError,
+    *UNREADABLE_DICOM_ERRORS,
+    EOFError,
+    KeyError,
+)
+"""What verifying and identifying a received part may raise."""
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +91,7 @@ def identify(path: Path, limits: IntakeLimits) -> PartIdentity | None:
         header = dcmread(
             path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SeriesInstanceUID"]
         )
-    except (
-        IncompleteDatasetError,
-        InvalidDicomError,
-        BytesLengthException,
-        OSError,
-        ValueError,
-        EOFError,
-        KeyError,
-    ):
+    except PART_READ_ERRORS:
         return None
     return PartIdentity(
         str(meta.get("MediaStorageSOPClassUID", "")),

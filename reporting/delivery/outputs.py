@@ -12,11 +12,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.sr.coding import Code
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
 from radraft.enums import ReportState
 from radraft.errors import RadraftError
 from radraft.hl7ack import hl7_timestamp
@@ -217,7 +217,7 @@ def _evidence(bundle: RevisionBundle) -> list[EvidenceReference]:
             header = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
         except FileNotFoundError as error:
             raise OutputBuildError("a source instance is missing from the spool") from error
-        except (InvalidDicomError, BytesLengthException, OSError, ValueError) as error:
+        except UNREADABLE_DICOM_ERRORS as error:
             raise OutputBuildError(
                 f"a source instance cannot be read: {type(error).__name__}"
             ) from error
