@@ -19,7 +19,12 @@ not the receivers). Every round measures, on the same files:
   and over the parallel ones, there in as many processes as the gateway, sharing one port;
   over the parallel ones also with its files never written out to the disk (no write-out
   started while they arrive, no early fsync: ``no disk``), as storescp's are not during the
-  run, which tells the receive path's cost apart from the durable writes'.
+  run, which tells the receive path's cost apart from the durable writes';
+- a bare TCP receiver (``bench/bare_tcp.py``: no DICOM, files moved from the socket with
+  ``splice`` as the gateway does, a cheap ``sendfile`` sender) over the parallel streams, with
+  each file fsynced before its answer and without: what durability alone costs on this machine,
+  and so about the most any receiver that fsyncs before answering could reach against
+  ``storescp --fork``.
 
 The gateway fsyncs every file before it answers success and records every instance in the
 database; after each gateway run the benchmark counts the instance rows and stops if one is
@@ -162,28 +167,25 @@ def tree_cpu_seconds(*roots: int) -> float:
 def send(groups: list[list[Path]], port: int, *receivers: int) -> Run:
     """Send every file with storescu (one association per group, all at once); the run as the
     receiver (processes ``receivers`` and their children) saw it."""
+    commands = [
+        ["storescu", "--max-pdu", str(REFERENCE_PDU), "-aet", "BENCH", "-aec", "RADRAFT",
+         "127.0.0.1", str(port), *map(str, group)]
+        for group in groups
+    ]  # fmt: skip
+    return run_senders(commands, sum(map(len, groups)), receivers)
+
+
+def run_senders(commands: list[list[str]], images: int, receivers: tuple[int, ...]) -> Run:
+    """Run the sender commands all at once (Nagle off) until each has finished; the run as
+    the receiver (processes ``receivers`` and their children) saw it."""
     environment = {**os.environ, **NODELAY}
     cpu_before = tree_cpu_seconds(*receivers)
     start = time.perf_counter()
     senders = [
         subprocess.Popen(
-            [
-                "storescu",
-                "--max-pdu",
-                str(REFERENCE_PDU),
-                "-aet",
-                "BENCH",
-                "-aec",
-                "RADRAFT",
-                "127.0.0.1",
-                str(port),
-                *map(str, group),
-            ],
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        for group in groups
+        for command in commands
     ]
     failures = []
     for sender in senders:
@@ -193,8 +195,8 @@ def send(groups: list[list[Path]], port: int, *receivers: int) -> Run:
     elapsed = time.perf_counter() - start
     cpu = tree_cpu_seconds(*receivers) - cpu_before
     if failures:
-        raise SystemExit(f"storescu failed: {failures[0]}")
-    return Run(sum(map(len, groups)), elapsed, cpu)
+        raise SystemExit(f"{commands[0][0]} failed: {failures[0]}")
+    return Run(images, elapsed, cpu)
 
 
 def disk_rate(paths: list[Path], workdir: Path, *, early_writeback: bool) -> float:
@@ -341,6 +343,30 @@ def pynetdicom_rate(
     finally:
         for server in servers:
             server.terminate()
+            server.wait()
+        shutil.rmtree(folder)
+
+
+def bare_rate(groups: list[list[Path]], workdir: Path, processes: int, *, durable: bool) -> Run:
+    """A run into ``processes`` bare TCP receivers (``bench/bare_tcp.py``: no DICOM) sharing
+    one port, one stream per group; ``durable``: each file written out and fsynced before its
+    answer, else left in the page cache."""
+    folder = workdir / "bare"
+    folder.mkdir()
+    port = free_port()
+    script = str(REPO / "bench" / "bare_tcp.py")
+    serving = [sys.executable, script, "serve", str(port), str(folder)]
+    servers = [
+        subprocess.Popen([*serving, *(["--durable"] if durable else [])]) for _ in range(processes)
+    ]
+    try:
+        wait_for_port(port)
+        time.sleep(1.0 if processes > 1 else 0.0)  # every process bound, not only the first
+        commands = [[sys.executable, script, "send", str(port), *map(str, g)] for g in groups]
+        return run_senders(commands, sum(map(len, groups)), tuple(s.pid for s in servers))
+    finally:
+        for server in servers:
+            server.kill()
             server.wait()
         shutil.rmtree(folder)
 
@@ -516,6 +542,10 @@ def main() -> None:
                 "ceiling parallel, no disk",
                 pynetdicom_rate(parallel, workdir, arguments.processes, page_cache_only=True),
             )
+            rates.add("bare TCP", bare_rate(parallel, workdir, arguments.processes, durable=False))
+            rates.add(
+                "bare TCP, durable", bare_rate(parallel, workdir, arguments.processes, durable=True)
+            )
             # Each group runs back to back (storescp, the gateway, storescp syncing its files),
             # in reverse order in odd rounds, so that a drift of the machine between runs weighs
             # on both sides of each ratio alike.
@@ -571,6 +601,14 @@ def main() -> None:
         print(f"ratio ceiling parallel, no disk / storescp --fork = "
               f"{no_disk / rates.median('storescp --fork'):.2f} (the receive path alone, "
               "its files left in the page cache as storescp's are)")  # fmt: skip
+        bare_durable = rates.median("bare TCP, durable")
+        print(f"ratio bare TCP, durable / bare TCP = "
+              f"{bare_durable / rates.median('bare TCP'):.2f} (no DICOM: what writing each file "
+              "durably before its answer costs here)")  # fmt: skip
+        print(f"ratio bare TCP, durable / storescp --fork = "
+              f"{bare_durable / rates.median('storescp --fork'):.2f} (about the most a "
+              "receiver that fsyncs before answering reaches here; its senders cost less "
+              "than storescu)")  # fmt: skip
         print(f"ratio storescp / disk write+fsync = "
               f"{rates.median('storescp') / rates.median('disk'):.2f}")  # fmt: skip
         print(page_reporting_line(reported_before))
