@@ -79,6 +79,24 @@ def wait_until(condition: Callable[[], T | None], *, timeout: float = 30.0, what
         time.sleep(0.05)
 
 
+def assert_no_reception_left(incoming: Path) -> None:
+    """Nothing of a reception is left in the gateway's incoming folder once the sender has its
+    answers: a refused one is removed before its answer, so any file with content there now is
+    left behind; an empty file prepared for the association's next image
+    (``gateway.prepared_file``) goes when the association's thread ends, which may be just
+    after the sender's release."""
+
+    def size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:  # a prepared file removed meanwhile
+            return 0
+
+    assert [path for path in incoming.iterdir() if size(path)] == [], "no partial file left"
+    wait_until(lambda: not any(incoming.iterdir()), timeout=30,
+               what="the prepared reception file to go with its association")  # fmt: skip
+
+
 @contextmanager
 def postgres_database(admin_url: str) -> Iterator[str]:
     """A fresh, empty Postgres database for one test; dropped afterwards."""

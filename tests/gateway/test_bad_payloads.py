@@ -17,6 +17,7 @@ from gateway.statuses import StoreStatus
 from radraft.db import session_scope
 from radraft.models import Instance
 from tests.dicom_peers import storescu, synthetic_study_files
+from tests.support import assert_no_reception_left
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_broken_payload_fails_and_next_association_succeeds(
 
     assert status in (StoreStatus.CANNOT_UNDERSTAND, StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS)
     assert spool_files(running_gateway) == []
-    assert list(running_gateway.spool.incoming.iterdir()) == []
+    assert_no_reception_left(running_gateway.spool.incoming)
     with session_scope(session_factory) as session:
         assert session.scalar(select(func.count()).select_from(Instance)) == 0
 

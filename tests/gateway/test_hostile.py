@@ -32,7 +32,7 @@ from tests.conftest import RecordingPublisher
 from tests.dicom_peers import echoscu, store_statuses, storescu, write_study
 from tests.hostile_files import deflate_bomb, element_flood, nested_sequences
 from tests.processes import radraft_process
-from tests.support import wait_until
+from tests.support import assert_no_reception_left, wait_until
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -234,7 +234,7 @@ def test_an_instance_past_its_size_limit_is_refused_as_it_arrives_and_the_associ
         assert "instance larger than 1048576 bytes" in result.output
         assert "Releasing Association" in result.output, "released, not aborted"
         assert "Abort" not in result.output, result.output
-        assert list(gateway.spool.incoming.iterdir()) == [], "no partial file left"
+        assert_no_reception_left(gateway.spool.incoming)
         with session_scope(session_factory) as session:
             stored = session.scalars(select(Instance.sop_instance_uid)).all()
         assert stored == [str(dcmread(small).SOPInstanceUID)]
@@ -278,7 +278,7 @@ def test_a_disk_that_fills_up_mid_reception_answers_a700_and_recovers_losing_not
         assert 0xA700 in statuses, result.output
         assert set(statuses) <= {0, 0xA700}
         assert "while receiving" in result.output or "spool" in result.output
-        assert list(gateway.spool.incoming.iterdir()) == [], "no partial file left"
+        assert_no_reception_left(gateway.spool.incoming)
         acknowledged = [str(path.stem) for path, status in zip(files, statuses, strict=True)
                         if status == 0]  # fmt: skip
 
@@ -328,7 +328,7 @@ def test_a_write_out_failure_that_the_early_fsync_saw_is_answered_a700_and_nothi
         result = storescu([first, second], port=gateway.port, debug=True, halt=False)
         assert store_statuses(result.output) == [0xA700, 0], result.output
         assert "spool disk: EIO at fsync" in result.output
-        assert list(gateway.spool.incoming.iterdir()) == [], "no partial file left"
+        assert_no_reception_left(gateway.spool.incoming)
         with session_scope(session_factory) as session:
             stored = session.scalars(select(Instance.sop_instance_uid)).all()
         assert stored == [str(dcmread(second).SOPInstanceUID)]

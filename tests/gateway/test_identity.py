@@ -19,7 +19,7 @@ from radraft.models import AuditEntry, Instance, Study
 from radraft.synthetic import make_chest_study
 from tests.conftest import RecordingPublisher
 from tests.dicom_peers import dataset_bytes, store_statuses, storescu, write_study
-from tests.support import wait_until
+from tests.support import assert_no_reception_left, wait_until
 
 
 def count(session_factory: sessionmaker[Session], statement: object) -> int:
@@ -124,7 +124,7 @@ def test_short_native_pixel_data_is_refused_and_nothing_is_stored(
     assert "Pixel Data is" in result.output
     assert count(session_factory, select(func.count()).select_from(Instance)) == 0
     assert list(running_gateway.spool.root.rglob("*.dcm")) == []
-    assert list(running_gateway.spool.incoming.iterdir()) == []
+    assert_no_reception_left(running_gateway.spool.incoming)
     whole = storescu(
         write_study(make_chest_study(32, rows=96, columns=96), tmp_path / "whole"),
         port=running_gateway.port,
