@@ -301,9 +301,8 @@ def test_a_disk_that_fills_up_mid_reception_answers_a700_and_recovers_losing_not
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_write_out_failure_that_the_early_fsync_saw_is_answered_a700_and_nothing_is_kept(
-    settings: Settings,
+    running_gateway: Gateway,
     session_factory: sessionmaker[Session],
-    publisher: RecordingPublisher,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -321,31 +320,25 @@ def test_a_write_out_failure_that_the_early_fsync_saw_is_answered_a700_and_nothi
         real_fsync(descriptor)
 
     monkeypatch.setattr(os, "fsync", first_early_fsync_fails)
-    gateway = Gateway(settings, session_factory, publisher)
-    gateway.start()
-    try:
-        first, second = write_study(make_chest_study(31, rows=256, columns=256), tmp_path / "s")
-        result = storescu([first, second], port=gateway.port, debug=True, halt=False)
-        assert store_statuses(result.output) == [0xA700, 0], result.output
-        assert "spool disk: EIO at fsync" in result.output
-        assert_no_reception_left(gateway.spool.incoming)
-        with session_scope(session_factory) as session:
-            stored = session.scalars(select(Instance.sop_instance_uid)).all()
-        assert stored == [str(dcmread(second).SOPInstanceUID)]
+    first, second = write_study(make_chest_study(31, rows=256, columns=256), tmp_path / "s")
+    result = storescu([first, second], port=running_gateway.port, debug=True, halt=False)
+    assert store_statuses(result.output) == [0xA700, 0], result.output
+    assert "spool disk: EIO at fsync" in result.output
+    assert_no_reception_left(running_gateway.spool.incoming)
+    with session_scope(session_factory) as session:
+        stored = session.scalars(select(Instance.sop_instance_uid)).all()
+    assert stored == [str(dcmread(second).SOPInstanceUID)]
 
-        again = storescu([first], port=gateway.port, debug=True)
-        assert store_statuses(again.output) == [0], again.output
-        with session_scope(session_factory) as session:
-            assert session.scalar(select(func.count()).select_from(Instance)) == 2
-    finally:
-        gateway.stop()
+    again = storescu([first], port=running_gateway.port, debug=True)
+    assert store_statuses(again.output) == [0], again.output
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(func.count()).select_from(Instance)) == 2
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_each_stored_file_is_fsynced_once_by_the_early_fsync_or_else_by_the_spool(
-    settings: Settings,
+    running_gateway: Gateway,
     session_factory: sessionmaker[Session],
-    publisher: RecordingPublisher,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -359,18 +352,13 @@ def test_each_stored_file_is_fsynced_once_by_the_early_fsync_or_else_by_the_spoo
             fsynced.append(status.st_ino)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
-    gateway = Gateway(settings, session_factory, publisher)
-    gateway.start()
-    try:
-        files = write_study(make_chest_study(32, rows=512, columns=512), tmp_path / "s")
-        files += write_study(make_chest_study(33, rows=512, columns=512), tmp_path / "t")
-        result = storescu(files, port=gateway.port, debug=True)
-        assert store_statuses(result.output) == [0] * len(files), result.output
-        with session_scope(session_factory) as session:
-            spooled = session.scalars(select(Instance.spool_path)).all()
-    finally:
-        gateway.stop()
-    inodes = [gateway.spool.path_of(relative).stat().st_ino for relative in spooled]
+    files = write_study(make_chest_study(32, rows=512, columns=512), tmp_path / "s")
+    files += write_study(make_chest_study(33, rows=512, columns=512), tmp_path / "t")
+    result = storescu(files, port=running_gateway.port, debug=True)
+    assert store_statuses(result.output) == [0] * len(files), result.output
+    with session_scope(session_factory) as session:
+        spooled = session.scalars(select(Instance.spool_path)).all()
+    inodes = [running_gateway.spool.path_of(relative).stat().st_ino for relative in spooled]
     assert len(inodes) == len(files)
     assert sorted(fsynced) == sorted(inodes), "each stored file fsynced once, no other file"
 
