@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from typing import Any
 
 from pydicom import config as pydicom_config
 from pynetdicom import _config as pynetdicom_config
+
+from radraft.log_lines import LINE_FORMAT, OneLineFormatter, log_uncaught_thread_error
 
 LIBRARY_LOG_LEVELS = {
     "pynetdicom": logging.WARNING,
@@ -29,6 +32,8 @@ def configure_logging(level: str = "INFO") -> None:
     switched off. pydicom, highdicom and hl7apy log and warn with values from the data they
     handle (highdicom logs source SOP Instance UIDs at INFO while building an SR), so their
     loggers have floors whatever our level is, and their value-quoting warnings are off.
+    Records are written one line each by ``radraft.log_lines.OneLineFormatter``, and a thread
+    that dies of an exception is logged in one line instead of a trace on stderr.
     """
     pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
     pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
@@ -44,12 +49,12 @@ def configure_logging(level: str = "INFO") -> None:
     # warnings about values it writes quote the values.
     warnings.filterwarnings("ignore", message="The string .* is unlikely to represent")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter(LINE_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     for name, floor in LIBRARY_LOG_LEVELS.items():
         logging.getLogger(name).setLevel(floor)
+    threading.excepthook = log_uncaught_thread_error
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
