@@ -70,6 +70,7 @@ from gateway.answers import (
     error_comment,
     fits_one_fragment,
 )
+from gateway.dimse_decoding import COMMAND_FRAGMENT, discard_reception
 from gateway.intake import ReceivedInstance, StoreOutcome
 from gateway.receiving import ReceptionFile, prepare_next_reception
 from gateway.splice_pipe import PIPE_FULL, SPLICE_UNSUPPORTED, SplicePipe, open_pipe
@@ -82,7 +83,9 @@ PDU_TYPES = frozenset(range(0x01, 0x08))
 """PS3.8 9.3: A-ASSOCIATE-RQ/AC/RJ, P-DATA-TF, A-RELEASE-RQ/RP, A-ABORT."""
 DATA_TRANSFER_STATE = "Sta6"
 """PS3.8 9.2: association established, ready for data transfer."""
-COMMAND_FRAGMENT = 0x01
+AWAITING_CLOSE_STATE = "Sta13"
+"""PS3.8 9.2: awaiting the transport connection's close (after an A-ABORT we sent)."""
+DROP_READ_BYTES = 1 << 16
 LAST_FRAGMENT = 0x02
 PDV_HEADER_LENGTH = 6
 """Item length (4 bytes), presentation context ID, message control header."""
@@ -150,13 +153,27 @@ class DataSetReceiver(DULServiceProvider):
     """No pipe could be opened, or the socket cannot be spliced: data sets are copied."""
 
     def run(self) -> None:
-        """The DUL thread; a reception file prepared on it is removed when it ends."""
+        """The DUL thread; a reception file prepared on it, or one whose data set was still
+        arriving when the association ended, is removed when it ends."""
         try:
             super().run()
         finally:
             prepared_file.discard()
+            self._abandon_unfinished_data_set()
             if self._splice is not None:
                 self._splice.close()
+
+    def _abandon_unfinished_data_set(self) -> None:
+        """The message still being received (pynetdicom moves a finished one out of
+        ``dimse.message``, and the direct path takes it before it answers) is dropped with its
+        reception file."""
+        dimse = getattr(self.assoc, "dimse", None)
+        message: Any = getattr(dimse, "message", None)
+        reception = getattr(message, "_data_set_file", None)
+        if reception is None:
+            return
+        message._data_set_file = None
+        discard_reception(reception)
 
     def _is_transport_event(self) -> bool:
         """With a data set due, read it here at once, waiting for its first bytes in
@@ -164,11 +181,39 @@ class DataSetReceiver(DULServiceProvider):
         the command and sleep a millisecond before looking again, once per image. pynetdicom calls
         its ``_read_pdu_data`` only from here, so any other PDU, and any on TLS, takes
         pynetdicom's path from here."""
+        if self.state_machine.current_state == AWAITING_CLOSE_STATE:
+            return self._drop_until_closed()
         message = self._data_set_in_progress()
         descriptor = self._direct_descriptor()
         if message is None or descriptor is None:
             return super()._is_transport_event()
         return self._receive_data_set(message, descriptor)
+
+    def _drop_until_closed(self) -> bool:
+        """After our A-ABORT (Sta13), read and drop whatever the peer still sends, unparsed,
+        until it closes or the ARTIM timer ends the wait; True if anything came.
+
+        PS3.8 ignores those PDUs (AA-6). pynetdicom parsed them, and a peer sending garbage
+        got one "Unknown PDU type received" line for every six bytes: a fuzzed association
+        wrote hundreds, and a stream of zeros would flood the log at line rate."""
+        transport = self.socket
+        connection = transport.socket if transport is not None else None
+        if transport is None or connection is None:
+            return False
+        if isinstance(transport, BulkReceiveSocket):
+            ahead = transport.read_ahead
+            ahead.consume(ahead.buffered)
+        if not select.select([connection], [], [], 0)[0]:
+            return False
+        try:
+            dropped = connection.recv(DROP_READ_BYTES)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        except OSError:
+            dropped = b""
+        if not dropped:
+            transport.close()  # Evt17: the peer closed
+        return True
 
     def _direct_descriptor(self) -> int | None:
         """The connection's descriptor where data set PDUs are read here: plain TCP only, as

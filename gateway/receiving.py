@@ -10,8 +10,10 @@ leaving a partial file behind. Its temporary file is therefore wrapped: a write 
 stops writing (the partial file is truncated at once, freeing the space), the rest of the data
 set is read and dropped, and the C-STORE handler then answers 0xA700 (Out of Resources), so the
 sender keeps its copy and retries later. These are the gateway's only process-wide changes, made
-by ``receive_into`` and nowhere else, with one more: the file's File Meta Information is
-written by ``gateway.file_meta`` instead of pydicom's writer (same bytes, less CPU).
+by ``receive_into`` and nowhere else, with two more: the file's File Meta Information is
+written by ``gateway.file_meta`` instead of pydicom's writer (same bytes, less CPU), and
+pynetdicom's DIMSE message decoding is guarded (``gateway.dimse_decoding``: a data set cut off
+by a command is removed, a command set it cannot decode aborts the association).
 
 The same wrapper reserves the file's disk blocks a few MiB ahead of its writes
 (``gateway.preallocation``: less work per page for ext4) and gives the reserve past the last
@@ -51,6 +53,7 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom import dimse_messages
 
 from gateway import early_header, linux_calls, preallocation, prepared_file
+from gateway.dimse_decoding import guard_message_decoding
 from gateway.file_meta import write_reception_file_meta
 from gateway.splice_pipe import SplicePipe
 from radraft.free_space import FreeSpaceWatch, disk_error
@@ -252,6 +255,17 @@ class ReceptionFile:
         except OSError as error:
             self._fail(error)
 
+    def abandon(self) -> None:
+        """Close and remove the file: its data set will never be finished. Its early fsync
+        and failure, if any, are forgotten with it."""
+        with contextlib.suppress(OSError):
+            self._inner.close()
+        path = Path(self.name)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        early_sync(path)
+        reception_failure(path)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
@@ -319,6 +333,7 @@ def receive_into(incoming: Path, limits: ReceptionLimits | None = None) -> None:
     # pynetdicom imports these by name into dimse_messages; those names are replaced.
     setattr(dimse_messages, "NamedTemporaryFile", _reception_file)  # noqa: B010
     setattr(dimse_messages, "write_file_meta_info", write_reception_file_meta)  # noqa: B010
+    guard_message_decoding()
 
 
 @dataclass(frozen=True)

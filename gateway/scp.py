@@ -23,6 +23,7 @@ from gateway.answers import answer_stores_directly, error_comment
 from gateway.intake import InstanceIntake, ReceivedInstance, StoreOutcome
 from gateway.pdata import receive_data_sets_directly
 from gateway.reactor_wakeup import wake_on_work
+from gateway.state_machine import guard_state_machine
 from gateway.statuses import EchoStatus
 from gateway.transport import ReusePortServer, tune_connection
 from radraft.logs import log_event
@@ -110,8 +111,10 @@ def use_gateway_receive_path(
     """Give one accepted connection the gateway's receive path: the tuned socket, data set PDUs
     read straight into the file, C-STORE answers encoded directly and, with ``store``, stored
     and answered on the connection's own thread, whose association loop turns only when there
-    is work for it (``bench/ingest.py``'s receive-path ceiling takes the same)."""
+    is work for it; and a state machine that a peer's protocol errors cannot kill
+    (``gateway.state_machine``; ``bench/ingest.py``'s receive-path ceiling takes the same)."""
     tune_connection(association.dul.socket, max_pdu_size)
+    guard_state_machine(association.dul)
     receive_data_sets_directly(association.dul, store)
     answer_stores_directly(association.dimse)
     wake_on_work(association)
@@ -128,7 +131,10 @@ def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.Eve
             sop_class_uid=str(request.AffectedSOPClassUID),
             sop_instance_uid=str(request.AffectedSOPInstanceUID),
         )
-        outcome = intake.accept(received)
+        try:
+            outcome = intake.accept(received)
+        finally:  # moved into the spool unless refused; pynetdicom skips its removal on a raise
+            received.path.unlink(missing_ok=True)
         response = Dataset()
         response.Status = int(outcome.status)
         if outcome.comment:

@@ -31,7 +31,13 @@ from gateway.transport import READ_AHEAD_BYTES, ReadAhead
 from radraft.db import session_scope
 from radraft.models import Instance
 from tests.dicom_peers import dataset_bytes, echoscu, storescu, synthetic_study_files
-from tests.support import recorded_results, require_tool, wait_until
+from tests.support import (
+    assert_no_reception_left,
+    partial_receptions,
+    recorded_results,
+    require_tool,
+    wait_until,
+)
 
 CONTEXT = 1
 
@@ -314,6 +320,7 @@ def test_a_malformed_data_set_pdu_aborts_the_association_and_stores_nothing(
     assert counted_fast_pdus[:2] == [1, 0], "the good PDU went direct, the bad one to pynetdicom"
     assert instance_count(session_factory) == 0
     assert not list(running_gateway.spool.root.rglob("*.dcm"))
+    assert_no_reception_left(running_gateway.spool.incoming, abandoned=True)
     assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
 
 
@@ -340,6 +347,7 @@ def test_a_command_inside_a_data_set_is_refused_and_nothing_is_stored(
             what="the gateway to refuse the broken data set",
         )
     assert instance_count(session_factory) == 0
+    assert partial_receptions(running_gateway.spool.incoming) == [], "the cut data set's file"
     assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
 
 
@@ -358,6 +366,7 @@ def test_a_connection_lost_inside_a_data_set_pdu_stores_nothing(
                what="the gateway to drop the association")  # fmt: skip
     assert instance_count(session_factory) == 0
     assert not list(running_gateway.spool.root.rglob("*.dcm"))
+    assert_no_reception_left(running_gateway.spool.incoming, abandoned=True)
     assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
 
 
@@ -396,6 +405,7 @@ def test_a_data_set_cut_by_another_pdu_ends_the_association_and_stores_nothing(
     )
     assert instance_count(session_factory) == 0
     assert not list(running_gateway.spool.root.rglob("*.dcm"))
+    assert_no_reception_left(running_gateway.spool.incoming, abandoned=True)
     assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
 
 
