@@ -1,0 +1,171 @@
+"""A real association's bytes, mutated at PDU level, against a live gateway.
+
+Whatever arrives, the gateway must keep its promises to the next sender: no connection thread
+dies, nothing of a reception is left in ``incoming`` once the connection is gone, and it still
+answers C-ECHO. The fuzzer this is distilled from (docs/decisions.md, "A wire-level fuzz of the
+gateway") found partial receptions left behind, threads killed by a late answer, an
+undecodable command set and an odd A-ABORT, and a log flood; the seeds here are fixed, so a
+failure replays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import struct
+import threading
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom import dcmread
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu import A_ASSOCIATE_RQ, A_RELEASE_RQ, P_DATA_TF
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    MaximumLengthNotification,
+)
+from pynetdicom.presentation import build_context
+
+from gateway.service import Gateway
+from tests.dicom_peers import dataset_bytes, echoscu, synthetic_study_files
+from tests.support import wait_until
+
+CONTEXT_ID = 1
+PDU_BYTES = 16384
+A_ASSOCIATE_AC = 0x02
+
+
+def association_pdus(path: Path) -> list[bytes]:
+    """A-ASSOCIATE-RQ, one C-STORE of ``path`` in 16 KiB PDUs, A-RELEASE-RQ."""
+    dataset = dcmread(path, stop_before_pixels=True)
+    request = A_ASSOCIATE()
+    request.application_context_name = "1.2.840.10008.3.1.1.1"
+    request.calling_ae_title = "FUZZER"
+    request.called_ae_title = "RADRAFT"
+    context = build_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    context.context_id = CONTEXT_ID
+    request.presentation_context_definition_list = [context]
+    maximum_length = MaximumLengthNotification()
+    maximum_length.maximum_length_received = PDU_BYTES
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = "1.2.826.0.1.3680043.9.3811.2"
+    request.user_information = [maximum_length, implementation]
+    associate = A_ASSOCIATE_RQ()
+    associate.from_primitive(request)
+    store = C_STORE()
+    store.MessageID = 1
+    store.AffectedSOPClassUID = dataset.SOPClassUID
+    store.AffectedSOPInstanceUID = dataset.SOPInstanceUID
+    store.Priority = 2
+    store.DataSet = BytesIO(dataset_bytes(path))
+    message = C_STORE_RQ()
+    message.primitive_to_message(store)
+    pdus = [bytes(associate.encode())]
+    for primitive in message.encode_msg(CONTEXT_ID, PDU_BYTES):
+        data = P_DATA_TF()
+        data.from_primitive(primitive)
+        pdus.append(bytes(data.encode()))
+    pdus.append(bytes(A_RELEASE_RQ().encode()))
+    return pdus
+
+
+def pdv_offsets(pdu: bytes) -> list[int]:
+    offsets, offset = [], 6
+    while offset + 6 <= len(pdu):
+        offsets.append(offset)
+        offset += 4 + struct.unpack_from(">L", pdu, offset)[0]
+    return offsets
+
+
+def mutated(pdus: list[bytes], rng: random.Random) -> list[bytes]:
+    """``pdus`` with one PDU-level mutation: bytes, lengths, control headers, order, cuts."""
+    pdus = list(pdus)
+    index = rng.randrange(len(pdus))
+    pdu = bytearray(pdus[index])
+    operation = rng.randrange(9)
+    if operation == 0:  # bytes near the start: PDU type, lengths, PDV headers
+        for _ in range(rng.randint(1, 4)):
+            pdu[rng.randrange(min(len(pdu), 40))] ^= 1 << rng.randrange(8)
+    elif operation == 1:
+        lengths = [0, 1, 5, len(pdu) - 7, len(pdu) + 100, 0xFFFFFFFF]
+        struct.pack_into(">L", pdu, 2, rng.choice(lengths))
+    elif operation == 2 and (offsets := pdv_offsets(bytes(pdu))):
+        offset = rng.choice(offsets)
+        item = struct.unpack_from(">L", pdu, offset)[0]
+        struct.pack_into(">L", pdu, offset, rng.choice([0, 1, 2, item - 1, item + 1]) & 0xFFFFFFFF)
+    elif operation == 3 and (offsets := pdv_offsets(bytes(pdu))):
+        offset = rng.choice(offsets)
+        pdu[offset + rng.choice([4, 5])] = rng.randrange(256)  # context ID or control header
+    elif operation == 4:
+        return [*pdus[:index], bytes(pdu[: rng.randrange(len(pdu))])]
+    elif operation == 5:
+        pdus.insert(index, pdus[index])
+        return pdus
+    elif operation == 6:
+        del pdus[index]
+        return pdus
+    elif operation == 7:
+        other = rng.randrange(len(pdus))
+        pdus[index], pdus[other] = pdus[other], pdus[index]
+        return pdus
+    else:
+        for _ in range(rng.randint(1, 8)):
+            pdu[rng.randrange(len(pdu))] = rng.randrange(256)
+    pdus[index] = bytes(pdu)
+    return pdus
+
+
+def play(port: int, pdus: list[bytes], intact_request: bytes, *, pipelined: bool) -> None:
+    """Send ``pdus`` as a peer would (after the A-ASSOCIATE-AC, if the request is intact and
+    not ``pipelined``), then close the sending side and read until the gateway closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as peer:
+        rest = pdus
+        if pdus and pdus[0] == intact_request and not pipelined:
+            peer.sendall(pdus[0])
+            rest = pdus[1:]
+            with contextlib.suppress(OSError):
+                if peer.recv(1) != bytes([A_ASSOCIATE_AC]):
+                    return
+        with contextlib.suppress(OSError):
+            peer.sendall(b"".join(rest))
+            peer.shutdown(socket.SHUT_WR)
+            while peer.recv(65536):
+                pass
+
+
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_mutated_associations_leave_no_reception_and_kill_no_thread(
+    running_gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    died: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda hook: died.append(hook.exc_type.__name__))
+    pdus = association_pdus(synthetic_study_files(9, tmp_path, size=160)[0])
+    assert len(pdus) > 5, "the data set needs several PDUs"
+    incoming = running_gateway.spool.incoming
+
+    @FUZZ
+    @given(seed=st.integers(0, 2**32 - 1), pipelined=st.booleans())
+    def check(seed: int, pipelined: bool) -> None:
+        play(running_gateway.port, mutated(pdus, random.Random(seed)), pdus[0],
+             pipelined=pipelined)  # fmt: skip
+        wait_until(lambda: running_gateway.open_associations == 0 and not any(incoming.iterdir()),
+                   timeout=30, what="the association and its files to go")  # fmt: skip
+        assert died == [], f"threads died: {died}"
+
+    check()
+    assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
