@@ -43,7 +43,7 @@ INVALID_PDU = "Evt19"
 _original_decode_msg = dimse_messages.DIMSEMessage.decode_msg
 
 
-def discard_reception(reception: Any) -> None:
+def _discard_reception(reception: Any) -> None:
     """Close and remove a reception file whose data set will never be finished; the gateway's
     own (``gateway.receiving.ReceptionFile``) also forgets its early fsync and failure."""
     abandon = getattr(reception, "abandon", None)
@@ -56,16 +56,23 @@ def discard_reception(reception: Any) -> None:
         os.unlink(reception.name)
 
 
+def discard_message_reception(message: Any) -> None:
+    """Take a DIMSE message's reception file, if it has one, off it and discard it."""
+    reception = getattr(message, "_data_set_file", None)
+    if reception is None:
+        return
+    message._data_set_file = None
+    message._data_set_path = None
+    _discard_reception(reception)
+
+
 def _decode_guarded(message: Any, primitive: Any, assoc: Any = None) -> bool:
     """pynetdicom's ``DIMSEMessage.decode_msg`` with the guards above."""
-    cut = getattr(message, "_data_set_file", None)
-    if cut is not None and any(
+    if any(
         len(data) > 0 and data[0] & COMMAND_FRAGMENT
         for _, data in primitive.presentation_data_value_list
     ):
-        message._data_set_file = None
-        message._data_set_path = None
-        discard_reception(cut)
+        discard_message_reception(message)  # a data set still arriving was cut off
     try:
         complete = bool(_original_decode_msg(message, primitive, assoc))
     except Exception as error:  # whatever pynetdicom trips on in what the peer sent
@@ -91,10 +98,7 @@ def _is_incomplete_store_request(message: Any) -> bool:
 
 def _abort_on_invalid(message: Any, assoc: Any, why: str) -> None:
     """Drop the message's reception file, if any, and treat the message as an invalid PDU."""
-    reception = getattr(message, "_data_set_file", None)
-    if reception is not None:
-        message._data_set_file = None
-        discard_reception(reception)
+    discard_message_reception(message)
     requestor = getattr(assoc, "requestor", None)
     log_event(logger, "gateway.invalid_dimse_message", logging.WARNING,
               calling_ae=str(getattr(requestor, "ae_title", "")).strip(), error=why)  # fmt: skip

@@ -70,7 +70,7 @@ from gateway.answers import (
     error_comment,
     fits_one_fragment,
 )
-from gateway.dimse_decoding import COMMAND_FRAGMENT, discard_reception
+from gateway.dimse_decoding import COMMAND_FRAGMENT, discard_message_reception
 from gateway.intake import ReceivedInstance, StoreOutcome
 from gateway.receiving import ReceptionFile, prepare_next_reception
 from gateway.splice_pipe import PIPE_FULL, SPLICE_UNSUPPORTED, SplicePipe, open_pipe
@@ -167,13 +167,7 @@ class DataSetReceiver(DULServiceProvider):
         """The message still being received (pynetdicom moves a finished one out of
         ``dimse.message``, and the direct path takes it before it answers) is dropped with its
         reception file."""
-        dimse = getattr(self.assoc, "dimse", None)
-        message: Any = getattr(dimse, "message", None)
-        reception = getattr(message, "_data_set_file", None)
-        if reception is None:
-            return
-        message._data_set_file = None
-        discard_reception(reception)
+        discard_message_reception(getattr(getattr(self.assoc, "dimse", None), "message", None))
 
     def _is_transport_event(self) -> bool:
         """With a data set due, read it here at once, waiting for its first bytes in
