@@ -8,7 +8,6 @@ import os
 import struct
 import subprocess
 from collections.abc import Callable, Iterator
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,6 @@ import pytest
 from pydicom import dcmread
 from pynetdicom import AE
 from pynetdicom.association import Association
-from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ
-from pynetdicom.dimse_primitives import C_ECHO, C_STORE
-from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +27,7 @@ from gateway.transport import READ_AHEAD_BYTES, ReadAhead
 from radraft.db import session_scope
 from radraft.models import Instance
 from tests.dicom_peers import dataset_bytes, echoscu, storescu, synthetic_study_files
+from tests.raw_pdus import echo_request_pdus, store_request_pdus
 from tests.support import (
     assert_no_reception_left,
     partial_receptions,
@@ -176,25 +173,6 @@ def test_a_data_set_in_4_kib_pdus_is_stored_byte_for_byte(
     assert len(counted_fast_pdus) >= least_pdus, "the data sets did not take the direct path"
 
 
-def store_pdus(path: Path, context_id: int, max_pdu: int) -> list[bytes]:
-    """The encoded P-DATA-TF PDUs of a C-STORE request for ``path`` (command, then data set)."""
-    dataset = dcmread(path, stop_before_pixels=True)
-    request = C_STORE()
-    request.MessageID = 7
-    request.AffectedSOPClassUID = dataset.SOPClassUID
-    request.AffectedSOPInstanceUID = dataset.SOPInstanceUID
-    request.Priority = 2
-    request.DataSet = BytesIO(dataset_bytes(path))
-    message = C_STORE_RQ()
-    message.primitive_to_message(request)
-    encoded = []
-    for primitive in message.encode_msg(context_id, max_pdu):
-        pdu_ = P_DATA_TF()
-        pdu_.from_primitive(primitive)
-        encoded.append(pdu_.encode())
-    return encoded
-
-
 @pytest.fixture
 def raw_association(running_gateway: Gateway, tmp_path: Path) -> Iterator[
     tuple[Association, list[bytes], Callable[[bytes], None]]
@@ -209,7 +187,7 @@ def raw_association(running_gateway: Gateway, tmp_path: Path) -> Iterator[
     assert association.is_established
     context_id = association.accepted_contexts[0].context_id
     assert context_id is not None
-    pdus = store_pdus(path, context_id, 16384)
+    pdus = store_request_pdus(path, context_id, 16384)
     assert len(pdus) > 4, "the data set needs several PDUs"
     connection = association.dul.socket.socket  # type: ignore[union-attr]
     assert connection is not None
@@ -437,17 +415,8 @@ def test_a_pdu_read_with_the_end_of_a_data_set_reaches_pynetdicom_whole(
         contexts = {
             c.abstract_syntax: int(c.context_id or 0) for c in association.accepted_contexts
         }
-        store = store_pdus(path, contexts[dataset.SOPClassUID], 16384)
-        echo = C_ECHO()
-        echo.MessageID = 8
-        echo.AffectedSOPClassUID = Verification
-        message = C_ECHO_RQ()
-        message.primitive_to_message(echo)
-        echo_pdus = []
-        for primitive in message.encode_msg(contexts[Verification], 16384):
-            pdu_ = P_DATA_TF()
-            pdu_.from_primitive(primitive)
-            echo_pdus.append(pdu_.encode())
+        store = store_request_pdus(path, contexts[dataset.SOPClassUID], 16384)
+        echo_pdus = echo_request_pdus(contexts[Verification], 16384, message_id=8)
         connection = association.dul.socket.socket  # type: ignore[union-attr]
         assert connection is not None
         connection.sendall(store[0])

@@ -14,20 +14,12 @@ from typing import Any
 
 import pytest
 from pynetdicom import AE
-from pynetdicom.dimse_messages import C_ECHO_RQ
-from pynetdicom.dimse_primitives import C_ECHO
 from pynetdicom.fsm import InvalidEventError
-from pynetdicom.pdu import A_ASSOCIATE_RQ, P_DATA_TF
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    MaximumLengthNotification,
-)
-from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from gateway.service import Gateway
 from gateway.state_machine import GuardedStateMachine
+from tests import raw_pdus
 from tests.dicom_peers import echoscu
 from tests.support import wait_until
 
@@ -82,36 +74,12 @@ def test_a_peer_event_the_closing_state_does_not_allow_is_still_raised() -> None
 
 def association_request() -> bytes:
     """An A-ASSOCIATE-RQ for verification from PIPELINER."""
-    request = A_ASSOCIATE()
-    request.application_context_name = "1.2.840.10008.3.1.1.1"
-    request.calling_ae_title = "PIPELINER"
-    request.called_ae_title = "RADRAFT"
-    context = build_context(Verification)
-    context.context_id = 1
-    request.presentation_context_definition_list = [context]
-    maximum_length = MaximumLengthNotification()
-    maximum_length.maximum_length_received = 16382
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = "1.2.826.0.1.3680043.9.3811.2"
-    request.user_information = [maximum_length, implementation]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(request)
-    return bytes(pdu.encode())
+    return raw_pdus.association_request("PIPELINER", Verification, max_pdu=16382)
 
 
 def echo_request() -> bytes:
     """A C-ECHO-RQ on presentation context 1, as P-DATA-TF PDUs."""
-    echo = C_ECHO()
-    echo.MessageID = 1
-    echo.AffectedSOPClassUID = Verification
-    message = C_ECHO_RQ()
-    message.primitive_to_message(echo)
-    encoded = b""
-    for primitive in message.encode_msg(1, 16382):
-        pdu = P_DATA_TF()
-        pdu.from_primitive(primitive)
-        encoded += pdu.encode()
-    return encoded
+    return b"".join(raw_pdus.echo_request_pdus(1, 16382, message_id=1))
 
 
 def first_pdu_type(peer: socket.socket) -> int | None:

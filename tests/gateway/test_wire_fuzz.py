@@ -15,25 +15,17 @@ import random
 import socket
 import struct
 import threading
-from io import BytesIO
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom import dcmread
-from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.pdu import A_ASSOCIATE_RQ, A_RELEASE_RQ, P_DATA_TF
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    MaximumLengthNotification,
-)
-from pynetdicom.presentation import build_context
+from pynetdicom.pdu import A_RELEASE_RQ
 
 from gateway.service import Gateway
-from tests.dicom_peers import dataset_bytes, echoscu, synthetic_study_files
+from tests import raw_pdus
+from tests.dicom_peers import echoscu, synthetic_study_files
 from tests.support import wait_until
 
 CONTEXT_ID = 1
@@ -44,35 +36,11 @@ A_ASSOCIATE_AC = 0x02
 def association_pdus(path: Path) -> list[bytes]:
     """A-ASSOCIATE-RQ, one C-STORE of ``path`` in 16 KiB PDUs, A-RELEASE-RQ."""
     dataset = dcmread(path, stop_before_pixels=True)
-    request = A_ASSOCIATE()
-    request.application_context_name = "1.2.840.10008.3.1.1.1"
-    request.calling_ae_title = "FUZZER"
-    request.called_ae_title = "RADRAFT"
-    context = build_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
-    context.context_id = CONTEXT_ID
-    request.presentation_context_definition_list = [context]
-    maximum_length = MaximumLengthNotification()
-    maximum_length.maximum_length_received = PDU_BYTES
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = "1.2.826.0.1.3680043.9.3811.2"
-    request.user_information = [maximum_length, implementation]
-    associate = A_ASSOCIATE_RQ()
-    associate.from_primitive(request)
-    store = C_STORE()
-    store.MessageID = 1
-    store.AffectedSOPClassUID = dataset.SOPClassUID
-    store.AffectedSOPInstanceUID = dataset.SOPInstanceUID
-    store.Priority = 2
-    store.DataSet = BytesIO(dataset_bytes(path))
-    message = C_STORE_RQ()
-    message.primitive_to_message(store)
-    pdus = [bytes(associate.encode())]
-    for primitive in message.encode_msg(CONTEXT_ID, PDU_BYTES):
-        data = P_DATA_TF()
-        data.from_primitive(primitive)
-        pdus.append(bytes(data.encode()))
-    pdus.append(bytes(A_RELEASE_RQ().encode()))
-    return pdus
+    associate = raw_pdus.association_request(
+        "FUZZER", dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID, max_pdu=PDU_BYTES
+    )
+    store = raw_pdus.store_request_pdus(path, CONTEXT_ID, PDU_BYTES, message_id=1)
+    return [associate, *store, bytes(A_RELEASE_RQ().encode())]
 
 
 def pdv_offsets(pdu: bytes) -> list[int]:
