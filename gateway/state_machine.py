@@ -79,9 +79,14 @@ class GuardedStateMachine(StateMachine):
 
     def _drop_late_answer(self, event: str, state: str) -> None:
         # The primitive is still at the head of the DUL's queue (the action would have taken
-        # it); left there, the reactor would turn it into this event again at once.
-        with contextlib.suppress(queue.Empty):
+        # it); left there, the reactor would turn it into this event again at once. The
+        # reactor peeks at that queue on every loop, so while another event waited it may
+        # have queued this event twice for the one answer: the second finds the queue empty
+        # and has nothing to drop or report.
+        try:
             self.dul.to_provider_queue.get(block=False)
+        except queue.Empty:
+            return
         log_event(logger, "gateway.answer_after_abort", logging.WARNING,
                   calling_ae=self._calling_ae(), primitive=event, state=state)  # fmt: skip
 

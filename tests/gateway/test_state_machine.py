@@ -60,6 +60,19 @@ def test_our_answer_after_the_abort_is_dropped_and_logged(
     )
 
 
+def test_the_same_answer_queued_twice_is_dropped_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """pynetdicom's reactor peeks at the queue from the local user on every loop, so an answer
+    that waited behind another event can arrive as two events: one answer, one line."""
+    machine = state_machine("Sta13", object())
+    with caplog.at_level(logging.WARNING, logger="gateway.state_machine"):
+        machine.do_action("Evt7")
+        machine.do_action("Evt7")
+    assert machine.dul.to_provider_queue.empty()
+    assert len(caplog.records) == 1, [record.getMessage() for record in caplog.records]
+
+
 def test_an_event_no_state_allows_is_still_raised_outside_the_abort() -> None:
     """Our accept while the association is established would be our fault: not hidden."""
     with pytest.raises(InvalidEventError):
