@@ -68,9 +68,15 @@ class Gateway:
         return int(self._server.server_address[1])
 
     @property
+    def tls_port(self) -> int | None:
+        """The bound DICOM TLS port, or None when the gateway has none."""
+        return int(self._tls_server.server_address[1]) if self._tls_server is not None else None
+
+    @property
     def open_associations(self) -> int:
-        """Associations on the plain DICOM port being served now (past their request)."""
-        return len(self._server.active_associations) if self._server is not None else 0
+        """Associations being served now (past their request), on either DICOM port."""
+        servers = (self._server, self._tls_server)
+        return sum(len(server.active_associations) for server in servers if server is not None)
 
     def start(self) -> None:
         """Bind the SCP and start the loops; returns at once."""

@@ -21,6 +21,7 @@ from radraft.outbox import CeleryPublish
 from radraft.settings import DicomDestination, MllpDestination, Settings
 from tests.dicom_peers import ReferenceStoreSCP
 from tests.hl7_peer import RisPeer
+from tests.pki import TestPki, make_pki
 from tests.support import RedisServer, free_port, missing, postgres_database
 
 BACKENDS = ["sqlite", "postgres"]
@@ -133,6 +134,40 @@ def running_gateway(
 ) -> Iterator[Gateway]:
     """The gateway running in this process on a free port."""
     gateway = Gateway(settings, session_factory, publisher)
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    """A CA, the server's and a client's certificates, and a rogue client's."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def tls_gateway(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    pki: TestPki,
+) -> Iterator[Gateway]:
+    """A gateway with DICOM TLS and MLLP/TLS listeners that require client certificates."""
+    gateway = Gateway(
+        settings.model_copy(
+            update={
+                "dicom_tls_port": free_port(),
+                "hl7_tls_listen_port": free_port(),
+                "hl7_listen_host": "127.0.0.1",
+                "tls_certfile": pki.server.certificate,
+                "tls_keyfile": pki.server.key,
+                "tls_ca_file": pki.ca,
+                "tls_require_client_cert": True,
+            }
+        ),
+        session_factory,
+        publisher,
+    )
     gateway.start()
     yield gateway
     gateway.stop()

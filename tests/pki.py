@@ -23,6 +23,8 @@ class Identity:
 class TestPki:
     """The CA and the identities of one test."""
 
+    __test__ = False  # a fixture's value, not a test class for pytest to collect
+
     ca: Path
     server: Identity
     client: Identity

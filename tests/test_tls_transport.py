@@ -20,10 +20,9 @@ from radraft.models import Instance, Order, OutboxMessage, Study
 from radraft.settings import DicomDestination, MllpDestination, Settings
 from radraft.timeutil import utcnow
 from reporting.delivery.relay import OutputDeliveryRelay
-from tests.conftest import RecordingPublisher
 from tests.dicom_peers import ReferenceStoreSCP, synthetic_study_files
 from tests.hl7_peer import RisPeer, read_until_end_block
-from tests.pki import TestPki, make_pki
+from tests.pki import TestPki
 from tests.reporting.factories import add_revision
 from tests.support import free_port, require_tool, wait_until
 
@@ -33,39 +32,6 @@ ORM = (
     "PID|1||PAT001||DOE^JANE\rORC|NW|PLC1|FIL1\r"
     "OBR|1|PLC1|FIL1|||||||||||||||ACCTLS\r"
 )
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def tls_gateway(
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    publisher: RecordingPublisher,
-    pki: TestPki,
-) -> Iterator[Gateway]:
-    """A gateway with DICOM TLS and MLLP/TLS listeners that require client certificates."""
-    gateway = Gateway(
-        settings.model_copy(
-            update={
-                "dicom_tls_port": free_port(),
-                "hl7_tls_listen_port": free_port(),
-                "hl7_listen_host": "127.0.0.1",
-                "tls_certfile": pki.server.certificate,
-                "tls_keyfile": pki.server.key,
-                "tls_ca_file": pki.ca,
-                "tls_require_client_cert": True,
-            }
-        ),
-        session_factory,
-        publisher,
-    )
-    gateway.start()
-    yield gateway
-    gateway.stop()
 
 
 def storescu_tls(files: list[Path], port: int, *tls: str) -> subprocess.CompletedProcess[str]:
@@ -86,7 +52,7 @@ def test_dicom_tls_stores_a_study_and_refuses_plain_and_strangers(
     pki: TestPki,
     tmp_path: Path,
 ) -> None:
-    port = tls_gateway._settings.dicom_tls_port
+    port = tls_gateway.tls_port
     assert port is not None
     files = synthetic_study_files(60, tmp_path / "s", size=64)
     trusted = ("+tls", str(pki.client.key), str(pki.client.certificate), "+cf", str(pki.ca))

@@ -5,7 +5,8 @@ dies, nothing of a reception is left in ``incoming`` once the connection is gone
 answers C-ECHO. The fuzzer this is distilled from (docs/decisions.md, "A wire-level fuzz of the
 gateway") found partial receptions left behind, threads killed by a late answer, an
 undecodable command set and an odd A-ABORT, and a log flood; the seeds here are fixed, so a
-failure replays.
+failure replays. The same cases run over DICOM TLS, whose data sets take the reader's path for
+TLS (no splice) and whose peers end without a close_notify.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import ssl
 import struct
 import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -26,6 +30,7 @@ from pynetdicom.pdu import A_RELEASE_RQ
 from gateway.service import Gateway
 from tests import raw_pdus
 from tests.dicom_peers import echoscu, synthetic_study_files
+from tests.pki import TestPki
 from tests.support import wait_until
 
 CONTEXT_ID = 1
@@ -89,10 +94,19 @@ def mutated(pdus: list[bytes], rng: random.Random) -> list[bytes]:
     return pdus
 
 
-def play(port: int, pdus: list[bytes], intact_request: bytes, *, pipelined: bool) -> None:
+def play(
+    connect: Callable[[], socket.socket],
+    pdus: list[bytes],
+    intact_request: bytes,
+    *,
+    pipelined: bool,
+) -> None:
     """Send ``pdus`` as a peer would (after the A-ASSOCIATE-AC, if the request is intact and
-    not ``pipelined``), then close the sending side and read until the gateway closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as peer:
+    not ``pipelined``), then close the sending side and read until the gateway closes.
+
+    The sending side is closed at the TCP level, under TLS too (no close_notify): a peer that
+    just stops is the case to survive."""
+    with connect() as peer:
         rest = pdus
         if pdus and pdus[0] == intact_request and not pipelined:
             peer.sendall(pdus[0])
@@ -102,7 +116,7 @@ def play(port: int, pdus: list[bytes], intact_request: bytes, *, pipelined: bool
                     return
         with contextlib.suppress(OSError):
             peer.sendall(b"".join(rest))
-            peer.shutdown(socket.SHUT_WR)
+            socket.socket.shutdown(peer, socket.SHUT_WR)
             while peer.recv(65536):
                 pass
 
@@ -116,24 +130,48 @@ FUZZ = settings(
 )
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_mutated_associations_leave_no_reception_and_kill_no_thread(
-    running_gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def fuzz(gateway: Gateway, connect: Callable[[], socket.socket], examples: int,
+         folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Play ``examples`` mutated associations over ``connect``, checking after each."""
     died: list[str] = []
     monkeypatch.setattr(threading, "excepthook", lambda hook: died.append(hook.exc_type.__name__))
-    pdus = association_pdus(synthetic_study_files(9, tmp_path, size=160)[0])
+    pdus = association_pdus(synthetic_study_files(9, folder, size=160)[0])
     assert len(pdus) > 5, "the data set needs several PDUs"
-    incoming = running_gateway.spool.incoming
+    incoming = gateway.spool.incoming
 
-    @FUZZ
+    @settings(FUZZ, max_examples=examples)
     @given(seed=st.integers(0, 2**32 - 1), pipelined=st.booleans())
     def check(seed: int, pipelined: bool) -> None:
-        play(running_gateway.port, mutated(pdus, random.Random(seed)), pdus[0],
-             pipelined=pipelined)  # fmt: skip
-        wait_until(lambda: running_gateway.open_associations == 0 and not any(incoming.iterdir()),
+        play(connect, mutated(pdus, random.Random(seed)), pdus[0], pipelined=pipelined)
+        wait_until(lambda: gateway.open_associations == 0 and not any(incoming.iterdir()),
                    timeout=30, what="the association and its files to go")  # fmt: skip
         assert died == [], f"threads died: {died}"
 
     check()
-    assert echoscu(port=running_gateway.port).returncode == 0, "still serving"
+    assert echoscu(port=gateway.port).returncode == 0, "still serving"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_mutated_associations_leave_no_reception_and_kill_no_thread(
+    running_gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connect = partial(socket.create_connection, ("127.0.0.1", running_gateway.port), timeout=10)
+    fuzz(running_gateway, connect, 60, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_mutated_associations_over_tls_leave_no_reception_and_kill_no_thread(
+    tls_gateway: Gateway, pki: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data sets over TLS take the reader's path without splice, and a peer that stops sends
+    no close_notify. Fewer cases than in plain TCP keep the cost down."""
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(pki.client.certificate, pki.client.key)
+    assert tls_gateway.tls_port is not None
+    address = ("127.0.0.1", tls_gateway.tls_port)
+
+    def connect() -> socket.socket:
+        connection = socket.create_connection(address, timeout=10)
+        return context.wrap_socket(connection, server_hostname="localhost")
+
+    fuzz(tls_gateway, connect, 30, tmp_path, monkeypatch)
