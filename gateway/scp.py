@@ -23,9 +23,10 @@ from gateway.answers import answer_stores_directly, error_comment
 from gateway.intake import InstanceIntake, ReceivedInstance, StoreOutcome
 from gateway.pdata import receive_data_sets_directly
 from gateway.reactor_wakeup import wake_on_work
+from gateway.servers import GatewayServer, ReusePortServer
 from gateway.state_machine import guard_state_machine
 from gateway.statuses import EchoStatus
-from gateway.transport import ReusePortServer, tune_connection
+from gateway.transport import tune_connection
 from radraft.logs import log_event
 from radraft.settings import Settings
 
@@ -69,9 +70,9 @@ class GatewayAE(AE):
     """Bind listening sockets with SO_REUSEPORT (``radraft gateway --processes N``)."""
 
     def make_server(self, *args: Any, **kwargs: Any) -> Any:
-        """pynetdicom's server factory, with ``ReusePortServer`` when the port is shared."""
-        if self.reuse_port and kwargs.get("server_class") is ThreadedAssociationServer:
-            kwargs["server_class"] = ReusePortServer
+        """pynetdicom's server factory, with ``gateway.servers``' classes for its threaded one."""
+        if kwargs.get("server_class") is ThreadedAssociationServer:
+            kwargs["server_class"] = ReusePortServer if self.reuse_port else GatewayServer
         return super().make_server(*args, **kwargs)
 
     @property

@@ -1,11 +1,10 @@
-"""TCP under pynetdicom: a port shared by several processes, bulk reads, a bound on each PDU.
+"""TCP under pynetdicom: bulk reads, a read-ahead buffer and a bound on each PDU.
 
 pynetdicom reads a PDU 4 KiB per ``recv`` call, so a 15 MB image costs some 3,800 trips
 through Python and the GIL, and it allocates whatever length a PDU header announces as the
 bytes arrive, up to 4 GiB. ``BulkReceiveSocket`` reads up to 1 MiB per call instead (one or
 two calls per 128 KiB PDU) and closes the connection on a PDU longer than the gateway accepts,
-before reading it. ``ReusePortServer`` lets ``radraft gateway --processes N`` bind one port N
-times; the kernel spreads connections over the processes, each with its own GIL.
+before reading it. (The listening side, SO_REUSEPORT among it, is ``gateway.servers``.)
 
 The socket also owns a read-ahead buffer (``ReadAhead``): ``gateway.pdata`` reads a data set's
 PDUs through it, as much as the socket holds per call, several PDUs at a time. What it read
@@ -21,7 +20,7 @@ import select
 import socket
 from typing import cast
 
-from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
+from pynetdicom.transport import AssociationSocket
 
 from radraft.logs import log_event
 
@@ -34,15 +33,6 @@ SMALLEST_PDU_LIMIT = 1 << 20
 PDU_HEADER_LENGTH = 6
 READ_AHEAD_BYTES = 1 << 20
 """The read-ahead buffer's size, grown only to hold one longer PDU whole."""
-
-
-class ReusePortServer(ThreadedAssociationServer):
-    """pynetdicom's server, bound with SO_REUSEPORT so several gateway processes share a port."""
-
-    def server_bind(self) -> None:
-        if self.socket is not None:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
 
 
 class BulkReceiveSocket(AssociationSocket):

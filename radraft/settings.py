@@ -152,7 +152,8 @@ class Settings(BaseSettings):
         gt=0,
         le=300,
         description="A new connection that has not sent its A-ASSOCIATE-RQ within this long is "
-        "closed (the ARTIM timer), so idle sockets cannot hold the port.",
+        "closed (the ARTIM timer), so idle sockets cannot hold the port; on the DICOM TLS port "
+        "its handshake gets this long as well.",
     )
     dicom_max_inflated_bytes: int = Field(
         default=256 << 20,

@@ -51,6 +51,7 @@ def test_dicom_tls_stores_a_study_and_refuses_plain_and_strangers(
     session_factory: sessionmaker[Session],
     pki: TestPki,
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     port = tls_gateway.tls_port
     assert port is not None
@@ -66,9 +67,46 @@ def test_dicom_tls_stores_a_study_and_refuses_plain_and_strangers(
     rogue = ("+tls", str(pki.rogue.key), str(pki.rogue.certificate), "+cf", str(pki.ca))
     assert storescu_tls(others, port, *rogue).returncode != 0, "an unknown client is refused"
     assert instance_count(session_factory) == 2
+    refusals = [
+        r.getMessage() for r in caplog.records if "gateway.dicom_tls_refused" in r.getMessage()
+    ]
+    assert len(refusals) == 2, refusals
+    assert all("reason=SSL" in line for line in refusals), refusals
     # The plain port is still there for sites that need it.
     assert storescu_tls(others, tls_gateway.port).returncode == 0
     assert instance_count(session_factory) == 4
+
+
+def test_clients_that_never_finish_the_handshake_hold_up_no_other_sender(
+    tls_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    pki: TestPki,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """pynetdicom shook hands on the thread that accepts every connection, with no timeout: one
+    TCP connection to the TLS port that sent nothing kept every other TLS sender out."""
+    port = tls_gateway.tls_port
+    assert port is not None
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(3)]
+    half_hello = socket.create_connection(("127.0.0.1", port), timeout=30)
+    half_hello.sendall(bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]))  # a ClientHello's start
+    idle = [*silent, half_hello]
+    try:
+        files = synthetic_study_files(62, tmp_path, size=64)
+        trusted = ("+tls", str(pki.client.key), str(pki.client.certificate), "+cf", str(pki.ca))
+        stored = storescu_tls(files, port, *trusted, "-to", "15")
+        assert stored.returncode == 0, stored.stdout + stored.stderr
+        assert instance_count(session_factory) == 2
+        for connection in idle:  # closed by the ARTIM timer (5 s), not left to linger
+            assert connection.recv(1) == b"", "the gateway closes a handshake that never ends"
+    finally:
+        for connection in idle:
+            connection.close()
+    timeouts = [
+        r for r in caplog.records if "dicom_tls_refused reason=TimeoutError" in r.getMessage()
+    ]
+    assert len(timeouts) == len(idle)
 
 
 def test_mllp_over_tls_takes_orders_from_trusted_clients_only(
