@@ -11,6 +11,7 @@ import socket
 import ssl
 
 from radraft.errors import RadraftError
+from radraft.exchange_deadline import WAITS_PER_EXCHANGE, ExchangeDeadline
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
@@ -93,12 +94,23 @@ def send_message(
     timeout: float,
     ssl_context: ssl.SSLContext | None = None,
 ) -> bytes:
-    """Send one encoded message (over TLS with ``ssl_context``); return the peer's reply."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            connection = ssl_context.wrap_socket(raw, server_hostname=host) if ssl_context else raw
-            connection.settimeout(timeout)
-            connection.sendall(frame(message))
-            return read_frame(connection)
-    except OSError as error:
-        raise MllpError(f"MLLP {type(error).__name__}") from error
+    """Send one encoded message (over TLS with ``ssl_context``); return the peer's reply.
+
+    Each wait is bounded by ``timeout``, the whole exchange by ``WAITS_PER_EXCHANGE`` times it
+    (a peer that sends its reply a byte at a time does not hold the sender)."""
+    with ExchangeDeadline(WAITS_PER_EXCHANGE * timeout) as deadline:
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as raw:
+                connection = (
+                    ssl_context.wrap_socket(raw, server_hostname=host) if ssl_context else raw
+                )
+                deadline.watch(connection)
+                connection.settimeout(timeout)
+                connection.sendall(frame(message))
+                return read_frame(connection)
+        except (OSError, MllpError) as error:
+            if deadline.expired:
+                raise MllpError(f"MLLP no whole answer within {deadline.seconds:g} s") from error
+            if isinstance(error, MllpError):
+                raise
+            raise MllpError(f"MLLP {type(error).__name__}") from error

@@ -360,7 +360,10 @@ class Settings(BaseSettings):
         default=8, ge=1, description="Delivery attempts before an output is marked failed."
     )
     delivery_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Seconds to wait for a PACS or RIS answer."
+        default=10.0,
+        gt=0,
+        description="Seconds for each wait on a PACS or RIS (the connection, its TLS "
+        "handshake, each read); a whole exchange gets twice this.",
     )
 
     # --- model ---------------------------------------------------------------------------------

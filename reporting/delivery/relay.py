@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
 from radraft.enums import OutboxChannel, OutboxStatus, ReportState
+from radraft.exchange_deadline import WAITS_PER_EXCHANGE
 from radraft.logs import log_event
 from radraft.models import OutboxMessage, ReportRevision
 from radraft.outbox import backoff_seconds
@@ -132,7 +133,7 @@ class OutputDeliveryRelay:
                 if row.status != OutboxStatus.PENDING or row.next_attempt_at > now:
                     continue
                 row.next_attempt_at = now + timedelta(
-                    seconds=2 * self._settings.delivery_timeout_seconds + 5
+                    seconds=WAITS_PER_EXCHANGE * self._settings.delivery_timeout_seconds + 5
                 )
                 claimed.append(row.id)
             return claimed

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from pydicom import uid
 from pydicom.dataset import Dataset
-from pynetdicom import AE
+from pynetdicom import AE, evt
 
 from radraft.errors import RadraftError
+from radraft.exchange_deadline import WAITS_PER_EXCHANGE, ExchangeDeadline
 from radraft.hl7ack import AckCode, read_ack
 from radraft.hl7text import python_codec
 from radraft.mllp import MllpError, send_message
@@ -52,26 +53,44 @@ def store_sr(
     ssl_context: ssl.SSLContext | None = None,
 ) -> SentNote:
     """C-STORE the SR (over DICOM TLS with ``ssl_context``); stored on success or a warning
-    status (the warning is returned)."""
-    ae = AE(ae_title=calling_ae_title)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    ae.add_requested_context(dataset.SOPClassUID, SR_TRANSFER_SYNTAXES)
-    association = ae.associate(
-        destination.host,
-        destination.port,
-        ae_title=destination.ae_title,
-        tls_args=(ssl_context, destination.host) if ssl_context else None,
-    )
-    if not association.is_established:
-        raise DeliveryError(f"association with {destination.ae_title} refused or failed")
-    try:
-        response = association.send_c_store(dataset)
-    except ValueError as error:
-        raise DeliveryError(f"no accepted presentation context: {error}") from error
-    finally:
-        association.release()
+    status (the warning is returned).
+
+    Each wait is bounded by ``timeout``: the connection with its TLS handshake (pynetdicom
+    waits for these without a limit unless told), and each read once connected (pynetdicom
+    clears the socket's timeout, so a PACS that stopped half way through a PDU held the relay
+    for good). The whole exchange is bounded by ``WAITS_PER_EXCHANGE`` times it."""
+    with ExchangeDeadline(WAITS_PER_EXCHANGE * timeout) as deadline:
+
+        def bound_reads(event: evt.Event) -> None:
+            transport = event.assoc.dul.socket
+            connection = transport.socket if transport is not None else None
+            if connection is not None:  # pynetdicom signals the open after connecting it
+                connection.settimeout(timeout)
+                deadline.watch(connection)
+
+        ae = AE(ae_title=calling_ae_title)
+        ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = timeout
+        ae.network_timeout = timeout
+        ae.add_requested_context(dataset.SOPClassUID, SR_TRANSFER_SYNTAXES)
+        association = ae.associate(
+            destination.host,
+            destination.port,
+            ae_title=destination.ae_title,
+            tls_args=(ssl_context, destination.host) if ssl_context else None,
+            evt_handlers=[(evt.EVT_CONN_OPEN, bound_reads)],
+        )
+        if not association.is_established:
+            raise DeliveryError(
+                _reason(deadline, f"association with {destination.ae_title} refused or failed")
+            )
+        try:
+            response = association.send_c_store(dataset)
+        except ValueError as error:
+            raise DeliveryError(f"no accepted presentation context: {error}") from error
+        finally:
+            association.release()
     if "Status" not in response:
-        raise DeliveryError("no C-STORE response")
+        raise DeliveryError(_reason(deadline, "no C-STORE response"))
     status = int(response.Status)
     comment = str(response.get("ErrorComment", "") or "")
     if status == 0x0000:
@@ -80,6 +99,12 @@ def store_sr(
         name = WARNING_STATUSES.get(status, "Warning")
         return SentNote(f"stored with warning 0x{status:04X} {name} {comment}".strip())
     raise DeliveryError(f"C-STORE status 0x{status:04X} {comment}".strip())
+
+
+def _reason(deadline: ExchangeDeadline, otherwise: str) -> str:
+    if deadline.expired:
+        return f"no whole answer within {deadline.seconds:g} s"
+    return otherwise
 
 
 def send_oru(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -27,8 +28,10 @@ from radraft.timeutil import utcnow
 from reporting.delivery.relay import OutputDeliveryRelay
 from tests.dicom_peers import ReferenceStoreSCP
 from tests.hl7_peer import RisPeer
+from tests.pki import TestPki
 from tests.processes import radraft_process
 from tests.reporting.factories import full_history
+from tests.stalling_peer import StallingPeer
 from tests.support import free_port, wait_until
 
 
@@ -228,3 +231,57 @@ def test_an_ack_for_another_message_is_not_a_delivery(
     head = next(r for r in output_rows(session_factory) if r.channel == OutboxChannel.HL7)
     assert head.status == OutboxStatus.FAILED
     assert head.last_error == "ACK answers another message (MSA-2 is not our MSH-10)"
+
+
+A_ASSOCIATE_AC_START = b"\x02\x00\x00\x00"
+"""The first four bytes of an A-ASSOCIATE-AC's six-byte header."""
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("sr_tls", [False, True], ids=["half-pdu", "no-handshake"])
+def test_a_pacs_or_ris_that_stalls_mid_answer_costs_an_attempt_not_the_relay(
+    sr_tls: bool,
+    received_study: Study,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    pki: TestPki,
+) -> None:
+    """pynetdicom waited without a limit for a TLS handshake, and for the rest of a PDU once
+    connected, and a RIS sending its ACK a byte at a time reset the socket's timeout with each
+    byte: the relay's one thread held there, and every output of every study stayed pending."""
+    pacs = StallingPeer(free_port(), opening=b"" if sr_tls else A_ASSOCIATE_AC_START)
+    ris = StallingPeer(free_port(), opening=b"\x0bMSH|^~\\&|", drip=b"R")
+    settings = settings.model_copy(
+        update={
+            "sr_destination": DicomDestination("PACS", "127.0.0.1", pacs.port),
+            "hl7_destinations": [MllpDestination("127.0.0.1", ris.port)],
+            "sr_tls": sr_tls,
+            "tls_certfile": pki.client.certificate,
+            "tls_keyfile": pki.client.key,
+            "tls_ca_file": pki.ca,
+            "delivery_timeout_seconds": 1,
+            "delivery_max_attempts": 2,
+        }
+    )
+    with session_scope(session_factory) as session:
+        study = session.get(Study, received_study.id)
+        assert study is not None
+        full_history(session, study)
+    pacs.start()
+    ris.start()
+    try:
+        relay = OutputDeliveryRelay(session_factory, settings, clock=SteppingClock())
+        for _ in range(2):
+            attempt = threading.Thread(target=relay.run_once, daemon=True)
+            attempt.start()
+            attempt.join(timeout=30)
+            assert not attempt.is_alive(), "the relay is held by a stalled peer"
+    finally:
+        pacs.stop()
+        ris.stop()
+    assert pacs.connections == ris.connections == 2
+    heads = {row.channel: row for row in output_rows(session_factory) if row.attempts}
+    assert heads[OutboxChannel.DICOM].status == OutboxStatus.FAILED
+    assert heads[OutboxChannel.DICOM].last_error == "association with PACS refused or failed"
+    assert heads[OutboxChannel.HL7].status == OutboxStatus.FAILED
+    assert heads[OutboxChannel.HL7].last_error == "MLLP no whole answer within 2 s"
