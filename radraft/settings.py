@@ -264,6 +264,13 @@ class Settings(BaseSettings):
         description="Request bodies larger than this are refused with 413 before they are "
         "read or parsed.",
     )
+    http_client_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A web client that is being waited for (a request's headers, the next "
+        "piece of its body) must make progress within this long, or its connection is closed.",
+    )
     http_open_docs: bool = Field(
         default=False,
         description="Serve /docs and /openapi.json without a login (they describe every route).",

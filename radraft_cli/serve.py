@@ -24,6 +24,7 @@ from radraft.db import make_engine, make_sessionmaker
 from radraft.logs import log_event
 from radraft.migrate import upgrade
 from radraft.settings import Settings, settings_to_environment
+from radraft_cli.http_protocol import client_timeout_protocol
 from radraft_cli.web_app import web_app
 from reporting.delivery.relay import OutputDeliveryRelay
 
@@ -109,7 +110,8 @@ def web_server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn options shared by ``serve`` and ``web``.
 
     No access log: request lines carry study UIDs and worklist searches (which may be a
-    patient's name), and PHI stays out of logs. HTTPS when a certificate is configured; the
+    patient's name), and PHI stays out of logs. A client that stalls is cut off
+    (``radraft_cli.http_protocol``). HTTPS when a certificate is configured; the
     session cookie is then marked Secure.
     """
     options: dict[str, Any] = {
@@ -118,6 +120,7 @@ def web_server_options(settings: Settings) -> dict[str, Any]:
         "log_level": "info",  # start-up and shutdown lines; requests are not logged
         "access_log": False,
         "timeout_graceful_shutdown": 10,  # browsers hold keep-alive connections open
+        "http": client_timeout_protocol(settings.http_client_timeout_seconds),
     }
     if settings.tls_certfile is not None:
         options["ssl_certfile"] = str(settings.tls_certfile)

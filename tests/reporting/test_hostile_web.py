@@ -55,6 +55,63 @@ def test_a_huge_body_is_refused_before_it_is_read(settings: Settings, tmp_path: 
         assert response.startswith(b"HTTP/1.1 413"), response[:200]
 
 
+def closed_within(connection: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``connection`` within ``seconds`` (what it sends is read)."""
+    connection.settimeout(seconds)
+    try:
+        while connection.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def test_clients_that_stall_are_cut_off_and_slow_ones_are_not(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """uvicorn set no limit on a connection that sends nothing, headers a byte at a time, or
+    half a body: each held a connection and its descriptor for good (slowloris)."""
+    settings = settings.model_copy(update={"http_client_timeout_seconds": 2.0})
+    port = settings.http_port
+    with radraft_process(settings, ["web"], tmp_path / "web.log", ready_text="Uvicorn running"):
+        silent = socket.create_connection(("127.0.0.1", port))
+        half_head = socket.create_connection(("127.0.0.1", port))
+        half_head.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        half_body = socket.create_connection(("127.0.0.1", port))
+        half_body.sendall(
+            b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"username": '
+        )
+        dribbling = socket.create_connection(("127.0.0.1", port))
+        started = time.monotonic()
+        for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"x" * 40:  # never ends its head
+            try:
+                dribbling.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.25)
+        dribbled_for = time.monotonic() - started
+        assert dribbled_for < 8, "a head sent a byte at a time is cut off as a whole"
+        for connection in (silent, half_head, half_body, dribbling):
+            assert closed_within(connection, 10), "a stalled client is cut off"
+            connection.close()
+
+        # A body that keeps coming, in pieces closer together than the timeout, is served.
+        body = b'{"username": "nobody", "password": "not-this-one"}'
+        head = (
+            b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as patient:
+            patient.sendall(head)
+            for piece in (body[:10], body[10:20], body[20:30], body[30:]):
+                time.sleep(1.0)  # 4 s in all: twice the timeout, never a gap as long
+                patient.sendall(piece)
+            assert patient.recv(65536).startswith(b"HTTP/1.1 401"), "answered, not cut off"
+
+
 def test_ids_and_numbers_out_of_range_are_422_never_500(
     app_client: TestClient, world: dict[str, Any]
 ) -> None:
