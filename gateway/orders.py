@@ -4,22 +4,16 @@ Reading is tolerant (the message's own delimiters, any 2.x version) and exact ab
 bytes are decoded by MSH-18 and escape sequences are decoded, so a reason for exam reads back
 as the ordering physician wrote it. Every message is stored as one row with its ORC-1 order
 control; what they mean together (a cancelled order is never an indication) is decided by
-``radraft.orders``. A message we cannot use gets an AE or AR with the reason; the listener
-keeps serving, and answers each of several messages sent in one write.
+``radraft.orders``. A message we cannot use gets an AE or AR with the reason
+(``gateway.order_listener`` serves the port and answers each message with what this module
+decides).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-import socketserver
-import ssl
-import threading
-import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,12 +25,7 @@ from radraft.hl7ack import AckCode, AcknowledgedMessage, build_ack
 from radraft.hl7text import CharacterSetError, Delimiters, decode_message, python_codec, unescape
 from radraft.logs import log_event
 from radraft.mllp import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    END_BLOCK,
-    FrameReader,
     FrameTooLargeError,
-    MllpError,
-    frame,
 )
 from radraft.models import Order
 from radraft.timeutil import utcnow
@@ -46,7 +35,6 @@ logger = logging.getLogger(__name__)
 SUPPORTED_TYPES = {("ORM", "O01"), ("OMI", "O23")}
 MAX_REASON_CHARACTERS = 10240
 """A reason for exam is kept up to this length (DICOM's LT); the prompt takes at most 1000."""
-IDLE_TIMEOUT_SECONDS = 300.0
 
 
 class OrderRejectedError(RadraftError):
@@ -207,109 +195,3 @@ def _encoded(answered: AcknowledgedMessage, code: AckCode, text: str) -> bytes:
     except ValueError:
         codec = "ascii"
     return ack.encode(codec, "replace")
-
-
-DISCARD_SECONDS = 10.0
-
-
-def discard_rest_of_frame(connection: socket.socket) -> None:
-    """Read and drop bytes until the frame's end block, EOF, or ``DISCARD_SECONDS``."""
-    deadline = time.monotonic() + DISCARD_SECONDS
-    previous = b""
-    with contextlib.suppress(OSError):
-        connection.shutdown(socket.SHUT_WR)
-        while time.monotonic() < deadline:
-            connection.settimeout(max(0.1, deadline - time.monotonic()))
-            chunk = connection.recv(65536)
-            if not chunk or END_BLOCK in previous[-1:] + chunk:
-                return
-            previous = chunk
-
-
-class OrderListener:
-    """A threaded MLLP server answering each framed message with its ACK."""
-
-    def __init__(
-        self,
-        session_factory: sessionmaker[Session],
-        host: str,
-        port: int,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        factory = session_factory
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                self.request.settimeout(idle_timeout)
-                if isinstance(self.request, ssl.SSLSocket):
-                    # The handshake runs here, in the connection's own thread, so a slow or
-                    # hostile client never holds up the accepting thread.
-                    try:
-                        self.request.do_handshake()
-                    except (ssl.SSLError, OSError) as error:
-                        log_event(
-                            logger,
-                            "gateway.mllp_tls_refused",
-                            logging.WARNING,
-                            reason=type(error).__name__,
-                        )
-                        return
-                reader = FrameReader(self.request, max_message_bytes=max_message_bytes)
-                while True:
-                    try:
-                        message = reader.next_frame()
-                    except FrameTooLargeError as error:
-                        # Answer the message we will not read (its MSH is in the head), then
-                        # drop the rest of it before closing: closing with unread bytes would
-                        # reset the connection and could destroy the answer on its way.
-                        self.request.sendall(frame(refuse_oversized(error)))
-                        log_event(logger, "gateway.order_too_large", logging.WARNING)
-                        discard_rest_of_frame(self.request)
-                        return
-                    except (MllpError, OSError) as error:
-                        log_event(
-                            logger,
-                            "gateway.mllp_closed",
-                            logging.WARNING,
-                            reason=type(error).__name__,
-                        )
-                        return
-                    if message is None:
-                        return
-                    self.request.sendall(frame(handle_order_message(factory, message)))
-
-        class Server(socketserver.ThreadingTCPServer):
-            allow_reuse_address = True
-            daemon_threads = True
-
-            def get_request(self) -> tuple[socket.socket, Any]:
-                connection, address = super().get_request()
-                if ssl_context is None:
-                    return connection, address
-                wrapped = ssl_context.wrap_socket(
-                    connection, server_side=True, do_handshake_on_connect=False
-                )
-                return wrapped, address
-
-        self._server = Server((host, port), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="radraft-hl7-intake", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        """The bound port."""
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        """Serve in a background thread."""
-        self._thread.start()
-        log_event(logger, "gateway.hl7_listening", port=self.port)
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()

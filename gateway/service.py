@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.completion import run_completion_until
 from gateway.intake import intake_for
-from gateway.orders import OrderListener
+from gateway.order_listener import OrderListener
 from gateway.receiving import ReceptionLimits, receive_into
 from gateway.redelivery import QueueDepth
 from gateway.scp import build_application_entity, event_handlers
@@ -142,6 +142,8 @@ class Gateway:
                 self._settings.hl7_listen_host,
                 port,
                 max_message_bytes=self._settings.hl7_max_message_bytes,
+                frame_timeout=self._settings.hl7_frame_timeout_seconds,
+                max_connections=self._settings.hl7_max_connections,
                 ssl_context=server_context(tls) if tls is not None else None,
             )
             listener.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 
 from radraft.errors import RadraftError
 from radraft.exchange_deadline import WAITS_PER_EXCHANGE, ExchangeDeadline
@@ -42,10 +43,18 @@ class FrameReader:
     """Reads successive frames from one connection, keeping bytes that arrive early."""
 
     def __init__(
-        self, connection: socket.socket, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+        self,
+        connection: socket.socket,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        frame_timeout: float | None = None,
     ) -> None:
         self._connection = connection
         self._max = max_message_bytes
+        self._frame_timeout = frame_timeout
+        """A frame, once begun, must be whole within this long (the socket's own timeout
+        bounds each wait, not a peer sending a byte now and then)."""
+        self._idle_timeout = connection.gettimeout()
         self._buffer = b""
 
     def next_frame(self) -> bytes | None:
@@ -58,6 +67,7 @@ class FrameReader:
         OSError
             On a socket timeout or error.
         """
+        begun: float | None = None
         while True:
             self._buffer = self._buffer.lstrip(BETWEEN_FRAMES)
             if self._buffer and not self._buffer.startswith(START_BLOCK):
@@ -68,12 +78,29 @@ class FrameReader:
                 return message
             if len(self._buffer) > self._max + len(START_BLOCK):
                 raise FrameTooLargeError(self._max, self._buffer[1:4097])
+            if self._buffer and begun is None:
+                begun = time.monotonic()
+            self._bound_the_wait(begun)
             chunk = self._connection.recv(65536)
             if not chunk:
                 if self._buffer:
                     raise MllpError("connection closed inside an MLLP frame")
                 return None
             self._buffer += chunk
+
+    def _bound_the_wait(self, begun: float | None) -> None:
+        """The socket's timeout for the next read: the idle timeout between frames, at most
+        what is left of the frame's time within one."""
+        if self._frame_timeout is None:
+            return
+        if begun is None:
+            self._connection.settimeout(self._idle_timeout)
+            return
+        left = self._frame_timeout - (time.monotonic() - begun)
+        if left <= 0:
+            raise MllpError(f"MLLP frame not whole within {self._frame_timeout:g} s")
+        wait = left if self._idle_timeout is None else min(left, self._idle_timeout)
+        self._connection.settimeout(wait)
 
 
 def read_frame(

@@ -316,6 +316,20 @@ class Settings(BaseSettings):
         description="Largest HL7 message (MLLP frame) accepted by order intake; a larger one "
         "closes the connection.",
     )
+    hl7_frame_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="An HL7 message, once its MLLP frame has begun, must be whole within this "
+        "long, or the connection is closed.",
+    )
+    hl7_max_connections: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="MLLP connections served at once on each order-intake port; more are "
+        "closed as they arrive.",
+    )
     hl7_listen_port: int | None = Field(
         default=None, ge=0, le=65535, description="MLLP port of HL7 order intake; unset = off."
     )

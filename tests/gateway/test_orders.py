@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import time
 from collections.abc import Iterator
 
 import hl7
@@ -17,7 +19,7 @@ from radraft.settings import Settings
 from radraft.timeutil import utcnow
 from tests.conftest import RecordingPublisher
 from tests.hl7_peer import read_until_end_block
-from tests.support import free_port
+from tests.support import free_port, wait_until
 from worker.drafting import take_job
 
 
@@ -285,3 +287,73 @@ def test_an_oversized_order_is_refused_and_a_long_reason_is_capped_before_the_pr
     assert inputs is not None
     assert len(inputs.indication) <= 1000
     assert inputs.indication.startswith("Cough Cough")
+
+
+def closed_within(connection: socket.socket, seconds: float) -> bool:
+    """Whether the listener closes ``connection`` within ``seconds``."""
+    connection.settimeout(seconds)
+    try:
+        while connection.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_connections_past_the_limit_and_frames_sent_a_byte_at_a_time_are_closed(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each connection holds a thread for up to the idle timeout (300 s) between reads: with no
+    cap, a flood of idle connections took as many threads and descriptors as it liked, in the
+    process that is also the DICOM gateway; and a frame sent a byte at a time was never cut."""
+    gateway = Gateway(
+        settings.model_copy(
+            update={
+                "hl7_listen_port": free_port(),
+                "hl7_listen_host": "127.0.0.1",
+                "hl7_max_connections": 3,
+                "hl7_frame_timeout_seconds": 1.5,
+            }
+        ),
+        session_factory,
+        publisher,
+    )
+    gateway.start()
+    try:
+        assert gateway.order_listener is not None
+        port = gateway.order_listener.port
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        time.sleep(0.3)  # all three are being served
+        refused = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
+        for connection in refused:
+            assert closed_within(connection, 5), "a connection past the limit is closed"
+            connection.close()
+        refusals = [r for r in caplog.records if "gateway.mllp_connections_refused" in r.message]
+        assert len(refusals) == 1, "one line for the burst"
+
+        dribbling = held[0]
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            for byte in framed(ORM)[:40]:  # a frame's start, a byte every 0.2 s, never its end
+                dribbling.sendall(bytes([byte]))
+                time.sleep(0.2)
+        assert closed_within(dribbling, 5), "a frame not whole in time closes the connection"
+        assert time.monotonic() - started < 6
+        for connection in held:
+            connection.close()
+        ack = wait_until(lambda: _answer_or_none(port), timeout=10, what="a free connection")
+        assert msa(ack)[:2] == ("AA", "MSG0001"), "served again once connections are free"
+    finally:
+        gateway.stop()
+
+
+def _answer_or_none(port: int) -> str | None:
+    """The ACK to ORM, or None if the listener closed the connection (still at its limit)."""
+    answer = exchange(port, framed(ORM))
+    return answer or None

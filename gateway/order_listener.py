@@ -1,0 +1,171 @@
+"""The MLLP port of HL7 order intake: framing, limits and TLS around ``gateway.orders``.
+
+Every connection is served on its own thread, so what a RIS (or anyone who can reach the port)
+may hold is bounded: ``max_connections`` at once (more are closed as they arrive, the first
+refusal of a burst logged), an idle connection for ``idle_timeout``, one message's frame for
+``frame_timeout`` from its first byte however slowly the bytes come, a frame's size by
+``max_message_bytes`` (answered AR, then the rest of it dropped for at most
+``DISCARD_SECONDS``), and a TLS handshake, run on the connection's own thread, by the idle
+timeout. Several messages sent in one write are each answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import socketserver
+import ssl
+import threading
+import time
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.orders import handle_order_message, refuse_oversized
+from radraft.logs import log_event
+from radraft.mllp import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    END_BLOCK,
+    FrameReader,
+    FrameTooLargeError,
+    MllpError,
+    frame,
+)
+
+logger = logging.getLogger(__name__)
+
+IDLE_TIMEOUT_SECONDS = 300.0
+FRAME_TIMEOUT_SECONDS = 60.0
+MAX_CONNECTIONS = 32
+DISCARD_SECONDS = 10.0
+
+
+def discard_rest_of_frame(connection: socket.socket) -> None:
+    """Read and drop bytes until the frame's end block, EOF, or ``DISCARD_SECONDS``."""
+    deadline = time.monotonic() + DISCARD_SECONDS
+    previous = b""
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_WR)
+        while time.monotonic() < deadline:
+            connection.settimeout(max(0.1, deadline - time.monotonic()))
+            chunk = connection.recv(65536)
+            if not chunk or END_BLOCK in previous[-1:] + chunk:
+                return
+            previous = chunk
+
+
+class OrderListener:
+    """A threaded MLLP server answering each framed message with its ACK."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        host: str,
+        port: int,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+        frame_timeout: float = FRAME_TIMEOUT_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        factory = session_factory
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.settimeout(idle_timeout)
+                if isinstance(self.request, ssl.SSLSocket):
+                    # The handshake runs here, in the connection's own thread, so a slow or
+                    # hostile client never holds up the accepting thread.
+                    try:
+                        self.request.do_handshake()
+                    except (ssl.SSLError, OSError) as error:
+                        log_event(
+                            logger,
+                            "gateway.mllp_tls_refused",
+                            logging.WARNING,
+                            reason=type(error).__name__,
+                        )
+                        return
+                reader = FrameReader(
+                    self.request, max_message_bytes=max_message_bytes, frame_timeout=frame_timeout
+                )
+                while True:
+                    try:
+                        message = reader.next_frame()
+                    except FrameTooLargeError as error:
+                        # Answer the message we will not read (its MSH is in the head), then
+                        # drop the rest of it before closing: closing with unread bytes would
+                        # reset the connection and could destroy the answer on its way.
+                        self.request.sendall(frame(refuse_oversized(error)))
+                        log_event(logger, "gateway.order_too_large", logging.WARNING)
+                        discard_rest_of_frame(self.request)
+                        return
+                    except (MllpError, OSError) as error:
+                        log_event(
+                            logger,
+                            "gateway.mllp_closed",
+                            logging.WARNING,
+                            reason=type(error).__name__,
+                        )
+                        return
+                    if message is None:
+                        return
+                    self.request.sendall(frame(handle_order_message(factory, message)))
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+            _served = 0
+            _refusing = False
+            _count_lock = threading.Lock()
+
+            def get_request(self) -> tuple[socket.socket, Any]:
+                connection, address = super().get_request()
+                if ssl_context is None:
+                    return connection, address
+                wrapped = ssl_context.wrap_socket(
+                    connection, server_side=True, do_handshake_on_connect=False
+                )
+                return wrapped, address
+
+            def verify_request(self, request: Any, client_address: Any) -> bool:
+                """Serve it only while fewer than ``max_connections`` are being served."""
+                with self._count_lock:
+                    if self._served >= max_connections:
+                        if not self._refusing:  # one line per burst, not one per connection
+                            log_event(logger, "gateway.mllp_connections_refused",
+                                      logging.WARNING, limit=max_connections)  # fmt: skip
+                        self._refusing = True
+                        return False
+                    self._served += 1
+                    self._refusing = False
+                    return True
+
+            def process_request_thread(self, request: Any, client_address: Any) -> None:
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    with self._count_lock:
+                        self._served -= 1
+
+        self._server = Server((host, port), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="radraft-hl7-intake", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread.start()
+        log_event(logger, "gateway.hl7_listening", port=self.port)
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
