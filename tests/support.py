@@ -66,6 +66,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def closed_within(connection: socket.socket, seconds: float) -> bool:
+    """Whether the peer closes ``connection`` within ``seconds`` (what it sends is read)."""
+    connection.settimeout(seconds)
+    try:
+        while connection.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
 def wait_until(condition: Callable[[], T | None], *, timeout: float = 30.0, what: str = "") -> T:
     """Poll ``condition`` until it returns something truthy (and return it); fail after
     ``timeout`` seconds."""

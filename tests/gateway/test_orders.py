@@ -19,7 +19,7 @@ from radraft.settings import Settings
 from radraft.timeutil import utcnow
 from tests.conftest import RecordingPublisher
 from tests.hl7_peer import read_until_end_block
-from tests.support import free_port, wait_until
+from tests.support import closed_within, free_port, wait_until
 from worker.drafting import take_job
 
 
@@ -287,19 +287,6 @@ def test_an_oversized_order_is_refused_and_a_long_reason_is_capped_before_the_pr
     assert inputs is not None
     assert len(inputs.indication) <= 1000
     assert inputs.indication.startswith("Cough Cough")
-
-
-def closed_within(connection: socket.socket, seconds: float) -> bool:
-    """Whether the listener closes ``connection`` within ``seconds``."""
-    connection.settimeout(seconds)
-    try:
-        while connection.recv(65536):
-            pass
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        pass
-    return True
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

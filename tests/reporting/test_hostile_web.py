@@ -14,6 +14,7 @@ from radraft.settings import Settings
 from reporting.web.app import create_app
 from tests.processes import radraft_process
 from tests.reporting.web_support import login
+from tests.support import closed_within
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 TOKEN = {"Authorization": "Bearer test-service-token"}
@@ -53,19 +54,6 @@ def test_a_huge_body_is_refused_before_it_is_read(settings: Settings, tmp_path: 
         )
         response, _ = http_exchange(settings.http_port, head, chunked)
         assert response.startswith(b"HTTP/1.1 413"), response[:200]
-
-
-def closed_within(connection: socket.socket, seconds: float) -> bool:
-    """Whether the server closes ``connection`` within ``seconds`` (what it sends is read)."""
-    connection.settimeout(seconds)
-    try:
-        while connection.recv(65536):
-            pass
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        pass
-    return True
 
 
 def test_clients_that_stall_are_cut_off_and_slow_ones_are_not(
