@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from typing import Any
@@ -55,6 +56,10 @@ def configure_logging(level: str = "INFO") -> None:
     for name, floor in LIBRARY_LOG_LEVELS.items():
         logging.getLogger(name).setLevel(floor)
     threading.excepthook = log_uncaught_thread_error
+    # transformers draws progress bars on stderr while it loads or saves a checkpoint (once per
+    # worker start): carriage returns and block characters between the log's ASCII lines. The
+    # switch is read when huggingface_hub is first imported, which is after this.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:

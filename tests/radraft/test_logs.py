@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 import threading
 
@@ -141,3 +143,18 @@ def test_our_own_lines_are_not_withheld() -> None:
     """The gateway's own events choose their fields; only the escaping applies."""
     message = "gateway.instance_refused sop_class=1.2.840.10008.5.1.4.1.1.1.1 status=0xA900"
     assert formatted("gateway.intake", message).endswith(message)
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_no_progress_bars_from_transformers_once_logging_is_configured(configured: bool) -> None:
+    """Loading a checkpoint drew bars of block characters and carriage returns in the log."""
+    setup = (
+        "from radraft.logs import configure_logging; configure_logging(); " if configured else ""
+    )
+    probe = setup + (
+        "from transformers.utils import logging; print(logging.is_progress_bar_enabled())"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           env=environment, timeout=120, check=True)  # fmt: skip
+    assert shown.stdout.strip() == str(not configured)
