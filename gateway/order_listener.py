@@ -2,11 +2,13 @@
 
 Every connection is served on its own thread, so what a RIS (or anyone who can reach the port)
 may hold is bounded: ``max_connections`` at once (more are closed as they arrive, the first
-refusal of a burst logged), an idle connection for ``idle_timeout``, one message's frame for
-``frame_timeout`` from its first byte however slowly the bytes come, a frame's size by
-``max_message_bytes`` (answered AR, then the rest of it dropped for at most
-``DISCARD_SECONDS``), and a TLS handshake, run on the connection's own thread, by the idle
-timeout. Several messages sent in one write are each answered.
+refusal of a burst logged), a silent connection for ``idle_timeout``, one message's frame for
+``frame_timeout`` from the first byte after the previous message however slowly the bytes
+come (whitespace between frames included), a frame's size by ``max_message_bytes`` (answered
+AR, then the rest of it dropped for at most ``DISCARD_SECONDS``), and a TLS handshake, run on
+the connection's own thread, by ``frame_timeout``. Several messages sent in one write are each
+answered. A client that holds a connection silent keeps its slot for up to ``idle_timeout``:
+that is the price of the cap, as with DICOM's association limit.
 """
 
 from __future__ import annotations
@@ -74,10 +76,10 @@ class OrderListener:
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
-                self.request.settimeout(idle_timeout)
                 if isinstance(self.request, ssl.SSLSocket):
                     # The handshake runs here, in the connection's own thread, so a slow or
-                    # hostile client never holds up the accepting thread.
+                    # hostile client never holds up the accepting thread; it gets a frame's time.
+                    self.request.settimeout(min(idle_timeout, frame_timeout))
                     try:
                         self.request.do_handshake()
                     except (ssl.SSLError, OSError) as error:
@@ -88,6 +90,7 @@ class OrderListener:
                             reason=type(error).__name__,
                         )
                         return
+                self.request.settimeout(idle_timeout)
                 reader = FrameReader(
                     self.request, max_message_bytes=max_message_bytes, frame_timeout=frame_timeout
                 )

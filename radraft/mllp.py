@@ -52,8 +52,9 @@ class FrameReader:
         self._connection = connection
         self._max = max_message_bytes
         self._frame_timeout = frame_timeout
-        """A frame, once begun, must be whole within this long (the socket's own timeout
-        bounds each wait, not a peer sending a byte now and then)."""
+        """A frame must be whole within this long of the first byte after the previous one,
+        whitespace between frames included (the socket's own timeout bounds each wait, not a
+        peer sending a byte now and then)."""
         self._idle_timeout = connection.gettimeout()
         self._buffer = b""
 
@@ -67,7 +68,7 @@ class FrameReader:
         OSError
             On a socket timeout or error.
         """
-        begun: float | None = None
+        begun = time.monotonic() if self._buffer else None  # any byte starts the clock
         while True:
             self._buffer = self._buffer.lstrip(BETWEEN_FRAMES)
             if self._buffer and not self._buffer.startswith(START_BLOCK):
@@ -78,10 +79,10 @@ class FrameReader:
                 return message
             if len(self._buffer) > self._max + len(START_BLOCK):
                 raise FrameTooLargeError(self._max, self._buffer[1:4097])
-            if self._buffer and begun is None:
-                begun = time.monotonic()
             self._bound_the_wait(begun)
             chunk = self._connection.recv(65536)
+            if chunk and begun is None:
+                begun = time.monotonic()
             if not chunk:
                 if self._buffer:
                     raise MllpError("connection closed inside an MLLP frame")
