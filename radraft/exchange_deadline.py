@@ -36,6 +36,11 @@ class ExchangeDeadline:
         """Whether the deadline shut the connection down."""
         return self._expired.is_set()
 
+    @property
+    def reason(self) -> str:
+        """What an exchange cut short by this deadline is recorded as."""
+        return f"no whole answer within {self.seconds:g} s"
+
     def remaining(self) -> float:
         """Seconds left (never below zero)."""
         return max(0.0, self._ends_at - time.monotonic())

@@ -138,7 +138,7 @@ def send_message(
                 return read_frame(connection)
         except (OSError, MllpError) as error:
             if deadline.expired:
-                raise MllpError(f"MLLP no whole answer within {deadline.seconds:g} s") from error
+                raise MllpError(f"MLLP {deadline.reason}") from error
             if isinstance(error, MllpError):
                 raise
             raise MllpError(f"MLLP {type(error).__name__}") from error

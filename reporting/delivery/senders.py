@@ -102,9 +102,7 @@ def store_sr(
 
 
 def _reason(deadline: ExchangeDeadline, otherwise: str) -> str:
-    if deadline.expired:
-        return f"no whole answer within {deadline.seconds:g} s"
-    return otherwise
+    return deadline.reason if deadline.expired else otherwise
 
 
 def send_oru(
