@@ -269,7 +269,8 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="A web client that is being waited for (a request's headers, the next "
-        "piece of its body) must make progress within this long, or its connection is closed.",
+        "piece of its body, reading the response queued for it) must make progress within "
+        "this long, or its connection is dropped.",
     )
     http_open_docs: bool = Field(
         default=False,

@@ -7,17 +7,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydicom import dcmread
 
 from radraft.settings import Settings
+from radraft.synthetic import make_chest_study
 from reporting.web.app import create_app
+from tests.dicom_peers import write_study
+from tests.dicomweb_support import dataset_bytes, parts_of, stow_body
 from tests.processes import radraft_process
 from tests.reporting.web_support import login
 from tests.support import closed_within
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 TOKEN = {"Authorization": "Bearer test-service-token"}
+MIB = 1 << 20
 
 
 def http_exchange(port: int, head: bytes, body: bytes = b"") -> tuple[bytes, float]:
@@ -98,6 +104,104 @@ def test_clients_that_stall_are_cut_off_and_slow_ones_are_not(
                 time.sleep(1.0)  # 4 s in all: twice the timeout, never a gap as long
                 patient.sendall(piece)
             assert patient.recv(65536).startswith(b"HTTP/1.1 401"), "answered, not cut off"
+
+
+def _read_response(connection: socket.socket, *, pause_every: int = 0, pause: float = 0) -> bytes:
+    """Everything the server sends until it closes; a pause after every ``pause_every`` bytes."""
+    connection.settimeout(15)
+    received = bytearray()
+    since_pause = 0
+    while chunk := connection.recv(1 << 18):
+        received += chunk
+        since_pause += len(chunk)
+        if pause_every and since_pause >= pause_every:
+            time.sleep(pause)
+            since_pause = 0
+    return bytes(received)
+
+
+def test_a_client_that_never_reads_its_response_is_dropped_and_a_slow_reader_is_served(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A WADO-RS response whose client read nothing waited for the socket to drain for good,
+    holding its file and the bytes queued for it."""
+    settings = settings.model_copy(update={"http_client_timeout_seconds": 2.0})
+    (image,) = write_study(
+        make_chest_study(511, views=("PA",), rows=3072, columns=3072), tmp_path / "sent"
+    )
+    assert image.stat().st_size > 16 * MIB, "more than the sockets' buffers hold"
+    header = dcmread(image, stop_before_pixels=True)
+    series_uid, sop_uid = header.SeriesInstanceUID, header.SOPInstanceUID
+    base = f"/dicomweb/studies/{header.StudyInstanceUID}"
+    request = (
+        f"GET {base} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {TOKEN['Authorization']}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    port = settings.http_port
+    with radraft_process(settings, ["web"], tmp_path / "web.log", ready_text="Uvicorn running"):
+        body, content_type = stow_body([image])
+        stored = httpx.post(
+            f"http://127.0.0.1:{port}/dicomweb/studies",
+            content=body,
+            headers={**TOKEN, "Content-Type": content_type},
+            timeout=60,
+        )
+        assert stored.status_code == 200, stored.text
+
+        # A streamed response (the app waits to write more) and a whole one (the app is done,
+        # the bytes wait in the transport, after keep-alive or Connection: close).
+        instance = f"{base}/series/{series_uid}/instances/{sop_uid}"
+        png = httpx.get(
+            f"http://127.0.0.1:{port}{instance}/rendered?viewport=4096,4096",
+            headers={**TOKEN, "Accept": "image/png"},
+            timeout=60,
+        )
+        assert png.status_code == 200, png.text
+        assert len(png.content) > 6 * MIB, "more than the sockets' buffers hold"
+        rendered = f"GET {instance}/rendered?viewport=4096,4096 HTTP/1.1\r\nHost: x\r\n"
+        rendered += f"Authorization: {TOKEN['Authorization']}\r\nAccept: image/png\r\n"
+        idle_readers = {
+            request: image.stat().st_size,
+            f"{rendered}\r\n".encode(): len(png.content),
+            f"{rendered}Connection: close\r\n\r\n".encode(): len(png.content),
+        }
+        for asked, size in idle_readers.items():
+            idle_reader = socket.socket()
+            idle_reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            idle_reader.connect(("127.0.0.1", port))
+            idle_reader.sendall(asked)
+            time.sleep(6)  # three timeouts without reading a byte
+            cut_short = _read_response(idle_reader)
+            idle_reader.close()
+            assert cut_short.startswith(b"HTTP/1.1 200"), cut_short[:200]
+            assert len(cut_short) < size, f"dropped before the response was whole: {asked!r}"
+
+        # A client that reads in bursts, pausing for half the timeout each time, gets it all.
+        with socket.create_connection(("127.0.0.1", port)) as slow_reader:
+            slow_reader.sendall(request)
+            started = time.monotonic()
+            whole = _read_response(slow_reader, pause_every=2 * MIB, pause=1.0)
+            assert time.monotonic() - started > 2 * settings.http_client_timeout_seconds
+        head, _, payload = whole.partition(b"\r\n\r\n")
+        content_type = next(
+            line.split(b": ", 1)[1].decode()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-type:")
+        )
+        ((_, part),) = parts_of(_unchunked(payload), content_type)
+        assert dataset_bytes(part) == dataset_bytes(image.read_bytes()), "served whole"
+
+
+def _unchunked(payload: bytes) -> bytes:
+    """The body of a response sent with chunked transfer coding."""
+    body = bytearray()
+    while True:
+        size_line, _, payload = payload.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return bytes(body)
+        body += payload[:size]
+        payload = payload[size + 2 :]
 
 
 def test_ids_and_numbers_out_of_range_are_422_never_500(
