@@ -22,6 +22,9 @@ from radraft.settings import Settings
 
 TASK_SOFT_TIME_LIMIT_SECONDS = 600
 TASK_HARD_TIME_LIMIT_SECONDS = 660
+"""Applied by pools that time their tasks (prefork). The ``threads`` pool that drafting workers
+run ignores them, so each wait inside a drafting task has a bound of its own: the generation
+timeout, the WADO-RS fetch's deadline, the database's connect timeout."""
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

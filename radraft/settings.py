@@ -208,6 +208,14 @@ class Settings(BaseSettings):
         description="A worker's WADO-RS fetch of one instance gives up after this long without "
         "data, and the job is retried later.",
     )
+    dicomweb_fetch_min_bytes_per_second: int = Field(
+        default=256 << 10,
+        ge=1024,
+        description="A worker's WADO-RS fetch of one instance must be whole within "
+        "RADRAFT_DICOMWEB_FETCH_TIMEOUT_SECONDS plus the instance's recorded size at this "
+        "rate; an origin sending slower (a byte now and then) is given up, and the job is "
+        "retried later.",
+    )
     http_host: str = Field(default="127.0.0.1", description="Address the web app binds.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Web app port.")
     tls_certfile: Path | None = Field(

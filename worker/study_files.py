@@ -8,12 +8,17 @@ counts only if its size is the recorded one; a fetched file must be whole and th
 
 An origin that cannot be reached, or answers 5xx, is a transient failure (the task is retried
 with backoff); one that answers 4xx for an instance makes that image unusable, with the reason.
+So is an origin that sends too slowly: httpx bounds each wait for data, but a byte now and then
+resets that wait, and Celery's thread pool applies no task time limit, so such a fetch held a
+worker thread, and its job running on its heartbeat, for good. A fetch must be whole within the
+timeout plus the instance's recorded size at a minimum rate.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -61,12 +66,19 @@ class StudyFiles:
     """Resolves instances to local files for one job; use as a context manager."""
 
     def __init__(
-        self, spool_dir: Path, scratch_root: Path, *, token: str | None, timeout_seconds: float
+        self,
+        spool_dir: Path,
+        scratch_root: Path,
+        *,
+        token: str | None,
+        timeout_seconds: float,
+        min_bytes_per_second: int,
     ) -> None:
         self._spool_dir = spool_dir
         self._scratch_root = scratch_root
         self._token = token
         self._timeout = timeout_seconds
+        self._min_rate = min_bytes_per_second
         self._scratch: Path | None = None
         self.fetched = 0
         """How many files this job fetched over WADO-RS (read from the spool: none)."""
@@ -91,7 +103,7 @@ class StudyFiles:
         UnusableImageError
             Neither the spool nor the origin has a whole copy.
         OriginUnavailableError
-            The origin cannot be reached or fails (5xx): worth retrying.
+            The origin cannot be reached, fails (5xx) or sends too slowly: worth retrying.
         ScratchDiskError
             The scratch disk is full: worth retrying.
         """
@@ -110,6 +122,8 @@ class StudyFiles:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         reader: MultipartFileReader | None = None
+        allowed = self._timeout + location.size_bytes / self._min_rate
+        deadline = time.monotonic() + allowed
         try:
             with httpx.stream(
                 "GET", location.url, headers=headers, timeout=self._timeout
@@ -127,6 +141,11 @@ class StudyFiles:
                 )
                 for chunk in response.iter_bytes():
                     reader.feed(chunk)
+                    if time.monotonic() > deadline:
+                        raise OriginUnavailableError(
+                            f"origin too slow: {response.num_bytes_downloaded} bytes "
+                            f"in {allowed:.0f} s"
+                        )
                 parts = reader.finish()
         except httpx.TransportError as error:
             raise OriginUnavailableError(f"origin unreachable ({type(error).__name__})") from error

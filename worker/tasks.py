@@ -113,6 +113,7 @@ def register_tasks(app: Celery) -> None:
                     settings.data_dir / "fetched",
                     token=settings.api_token,
                     timeout_seconds=settings.dicomweb_fetch_timeout_seconds,
+                    min_bytes_per_second=settings.dicomweb_fetch_min_bytes_per_second,
                 ) as files,
             ):
                 outcome = generate_draft(

@@ -8,6 +8,7 @@ origin is tests/test_remote_worker.py.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,10 +27,12 @@ from worker.study_files import (
 PAYLOAD = b"DICM-ish bytes " * 1000
 LARGE_PAYLOAD = bytes(50 << 20)
 BOUNDARY = "origin-boundary"
+RATE = 256 << 10
 
 
 class Origin(BaseHTTPRequestHandler):
-    """Answers by the last path segment: ok, large (50 MiB), missing, failing, cut."""
+    """Answers by the last path segment: ok, large (50 MiB), missing, failing, cut, trickle (a
+    byte every 50 ms)."""
 
     seen: ClassVar[list[dict[str, str]]] = []
 
@@ -52,7 +55,13 @@ class Origin(BaseHTTPRequestHandler):
                          f"boundary={BOUNDARY}")  # fmt: skip
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if kind != "trickle":
+            self.wfile.write(body)
+            return
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(0.05)
 
     def log_message(self, *_: object) -> None:
         return
@@ -77,7 +86,11 @@ def test_the_spool_is_read_when_it_has_the_whole_file(tmp_path: Path, origin: st
     spooled.write_bytes(PAYLOAD)
     Origin.seen.clear()
     with StudyFiles(
-        tmp_path / "spool", tmp_path / "scratch", token="t", timeout_seconds=5
+        tmp_path / "spool",
+        tmp_path / "scratch",
+        token="t",
+        timeout_seconds=5,
+        min_bytes_per_second=RATE,
     ) as files:
         assert files.path_of(location(origin, "ok")) == spooled
         assert files.fetched == 0
@@ -92,7 +105,11 @@ def test_a_missing_or_short_spool_file_is_fetched_with_the_token_and_removed_aft
     spooled.write_bytes(PAYLOAD[:10])  # a partial copy on a shared volume does not count
     Origin.seen.clear()
     with StudyFiles(
-        tmp_path / "spool", tmp_path / "scratch", token="t", timeout_seconds=5
+        tmp_path / "spool",
+        tmp_path / "scratch",
+        token="t",
+        timeout_seconds=5,
+        min_bytes_per_second=RATE,
     ) as files:
         path = files.path_of(location(origin, "ok"))
         assert path.read_bytes() == PAYLOAD
@@ -106,7 +123,11 @@ def test_fetch_failures_are_transient_or_permanent_as_the_origin_says(
     tmp_path: Path, origin: str
 ) -> None:
     with StudyFiles(
-        tmp_path / "spool", tmp_path / "scratch", token="t", timeout_seconds=5
+        tmp_path / "spool",
+        tmp_path / "scratch",
+        token="t",
+        timeout_seconds=5,
+        min_bytes_per_second=RATE,
     ) as files:
         with pytest.raises(UnusableImageError, match="404"):
             files.path_of(location(origin, "missing"))
@@ -128,8 +149,38 @@ def test_a_full_scratch_disk_is_a_retryable_error_and_leaves_nothing_behind(
     """50 MiB fetched onto a 40 MB scratch disk: the write fails; the worker says so with an
     error it retries (it used to be an OSError that failed the job), and nothing is left."""
     scratch = small_disk / "scratch"
-    with StudyFiles(tmp_path / "spool", scratch, token="t", timeout_seconds=30) as files:
+    with StudyFiles(
+        tmp_path / "spool", scratch, token="t", timeout_seconds=30, min_bytes_per_second=RATE
+    ) as files:
         with pytest.raises(ScratchDiskError, match="ENOSPC"):
             files.path_of(location(origin, "large", size=len(LARGE_PAYLOAD)))
         assert not any(scratch.rglob("*.dcm")), "the partial copy is gone at once"
         assert files.path_of(location(origin, "ok")).read_bytes() == PAYLOAD, "room again"
+
+
+def test_an_origin_that_sends_a_byte_now_and_then_is_given_up_as_too_slow(
+    tmp_path: Path, origin: str
+) -> None:
+    """Each byte came well within the wait for data, so the fetch went on for good (15,000
+    bytes at 20 a second: over 12 minutes), holding a worker thread: Celery's thread pool
+    applies no task time limit. Now the fetch has the timeout plus the size at the rate."""
+    outcome: list[BaseException] = []
+
+    def fetch() -> None:
+        with StudyFiles(
+            tmp_path / "spool", tmp_path / "scratch", token="t", timeout_seconds=1,
+            min_bytes_per_second=RATE,
+        ) as files:  # fmt: skip
+            try:
+                files.path_of(location(origin, "trickle"))
+            except BaseException as error:  # handed to the test's thread
+                outcome.append(error)
+
+    fetching = threading.Thread(target=fetch, daemon=True)
+    fetching.start()
+    fetching.join(timeout=15)
+    assert not fetching.is_alive(), "the fetch ends (1 s + 15,000 bytes at 256 KiB/s allowed)"
+    (error,) = outcome
+    assert isinstance(error, OriginUnavailableError), "retried later, not a failed image"
+    assert "origin too slow" in str(error)
+    assert not any((tmp_path / "scratch").rglob("*.dcm")), "the partial copy is removed"
