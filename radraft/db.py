@@ -7,11 +7,28 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.errors import NotFoundError
 
 RowT = TypeVar("RowT")
+
+POSTGRES_CONNECTION_BOUNDS: dict[str, int] = {
+    "connect_timeout": 10,
+    "tcp_user_timeout": 30_000,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+"""libpq waits without limit by default: for a server that accepts a connection and never
+answers (hung, or a proxy in front of a dead one), and, through the kernel's retransmissions,
+about 15 minutes for a host that vanished mid-query. Gateway threads, the completion loop and
+workers would hang that long. With these, connecting gives up after 10 s, data the server's
+host does not acknowledge for 30 s ends the connection, and an answer awaited from a host that
+stopped answering keepalives is given up after about a minute. The database URL's own query
+parameters (``?connect_timeout=30``) take precedence."""
 
 
 class MissingRowError(NotFoundError):
@@ -19,7 +36,8 @@ class MissingRowError(NotFoundError):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the process's engine; SQLite gets WAL, a busy timeout and full fsync.
+    """Create the process's engine; SQLite gets WAL, a busy timeout and full fsync; Postgres
+    gets bounded waits (``POSTGRES_CONNECTION_BOUNDS``).
 
     Gateway threads, the web app and the worker process write the same SQLite file, so writers
     wait (``busy_timeout``) instead of failing, and ``synchronous=FULL`` makes every commit durable
@@ -51,7 +69,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+    given = make_url(url).query
+    bounds = {key: value for key, value in POSTGRES_CONNECTION_BOUNDS.items() if key not in given}
+    connect_args = {**bounds, **kwargs.pop("connect_args", {})}
+    return create_engine(
+        url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args, **kwargs
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
