@@ -27,6 +27,20 @@ run ignores them, so each wait inside a drafting task has a bound of its own: th
 timeout, the WADO-RS fetch's deadline, the database's connect timeout."""
 
 
+REDIS_SOCKET_BOUNDS: dict[str, Any] = {
+    "socket_connect_timeout": 5,
+    "socket_timeout": 10,
+    "socket_keepalive": True,
+}
+"""kombu's Redis transport waits without limit by default: a publish, or the gateway's count of
+the drafting queue, sent to a broker that accepts a connection and never answers (hung, or a
+proxy in front of a dead one) or that vanished mid-command waited for good (tested: still
+waiting after 40 s), and with it the outbox relay's one thread. With these a command gives up
+after 10 s, as a broker that is down does: the outbox row is retried and the count asked again
+later. Workers' BRPOP is not a blocking command here (kombu's event loop reads it, with its own
+health check), so a consumer is not cut by ``socket_timeout``."""
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for radraft's broker, queues and delivery guarantees."""
     config: dict[str, Any] = {
@@ -70,6 +84,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             config["broker_transport"] = REDIS_TRANSPORT
         config["broker_transport_options"] = {
             "visibility_timeout": settings.broker_visibility_timeout,
+            **REDIS_SOCKET_BOUNDS,
         }
     return config
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -118,3 +120,30 @@ def test_the_embedded_broker_takes_messages_without_a_warning(
             publish(CeleryPublish("radraft.test", [number], task_id_for(f"embedded-{number}")))
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert len(list((settings.broker_dir / "queue").iterdir())) == 3
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_redis_that_accepts_and_never_answers_fails_the_publish_and_the_relay_goes_on(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """kombu waited for Redis's reply without limit: the relay's one thread, and with it every
+    later message, hung on a broker that had stopped answering (tested: still waiting after
+    40 s). Now the publish fails after the socket timeout, like a broker that is down."""
+    listener = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody answers
+    port = listener.getsockname()[1]
+    settings = Settings(data_dir=tmp_path, broker_url=f"redis://127.0.0.1:{port}/0")
+    relay = CeleryOutboxRelay(session_factory, celery_publisher(settings))
+    add(session_factory, "stalled")
+    outcome: list[int] = []
+    relaying = threading.Thread(target=lambda: outcome.append(relay.run_once()), daemon=True)
+    relaying.start()
+    relaying.join(timeout=40)
+    try:
+        assert not relaying.is_alive(), "the relay's pass ends"
+        assert outcome == [0]
+        (row,) = rows(session_factory)
+        assert row.status is OutboxStatus.PENDING, "kept, to be published once Redis answers"
+        assert row.attempts == 1
+        assert row.last_error == "OperationalError"
+    finally:
+        listener.close()
