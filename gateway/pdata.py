@@ -40,7 +40,7 @@ message, its events and its queue as usual.
 Reads go straight to the descriptor (``os.readv`` into the buffer): Python's socket methods poll
 before every read when the socket has a timeout, as pynetdicom's have, which doubled the system
 calls per PDU. The descriptor is non-blocking for the same reason, so a read that finds nothing
-waits in ``select`` for at most the association's network timeout, as pynetdicom's reads do.
+waits in ``poll`` for at most the association's network timeout, as pynetdicom's reads do.
 
 A data set PDU read here fires no ``EVT_DATA_RECV`` or ``EVT_PDU_RECV``; the gateway binds no
 handler to them (pynetdicom's standard handler only logs each PDU at DEBUG level).
@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import ssl
 import struct
 from collections.abc import Callable
@@ -75,6 +74,7 @@ from gateway.intake import ReceivedInstance, StoreOutcome
 from gateway.receiving import ReceptionFile, prepare_next_reception
 from gateway.splice_pipe import PIPE_FULL, SPLICE_UNSUPPORTED, SplicePipe, open_pipe
 from gateway.transport import PDU_HEADER_LENGTH, BulkReceiveSocket, ReadAhead, is_too_long
+from radraft.readiness import wait_readable
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class DataSetReceiver(DULServiceProvider):
 
     def _is_transport_event(self) -> bool:
         """With a data set due, read it here at once, waiting for its first bytes in
-        ``select``: pynetdicom's reactor would find the socket empty a few microseconds after
+        ``poll``: pynetdicom's reactor would find the socket empty a few microseconds after
         the command and sleep a millisecond before looking again, once per image. pynetdicom calls
         its ``_read_pdu_data`` only from here, so any other PDU, and any on TLS, takes
         pynetdicom's path from here."""
@@ -197,7 +197,7 @@ class DataSetReceiver(DULServiceProvider):
         if isinstance(transport, BulkReceiveSocket):
             ahead = transport.read_ahead
             ahead.consume(ahead.buffered)
-        if not select.select([connection], [], [], 0)[0]:
+        if not wait_readable(connection, 0):
             return False
         try:
             dropped = connection.recv(DROP_READ_BYTES)
@@ -211,7 +211,7 @@ class DataSetReceiver(DULServiceProvider):
 
     def _direct_descriptor(self) -> int | None:
         """The connection's descriptor where data set PDUs are read here: plain TCP only, as
-        decrypted bytes may wait inside the TLS layer, where select does not see them."""
+        decrypted bytes may wait inside the TLS layer, where poll does not see them."""
         transport = self.socket
         if not isinstance(transport, BulkReceiveSocket):
             return None
@@ -362,7 +362,7 @@ class DataSetReceiver(DULServiceProvider):
             return False
         if not ahead.buffered:
             prepare_next_reception()  # while the sender prepares its next command
-        if ahead.buffered or select.select([descriptor], [], [], NEXT_PDU_WAIT_SECONDS)[0]:
+        if ahead.buffered or wait_readable(descriptor, NEXT_PDU_WAIT_SECONDS):
             self._read_pdu_data()
             return True
         return False

@@ -19,7 +19,8 @@ import contextlib
 import errno
 import fcntl
 import os
-import select
+
+from radraft.readiness import wait_readable
 
 PIPE_BYTES = 1 << 20
 """The pipe's size asked for: /proc/sys/fs/pipe-max-size's default, and ``READ_AHEAD_BYTES``."""
@@ -68,7 +69,7 @@ class SplicePipe:
             except BlockingIOError:
                 if self.held and _readable_now(descriptor):
                     return PIPE_FULL
-                if not select.select([descriptor], [], [], wait)[0]:
+                if not wait_readable(descriptor, wait):
                     return None
                 continue
             except OSError as error:
@@ -120,7 +121,7 @@ SPLICE_UNSUPPORTED = -2
 
 
 def _readable_now(descriptor: int) -> bool:
-    return bool(select.select([descriptor], [], [], 0)[0])
+    return wait_readable(descriptor, 0)
 
 
 def open_pipe() -> SplicePipe | None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
 from typing import cast
 
 from pynetdicom.transport import AssociationSocket
 
 from radraft.logs import log_event
+from radraft.readiness import PolledAssociationSocket, wait_readable
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ READ_AHEAD_BYTES = 1 << 20
 """The read-ahead buffer's size, grown only to hold one longer PDU whole."""
 
 
-class BulkReceiveSocket(AssociationSocket):
+class BulkReceiveSocket(PolledAssociationSocket):
     """pynetdicom's association socket with large reads and a longest PDU.
 
     ``tune_connection`` gives an accepted connection's socket this class (it adds behaviour,
@@ -152,7 +152,7 @@ class ReadAhead:
                 try:
                     count = os.readv(descriptor, [free])
                 except BlockingIOError:
-                    if not select.select([descriptor], [], [], wait)[0]:
+                    if not wait_readable(descriptor, wait):
                         return None
                     continue
                 except OSError:

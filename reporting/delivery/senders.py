@@ -18,6 +18,7 @@ from radraft.exchange_deadline import WAITS_PER_EXCHANGE, ExchangeDeadline
 from radraft.hl7ack import AckCode, read_ack
 from radraft.hl7text import python_codec
 from radraft.mllp import MllpError, send_message
+from radraft.readiness import poll_readiness
 from radraft.settings import DicomDestination, MllpDestination
 
 SR_TRANSFER_SYNTAXES = [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian]
@@ -63,6 +64,7 @@ def store_sr(
 
         def bound_reads(event: evt.Event) -> None:
             transport = event.assoc.dul.socket
+            poll_readiness(transport)  # readable however many descriptors the process holds
             connection = transport.socket if transport is not None else None
             if connection is not None:  # pynetdicom signals the open after connecting it
                 connection.settimeout(timeout)
