@@ -170,7 +170,11 @@ def test_a_client_that_never_reads_its_response_is_dropped_and_a_slow_reader_is_
             idle_reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
             idle_reader.connect(("127.0.0.1", port))
             idle_reader.sendall(asked)
-            time.sleep(6)  # three timeouts without reading a byte
+            # Peeking takes nothing: from the response's first byte (rendering may take
+            # seconds), three timeouts without reading a byte.
+            idle_reader.settimeout(60)
+            assert idle_reader.recv(1, socket.MSG_PEEK) == b"H"
+            time.sleep(6)
             cut_short = _read_response(idle_reader)
             idle_reader.close()
             assert cut_short.startswith(b"HTTP/1.1 200"), cut_short[:200]
