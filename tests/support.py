@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import tracemalloc
 import uuid
@@ -77,6 +78,26 @@ def closed_within(connection: socket.socket, seconds: float) -> bool:
     except ConnectionResetError:
         pass
     return True
+
+
+def returns_within(seconds: float, call: Callable[[], T], *, what: str) -> T | BaseException:
+    """Run ``call`` on a daemon thread and give back what it returned or raised; fail the test
+    if it is still running after ``seconds`` (a call that would hang for good, the fault these
+    tests look for, must not hang the suite)."""
+    outcome: list[T | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:  # handed to the test's thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    if thread.is_alive():
+        pytest.fail(f"still running after {seconds:g} s: {what}")
+    return outcome[0]
 
 
 def wait_until(condition: Callable[[], T | None], *, timeout: float = 30.0, what: str = "") -> T:

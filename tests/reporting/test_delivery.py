@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from tests.pki import TestPki
 from tests.processes import radraft_process
 from tests.reporting.factories import full_history
 from tests.stalling_peer import StallingPeer
-from tests.support import free_port, wait_until
+from tests.support import free_port, returns_within, wait_until
 
 
 class SteppingClock:
@@ -44,6 +43,14 @@ class SteppingClock:
     def __call__(self) -> datetime:
         self.now += timedelta(minutes=1)
         return self.now
+
+
+def give_full_history(factory: sessionmaker[Session], study_id: int) -> None:
+    """A received study edited, signed and with its outputs queued (``full_history``)."""
+    with session_scope(factory) as session:
+        study = session.get(Study, study_id)
+        assert study is not None
+        full_history(session, study)
 
 
 def output_rows(factory: sessionmaker[Session]) -> list[OutboxMessage]:
@@ -72,10 +79,7 @@ def test_outputs_wait_for_down_peers_then_arrive_once_in_order(
             "delivery_max_attempts": 50,
         }
     )
-    with session_scope(session_factory) as session:
-        study = session.get(Study, received_study.id)
-        assert study is not None
-        full_history(session, study)
+    give_full_history(session_factory, received_study.id)
     relay = OutputDeliveryRelay(session_factory, settings, clock=SteppingClock())
 
     for _ in range(3):  # both peers down
@@ -132,10 +136,7 @@ def test_peer_answering_ae_is_retried_then_failed_visible_and_retryable(
             "delivery_max_attempts": 3,
         }
     )
-    with session_scope(session_factory) as session:
-        study = session.get(Study, received_study.id)
-        assert study is not None
-        full_history(session, study)
+    give_full_history(session_factory, received_study.id)
     ris = RisPeer(ris_port, ack_code="AE")
     ris.start()
     try:
@@ -186,10 +187,7 @@ def test_drafts_are_kept_off_hl7_when_the_setting_says_so(
             "hl7_send_drafts": False,
         }
     )
-    with session_scope(session_factory) as session:
-        study = session.get(Study, received_study.id)
-        assert study is not None
-        full_history(session, study)
+    give_full_history(session_factory, received_study.id)
     ris = RisPeer(ris_port)
     ris.start()
     try:
@@ -216,10 +214,7 @@ def test_an_ack_for_another_message_is_not_a_delivery(
             "delivery_max_attempts": 2,
         }
     )
-    with session_scope(session_factory) as session:
-        study = session.get(Study, received_study.id)
-        assert study is not None
-        full_history(session, study)
+    give_full_history(session_factory, received_study.id)
     ris = RisPeer(ris_port, acknowledged_control_id="SOMETHING-ELSE")
     ris.start()
     try:
@@ -263,19 +258,13 @@ def test_a_pacs_or_ris_that_stalls_mid_answer_costs_an_attempt_not_the_relay(
             "delivery_max_attempts": 2,
         }
     )
-    with session_scope(session_factory) as session:
-        study = session.get(Study, received_study.id)
-        assert study is not None
-        full_history(session, study)
+    give_full_history(session_factory, received_study.id)
     pacs.start()
     ris.start()
     try:
         relay = OutputDeliveryRelay(session_factory, settings, clock=SteppingClock())
         for _ in range(2):
-            attempt = threading.Thread(target=relay.run_once, daemon=True)
-            attempt.start()
-            attempt.join(timeout=30)
-            assert not attempt.is_alive(), "the relay is held by a stalled peer"
+            returns_within(30, relay.run_once, what="the relay, held by a stalled peer")
     finally:
         pacs.stop()
         ris.stop()

@@ -17,6 +17,7 @@ from typing import ClassVar
 import pytest
 
 from radraft.imaging import UnusableImageError
+from tests.support import returns_within
 from worker.study_files import (
     InstanceLocation,
     OriginUnavailableError,
@@ -164,23 +165,16 @@ def test_an_origin_that_sends_a_byte_now_and_then_is_given_up_as_too_slow(
     """Each byte came well within the wait for data, so the fetch went on for good (15,000
     bytes at 20 a second: over 12 minutes), holding a worker thread: Celery's thread pool
     applies no task time limit. Now the fetch has the timeout plus the size at the rate."""
-    outcome: list[BaseException] = []
 
-    def fetch() -> None:
+    def fetch() -> Path:
         with StudyFiles(
             tmp_path / "spool", tmp_path / "scratch", token="t", timeout_seconds=1,
             min_bytes_per_second=RATE,
         ) as files:  # fmt: skip
-            try:
-                files.path_of(location(origin, "trickle"))
-            except BaseException as error:  # handed to the test's thread
-                outcome.append(error)
+            return files.path_of(location(origin, "trickle"))
 
-    fetching = threading.Thread(target=fetch, daemon=True)
-    fetching.start()
-    fetching.join(timeout=15)
-    assert not fetching.is_alive(), "the fetch ends (1 s + 15,000 bytes at 256 KiB/s allowed)"
-    (error,) = outcome
+    # 1 s + 15,000 bytes at 256 KiB/s allowed
+    error = returns_within(15, fetch, what="the fetch")
     assert isinstance(error, OriginUnavailableError), "retried later, not a failed image"
     assert "origin too slow" in str(error)
     assert not any((tmp_path / "scratch").rglob("*.dcm")), "the partial copy is removed"
