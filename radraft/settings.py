@@ -276,9 +276,16 @@ class Settings(BaseSettings):
         default=30.0,
         gt=0,
         le=3600,
-        description="A web client that is being waited for (a request's headers, the next "
-        "piece of its body, reading the response queued for it) must make progress within "
-        "this long, or its connection is dropped.",
+        description="A web client that is being waited for (a TLS handshake, a request's "
+        "headers, the next piece of its body, reading the response queued for it) must make "
+        "progress within this long, or its connection is dropped.",
+    )
+    http_max_connections: int = Field(
+        default=512,
+        ge=1,
+        le=65536,
+        description="Web connections open at once, HTTPS handshakes included; more are refused "
+        "as they arrive (a 503 over HTTP, closed over HTTPS).",
     )
     http_open_docs: bool = Field(
         default=False,

@@ -1,4 +1,4 @@
-"""TLS for DICOM (PS3.15 secure transport, BCP 195) and MLLP, from radraft's settings.
+"""TLS for DICOM (PS3.15 secure transport, BCP 195), MLLP and the web app, from radraft's settings.
 
 One certificate identifies radraft everywhere (``RADRAFT_TLS_CERTFILE``/``KEYFILE``); one CA
 file says whom radraft trusts (``RADRAFT_TLS_CA_FILE``, else the system's CAs). BCP 195 asks
@@ -24,6 +24,20 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     if settings.tls_ca_file is not None:
         context.load_verify_locations(cafile=settings.tls_ca_file)
     context.verify_mode = ssl.CERT_REQUIRED if settings.tls_require_client_cert else ssl.CERT_NONE
+    return context
+
+
+def web_server_context(settings: Settings) -> ssl.SSLContext | None:
+    """The web app's HTTPS context, or None for plain HTTP (no certificate configured).
+
+    Browsers log in with a password, so clients are not asked for a certificate; the key may
+    sit in the certificate's own file, as uvicorn allowed when it built this context.
+    """
+    if settings.tls_certfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_certfile, settings.tls_keyfile)
     return context
 
 

@@ -262,14 +262,11 @@ def deliver() -> None:
 @app.command()
 def web() -> None:
     """Run the web app (pages, API and DICOMweb) alone."""
-    import uvicorn
-
-    from radraft_cli.serve import web_server_options
-    from radraft_cli.web_app import web_app
+    from radraft_cli.web_server import web_server
 
     settings = _settings()
     typer.echo(f"web app on {settings.http_host}:{settings.http_port}")
-    uvicorn.run(web_app(settings), **web_server_options(settings))
+    web_server(settings).run()
 
 
 @app.command()

@@ -16,16 +16,13 @@ import threading
 import time
 from typing import Any
 
-import uvicorn
-
 from gateway.service import Gateway
 from radraft.broker import celery_publisher, drafting_queue_depth
 from radraft.db import make_engine, make_sessionmaker
 from radraft.logs import log_event
 from radraft.migrate import upgrade
 from radraft.settings import Settings, settings_to_environment
-from radraft_cli.http_protocol import client_timeout_protocol
-from radraft_cli.web_app import web_app
+from radraft_cli.web_server import WebServer, web_server
 from reporting.delivery.relay import OutputDeliveryRelay
 
 logger = logging.getLogger(__name__)
@@ -106,28 +103,6 @@ class ChildSupervisor:
         self._thread.join(timeout=timeout)
 
 
-def web_server_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn options shared by ``serve`` and ``web``.
-
-    No access log: request lines carry study UIDs and worklist searches (which may be a
-    patient's name), and PHI stays out of logs. A client that stalls is cut off
-    (``radraft_cli.http_protocol``). HTTPS when a certificate is configured; the
-    session cookie is then marked Secure.
-    """
-    options: dict[str, Any] = {
-        "host": settings.http_host,
-        "port": settings.http_port,
-        "log_level": "info",  # start-up and shutdown lines; requests are not logged
-        "access_log": False,
-        "timeout_graceful_shutdown": 10,  # browsers hold keep-alive connections open
-        "http": client_timeout_protocol(settings.http_client_timeout_seconds),
-    }
-    if settings.tls_certfile is not None:
-        options["ssl_certfile"] = str(settings.tls_certfile)
-        options["ssl_keyfile"] = str(settings.tls_keyfile) if settings.tls_keyfile else None
-    return options
-
-
 class EmbeddedServer:
     """Everything radraft needs on one machine, started and stopped as one."""
 
@@ -137,7 +112,7 @@ class EmbeddedServer:
         self._run_worker = run_worker
         self.gateway: Gateway | None = None
         self._worker: ChildSupervisor | None = None
-        self._web: uvicorn.Server | None = None
+        self._web: WebServer | None = None
         self._web_thread: threading.Thread | None = None
         self._delivery_thread: threading.Thread | None = None
 
@@ -166,8 +141,7 @@ class EmbeddedServer:
         if self._run_worker:
             self._worker = ChildSupervisor(settings, self._stop, ["worker"], name="worker")
             self._worker.start()
-        config = uvicorn.Config(web_app(settings), **web_server_options(settings))
-        self._web = uvicorn.Server(config)
+        self._web = web_server(settings)
         # uvicorn installs no signal handlers outside the main thread; this server owns them.
         self._web_thread = threading.Thread(target=self._web.run, name="radraft-web")
         self._web_thread.start()
