@@ -68,6 +68,8 @@ class GatewayAE(AE):
 
     reuse_port = False
     """Bind listening sockets with SO_REUSEPORT (``radraft gateway --processes N``)."""
+    max_waiting_connections = 256
+    """Accepted connections that may wait for their request at once (``gateway.waiting_room``)."""
 
     def make_server(self, *args: Any, **kwargs: Any) -> Any:
         """pynetdicom's server factory, with ``gateway.servers``' classes for its threaded one."""
@@ -89,6 +91,7 @@ def build_application_entity(settings: Settings, *, reuse_port: bool = False) ->
     """An AE that accepts C-ECHO and C-STORE of every storage SOP class we can keep."""
     ae = GatewayAE(ae_title=settings.ae_title)
     ae.reuse_port = reuse_port
+    ae.max_waiting_connections = settings.dicom_max_waiting_connections
     ae.maximum_pdu_size = settings.max_pdu_size
     ae.require_calling_aet = list(settings.allowed_calling_aes)
     ae.maximum_associations = settings.dicom_max_associations

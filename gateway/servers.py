@@ -1,4 +1,5 @@
-"""The listening side under pynetdicom: TLS handshakes off the accepting thread, a shared port.
+"""The listening side under pynetdicom: a waiting room, TLS handshakes off the accepting
+thread, a shared port.
 
 pynetdicom's threaded server runs the TLS handshake inside ``get_request``, on the one thread
 that accepts every connection, with no timeout (an accepted socket is blocking). One peer
@@ -8,7 +9,8 @@ byte a minute, therefore kept every other TLS sender out for as long as it liked
 own thread, bounded by the ARTIM timer (``RADRAFT_DICOM_REQUEST_TIMEOUT_SECONDS``): the
 same time a plain connection gets to send its A-ASSOCIATE-RQ. A failed handshake (no or an
 untrusted client certificate, plain DICOM on the TLS port, a timeout) closes the connection
-with one log line. ``ReusePortServer`` binds with SO_REUSEPORT so that
+with one log line. Before any of that a connection waits, without a thread, for what it
+must send first (``gateway.waiting_room``). ``ReusePortServer`` binds with SO_REUSEPORT so that
 ``radraft gateway --processes N`` can bind one port N times; the kernel spreads connections
 over the processes, each with its own GIL.
 """
@@ -18,34 +20,67 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pynetdicom.transport import ThreadedAssociationServer
 
+from gateway.waiting_room import HAS_EPOLL, WaitingRoom
 from radraft.logs import log_event
+
+if TYPE_CHECKING:
+    from gateway.scp import GatewayAE
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
+"""The waiting room's bound where the AE has no ACSE timeout (the gateway always sets one)."""
+
 
 class GatewayServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server, with the TLS handshake on the connection's thread."""
+    """pynetdicom's threaded server, with a waiting room before the connection's threads and the
+    TLS handshake on the connection's thread."""
+
+    request_queue_size = 128
+    """The listening socket's backlog: pynetdicom's 5 had the kernel drop a burst's connection
+    requests (the sender's retry comes 1 s later, then 3 s)."""
+    _waiting_room: WaitingRoom | None = None
 
     def get_request(self) -> tuple[socket.socket, Any]:
-        """Accept; a TLS connection is wrapped, its handshake left to its own thread."""
-        connection, address = cast(socket.socket, self.socket).accept()
-        if self.ssl_context is None:
-            return connection, address
-        wrapped = self.ssl_context.wrap_socket(
-            connection, server_side=True, do_handshake_on_connect=False
-        )
-        return wrapped, address
+        """Accept, nothing more: TLS is wrapped on the connection's own thread."""
+        return cast(socket.socket, self.socket).accept()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Let the connection wait for its request without a thread (``gateway.waiting_room``),
+        then serve it on threads of its own."""
+        if not HAS_EPOLL:
+            super().process_request(request, client_address)
+            return
+        if self._waiting_room is None:  # only the accepting thread gets here
+            ae = cast("GatewayAE", self.ae)
+            self._waiting_room = WaitingRoom(
+                super().process_request,
+                timeout_seconds=ae.acse_timeout or DEFAULT_REQUEST_TIMEOUT_SECONDS,
+                capacity=ae.max_waiting_connections,
+                whole_request=self.ssl_context is None,
+            )
+        self._waiting_room.admit(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Shake hands (TLS only), then serve the association as pynetdicom does."""
-        if isinstance(request, ssl.SSLSocket) and not self._handshake(request):
-            self.shutdown_request(request)
-            return
+        if self.ssl_context is not None:
+            request = self.ssl_context.wrap_socket(
+                request, server_side=True, do_handshake_on_connect=False
+            )
+            if not self._handshake(request):
+                self.shutdown_request(request)
+                return
         super().process_request_thread(request, client_address)
+
+    def server_close(self) -> None:
+        """Close the listening socket and every connection still in the waiting room."""
+        if self._waiting_room is not None:
+            self._waiting_room.close()
+        super().server_close()
 
     def _handshake(self, connection: ssl.SSLSocket) -> bool:
         """The handshake within the ARTIM time; False (and a log line) if it fails."""

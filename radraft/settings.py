@@ -147,6 +147,13 @@ class Settings(BaseSettings):
         description="Associations served at once; connections that have not yet asked for an "
         "association (A-ASSOCIATE-RQ) never count against it.",
     )
+    dicom_max_waiting_connections: int = Field(
+        default=256,
+        ge=1,
+        le=65536,
+        description="Accepted DICOM connections that may wait at once, without a thread, for "
+        "their A-ASSOCIATE-RQ (or TLS ClientHello); one more pushes out the one waiting longest.",
+    )
     dicom_request_timeout_seconds: float = Field(
         default=5.0,
         gt=0,
