@@ -14,8 +14,9 @@ when what it must send first is there: on the plain port its whole A-ASSOCIATE-R
 never read, so pynetdicom reads it as ever; a PDU of another type, or one too long to peek, is
 handed over at its header for pynetdicom to answer), on the TLS port the first byte of its
 ClientHello (the handshake then runs on the connection's thread, bounded as before). One that
-closes first is closed quietly (a port scan, a load balancer's check); one still short of it
-when the request timeout runs out is closed (``gateway.dicom_request_timeouts``). At most
+closes first, or shuts its side with its request unfinished, is closed quietly (a port scan, a
+load balancer's check); one still short of it when the request timeout runs out is closed
+(``gateway.dicom_request_timeouts``). At most
 ``RADRAFT_DICOM_MAX_WAITING_CONNECTIONS`` wait; a new one past that pushes the one waiting
 longest out (``gateway.dicom_waiting_room_full``), so a flood cannot keep out a sender that
 sends its request as it connects, as real ones do. Each of the two lines comes at most once
@@ -140,17 +141,19 @@ class WaitingRoom:
                 events = self._epoll.poll(max(wait, 0.0))
             except (OSError, ValueError):  # closed by ``close``
                 return
-            for descriptor, _mask in events:
+            for descriptor, mask in events:
                 if descriptor != self._wake_reader:
-                    self._look_at(descriptor)
+                    self._look_at(descriptor, writing_ended=bool(mask & select.EPOLLRDHUP))
             self._close_expired()
 
-    def _look_at(self, descriptor: int) -> None:
+    def _look_at(self, descriptor: int, *, writing_ended: bool) -> None:
         with self._lock:
             entry = self._waiting.get(descriptor)
             if entry is None:
                 return  # pushed out or expired meanwhile
             verdict = self._verdict(entry.connection)
+            if verdict == "wait" and writing_ended:
+                verdict = "gone"  # the peer shut its side: the rest can never come
             if verdict == "wait":
                 return
             self._leave(descriptor)

@@ -138,6 +138,11 @@ def test_peers_that_close_or_send_no_request_are_dealt_with_at_once(
     caplog.set_level(logging.INFO)
     for _ in range(50):  # port scans and load balancers' checks
         _connect(gateway.port).close()
+    # Half a request, then the peer's side shut: the rest can never come.
+    with _connect(gateway.port) as half:
+        half.sendall(association_request("HALF", Verification, max_pdu=16384)[:40])
+        half.shutdown(socket.SHUT_WR)
+        assert closed_within(half, 1.0), "closed at once, not when its time runs out"
     # A PDU other than an association request first: handed to pynetdicom, which aborts.
     with _connect(gateway.port) as release_first:
         release_first.sendall(bytes([0x05, 0x00, 0, 0, 0, 4, 0, 0, 0, 0]))
