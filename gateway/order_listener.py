@@ -1,14 +1,20 @@
 """The MLLP port of HL7 order intake: framing, limits and TLS around ``gateway.orders``.
 
 Every connection is served on its own thread, so what a RIS (or anyone who can reach the port)
-may hold is bounded: ``max_connections`` at once (more are closed as they arrive, the first
-refusal of a burst logged), a silent connection for ``idle_timeout``, one message's frame for
-``frame_timeout`` from the first byte after the previous message however slowly the bytes
-come (whitespace between frames included), a frame's size by ``max_message_bytes`` (answered
-AR, then the rest of it dropped for at most ``DISCARD_SECONDS``), and a TLS handshake, run on
-the connection's own thread, by ``frame_timeout``. Several messages sent in one write are each
-answered. A client that holds a connection silent keeps its slot for up to ``idle_timeout``:
-that is the price of the cap, as with DICOM's association limit.
+may hold is bounded: ``max_connections`` at once, a silent connection for ``idle_timeout``, one
+message's frame for ``frame_timeout`` from the first byte after the previous message however
+slowly the bytes come (whitespace between frames included), a frame's size by
+``max_message_bytes`` (answered AR, then the rest of it dropped for at most
+``DISCARD_SECONDS``), and a TLS handshake, run on the connection's own thread, by
+``frame_timeout``. Several messages sent in one write are each answered.
+
+A RIS keeps its connection open between messages, so a connection that is silent is not
+wrong, and the idle timeout is long. But a connection that has never sent a whole message has
+not shown it is a RIS: when all ``max_connections`` are taken, a new connection pushes out the
+oldest of those (``gateway.mllp_connection_pushed_out``, one line per burst) rather than being
+refused, so connections opened and left silent cannot keep a RIS out, as a RIS sends its
+message as it connects. Only when every connection has sent a message is a new one closed as
+it arrives (``gateway.mllp_connections_refused``, one line per burst).
 """
 
 from __future__ import annotations
@@ -115,14 +121,26 @@ class OrderListener:
                         return
                     if message is None:
                         return
+                    server.has_spoken(self.request)
                     self.request.sendall(frame(handle_order_message(factory, message)))
 
         class Server(socketserver.ThreadingTCPServer):
             allow_reuse_address = True
             daemon_threads = True
+            request_queue_size = 64  # socketserver's 5 drops a burst's connection requests
             _served = 0
             _refusing = False
+            _pushing_out = False
             _count_lock = threading.Lock()
+
+            def __init__(self, *arguments: Any) -> None:
+                self._not_yet_spoken: dict[socket.socket, None] = {}  # oldest first
+                super().__init__(*arguments)
+
+            def has_spoken(self, connection: socket.socket) -> None:
+                """A whole message came: this connection is a RIS's, never pushed out."""
+                with self._count_lock:
+                    self._not_yet_spoken.pop(connection, None)
 
             def get_request(self) -> tuple[socket.socket, Any]:
                 connection, address = super().get_request()
@@ -134,17 +152,35 @@ class OrderListener:
                 return wrapped, address
 
             def verify_request(self, request: Any, client_address: Any) -> bool:
-                """Serve it only while fewer than ``max_connections`` are being served."""
+                """Serve it while fewer than ``max_connections`` are served, or in the place of
+                the oldest connection that has not sent a whole message."""
+                pushed_out: socket.socket | None = None
                 with self._count_lock:
                     if self._served >= max_connections:
-                        if not self._refusing:  # one line per burst, not one per connection
-                            log_event(logger, "gateway.mllp_connections_refused",
+                        if not self._not_yet_spoken:
+                            if not self._refusing:  # one line per burst
+                                log_event(logger, "gateway.mllp_connections_refused",
+                                          logging.WARNING, limit=max_connections)  # fmt: skip
+                            self._refusing = True
+                            return False
+                        pushed_out = next(iter(self._not_yet_spoken))
+                        del self._not_yet_spoken[pushed_out]
+                        if not self._pushing_out:  # one line per burst
+                            log_event(logger, "gateway.mllp_connection_pushed_out",
                                       logging.WARNING, limit=max_connections)  # fmt: skip
-                        self._refusing = True
-                        return False
+                        self._pushing_out = True
+                    else:
+                        self._pushing_out = False
                     self._served += 1
                     self._refusing = False
-                    return True
+                    self._not_yet_spoken[request] = None
+                if pushed_out is not None:
+                    # Its thread's next read ends (EOF), and the thread gives its slot back. The
+                    # socket's own shutdown, also under TLS: SSLSocket's would drop its TLS state
+                    # under the thread that may be shaking hands with it.
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(pushed_out, socket.SHUT_RDWR)
+                return True
 
             def process_request_thread(self, request: Any, client_address: Any) -> None:
                 try:
@@ -152,8 +188,10 @@ class OrderListener:
                 finally:
                     with self._count_lock:
                         self._served -= 1
+                        self._not_yet_spoken.pop(request, None)
 
-        self._server = Server((host, port), Handler)
+        server = Server((host, port), Handler)  # the handlers' ``server``
+        self._server = server
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="radraft-hl7-intake", daemon=True
         )

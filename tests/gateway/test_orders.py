@@ -315,8 +315,7 @@ def test_connections_past_the_limit_and_frames_sent_a_byte_at_a_time_are_closed(
     try:
         assert gateway.order_listener is not None
         port = gateway.order_listener.port
-        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
-        time.sleep(0.3)  # all three are being served
+        held = [_spoken_connection(port) for _ in range(3)]  # a RIS's: never pushed out
         refused = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
         for connection in refused:
             assert closed_within(connection, 5), "a connection past the limit is closed"
@@ -343,6 +342,66 @@ def test_connections_past_the_limit_and_frames_sent_a_byte_at_a_time_are_closed(
             connection.close()
         ack = wait_until(lambda: _answer_or_none(port), timeout=10, what="a free connection")
         assert msa(ack)[:2] == ("AA", "MSG0001"), "served again once connections are free"
+    finally:
+        gateway.stop()
+
+
+def _spoken_connection(port: int) -> socket.socket:
+    """A connection that has sent an order and had its answer, left open as a RIS leaves it."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connection.sendall(framed(ORM))
+    answer = read_until_end_block(connection).strip(b"\x0b\x1c\x0d").decode()
+    assert answer, "the connection was closed unanswered"
+    assert msa(answer)[0] == "AA"
+    return connection
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_connections_that_never_sent_a_message_make_way_for_one_that_does(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the limit reached by connections opened and left silent, a RIS was refused for as
+    long as they stayed (up to the 300 s idle timeout, and they could come back)."""
+    gateway = Gateway(
+        settings.model_copy(
+            update={
+                "hl7_listen_port": free_port(),
+                "hl7_listen_host": "127.0.0.1",
+                "hl7_max_connections": 3,
+            }
+        ),
+        session_factory,
+        publisher,
+    )
+    gateway.start()
+    try:
+        assert gateway.order_listener is not None
+        port = gateway.order_listener.port
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        time.sleep(0.3)  # all three are being served
+        ris = [_spoken_connection(port)]
+        assert closed_within(silent[0], 5), "the one silent longest made way"
+        for still_waiting in silent[1:]:
+            assert not closed_within(still_waiting, 0.1)
+        ris += [_spoken_connection(port) for _ in range(2)]
+        for connection in silent[1:]:
+            assert closed_within(connection, 5)
+        # Every connection has now sent an order: a new one is refused, none pushed out.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as late:
+            assert closed_within(late, 5), "refused when no connection is silent"
+        for connection in ris:
+            connection.sendall(framed(ORM))
+            answer = read_until_end_block(connection).strip(b"\x0b\x1c\x0d").decode()
+            assert msa(answer)[0] == "AA", "the RIS connections are kept"
+            connection.close()
+        lines = [r.message for r in caplog.records if "gateway.mllp_" in r.message]
+        assert lines.count("gateway.mllp_connection_pushed_out limit=3") == 1, "once a burst"
+        assert lines.count("gateway.mllp_connections_refused limit=3") == 1
+        for connection in silent:
+            connection.close()
     finally:
         gateway.stop()
 
