@@ -68,12 +68,11 @@ class GatewayServer(ThreadedAssociationServer):
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Shake hands (TLS only), then serve the association as pynetdicom does."""
         if self.ssl_context is not None:
-            request = self.ssl_context.wrap_socket(
-                request, server_side=True, do_handshake_on_connect=False
-            )
-            if not self._handshake(request):
+            wrapped = self._handshake(request, self.ssl_context)
+            if wrapped is None:
                 self.shutdown_request(request)
                 return
+            request = wrapped
         super().process_request_thread(request, client_address)
 
     def server_close(self) -> None:
@@ -82,18 +81,24 @@ class GatewayServer(ThreadedAssociationServer):
             self._waiting_room.close()
         super().server_close()
 
-    def _handshake(self, connection: ssl.SSLSocket) -> bool:
-        """The handshake within the ARTIM time; False (and a log line) if it fails."""
-        blocking_timeout = connection.gettimeout()
-        connection.settimeout(self.ae.acse_timeout)
+    def _handshake(
+        self, connection: socket.socket, context: ssl.SSLContext
+    ) -> ssl.SSLSocket | None:
+        """The connection under TLS, its handshake done within the ARTIM time; None (and a
+        log line) if it fails, or the peer is gone before it starts."""
         try:
-            connection.do_handshake()
+            wrapped = context.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+            blocking_timeout = wrapped.gettimeout()
+            wrapped.settimeout(self.ae.acse_timeout)
+            wrapped.do_handshake()
         except (ssl.SSLError, OSError) as error:
             log_event(logger, "gateway.dicom_tls_refused", logging.WARNING,
                       reason=type(error).__name__)  # fmt: skip
-            return False
-        connection.settimeout(blocking_timeout)
-        return True
+            return None
+        wrapped.settimeout(blocking_timeout)
+        return wrapped
 
 
 class ReusePortServer(GatewayServer):

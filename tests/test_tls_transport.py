@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -107,6 +108,37 @@ def test_clients_that_never_finish_the_handshake_hold_up_no_other_sender(
     messages = [record.getMessage() for record in caplog.records]
     assert messages.count("gateway.dicom_tls_refused reason=TimeoutError") == 1
     assert "gateway.dicom_request_timeouts connections=3 seconds=5.0" in messages
+
+
+def test_a_client_reset_before_its_handshake_is_one_log_line(
+    tls_gateway: Gateway,
+    pki: TestPki,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A peer that sent a byte and reset the connection made wrapping the socket for TLS raise
+    (SSLError: closed before the handshake with data in the buffer), outside any handler: a
+    traceback on stderr and no log line."""
+    port = tls_gateway.tls_port
+    assert port is not None
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"\x16")
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    wait_until(
+        lambda: _messages(caplog).count("gateway.dicom_tls_refused reason=SSLError") == 3,
+        timeout=10,
+        what="a line for each reset",
+    )
+    files = synthetic_study_files(63, tmp_path, size=64)
+    trusted = ("+tls", str(pki.client.key), str(pki.client.certificate), "+cf", str(pki.ca))
+    assert storescu_tls(files, port, *trusted, "-to", "15").returncode == 0
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records]
 
 
 def test_mllp_over_tls_takes_orders_from_trusted_clients_only(
