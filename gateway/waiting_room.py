@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from radraft.logs import log_event
 
@@ -54,6 +54,7 @@ HAS_EPOLL = hasattr(select, "epoll")
 EXPIRY_BATCH_SECONDS = 0.05
 """Connections whose time runs out this close together are closed in one turn."""
 
+Verdict = Literal["ready", "wait", "gone"]
 HandOver = Callable[[socket.socket, Any], None]
 """Serve an accepted connection (pynetdicom's ``process_request``)."""
 
@@ -167,8 +168,9 @@ class WaitingRoom:
                       reason=type(error).__name__)  # fmt: skip
             _close(entry.connection)
 
-    def _verdict(self, connection: socket.socket) -> str:
-        """ "ready" (hand it over), "wait" (not all there yet) or "gone" (closed, or broken)."""
+    def _verdict(self, connection: socket.socket) -> Verdict:
+        """Hand it over ("ready"), let it wait (not all there yet), or close it ("gone": the
+        peer closed, or the socket broke)."""
         wanted = PEEK_LIMIT if self._whole_request else 1
         try:
             head = connection.recv(wanted, socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -189,12 +191,13 @@ class WaitingRoom:
 
     def _close_expired(self) -> None:
         now = time.monotonic()
-        expired: list[_Waiting] = []
         with self._lock:
-            for descriptor, entry in list(self._waiting.items()):
+            due = []
+            for descriptor, entry in self._waiting.items():
                 if entry.deadline > now + EXPIRY_BATCH_SECONDS:
                     break  # oldest first, and all wait equally long
-                expired.append(self._leave(descriptor))
+                due.append(descriptor)
+            expired = [self._leave(descriptor) for descriptor in due]
         for entry in expired:
             _close(entry.connection)
         self._timed_out.add(len(expired), seconds=self._timeout)
