@@ -51,8 +51,7 @@ OMI = (
 def exchange(port: int, payload: bytes) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(payload)
-        data = read_until_end_block(connection)
-    return data.strip(b"\x0b\x1c\x0d").decode()
+        return _answer(connection)
 
 
 def msa(ack: str) -> tuple[str, str, str]:
@@ -299,22 +298,8 @@ def test_connections_past_the_limit_and_frames_sent_a_byte_at_a_time_are_closed(
     """Each connection holds a thread for up to the idle timeout (300 s) between reads: with no
     cap, a flood of idle connections took as many threads and descriptors as it liked, in the
     process that is also the DICOM gateway; and a frame sent a byte at a time was never cut."""
-    gateway = Gateway(
-        settings.model_copy(
-            update={
-                "hl7_listen_port": free_port(),
-                "hl7_listen_host": "127.0.0.1",
-                "hl7_max_connections": 3,
-                "hl7_frame_timeout_seconds": 1.5,
-            }
-        ),
-        session_factory,
-        publisher,
-    )
-    gateway.start()
-    try:
-        assert gateway.order_listener is not None
-        port = gateway.order_listener.port
+    limits = {"hl7_max_connections": 3, "hl7_frame_timeout_seconds": 1.5}
+    with _order_port(settings.model_copy(update=limits), session_factory, publisher) as port:
         held = [_spoken_connection(port) for _ in range(3)]  # a RIS's: never pushed out
         refused = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
         for connection in refused:
@@ -342,15 +327,35 @@ def test_connections_past_the_limit_and_frames_sent_a_byte_at_a_time_are_closed(
             connection.close()
         ack = wait_until(lambda: _answer_or_none(port), timeout=10, what="a free connection")
         assert msa(ack)[:2] == ("AA", "MSG0001"), "served again once connections are free"
+
+
+@contextlib.contextmanager
+def _order_port(
+    settings: Settings, session_factory: sessionmaker[Session], publisher: RecordingPublisher
+) -> Iterator[int]:
+    """A gateway with an order-intake port on 127.0.0.1, running while in the block: its port."""
+    settings = settings.model_copy(
+        update={"hl7_listen_port": free_port(), "hl7_listen_host": "127.0.0.1"}
+    )
+    gateway = Gateway(settings, session_factory, publisher)
+    gateway.start()
+    try:
+        assert gateway.order_listener is not None
+        yield gateway.order_listener.port
     finally:
         gateway.stop()
+
+
+def _answer(connection: socket.socket) -> str:
+    """The next framed answer on ``connection``, unframed ("" if it was closed instead)."""
+    return read_until_end_block(connection).strip(b"\x0b\x1c\x0d").decode()
 
 
 def _spoken_connection(port: int) -> socket.socket:
     """A connection that has sent an order and had its answer, left open as a RIS leaves it."""
     connection = socket.create_connection(("127.0.0.1", port), timeout=10)
     connection.sendall(framed(ORM))
-    answer = read_until_end_block(connection).strip(b"\x0b\x1c\x0d").decode()
+    answer = _answer(connection)
     assert answer, "the connection was closed unanswered"
     assert msa(answer)[0] == "AA"
     return connection
@@ -365,21 +370,8 @@ def test_connections_that_never_sent_a_message_make_way_for_one_that_does(
 ) -> None:
     """With the limit reached by connections opened and left silent, a RIS was refused for as
     long as they stayed (up to the 300 s idle timeout, and they could come back)."""
-    gateway = Gateway(
-        settings.model_copy(
-            update={
-                "hl7_listen_port": free_port(),
-                "hl7_listen_host": "127.0.0.1",
-                "hl7_max_connections": 3,
-            }
-        ),
-        session_factory,
-        publisher,
-    )
-    gateway.start()
-    try:
-        assert gateway.order_listener is not None
-        port = gateway.order_listener.port
+    limits = {"hl7_max_connections": 3}
+    with _order_port(settings.model_copy(update=limits), session_factory, publisher) as port:
         silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
         time.sleep(0.3)  # all three are being served
         ris = [_spoken_connection(port)]
@@ -394,16 +386,13 @@ def test_connections_that_never_sent_a_message_make_way_for_one_that_does(
             assert closed_within(late, 5), "refused when no connection is silent"
         for connection in ris:
             connection.sendall(framed(ORM))
-            answer = read_until_end_block(connection).strip(b"\x0b\x1c\x0d").decode()
-            assert msa(answer)[0] == "AA", "the RIS connections are kept"
+            assert msa(_answer(connection))[0] == "AA", "the RIS connections are kept"
             connection.close()
         lines = [r.message for r in caplog.records if "gateway.mllp_" in r.message]
         assert lines.count("gateway.mllp_connection_pushed_out limit=3") == 1, "once a burst"
         assert lines.count("gateway.mllp_connections_refused limit=3") == 1
         for connection in silent:
             connection.close()
-    finally:
-        gateway.stop()
 
 
 def _answer_or_none(port: int) -> str | None:
