@@ -9,6 +9,7 @@ weak ones, and the minimum version is set here.
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 from radraft.errors import ConfigurationError
 from radraft.settings import Settings
@@ -18,9 +19,7 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     """The context of radraft's TLS listeners (DICOM, MLLP), checking clients if asked to."""
     if settings.tls_certfile is None or settings.tls_keyfile is None:
         raise ConfigurationError("a TLS listener needs RADRAFT_TLS_CERTFILE and _KEYFILE")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_certfile, settings.tls_keyfile)
+    context = _listening_context(settings.tls_certfile, settings.tls_keyfile)
     if settings.tls_ca_file is not None:
         context.load_verify_locations(cafile=settings.tls_ca_file)
     context.verify_mode = ssl.CERT_REQUIRED if settings.tls_require_client_cert else ssl.CERT_NONE
@@ -35,9 +34,14 @@ def web_server_context(settings: Settings) -> ssl.SSLContext | None:
     """
     if settings.tls_certfile is None:
         return None
+    return _listening_context(settings.tls_certfile, settings.tls_keyfile)
+
+
+def _listening_context(certfile: Path, keyfile: Path | None) -> ssl.SSLContext:
+    """A server-side context presenting radraft's certificate, TLS 1.2 or later."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_certfile, settings.tls_keyfile)
+    context.load_cert_chain(certfile, keyfile)
     return context
 
 

@@ -28,7 +28,9 @@ class WebServer(uvicorn.Server):
     """uvicorn's server, saying which scheme it serves: TLS is ours (``http_admission``), so
     uvicorn, which was given no certificate, would announce https as http."""
 
-    scheme = "http"
+    def __init__(self, config: uvicorn.Config, *, scheme: str) -> None:
+        super().__init__(config)
+        self.scheme = scheme
 
     def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
         host, port = listeners[0].getsockname()[:2]
@@ -53,6 +55,4 @@ def web_server(settings: Settings) -> WebServer:
             handshake_timeout_seconds=timeout,
         ),
     )
-    server = WebServer(config)
-    server.scheme = "https" if tls is not None else "http"
-    return server
+    return WebServer(config, scheme="http" if tls is None else "https")
