@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.errors import NotFoundError
+from radraft.settings import Settings
 
 RowT = TypeVar("RowT")
 
@@ -31,13 +32,33 @@ stopped answering keepalives is given up after about a minute. The database URL'
 parameters (``?connect_timeout=30``) take precedence."""
 
 
+DEFAULT_ANSWER_TIMEOUT_SECONDS = 30.0
+"""How long a Postgres connection waits for the server to answer unless told otherwise
+(``RADRAFT_DATABASE_ANSWER_TIMEOUT_SECONDS``); as long as the server's host may leave data
+unacknowledged (``tcp_user_timeout``)."""
+
+
 class MissingRowError(NotFoundError):
     """A row that another row refers to is gone (deleted meanwhile)."""
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def engine_for(settings: Settings) -> Engine:
+    """The process's engine for its settings (database URL and the bound on an answer)."""
+    return make_engine(
+        settings.effective_database_url,
+        answer_timeout_seconds=settings.database_answer_timeout_seconds or None,
+    )
+
+
+def make_engine(
+    url: str,
+    *,
+    answer_timeout_seconds: float | None = DEFAULT_ANSWER_TIMEOUT_SECONDS,
+    **kwargs: Any,
+) -> Engine:
     """Create the process's engine; SQLite gets WAL, a busy timeout and full fsync; Postgres
-    gets bounded waits (``POSTGRES_CONNECTION_BOUNDS``).
+    gets bounded waits (``POSTGRES_CONNECTION_BOUNDS``) and, through psycopg, a bound on each
+    wait for the server's answer (``radraft.db_answer_bound``; None: no bound).
 
     Gateway threads, the web app and the worker process write the same SQLite file, so writers
     wait (``busy_timeout``) instead of failing, and ``synchronous=FULL`` makes every commit durable
@@ -69,12 +90,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    given = make_url(url).query
-    bounds = {key: value for key, value in POSTGRES_CONNECTION_BOUNDS.items() if key not in given}
+    parsed = make_url(url)
+    bounds = {
+        key: value for key, value in POSTGRES_CONNECTION_BOUNDS.items() if key not in parsed.query
+    }
     connect_args = {**bounds, **kwargs.pop("connect_args", {})}
-    return create_engine(
+    engine = create_engine(
         url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args, **kwargs
     )
+    if answer_timeout_seconds and parsed.get_driver_name() == "psycopg":
+        _bound_answers(engine, answer_timeout_seconds)
+    return engine
+
+
+def _bound_answers(engine: Engine, seconds: float) -> None:
+    """Open the engine's connections with each wait for the server bounded (see the module)."""
+    from radraft.db_answer_bound import connect_bounded
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_bounded(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return connect_bounded(seconds, *cargs, **cparams)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

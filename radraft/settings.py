@@ -110,6 +110,15 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL; default sqlite:///<data_dir>/radraft.db (embedded mode).",
     )
+    database_answer_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=86400,
+        description="A Postgres server that has not answered a statement, commit or ping "
+        "within this long is given up (its connection is closed and the caller sees the "
+        "database as down), as when its process or storage froze while its host still answers "
+        "TCP; 0 waits without limit.",
+    )
     broker_url: str | None = Field(
         default=None,
         description="Celery broker URL (e.g. redis://127.0.0.1:6379/0); default: kombu's "

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydicom import uid
 from sqlalchemy import func, select
 
-from radraft.db import make_engine, make_sessionmaker, session_scope
+from radraft.db import engine_for, make_sessionmaker, session_scope
 from radraft.dicomsend import send_datasets
 from radraft.enums import JobStatus, Role
 from radraft.errors import RadraftError
@@ -47,7 +47,7 @@ def prepare_data_dir(data_dir: Path) -> None:
 
 def wait_for_jobs(settings: Settings, expected_studies: int, timeout: float) -> dict[str, int]:
     """Wait until every sent study is decided and its jobs are finished; return a summary."""
-    engine = make_engine(settings.effective_database_url)
+    engine = engine_for(settings)
     factory = make_sessionmaker(engine)
     deadline = time.monotonic() + timeout
     try:
@@ -83,7 +83,7 @@ def create_demo_accounts(settings: Settings) -> dict[str, str]:
     from reporting.users import create_user
 
     accounts = {role.value: secrets.token_urlsafe(12) for role in DEMO_ROLES}
-    engine = make_engine(settings.effective_database_url)
+    engine = engine_for(settings)
     try:
         with session_scope(make_sessionmaker(engine)) as session:
             for role in DEMO_ROLES:

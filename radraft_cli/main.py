@@ -83,9 +83,9 @@ def gateway(
         return
     from gateway.service import Gateway
     from radraft.broker import celery_publisher, drafting_queue_depth
-    from radraft.db import make_engine, make_sessionmaker
+    from radraft.db import engine_for, make_sessionmaker
 
-    engine = make_engine(settings.effective_database_url)
+    engine = engine_for(settings)
     service = Gateway(
         settings,
         make_sessionmaker(engine),
@@ -156,7 +156,7 @@ def users_add(
     """Create a user (the password is asked for, or read from stdin)."""
     import sys
 
-    from radraft.db import make_engine, make_sessionmaker, session_scope
+    from radraft.db import engine_for, make_sessionmaker, session_scope
     from radraft.enums import Role
     from reporting.users import create_user
 
@@ -167,7 +167,7 @@ def users_add(
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     settings = _settings()
-    engine = make_engine(settings.effective_database_url)
+    engine = engine_for(settings)
     with session_scope(make_sessionmaker(engine)) as session:
         create_user(session, username, role=Role(role), password=password, full_name=full_name)
     engine.dispose()
@@ -207,11 +207,11 @@ def outbox_list(
         return
     from sqlalchemy import select
 
-    from radraft.db import make_engine, make_sessionmaker, session_scope
+    from radraft.db import engine_for, make_sessionmaker, session_scope
     from radraft.models import OutboxMessage
 
     settings = _settings()
-    engine = make_engine(settings.effective_database_url)
+    engine = engine_for(settings)
     with session_scope(make_sessionmaker(engine)) as session:
         query = select(OutboxMessage).order_by(OutboxMessage.id)
         if status:
@@ -228,12 +228,12 @@ def outbox_list(
 @outbox_app.command("retry")
 def outbox_retry(outbox_id: int) -> None:
     """Re-queue a failed output for delivery."""
-    from radraft.db import make_engine, make_sessionmaker, session_scope
+    from radraft.db import engine_for, make_sessionmaker, session_scope
     from radraft.timeutil import utcnow
     from reporting.delivery.relay import retry_failed
 
     settings = _settings()
-    engine = make_engine(settings.effective_database_url)
+    engine = engine_for(settings)
     with session_scope(make_sessionmaker(engine)) as session:
         retried = retry_failed(session, outbox_id, now=utcnow())
     engine.dispose()
@@ -245,11 +245,11 @@ def outbox_retry(outbox_id: int) -> None:
 @app.command()
 def deliver() -> None:
     """Deliver report outputs (SR C-STORE, HL7 ORU over MLLP) until SIGTERM or SIGINT."""
-    from radraft.db import make_engine, make_sessionmaker
+    from radraft.db import engine_for, make_sessionmaker
     from reporting.delivery.relay import OutputDeliveryRelay
 
     settings = _settings()
-    engine = make_engine(settings.effective_database_url)
+    engine = engine_for(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.service import Gateway
 from radraft.broker import celery_publisher, drafting_queue_depth
-from radraft.db import make_engine, make_sessionmaker
+from radraft.db import engine_for, make_sessionmaker
 from radraft.logs import log_event
 from radraft.migrate import upgrade
 from radraft.settings import Settings, settings_to_environment
@@ -122,7 +122,7 @@ class EmbeddedServer:
         self.install_signal_handlers()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(settings.effective_database_url)
-        engine = make_engine(settings.effective_database_url)
+        engine = engine_for(settings)
         session_factory = make_sessionmaker(engine)
         self.gateway = Gateway(
             settings,

@@ -22,11 +22,11 @@ def export(
     ] = None,
 ) -> None:
     """One row per clinical edit session: reader id and role, start and result, times, edits."""
-    from radraft.db import make_engine, make_sessionmaker, session_scope
+    from radraft.db import engine_for, make_sessionmaker, session_scope
     from reporting.timing_export import export_csv
 
     settings = load_settings()
-    engine = make_engine(settings.effective_database_url)
+    engine = engine_for(settings)
     try:
         with session_scope(make_sessionmaker(engine)) as session:
             text = export_csv(

@@ -22,7 +22,7 @@ from radraft.settings import DicomDestination, MllpDestination, Settings
 from tests.dicom_peers import ReferenceStoreSCP
 from tests.hl7_peer import RisPeer
 from tests.pki import TestPki, make_pki
-from tests.support import RedisServer, free_port, missing, postgres_database
+from tests.support import PostgresServer, RedisServer, free_port, missing, postgres_database
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -171,6 +171,15 @@ def tls_gateway(
     gateway.start()
     yield gateway
     gateway.stop()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A Postgres cluster this test may restart or freeze (never the suite's shared one)."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -257,8 +258,26 @@ class PostgresServer:
         self._run(str(self.bin / "pg_ctl"), "-s", "-D", str(self.directory / "data"),
                   "-m", "fast", "-w", "stop")  # fmt: skip
 
+    def _processes(self) -> list[int]:
+        """The postmaster and every process it started (backends, checkpointer, ...)."""
+        postmaster = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+        return [postmaster, *child_pids(postmaster)]
+
+    def freeze(self) -> None:
+        """Stop every process of the cluster (SIGSTOP), as frozen storage or a debugger would:
+        its host still accepts connections and acknowledges bytes, nothing answers."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let the cluster's processes run again (SIGCONT)."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+
     def remove(self) -> None:
-        """Stop if running, and delete the cluster."""
+        """Stop if running (thawed first, if a failed test left it frozen), and delete it."""
+        with contextlib.suppress(OSError, ValueError):
+            self.thaw()
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)

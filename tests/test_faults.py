@@ -14,10 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from pydicom import dcmread
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,15 +31,6 @@ from tests.processes import radraft_process
 from tests.support import PostgresServer, RedisServer, free_port, wait_until
 
 STUDIES = 20
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A Postgres cluster this test may restart (never the suite's shared one)."""
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.remove()
 
 
 class RetryingSender:

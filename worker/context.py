@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from radraft.db import make_engine, make_sessionmaker
+from radraft.db import engine_for, make_sessionmaker
 from radraft.logs import log_event
 from radraft.settings import Settings
 from worker.batcher import Batcher
@@ -45,7 +45,7 @@ def init_context(settings: Settings, *, load_model: bool = True) -> WorkerContex
             deadline_seconds=settings.generation_deadline_seconds,
             on_hung=end_this_worker,
         )
-    engine = make_engine(settings.effective_database_url)
+    engine = engine_for(settings)
     _context = WorkerContext(settings, engine, make_sessionmaker(engine), batcher)
     return _context
 

@@ -28,9 +28,9 @@ reader_study_app = typer.Typer(help="Timing studies (reader studies of drafting 
 
 @contextmanager
 def _database() -> Iterator[Session]:
-    from radraft.db import make_engine, make_sessionmaker, session_scope
+    from radraft.db import engine_for, make_sessionmaker, session_scope
 
-    engine = make_engine(load_settings().effective_database_url)
+    engine = engine_for(load_settings())
     try:
         with session_scope(make_sessionmaker(engine)) as session:
             yield session

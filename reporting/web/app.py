@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from radraft import __version__
-from radraft.db import make_engine, make_sessionmaker
+from radraft.db import engine_for, make_sessionmaker
 from radraft.settings import Settings
 from reporting.web import (
     api_docs,
@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, extra_routers: Sequence[ExtraRouter] = ())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.effective_database_url)
+        engine = engine_for(settings)
         app.state.session_factory = make_sessionmaker(engine)
         try:
             yield
