@@ -20,6 +20,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.answers import answer_stores_directly, error_comment
+from gateway.association_slots import is_pushed_out, make_room, marked_storing, storing
 from gateway.intake import InstanceIntake, ReceivedInstance, StoreOutcome
 from gateway.pdata import receive_data_sets_directly
 from gateway.reactor_wakeup import wake_on_work
@@ -79,11 +80,13 @@ class GatewayAE(AE):
 
     @property
     def active_associations(self) -> list[Association]:
-        """Associations past their request (idle pre-association connections left out)."""
+        """Associations past their request (idle pre-association connections left out), less
+        those that gave their slot to a new request (``gateway.association_slots``)."""
         return [
             association
             for association in super().active_associations
             if association.dul.state_machine.current_state != AWAITING_ASSOCIATION_REQUEST
+            and not is_pushed_out(association)
         ]
 
 
@@ -119,7 +122,9 @@ def use_gateway_receive_path(
     (``gateway.state_machine``; ``bench/ingest.py``'s receive-path ceiling takes the same)."""
     tune_connection(association.dul.socket, max_pdu_size)
     guard_state_machine(association.dul)
-    receive_data_sets_directly(association.dul, store)
+    receive_data_sets_directly(
+        association.dul, None if store is None else marked_storing(association, store)
+    )
     answer_stores_directly(association.dimse)
     wake_on_work(association)
 
@@ -136,7 +141,8 @@ def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.Eve
             sop_instance_uid=str(request.AffectedSOPInstanceUID),
         )
         try:
-            outcome = intake.accept(received)
+            with storing(event.assoc):
+                outcome = intake.accept(received)
         finally:  # moved into the spool unless refused; pynetdicom skips its removal on a raise
             received.path.unlink(missing_ok=True)
         response = Dataset()
@@ -151,6 +157,9 @@ def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.Eve
     def handle_connection_open(event: evt.Event) -> None:
         use_gateway_receive_path(event.assoc, max_pdu_size, intake.accept)
 
+    def handle_requested(event: evt.Event) -> None:
+        make_room(event.assoc)
+
     def handle_rejected(event: evt.Event) -> None:
         log_event(
             logger,
@@ -163,5 +172,6 @@ def event_handlers(intake: InstanceIntake, *, max_pdu_size: int) -> list[evt.Eve
         (evt.EVT_C_STORE, handle_store),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_CONN_OPEN, handle_connection_open),
+        (evt.EVT_REQUESTED, handle_requested),
         (evt.EVT_REJECTED, handle_rejected),
     ]
