@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ from radraft.errors import RadraftError
 from radraft.logs import configure_logging
 from radraft.settings import Settings, load_settings
 from radraft_cli.health import health_app
+from radraft_cli.stop_signals import relay_stop_signals
 from reporting.reader_study.cli import reader_study_app
 from reporting.timing_cli import timing_app
 
@@ -76,8 +76,7 @@ def gateway(
     settings = _settings()
     count = processes or os.cpu_count() or 1
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    relay_stop_signals(stop)
     if count > 1:
         _supervise_gateways(settings, count, stop)
         return
@@ -251,8 +250,7 @@ def deliver() -> None:
     settings = _settings()
     engine = engine_for(settings)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    relay_stop_signals(stop)
     OutputDeliveryRelay(make_sessionmaker(engine), settings).run_until(
         stop, settings.outbox_poll_seconds
     )

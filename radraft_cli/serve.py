@@ -22,6 +22,7 @@ from radraft.db import engine_for, make_sessionmaker
 from radraft.logs import log_event
 from radraft.migrate import upgrade
 from radraft.settings import Settings, settings_to_environment
+from radraft_cli.stop_signals import relay_stop_signals
 from radraft_cli.web_server import WebServer, web_server
 from reporting.delivery.relay import OutputDeliveryRelay
 
@@ -161,8 +162,7 @@ class EmbeddedServer:
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop the server cleanly (call from the main thread)."""
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.stop)
-            signal.signal(signal.SIGINT, self.stop)
+            relay_stop_signals(self._stop)
 
     def wait(self) -> None:
         """Block until ``stop`` is called (e.g. from a signal handler)."""
