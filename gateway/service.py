@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.completion import run_completion_until
+from gateway.drain import drain_associations
 from gateway.intake import intake_for
 from gateway.order_listener import OrderListener
 from gateway.receiving import ReceptionLimits, receive_into
@@ -159,14 +160,21 @@ class Gateway:
             self.spool.clean_incoming(older_than_seconds=INCOMING_MAX_AGE_SECONDS)
 
     def stop(self) -> None:
-        """Stop accepting associations, finish the loops and release the port."""
-        self._stop.set()
+        """Stop accepting associations, let those under way finish (``gateway.drain``), finish
+        the loops and release the ports."""
         for listener in (self.order_listener, self.tls_order_listener):
             if listener is not None:
                 listener.stop()
-        for server in (self._server, self._tls_server):
-            if server is not None:
-                server.shutdown()
+        servers = [server for server in (self._server, self._tls_server) if server is not None]
+        for server in servers:
+            server.shutdown()
+        drain_associations(
+            lambda: [
+                association for server in servers for association in server.active_associations
+            ],
+            self._settings.dicom_drain_seconds,
+        )
+        self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
         log_event(logger, "gateway.stopped")

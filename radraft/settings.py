@@ -149,6 +149,14 @@ class Settings(BaseSettings):
         description="Longest P-DATA PDU we announce and accept, in bytes; a peer that sends a "
         "longer one is disconnected before it is read.",
     )
+    dicom_drain_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        le=3600,
+        description="On stop (SIGTERM), associations under way get this long to finish while "
+        "new connections are refused; one idle for 5 s meanwhile is aborted, and any left at "
+        "the end.",
+    )
     dicom_max_associations: int = Field(
         default=64,
         ge=1,

@@ -120,8 +120,10 @@ def _supervise_gateways(settings: Settings, count: int, stop: threading.Event) -
     typer.echo(f"gateway: {count} processes on port {settings.dicom_port}")
     while not stop.wait(0.5):
         pass
+    for child in children:  # all drain their associations at once (gateway.drain)
+        child.terminate()
     for child in children:
-        child.stop()
+        child.stop(timeout=settings.dicom_drain_seconds + 10)
 
 
 @app.command()

@@ -91,8 +91,14 @@ class ChildSupervisor:
                       code=self._process.returncode)  # fmt: skip
             self._stop.wait(RESTART_DELAY_SECONDS)
 
+    def terminate(self) -> None:
+        """Ask the child to stop (SIGTERM) without waiting: several children stop together."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+
     def stop(self, timeout: float = 20.0) -> None:
-        """Ask the worker for a warm shutdown; kill it if it does not finish in time."""
+        """Ask the child for a warm shutdown; kill it if it does not finish in time."""
         process = self._process
         if process is not None and process.poll() is None:
             process.terminate()

@@ -106,6 +106,7 @@ def settings(tmp_path: Path, migrated_url: str, demo_model_dir: Path) -> Setting
         api_token="test-service-token",
         max_new_tokens=16,
         image_size=128,
+        dicom_drain_seconds=3.0,  # a test that leaves an association open stops within this
     )
 
 
