@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import threading
 import time
 import weakref
@@ -91,6 +92,8 @@ def idle_seconds(association: Association) -> float | None:
     started_at: float | None = getattr(getattr(dul, "_idle_timer", None), "_start_time", None)
     if connection is None or started_at is None:
         return None
+    if isinstance(connection, ssl.SSLSocket) and connection.pending():
+        return None  # decrypted bytes wait inside the TLS layer, where poll does not see them
     with contextlib.suppress(OSError, ValueError):
         if wait_readable(connection, 0):
             return None  # its next PDU (or its close) is here
