@@ -17,15 +17,14 @@ for a sender that stalled half way is shut down instead, as it would not send on
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable
 
 from pynetdicom.association import Association
 
 from gateway.association_slots import ESTABLISHED, idle_seconds
+from radraft.exchange_deadline import shut_down_under_reader
 from radraft.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -99,10 +98,8 @@ def _still_established(association: Association) -> bool:
 
 
 def _shut_down(association: Association) -> None:
-    """End the connection under its reading thread (the raw socket's shutdown: an SSLSocket's
-    own would drop its TLS state under that thread)."""
+    """End the connection under its reading thread."""
     transport = association.dul.socket
     connection = transport.socket if transport is not None else None
     if connection is not None:
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(connection, socket.SHUT_RDWR)
+        shut_down_under_reader(connection)

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.orders import handle_order_message, refuse_oversized
+from radraft.exchange_deadline import shut_down_under_reader
 from radraft.logs import log_event
 from radraft.mllp import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -175,11 +176,8 @@ class OrderListener:
                     self._refusing = False
                     self._not_yet_spoken[request] = None
                 if pushed_out is not None:
-                    # Its thread's next read ends (EOF), and the thread gives its slot back. The
-                    # socket's own shutdown, also under TLS: SSLSocket's would drop its TLS state
-                    # under the thread that may be shaking hands with it.
-                    with contextlib.suppress(OSError):
-                        socket.socket.shutdown(pushed_out, socket.SHUT_RDWR)
+                    # Its thread's next read ends (EOF), and the thread gives its slot back.
+                    shut_down_under_reader(pushed_out)
                 return True
 
             def process_request_thread(self, request: Any, client_address: Any) -> None:

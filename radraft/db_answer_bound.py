@@ -19,7 +19,6 @@ engine of the process. Connecting is bounded by libpq's own ``connect_timeout``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -30,6 +29,7 @@ from typing import Any
 
 import psycopg
 
+from radraft.exchange_deadline import shut_down_under_reader
 from radraft.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -116,8 +116,7 @@ def _shut_down(descriptor: int) -> None:
     """Shut a socket down both ways without taking it over (libpq still owns and closes it)."""
     borrowed = socket.socket(fileno=descriptor)
     try:
-        with contextlib.suppress(OSError):
-            borrowed.shutdown(socket.SHUT_RDWR)
+        shut_down_under_reader(borrowed)
     finally:
         borrowed.detach()
 

@@ -61,10 +61,7 @@ class ExchangeDeadline:
 
     def _shut_down(self, connection: socket.socket) -> None:
         self._expired.set()
-        # The plain socket's shutdown, also under TLS: it wakes a read blocked in another thread
-        # (closing the descriptor would not) and leaves the TLS object to its owner.
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(connection, socket.SHUT_RDWR)
+        shut_down_under_reader(connection)
 
     def __enter__(self) -> ExchangeDeadline:
         return self
@@ -76,3 +73,12 @@ class ExchangeDeadline:
         traceback: TracebackType | None,
     ) -> None:
         self.cancel()
+
+
+def shut_down_under_reader(connection: socket.socket) -> None:
+    """Shut ``connection`` down both ways so that a read blocked in another thread returns
+    (closing the descriptor would not wake it). The plain socket's shutdown, also under TLS:
+    an SSLSocket's own drops its TLS state under the thread that reads it. A connection the
+    peer already reset is left as it is."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(connection, socket.SHUT_RDWR)
