@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import ssl
 import threading
 import time
 import weakref
@@ -30,7 +29,7 @@ from typing import Any, TypeVar
 from pynetdicom.association import Association
 
 from radraft.logs import log_event
-from radraft.readiness import wait_readable
+from radraft.readiness import PolledAssociationSocket
 
 logger = logging.getLogger(__name__)
 
@@ -86,19 +85,17 @@ def idle_seconds(association: Association) -> float | None:
     if getattr(association.dimse, "message", None) is not None:
         return None
     transport = dul.socket
-    connection = transport.socket if transport is not None else None
     # pynetdicom's network-timeout timer, restarted by every PDU the peer sends (on the direct
     # receive path too); it has no public reading of when that was.
     started_at: float | None = getattr(getattr(dul, "_idle_timer", None), "_start_time", None)
-    if connection is None or started_at is None:
+    if not isinstance(transport, PolledAssociationSocket) or started_at is None:
         return None
-    if isinstance(connection, ssl.SSLSocket) and connection.pending():
-        return None  # decrypted bytes wait inside the TLS layer, where poll does not see them
-    with contextlib.suppress(OSError, ValueError):
-        if wait_readable(connection, 0):
-            return None  # its next PDU (or its close) is here
-        return max(0.0, time.time() - started_at)
-    return None
+    try:
+        if transport.has_unread():
+            return None  # its next PDU (or its close) is here, or already read ahead
+    except (OSError, ValueError):
+        return None  # closing already: its own thread ends it
+    return max(0.0, time.time() - started_at)
 
 
 def make_room(requested: Association) -> None:

@@ -52,13 +52,12 @@ class BulkReceiveSocket(PolledAssociationSocket):
             self._ahead = ReadAhead()
         return self._ahead
 
-    @property
-    def ready(self) -> bool:
+    def has_unread(self) -> bool:
         """Whether there is data to read: read ahead (while the connection is open), or waiting
-        on the connection."""
+        on the connection (``ready`` asks this too)."""
         if self._ahead is not None and self._ahead.buffered and self.socket is not None:
             return True
-        return bool(super().ready)
+        return super().has_unread()
 
     def recv(self, nr_bytes: int) -> bytearray:
         """Read exactly ``nr_bytes`` (fewer only if the peer closed); none if over the limit.

@@ -47,20 +47,30 @@ class PolledAssociationSocket(AssociationSocket):
     ``poll_readiness`` when the connection opens.
     """
 
+    def has_unread(self) -> bool:
+        """Whether bytes wait to be read: on the connection (or its close), or decrypted inside
+        its TLS layer, where poll does not see them. Raises ``OSError`` or ``ValueError`` when
+        the connection is gone.
+
+        Unlike ``ready`` it changes nothing, so another thread may ask (the association limit's
+        check for an idle association) without touching this association's state machine.
+        """
+        connection = self.socket
+        if connection is None:
+            return False
+        if wait_readable(connection, 0):
+            return True
+        return isinstance(connection, ssl.SSLSocket) and bool(connection.pending())
+
     @property
     def ready(self) -> bool:
-        connection = self.socket
-        if connection is None or self._is_connected is False:
+        if self.socket is None or self._is_connected is False:
             return False
         try:
-            readable = wait_readable(connection, 0)
+            return self.has_unread()
         except (OSError, ValueError):
             self.event_queue.put("Evt17")  # closed meanwhile, as pynetdicom decides it
             return False
-        if isinstance(connection, ssl.SSLSocket):
-            # Decrypted bytes may wait inside the TLS layer, where poll does not see them.
-            return readable or bool(connection.pending())
-        return readable
 
 
 def poll_readiness(transport: AssociationSocket | None) -> None:

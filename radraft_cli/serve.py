@@ -171,7 +171,8 @@ class EmbeddedServer:
             relay_stop_signals(self._stop)
 
     def wait(self) -> None:
-        """Block until ``stop`` is called (e.g. from a signal handler)."""
+        """Block until the server is to stop: ``stop`` was called, or SIGTERM or SIGINT came
+        (``install_signal_handlers`` relays them to the same event)."""
         while not self._stop.wait(0.5):
             pass
 

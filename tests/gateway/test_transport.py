@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import struct
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
@@ -121,3 +123,29 @@ def test_bytes_read_ahead_make_the_socket_ready_only_while_it_is_open(
     transport.socket.close()
     transport.socket = None
     assert not transport.ready
+
+
+def test_asking_another_thread_s_socket_for_unread_bytes_changes_nothing(
+    connection: tuple[socket.socket, int],
+) -> None:
+    """The association limit asks every association whether it is idle from the requesting
+    association's thread. ``has_unread`` counts bytes read ahead (the socket itself is empty
+    then) and, on a connection that is gone, raises instead of queueing Evt17 into that
+    association's state machine as ``ready`` must for its own thread."""
+    peer, descriptor = connection
+    transport = object.__new__(BulkReceiveSocket)  # pynetdicom builds these; only state here
+    transport.socket = socket.socket(fileno=os.dup(descriptor))
+    transport._is_connected = True
+    events: queue.Queue[str] = queue.Queue()
+    transport._assoc = SimpleNamespace(dul=SimpleNamespace(event_queue=events))  # type: ignore[assignment]
+    peer.sendall(p_data(b"x"))
+    transport.read_ahead.fill(descriptor, 5)
+    assert transport.has_unread(), "a whole PDU waits in the read-ahead buffer"
+    assert bytes(transport.recv(7)) == p_data(b"x")
+    assert not transport.has_unread()
+    transport.socket.close()
+    with pytest.raises(ValueError, match="negative"):
+        transport.has_unread()
+    assert events.empty(), "asking changed nothing"
+    assert not transport.ready
+    assert events.get_nowait() == "Evt17", "its own thread learns it is closed"
