@@ -35,6 +35,10 @@ logger = logging.getLogger(__name__)
 SUPPORTED_TYPES = {("ORM", "O01"), ("OMI", "O23")}
 MAX_REASON_CHARACTERS = 10240
 """A reason for exam is kept up to this length (DICOM's LT); the prompt takes at most 1000."""
+MAX_PATIENT_IDENTIFIERS = 32
+"""PID-3 repetitions kept (an MRN, a national number, an insurer's...); more is not a RIS."""
+MAX_PATIENT_ID_CHARACTERS = 64
+"""A DICOM Patient ID (LO) is at most 64 characters: a longer identifier can match no study."""
 
 
 class OrderRejectedError(RadraftError):
@@ -58,6 +62,8 @@ class OrderFacts:
     reason_for_exam: str
     procedure: dict[str, str] | None
     patient_class: str
+    patient_ids: tuple[str, ...]
+    """PID-3's identifiers (CX.1 of each repetition), the study's Patient ID among them."""
 
 
 class _Message:
@@ -89,6 +95,17 @@ class _Message:
         raw = parts[component] if component < len(parts) else ""
         return unescape(raw, self.delimiters).strip()
 
+    def repetitions(self, segment: list[str] | None, number: int) -> list[str]:
+        """The first component of every repetition of a (non-MSH) field, unescaped, empty ones
+        left out."""
+        if segment is None or number >= len(segment):
+            return []
+        values = (
+            repetition.split(self.delimiters.component)[0]
+            for repetition in segment[number].split(self.delimiters.repetition)
+        )
+        return [text for value in values if (text := unescape(value, self.delimiters).strip())]
+
 
 def parse_order(text: str) -> OrderFacts:
     """Read an ORM^O01 or OMI^O23; raise ``OrderRejectedError`` with the reason otherwise."""
@@ -115,6 +132,7 @@ def parse_order(text: str) -> OrderFacts:
         raise OrderRejectedError(AckCode.ERROR, "no accession number (IPC-1 or OBR-18)")
     if len(accession) > 64:
         raise OrderRejectedError(AckCode.ERROR, "accession number longer than 64 characters")
+    patient_ids = _patient_ids(message)
     reason = (
         message.field(obr, 31, 1)
         or message.field(obr, 31)
@@ -135,7 +153,27 @@ def parse_order(text: str) -> OrderFacts:
         reason_for_exam=reason[:MAX_REASON_CHARACTERS],
         procedure=procedure,
         patient_class=message.field(pv1, 2)[:8],
+        patient_ids=patient_ids,
     )
+
+
+def _patient_ids(message: _Message) -> tuple[str, ...]:
+    """PID-3's identifiers; an order must name its patient, or no study could be shown to be
+    its own (``radraft.orders.names_patient``), and the RIS would never hear why."""
+    identifiers = message.repetitions(message.first("PID"), 3)
+    if not identifiers:
+        raise OrderRejectedError(AckCode.ERROR, "no patient identifier (PID-3)")
+    if len(identifiers) > MAX_PATIENT_IDENTIFIERS:
+        raise OrderRejectedError(
+            AckCode.ERROR, f"more than {MAX_PATIENT_IDENTIFIERS} patient identifiers in PID-3"
+        )
+    usable = tuple(dict.fromkeys(i for i in identifiers if len(i) <= MAX_PATIENT_ID_CHARACTERS))
+    if not usable:
+        raise OrderRejectedError(
+            AckCode.ERROR,
+            f"no patient identifier (PID-3) of at most {MAX_PATIENT_ID_CHARACTERS} characters",
+        )
+    return usable
 
 
 def handle_order_message(session_factory: sessionmaker[Session], raw: bytes) -> bytes:
@@ -164,6 +202,7 @@ def handle_order_message(session_factory: sessionmaker[Session], raw: bytes) -> 
                     reason_for_exam=facts.reason_for_exam or None,
                     procedure=facts.procedure,
                     patient_class=facts.patient_class or None,
+                    patient_ids=list(facts.patient_ids),
                     raw_message=text,
                     received_at=now,
                 )

@@ -177,6 +177,9 @@ class AuditAction(StrEnum):
     IDENTITY_CONFLICT = "instance.identity_conflict"
     """The gateway refused an instance whose UIDs are known with another patient, study,
     series or SOP class; ``details.differs`` names the attributes, never their values."""
+    ORDER_OF_OTHER_PATIENT = "order.other_patient"
+    """Drafting found a standing order with the study's accession number that names another
+    patient (or none) in PID-3, and used nothing of it; the study is the object."""
     DICOMWEB_QUERY = "dicomweb.query"
     """A QIDO-RS search; ``details`` names the matching keys (never their values) and counts
     the results."""

@@ -100,6 +100,7 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         dict[str, Any]: JSON,
         dict[str, str]: JSON,
+        list[str]: JSON,
     }
 
 
@@ -373,7 +374,7 @@ class TimingEvent(Base):
 
 
 class Order(Base):
-    """An HL7 order (ORM^O01 / OMI^O23) matched to a study by accession number."""
+    """An HL7 order (ORM^O01 / OMI^O23), matched to a study by accession number and patient."""
 
     __tablename__ = "orders"
 
@@ -391,6 +392,9 @@ class Order(Base):
     """OBR-4 Universal Service Identifier as ``code``, ``meaning`` and ``scheme``."""
     patient_class: Mapped[str | None] = mapped_column(String(8))
     """PV1-2 Patient Class (E, I, O, P, R, B, U...), echoed in the ORU's PV1-2."""
+    patient_ids: Mapped[list[str] | None]
+    """The ID (CX.1) of each PID-3 repetition: the order stands for a study only if one of them
+    is the study's Patient ID (``radraft.orders.names_patient``)."""
     raw_message: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -5,6 +5,13 @@ together is decided here. The newest message about an order wins: a cancel (ORC-
 DC, OD) withdraws the order, a new or changed order (NW, XO, XX) gives its details, a status
 change (SC) alone changes nothing we use. The worker's prompt and the case page both ask
 ``indication_for``, so the radiologist sees the clinical question the model was given.
+
+An accession number alone does not prove that an order is this study's: a number keyed wrongly
+at the modality, or the same number issued by two RIS, points at another patient's order. Its
+reason for exam would then reach the prompt and the case page, and its placer and filler order
+numbers the SR and the ORU, where the RIS files the report under that order: another patient's.
+So an order stands for a study only if one of its patient identifiers (PID-3) is the study's
+Patient ID; otherwise it is not used at all, and the case page and the drafting log say so.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ def standing_order(messages: Sequence[Order]) -> Order | None:
     return None
 
 
-def latest_order(session: Session, accession_number: str | None) -> Order | None:
+def _standing_order_of(session: Session, accession_number: str | None) -> Order | None:
     """The order that stands for an accession number now, or None."""
     if not accession_number:
         return None
@@ -63,12 +70,45 @@ def latest_order(session: Session, accession_number: str | None) -> Order | None
     return standing_order(messages)
 
 
+def names_patient(order: Order, patient_id: str | None) -> bool:
+    """Whether ``order`` names the patient with ``patient_id`` among its PID-3 identifiers.
+
+    The identifiers are compared exactly (as the RIS and the modality both take them from the
+    same master patient index); their assigning authorities are not, as RIS and modalities
+    spell the same authority differently. An empty Patient ID matches nothing.
+    """
+    wanted = (patient_id or "").strip()
+    return bool(wanted) and wanted in (order.patient_ids or [])
+
+
+@dataclass(frozen=True)
+class StudyOrder:
+    """The order a study belongs to, as every output and the prompt must see it."""
+
+    order: Order | None
+    """The standing order of the study's accession number, if it names the study's patient."""
+    other_patient: bool = False
+    """A standing order has the study's accession number but not its patient: not used."""
+
+
+def order_for_study(session: Session, study: Study) -> StudyOrder:
+    """The standing order of ``study``'s accession number, only if it names its patient."""
+    order = _standing_order_of(session, study.accession_number)
+    if order is None:
+        return StudyOrder(None)
+    if names_patient(order, study.patient_id):
+        return StudyOrder(order)
+    return StudyOrder(None, other_patient=True)
+
+
 @dataclass(frozen=True)
 class Indication:
     """The clinical question for a study and where it came from (shown beside the draft)."""
 
     text: str
     source: str
+    order_of_other_patient: bool = False
+    """An order with this accession number names another patient, so it was not used."""
 
 
 def normalise_indication(text: str) -> str:
@@ -86,7 +126,8 @@ def indication_for(session: Session, study: Study) -> Indication:
     Header sources in order: Reason for the Requested Procedure, Requested Procedure
     Description, Admitting Diagnoses Description, Study Description.
     """
-    order = latest_order(session, study.accession_number)
+    matched = order_for_study(session, study)
+    order = matched.order
     candidates = (
         ("HL7 order", order.reason_for_exam if order else None),
         ("Reason for the Requested Procedure", study.reason_for_requested_procedure),
@@ -96,5 +137,5 @@ def indication_for(session: Session, study: Study) -> Indication:
     )
     for source, text in candidates:
         if text and text.strip():
-            return Indication(normalise_indication(text), source)
-    return Indication(NEUTRAL_INDICATION, "none given")
+            return Indication(normalise_indication(text), source, matched.other_patient)
+    return Indication(NEUTRAL_INDICATION, "none given", matched.other_patient)

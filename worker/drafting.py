@@ -18,11 +18,11 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from radraft.enums import JobStatus, ReportState, StudyStatus
+from radraft.enums import AuditAction, JobStatus, ReportState, StudyStatus
 from radraft.errors import RadraftError
 from radraft.imaging import Candidate, UnusableImageError, choose_images, load_for_model
 from radraft.logs import log_event
-from radraft.models import DraftingJob, Instance, ReportRevision, Series, Study
+from radraft.models import AuditEntry, DraftingJob, Instance, ReportRevision, Series, Study
 from radraft.orders import indication_for
 from radraft.reports import (
     ModelAuthorship,
@@ -150,11 +150,35 @@ def take_job(
         )
         for i, series_uid in rows
     }
+    indication = indication_for(session, study)
+    if indication.order_of_other_patient:
+        _record_order_of_other_patient(session, study, job, worker, now)
     return DraftInputs(
         job_id=job.id,
         candidates=candidates,
-        indication=indication_for(session, study).text,
+        indication=indication.text,
         locations=locations,
+    )
+
+
+def _record_order_of_other_patient(
+    session: Session, study: Study, job: DraftingJob, worker: str, now: datetime
+) -> None:
+    """Say that the study's accession number found another patient's order, which was left out
+    of the prompt (and is left out of the SR and ORU): the RIS or the modality holds a wrong
+    accession number or Patient ID, and someone must put it right. No identifier is logged."""
+    session.add(
+        AuditEntry(
+            at=now,
+            actor=f"worker:{worker}",
+            action=AuditAction.ORDER_OF_OTHER_PATIENT,
+            object_type="study",
+            object_id=str(study.id),
+            details={"job_id": job.id},
+        )
+    )
+    log_event(
+        logger, "worker.order_of_other_patient", logging.WARNING, study_id=study.id, job_id=job.id
     )
 
 

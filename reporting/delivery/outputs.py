@@ -21,7 +21,7 @@ from radraft.enums import ReportState
 from radraft.errors import RadraftError
 from radraft.hl7ack import hl7_timestamp
 from radraft.models import Instance, Order, Report, ReportRevision, Series, Study, User
-from radraft.orders import latest_order
+from radraft.orders import order_for_study
 from radraft.settings import Settings
 from reporting.hl7 import CodedValue, OruContent, build_oru
 from reporting.sr import (
@@ -100,7 +100,7 @@ def load_bundle(session: Session, revision_id: int, *, spool_dir: Path) -> Revis
         for instance, series_uid in rows
     )
     views = tuple(instance.view_position for instance, _ in rows if instance.is_chest)
-    order = latest_order(session, study.accession_number)
+    order = order_for_study(session, study).order  # only an order naming the study's patient
     return RevisionBundle(revision, earlier, study, author, order, sources, views)
 
 

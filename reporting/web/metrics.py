@@ -59,6 +59,15 @@ def metrics(session: DbSession) -> PlainTextResponse:
            "Instances refused since installation because their UIDs are known with another"
            " patient, study, series or SOP class (see the audit log).",
            {(): conflicts or 0})  # fmt: skip
+    other_patient = session.scalar(
+        select(func.count(func.distinct(AuditEntry.object_id))).where(
+            AuditEntry.action == AuditAction.ORDER_OF_OTHER_PATIENT
+        )
+    )
+    _gauge(lines, "radraft_orders_of_other_patients",
+           "Studies whose accession number found an HL7 order naming another patient, which"
+           " was not used (see the audit log, action order.other_patient).",
+           {(): other_patient or 0})  # fmt: skip
     return PlainTextResponse("\n".join(lines) + "\n", media_type=PROMETHEUS_TEXT)
 
 

@@ -213,4 +213,14 @@ def users_page(request: Request, session: DbSession) -> Response:
 def _indication(session: DbSession, study: Study) -> list[tuple[str, str]]:
     """The indication the model was given (``radraft.orders.indication_for``) and its source."""
     indication = indication_for(session, study)
-    return [(f"Indication ({indication.source})", indication.text)]
+    shown = [(f"Indication ({indication.source})", indication.text)]
+    if indication.order_of_other_patient:
+        shown.append(
+            (
+                "HL7 order not used",
+                "An order with this accession number names another patient (PID-3 is not this"
+                " study's Patient ID). Neither its reason nor its order numbers are used;"
+                " check the accession number with the RIS.",
+            )
+        )
+    return shown

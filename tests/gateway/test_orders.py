@@ -91,6 +91,22 @@ def test_orders_are_acknowledged_and_stored(
     assert orders["ACC777"].filler_order_number == "FIL200"
     assert orders["ACC888"].reason_for_exam == "Shortness of breath"
     assert orders["ACC888"].message_type == "OMI^O23"
+    assert orders["ACC777"].patient_ids == ["PAT001"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_every_patient_identifier_of_an_order_is_kept_as_written(
+    listening_gateway: Gateway, session_factory: sessionmaker[Session]
+) -> None:
+    """PID-3 repeats (an MRN, a national number...): the study's Patient ID may be any of them,
+    and an escaped delimiter inside one reads back as the character it stands for."""
+    assert listening_gateway.order_listener is not None
+    identifiers = "MRN\\F\\7^^^HOSP^MR~NAT-55^^^STATE^NI~~MRN\\F\\7^^^HOSP^MR"
+    message = ORM.replace("PID|1||PAT001||", f"PID|1||{identifiers}||")
+    assert msa(exchange(listening_gateway.order_listener.port, framed(message)))[0] == "AA"
+    with session_scope(session_factory) as session:
+        (order,) = session.scalars(select(Order)).all()
+        assert order.patient_ids == ["MRN|7", "NAT-55"]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -100,6 +116,9 @@ def test_orders_are_acknowledged_and_stored(
         ("this is not HL7", "AR", "not an HL7 v2 message"),
         (ORM.replace("ORM^O01", "ADT^A01"), "AR", "unsupported message type ADT^A01"),
         (ORM.replace("ACC777", ""), "AE", "no accession number"),
+        (ORM.replace("PID|1||PAT001||", "PID|1||||"), "AE", "no patient identifier (PID-3)"),
+        (ORM.replace("PAT001", "P" * 65), "AE", "no patient identifier (PID-3) of at most 64"),
+        (ORM.replace("PAT001", "~".join(["P"] * 33)), "AE", "more than 32 patient identifiers"),
     ],
 )
 def test_malformed_orders_get_a_reason_and_the_listener_keeps_serving(
@@ -131,7 +150,7 @@ def test_order_reason_becomes_the_drafting_indication(
     exchange(listening_gateway.order_listener.port, b"\x0b" + ORM.encode() + b"\x1c\x0d")
     with session_scope(session_factory) as session:
         study = Study(
-            study_instance_uid="1.2.3", accession_number="ACC777",
+            study_instance_uid="1.2.3", accession_number="ACC777", patient_id="PAT001",
             reason_for_requested_procedure="from DICOM",
         )  # fmt: skip
         session.add(study)
@@ -162,7 +181,7 @@ def test_a_cancelled_order_is_never_the_indication(
     with session_scope(session_factory) as session:
         controls = [o.order_control for o in session.scalars(select(Order).order_by(Order.id))]
         assert controls == ["NW", "CA"], "both messages are kept, with their order control"
-        study = Study(study_instance_uid="1.2.4", accession_number="ACC777")
+        study = Study(study_instance_uid="1.2.4", accession_number="ACC777", patient_id="PAT001")
         session.add(study)
         session.flush()
         job = DraftingJob(study_id=study.id, content_version=1)
@@ -276,7 +295,7 @@ def test_an_oversized_order_is_refused_and_a_long_reason_is_capped_before_the_pr
         assert order is not None
         assert order.reason_for_exam is not None
         assert len(order.reason_for_exam) == 10240
-        study = Study(study_instance_uid="1.2.5", accession_number="ACC777")
+        study = Study(study_instance_uid="1.2.5", accession_number="ACC777", patient_id="PAT001")
         session.add(study)
         session.flush()
         job = DraftingJob(study_id=study.id, content_version=1)

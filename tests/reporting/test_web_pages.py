@@ -230,7 +230,7 @@ def test_the_case_page_shows_the_indication_the_model_was_given(
     def order(placer: str, control: str, reason: str | None) -> Order:
         return Order(accession_number="ACC-IND", placer_order_number=placer,
                      order_control=control, message_type="ORM^O01", reason_for_exam=reason,
-                     raw_message="MSH|")  # fmt: skip
+                     patient_ids=["PID-IND"], raw_message="MSH|")  # fmt: skip
 
     def prompt_and_page() -> tuple[str, str]:
         with session_scope(session_factory) as session:
@@ -252,6 +252,7 @@ def test_the_case_page_shows_the_indication_the_model_was_given(
         study = session.scalar(select(Study).where(Study.study_instance_uid == world["study_uid"]))
         assert study is not None
         study.accession_number = "ACC-IND"
+        study.patient_id = "PID-IND"
         study.reason_for_requested_procedure = "Header reason"
         study.study_description = "XR CHEST"
         session.add_all([order("P1", "NW", "Fever, cough"), order("P2", "NW", "Chest pain")])
