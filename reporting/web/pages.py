@@ -139,7 +139,7 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
         "case.html",
         user,
         study=study,
-        indication=_indication(session, study),
+        indication=_indication(session, study, report),
         viewer_images=[
             {"uid": image.sop_instance_uid, "label": image.view_position or f"Image {index}"}
             for index, image in enumerate(
@@ -210,10 +210,18 @@ def users_page(request: Request, session: DbSession) -> Response:
     return _page(request, "users.html", user, roles=[role.value for role in Role])
 
 
-def _indication(session: DbSession, study: Study) -> list[tuple[str, str]]:
-    """The indication the model was given (``radraft.orders.indication_for``) and its source."""
+def _indication(
+    session: DbSession, study: Study, report: Report | None = None
+) -> list[tuple[str, str]]:
+    """The indication as the model is given it now (``radraft.orders.indication_for``) and
+    its source, and the one the report's newest model draft was written with where that differs
+    (an order that came or changed after the draft): the reader must not think the model knew
+    a question it was never asked."""
     indication = indication_for(session, study)
     shown = [(f"Indication ({indication.source})", indication.text)]
+    drafted_with = _drafted_indication(session, report) if report is not None else None
+    if drafted_with is not None and drafted_with != indication.text:
+        shown.append(("The model's draft was written for", drafted_with))
     if indication.order_of_other_patient:
         shown.append(
             (
@@ -224,3 +232,15 @@ def _indication(session: DbSession, study: Study) -> list[tuple[str, str]]:
             )
         )
     return shown
+
+
+def _drafted_indication(session: DbSession, report: Report) -> str | None:
+    """The indication in the prompt of the report's newest model draft, if it recorded one."""
+    generation = session.scalar(
+        select(ReportRevision.generation)
+        .where(ReportRevision.report_id == report.id, ReportRevision.model_name.is_not(None))
+        .order_by(ReportRevision.number.desc())
+        .limit(1)
+    )
+    text = (generation or {}).get("indication")
+    return text if isinstance(text, str) else None

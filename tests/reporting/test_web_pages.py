@@ -269,3 +269,42 @@ def test_the_case_page_shows_the_indication_the_model_was_given(
     assert indication == "Fever, cough"
     assert "Fever, cough" in page
     assert "Chest pain" not in page
+
+
+def test_the_case_page_says_when_the_draft_was_written_for_another_indication(
+    app_client: TestClient, world: dict[str, Any], session_factory: sessionmaker[Session]
+) -> None:
+    """An order that comes (or changes) after drafting changes the indication shown, but the
+    draft on the page was written without it: the page says what the model was asked."""
+    from radraft.models import Order, ReportRevision
+
+    with session_scope(session_factory) as session:
+        study = session.scalar(select(Study).where(Study.study_instance_uid == world["study_uid"]))
+        assert study is not None
+        study.accession_number, study.patient_id = "ACC-LATE", "PID-LATE"
+        study.reason_for_requested_procedure = "Header reason"
+        draft = session.scalar(
+            select(ReportRevision).where(ReportRevision.report_id == world["report"])
+        )
+        assert draft is not None
+        draft.generation = {"indication": "Header reason"}
+    login(app_client, "resident")
+    page = app_client.get(f"/cases/{world['study_uid']}").text
+    assert "Header reason" in page
+    assert "The model&#39;s draft was written for" not in page, "the same question: said once"
+
+    with session_scope(session_factory) as session:
+        session.add(
+            Order(
+                accession_number="ACC-LATE",
+                order_control="NW",
+                message_type="ORM^O01",
+                reason_for_exam="Late order: haemoptysis",
+                patient_ids=["PID-LATE"],
+                raw_message="MSH|",
+            )
+        )
+    page = app_client.get(f"/cases/{world['study_uid']}").text
+    assert "Indication (HL7 order)" in page
+    assert "Late order: haemoptysis" in page
+    assert "The model&#39;s draft was written for</dt><dd>Header reason" in page
