@@ -26,6 +26,7 @@ import socketserver
 import ssl
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -78,8 +79,10 @@ class OrderListener:
         frame_timeout: float = FRAME_TIMEOUT_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
         ssl_context: ssl.SSLContext | None = None,
+        allowed_senders: Collection[str] = (),
     ) -> None:
         factory = session_factory
+        senders = frozenset(allowed_senders)
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
@@ -123,7 +126,7 @@ class OrderListener:
                     if message is None:
                         return
                     server.has_spoken(self.request)
-                    self.request.sendall(frame(handle_order_message(factory, message)))
+                    self.request.sendall(frame(handle_order_message(factory, message, senders)))
 
         class Server(socketserver.ThreadingTCPServer):
             allow_reuse_address = True

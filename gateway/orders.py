@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,7 +24,7 @@ from radraft.enums import OrderControl
 from radraft.errors import RadraftError
 from radraft.hl7ack import AckCode, AcknowledgedMessage, build_ack
 from radraft.hl7text import CharacterSetError, Delimiters, decode_message, python_codec, unescape
-from radraft.logs import log_event
+from radraft.logs import log_event, printable_token
 from radraft.mllp import (
     FrameTooLargeError,
 )
@@ -48,6 +49,14 @@ class OrderRejectedError(RadraftError):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+class UnknownSenderError(OrderRejectedError):
+    """The sending application (MSH-3) is not on ``RADRAFT_HL7_ALLOWED_SENDERS``."""
+
+    def __init__(self, sender: str) -> None:
+        super().__init__(AckCode.REJECT, "sending application (MSH-3) not accepted here")
+        self.sender = sender
 
 
 @dataclass(frozen=True)
@@ -107,12 +116,16 @@ class _Message:
         return [text for value in values if (text := unescape(value, self.delimiters).strip())]
 
 
-def parse_order(text: str) -> OrderFacts:
-    """Read an ORM^O01 or OMI^O23; raise ``OrderRejectedError`` with the reason otherwise."""
+def parse_order(text: str, allowed_senders: Collection[str] = ()) -> OrderFacts:
+    """Read an ORM^O01 or OMI^O23 from one of ``allowed_senders`` (MSH-3; empty: any sender);
+    raise ``OrderRejectedError`` with the reason otherwise."""
     if not text.startswith("MSH"):
         raise OrderRejectedError(AckCode.REJECT, "not an HL7 v2 message (no MSH segment)")
     message = _Message(text)
     msh = message.first("MSH")
+    sender = message.field(msh, 3)
+    if allowed_senders and sender not in allowed_senders:
+        raise UnknownSenderError(sender)
     kind = (message.field(msh, 9, 0), message.field(msh, 9, 1))
     if kind not in SUPPORTED_TYPES:
         raise OrderRejectedError(AckCode.REJECT, f"unsupported message type {'^'.join(kind)}")
@@ -176,8 +189,15 @@ def _patient_ids(message: _Message) -> tuple[str, ...]:
     return usable
 
 
-def handle_order_message(session_factory: sessionmaker[Session], raw: bytes) -> bytes:
-    """Store one order message and return the encoded ACK to send back (AA, AE or AR)."""
+def handle_order_message(
+    session_factory: sessionmaker[Session], raw: bytes, allowed_senders: Collection[str] = ()
+) -> bytes:
+    """Store one order message and return the encoded ACK to send back (AA, AE or AR).
+
+    With ``allowed_senders`` (MSH-3 values), a message from any other sending application is
+    answered AR and stored nowhere: an order puts its reason for exam into a model's prompt and
+    its numbers into reports, so, as with calling AE titles, a site can name who may send one.
+    """
     now = utcnow()
     try:
         text, _declared = decode_message(raw)
@@ -186,7 +206,15 @@ def handle_order_message(session_factory: sessionmaker[Session], raw: bytes) -> 
         return _encoded(answered, AckCode.ERROR, str(error))
     answered = AcknowledgedMessage.from_message(text)
     try:
-        facts = parse_order(text)
+        facts = parse_order(text, allowed_senders)
+    except UnknownSenderError as error:
+        log_event(
+            logger,
+            "gateway.order_sender_refused",
+            logging.WARNING,
+            sending_application=printable_token(error.sender) or "(empty)",
+        )
+        return _encoded(answered, error.code, error.reason)
     except OrderRejectedError as error:
         log_event(logger, "gateway.order_refused", logging.WARNING, code=error.code.value)
         return _encoded(answered, error.code, error.reason)

@@ -146,6 +146,7 @@ class Gateway:
                 frame_timeout=self._settings.hl7_frame_timeout_seconds,
                 max_connections=self._settings.hl7_max_connections,
                 ssl_context=server_context(tls) if tls is not None else None,
+                allowed_senders=self._settings.hl7_allowed_senders,
             )
             listener.start()
             if tls is None:

@@ -62,6 +62,13 @@ def configure_logging(level: str = "INFO") -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+def printable_token(text: str, limit: int = 32) -> str:
+    """A value a peer chose (an AE title, an HL7 sending application) made safe for one log
+    field: printable ASCII without spaces, at most ``limit`` characters, so it can neither
+    split the line nor forge another field."""
+    return "".join(c if c.isascii() and c.isprintable() and c != " " else "?" for c in text)[:limit]
+
+
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log ``event key=value ...``; callers pass only ids, AE titles, sizes and statuses."""
     if not logger.isEnabledFor(level):

@@ -363,6 +363,11 @@ class Settings(BaseSettings):
         description="An HL7 message, once its MLLP frame has begun, must be whole within this "
         "long, or the connection is closed.",
     )
+    hl7_allowed_senders: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma list of sending applications (MSH-3) whose orders are accepted; "
+        "empty accepts any.",
+    )
     hl7_max_connections: int = Field(
         default=32,
         ge=1,
@@ -510,7 +515,7 @@ class Settings(BaseSettings):
         python_codec(value)  # raises ValueError for a name outside HL7 table 0211
         return value
 
-    @field_validator("allowed_calling_aes", mode="before")
+    @field_validator("allowed_calling_aes", "hl7_allowed_senders", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -418,3 +418,46 @@ def _answer_or_none(port: int) -> str | None:
     """The ACK to ORM, or None if the listener closed the connection (still at its limit)."""
     answer = exchange(port, framed(ORM))
     return answer or None
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_only_the_named_sending_applications_may_send_orders(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``RADRAFT_HL7_ALLOWED_SENDERS`` is to the order port what the calling AE allow-list is to
+    the DICOM port: an order's reason reaches a model's prompt and its numbers the reports."""
+    gateway = Gateway(
+        settings.model_copy(
+            update={
+                "hl7_listen_port": free_port(),
+                "hl7_listen_host": "127.0.0.1",
+                "hl7_allowed_senders": ["RIS", "EPIC"],
+            }
+        ),
+        session_factory,
+        publisher,
+    )
+    gateway.start()
+    try:
+        assert gateway.order_listener is not None
+        port = gateway.order_listener.port
+        stranger = ORM.replace("MSH|^~\\&|RIS|", "MSH|^~\\&|EV IL|").replace("MSG0001", "MSG0004")
+        assert msa(exchange(port, framed(stranger))) == (
+            "AR",
+            "MSG0004",
+            "sending application (MSH-3) not accepted here",
+        )
+        assert msa(exchange(port, framed(OMI.replace("|RIS|", "||"))))[0] == "AR", "no MSH-3"
+        assert msa(exchange(port, framed(ORM)))[0] == "AA", "RIS is on the list"
+    finally:
+        gateway.stop()
+    with session_scope(session_factory) as session:
+        assert [o.accession_number for o in session.scalars(select(Order))] == ["ACC777"]
+    refused = [r.getMessage() for r in caplog.records if "order_sender_refused" in r.getMessage()]
+    assert refused == [
+        "gateway.order_sender_refused sending_application=EV?IL",
+        "gateway.order_sender_refused sending_application=(empty)",
+    ]

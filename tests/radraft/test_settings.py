@@ -19,6 +19,7 @@ def test_environment_contract(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv("RADRAFT_HTTP_PORT", "8080")
     monkeypatch.setenv("RADRAFT_STABLE_SECONDS", "3.5")
     monkeypatch.setenv("RADRAFT_ALLOWED_CALLING_AES", "MOD1, MOD2 ,")
+    monkeypatch.setenv("RADRAFT_HL7_ALLOWED_SENDERS", "EPIC,  RIS2")
     monkeypatch.setenv("RADRAFT_API_TOKEN", "secret-token")
     monkeypatch.setenv("RADRAFT_BROKER_URL", "redis://127.0.0.1:6379/0")
     settings = load_settings()
@@ -27,6 +28,7 @@ def test_environment_contract(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert settings.http_port == 8080
     assert settings.stable_seconds == 3.5
     assert settings.allowed_calling_aes == ["MOD1", "MOD2"]
+    assert settings.hl7_allowed_senders == ["EPIC", "RIS2"]
     assert settings.api_token == "secret-token"
     assert not settings.embedded_broker
     assert settings.effective_database_url == f"sqlite:///{(tmp_path / 'd' / 'radraft.db')}"
@@ -40,6 +42,7 @@ def test_defaults_are_the_embedded_run(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert settings.http_port == 8000
     assert settings.stable_seconds == 10
     assert settings.allowed_calling_aes == []
+    assert settings.hl7_allowed_senders == []
     assert settings.embedded_broker
     assert settings.effective_database_url.startswith("sqlite:///")
 
