@@ -226,9 +226,11 @@ def _indication(
         shown.append(
             (
                 "HL7 order not used",
-                "An order with this accession number names another patient (PID-3 is not this"
-                " study's Patient ID). Neither its reason nor its order numbers are used;"
-                " check the accession number with the RIS.",
+                "An order with this accession number names another patient: none of its"
+                " patient identifiers (PID-3) is this study's Patient ID"
+                + ("" if (study.patient_id or "").strip() else ", and this study has none")
+                + ". Neither its reason nor its order numbers are used; check the accession"
+                " number and the Patient ID with the RIS.",
             )
         )
     return shown
