@@ -9,12 +9,14 @@ slowly the bytes come (whitespace between frames included), a frame's size by
 ``frame_timeout``. Several messages sent in one write are each answered.
 
 A RIS keeps its connection open between messages, so a connection that is silent is not
-wrong, and the idle timeout is long. But a connection that has never sent a whole message has
-not shown it is a RIS: when all ``max_connections`` are taken, a new connection pushes out the
-oldest of those (``gateway.mllp_connection_pushed_out``, one line per burst) rather than being
-refused, so connections opened and left silent cannot keep a RIS out, as a RIS sends its
-message as it connects. Only when every connection has sent a message is a new one closed as
-it arrives (``gateway.mllp_connections_refused``, one line per burst).
+wrong, and the idle timeout is long. But a connection that has never sent a message we could
+take as an order (every one answered AR: not HL7, not an order, or not from a sending
+application on ``RADRAFT_HL7_ALLOWED_SENDERS``) has not shown it is a RIS: when all
+``max_connections`` are taken, a new connection pushes out the oldest of those
+(``gateway.mllp_connection_pushed_out``, one line per burst) rather than being refused, so
+connections opened and left silent, or sending only what is refused, cannot keep a RIS out, as
+a RIS sends its message as it connects. Only when every connection has sent such a message is
+a new one closed as it arrives (``gateway.mllp_connections_refused``, one line per burst).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.orders import handle_order_message, refuse_oversized
+from gateway.orders import answer_order_message, refuse_oversized
 from radraft.exchange_deadline import shut_down_under_reader
+from radraft.hl7ack import AckCode
 from radraft.logs import log_event
 from radraft.mllp import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -125,8 +128,10 @@ class OrderListener:
                         return
                     if message is None:
                         return
-                    server.has_spoken(self.request)
-                    self.request.sendall(frame(handle_order_message(factory, message, senders)))
+                    answer = answer_order_message(factory, message, senders)
+                    if answer.code is not AckCode.REJECT:
+                        server.has_spoken(self.request)
+                    self.request.sendall(frame(answer.encoded))
 
         class Server(socketserver.ThreadingTCPServer):
             allow_reuse_address = True
@@ -142,7 +147,8 @@ class OrderListener:
                 super().__init__(*arguments)
 
             def has_spoken(self, connection: socket.socket) -> None:
-                """A whole message came: this connection is a RIS's, never pushed out."""
+                """A message came that was not refused outright (AR: not HL7, not an order, or
+                not from an allowed sender): this connection is a RIS's, never pushed out."""
                 with self._count_lock:
                     self._not_yet_spoken.pop(connection, None)
 

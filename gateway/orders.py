@@ -189,10 +189,19 @@ def _patient_ids(message: _Message) -> tuple[str, ...]:
     return usable
 
 
-def handle_order_message(
+@dataclass(frozen=True)
+class OrderAnswer:
+    """The ACK to send back, and its code (the listener treats a connection whose messages are
+    all refused, AR, as one that has not shown it is a RIS)."""
+
+    code: AckCode
+    encoded: bytes
+
+
+def answer_order_message(
     session_factory: sessionmaker[Session], raw: bytes, allowed_senders: Collection[str] = ()
-) -> bytes:
-    """Store one order message and return the encoded ACK to send back (AA, AE or AR).
+) -> OrderAnswer:
+    """Store one order message and return the ACK to send back (AA, AE or AR).
 
     With ``allowed_senders`` (MSH-3 values), a message from any other sending application is
     answered AR and stored nowhere: an order puts its reason for exam into a model's prompt and
@@ -203,7 +212,7 @@ def handle_order_message(
         text, _declared = decode_message(raw)
     except CharacterSetError as error:
         answered = AcknowledgedMessage.from_message(raw.decode("ascii", "replace"))
-        return _encoded(answered, AckCode.ERROR, str(error))
+        return _answer(answered, AckCode.ERROR, str(error))
     answered = AcknowledgedMessage.from_message(text)
     try:
         facts = parse_order(text, allowed_senders)
@@ -214,10 +223,10 @@ def handle_order_message(
             logging.WARNING,
             sending_application=printable_token(error.sender) or "(empty)",
         )
-        return _encoded(answered, error.code, error.reason)
+        return _answer(answered, error.code, error.reason)
     except OrderRejectedError as error:
         log_event(logger, "gateway.order_refused", logging.WARNING, code=error.code.value)
-        return _encoded(answered, error.code, error.reason)
+        return _answer(answered, error.code, error.reason)
     try:
         with session_scope(session_factory) as session:
             session.add(
@@ -237,14 +246,14 @@ def handle_order_message(
             )
     except SQLAlchemyError as error:
         log_event(logger, "gateway.order_not_stored", logging.ERROR, error=type(error).__name__)
-        return _encoded(answered, AckCode.ERROR, "cannot store the order now; send it again")
+        return _answer(answered, AckCode.ERROR, "cannot store the order now; send it again")
     log_event(
         logger,
         "gateway.order_stored",
         message_type=facts.message_type,
         order_control=facts.order_control.value,
     )
-    return _encoded(answered, AckCode.ACCEPT, "")
+    return _answer(answered, AckCode.ACCEPT, "")
 
 
 def refuse_oversized(error: FrameTooLargeError) -> bytes:
@@ -252,6 +261,10 @@ def refuse_oversized(error: FrameTooLargeError) -> bytes:
     head = error.head.decode("latin-1").split("\r", 1)[0]
     answered = AcknowledgedMessage.from_message(head)
     return _encoded(answered, AckCode.REJECT, f"message larger than {error.limit} bytes")
+
+
+def _answer(answered: AcknowledgedMessage, code: AckCode, text: str) -> OrderAnswer:
+    return OrderAnswer(code, _encoded(answered, code, text))
 
 
 def _encoded(answered: AcknowledgedMessage, code: AckCode, text: str) -> bytes:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.intake import InstanceIntake, ReceivedInstance
-from gateway.orders import handle_order_message
+from gateway.orders import answer_order_message
 from gateway.spool import Spool
 from gateway.statuses import StoreStatus
 from radraft.mllp import FrameReader, MllpError
@@ -118,7 +118,7 @@ def test_mutated_hl7_gets_an_ack_or_a_closed_connection(
                 return  # the listener closes such a connection: documented
             if frame is None:
                 return
-            ack = handle_order_message(session_factory, frame)
+            ack = answer_order_message(session_factory, frame).encoded
         parsed = hl7.parse(ack.decode("latin-1"))
         assert str(parsed.segment("MSA")[1]) in {"AA", "AE", "AR"}
 

@@ -461,3 +461,27 @@ def test_only_the_named_sending_applications_may_send_orders(
         "gateway.order_sender_refused sending_application=EV?IL",
         "gateway.order_sender_refused sending_application=(empty)",
     ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_connections_whose_every_message_is_refused_make_way_for_a_ris(
+    settings: Settings, session_factory: sessionmaker[Session], publisher: RecordingPublisher
+) -> None:
+    """A peer that sends something every now and then (an order from a sender not on the list,
+    or not HL7 at all) counted as a RIS and kept its slot: with the limit taken that way, the
+    real RIS was closed as it arrived."""
+    limits = {"hl7_max_connections": 2, "hl7_allowed_senders": ["RIS"]}
+    stranger = ORM.replace("MSH|^~\\&|RIS|", "MSH|^~\\&|STRANGER|")
+    with _order_port(settings.model_copy(update=limits), session_factory, publisher) as port:
+        refused = []
+        for message in (stranger, "MSH|^~\\&|RIS|HOSP|RADRAFT|HOSP|1||ADT^A01|9|P|2.3\r"):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+            connection.sendall(framed(message))
+            assert msa(_answer(connection))[0] == "AR"
+            refused.append(connection)
+        ris = _spoken_connection(port)
+        assert closed_within(refused[0], 5), "the oldest refused-only connection made way"
+        assert not closed_within(refused[1], 0.1)
+        ris.close()
+        for connection in refused:
+            connection.close()
