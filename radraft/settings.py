@@ -373,7 +373,8 @@ class Settings(BaseSettings):
         ge=1,
         le=1024,
         description="MLLP connections served at once on each order-intake port; past it a new "
-        "one pushes out the oldest that has not sent a whole message, or is closed if all have.",
+        "one pushes out the oldest that has sent no message but ones answered AR, or is closed "
+        "if all have.",
     )
     hl7_listen_port: int | None = Field(
         default=None, ge=0, le=65535, description="MLLP port of HL7 order intake; unset = off."
