@@ -43,6 +43,8 @@ class IdentityConflict:
     or ``study`` (a known study of another patient)."""
     object_id: int
     differs: tuple[str, ...]
+    disputed_study_id: int | None = None
+    """The known study whose patient the instance contradicts (only when Patient ID differs)."""
 
     @property
     def comment(self) -> str:
@@ -131,11 +133,14 @@ def find_conflict(
             )
             if not same
         ]
-        return IdentityConflict("instance", instance.id, tuple(differs)) if differs else None
+        if not differs:
+            return None
+        disputed = owner.id if owner is not None and "PatientID" in differs else None
+        return IdentityConflict("instance", instance.id, tuple(differs), disputed)
     if series is not None and (study is None or series.study_id != study.id):
         return IdentityConflict("series", series.id, ("StudyInstanceUID",))
     if study is not None and not _same_patient(study.patient_id, patient_id):
-        return IdentityConflict("study", study.id, ("PatientID",))
+        return IdentityConflict("study", study.id, ("PatientID",), study.id)
     return None
 
 

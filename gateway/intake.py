@@ -38,6 +38,7 @@ from radraft.db import connection_scope, session_scope
 from radraft.enums import AuditAction
 from radraft.errors import RadraftError
 from radraft.free_space import nearly_full
+from radraft.identity_dispute import mark_disputed
 from radraft.logs import log_event
 from radraft.models import AuditEntry
 from radraft.settings import Settings
@@ -199,9 +200,12 @@ class InstanceIntake:
     def _refuse_conflict(
         self, received: ReceivedInstance, conflict: IdentityConflict
     ) -> StoreOutcome:
-        """Refuse, and record the conflict in the audit log (names of attributes, no values)."""
+        """Refuse, record the conflict in the audit log (names of attributes, no values), and
+        mark a study whose Patient ID it contradicts disputed (``radraft.identity_dispute``)."""
         try:
             with session_scope(self._session_factory) as session:
+                if conflict.disputed_study_id is not None:
+                    mark_disputed(session, conflict.disputed_study_id, self._clock())
                 session.add(
                     AuditEntry(
                         at=self._clock(),

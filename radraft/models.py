@@ -146,6 +146,9 @@ class Study(Base):
     first_received_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     completed_at: Mapped[datetime | None]
+    identity_disputed_at: Mapped[datetime | None]
+    """Since when the sender has contradicted this study's Patient ID (an instance of it refused
+    under another one): no signing, no delivery until confirmed (``radraft.identity_dispute``)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.id")

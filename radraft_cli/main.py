@@ -24,6 +24,8 @@ outbox_app = typer.Typer(
     help="Outputs waiting for or failed in delivery.", invoke_without_command=True
 )
 app.add_typer(outbox_app, name="outbox")
+study_app = typer.Typer(help="Studies: patient identity.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
 users_app = typer.Typer(help="Web app users.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 model_app = typer.Typer(help="Model checkpoints and runtimes.", no_args_is_help=True)
@@ -241,6 +243,29 @@ def outbox_retry(outbox_id: int) -> None:
     if not retried:
         raise RadraftError(f"outbox row {outbox_id} is not failed")
     typer.echo(f"outbox row {outbox_id} re-queued")
+
+
+@study_app.command("confirm-identity")
+def study_confirm_identity(
+    study_instance_uid: str,
+    by: Annotated[str, typer.Option(help="Who checked the patient with the PACS (audit log).")],
+) -> None:
+    """After checking with the PACS that radraft's copy of a disputed study is the right
+    patient's: allow signing again and re-queue its held SRs and ORUs."""
+    from radraft.db import engine_for, make_sessionmaker, session_scope
+    from radraft.identity_dispute import confirm_identity
+    from radraft.timeutil import utcnow
+
+    settings = _settings()
+    engine = engine_for(settings)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            requeued = confirm_identity(
+                session, study_instance_uid, actor=f"cli:{by}", now=utcnow()
+            )
+    finally:
+        engine.dispose()
+    typer.echo(f"identity confirmed; {requeued} held output(s) re-queued")
 
 
 @app.command()

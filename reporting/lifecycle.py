@@ -56,6 +56,10 @@ class RoleNotAllowedError(LifecycleError, NotAllowedError):
     """The user's role may never make this transition."""
 
 
+class IdentityDisputedError(LifecycleError, ConflictError):
+    """The study's patient identity is disputed: not signed or amended until it is confirmed."""
+
+
 class InvalidTextError(LifecycleError, InvalidInputError):
     """A section is empty where it must not be, or too long."""
 
@@ -136,6 +140,12 @@ def apply_transition(
         )
     if report.version != expected_version:
         raise StaleVersionError(report.version)
+    if transition.target.is_signed and study.identity_disputed_at is not None:
+        raise IdentityDisputedError(
+            "this study's patient identity is disputed: the sender has since sent it under"
+            " another Patient ID; an administrator must check it with the PACS and confirm it"
+            " before it can be signed"
+        )
     validate_text(findings, impression)
     revision = append_revision(
         session,

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from radraft.db import session_scope
 from radraft.enums import OutboxChannel, OutboxStatus, ReportState
 from radraft.exchange_deadline import WAITS_PER_EXCHANGE
+from radraft.identity_dispute import hold_if_disputed
 from radraft.logs import log_event
 from radraft.models import OutboxMessage, ReportRevision
 from radraft.outbox import backoff_seconds
@@ -131,6 +132,8 @@ class OutputDeliveryRelay:
                     continue
                 blocked.add(key)  # later rows of this study and channel wait for this one
                 if row.status != OutboxStatus.PENDING or row.next_attempt_at > now:
+                    continue
+                if hold_if_disputed(session, row):
                     continue
                 row.next_attempt_at = now + timedelta(
                     seconds=WAITS_PER_EXCHANGE * self._settings.delivery_timeout_seconds + 5

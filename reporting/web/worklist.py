@@ -45,6 +45,8 @@ class WorklistRow(BaseModel):
     age_seconds: float
     images: int
     report_id: int | None
+    identity_disputed: bool = False
+    """The sender has since contradicted the study's Patient ID: not to be signed as it is."""
 
 
 def worklist_status(status: str) -> str:
@@ -107,6 +109,7 @@ def worklist(
             age_seconds=(now - study.first_received_at).total_seconds(),
             images=images.get(study.id, 0),
             report_id=reports.get(study.id),
+            identity_disputed=study.identity_disputed_at is not None,
         )
         for study in studies
     ]

@@ -19,7 +19,11 @@ function renderRow(study) {
   row.className = `status-${study.worklist_status}`;
   row.dataset.studyUid = study.study_instance_uid;
   row.append(radraft.text("td", study.priority > 0 ? `P${study.priority}` : ""));
-  row.append(radraft.text("td", study.worklist_status, "status"));
+  const status = radraft.text("td", study.worklist_status, "status");
+  if (study.identity_disputed) {
+    status.append(radraft.text("span", " identity disputed", "identity-flag"));
+  }
+  row.append(status);
   const accession = document.createElement("td");
   const link = radraft.text("a", study.accession_number || study.study_instance_uid);
   link.href = `/cases/${encodeURIComponent(study.study_instance_uid)}`;

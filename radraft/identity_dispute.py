@@ -1,0 +1,92 @@
+"""A study whose patient the sender has since contradicted: held from signing and delivery.
+
+The gateway refuses an instance of a known study sent under another Patient ID (0x0111,
+``gateway.identity``), and keeps its first copy. That refusal protects the files, but the reason
+behind it is often a correction: the technologist or the PACS put the study under the right
+patient and sent it again with the same UIDs. radraft's copy, its draft and its report then
+belong to the wrong patient, and a signed report would go to the PACS and the RIS under that
+patient. So the refusal also marks the study disputed (``Study.identity_disputed_at``): it cannot
+be signed or amended, its SRs and ORUs are held (failed with ``HELD_REASON``), and the case page
+says why, until an administrator has checked the patient with the PACS and confirmed radraft's
+copy (``radraft study confirm-identity``), which re-queues the held outputs. A study whose copy
+here is the wrong patient's stays disputed, so nobody signs it here.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from radraft.enums import OutboxChannel, OutboxStatus
+from radraft.errors import NotFoundError
+from radraft.logs import log_event
+from radraft.models import AuditEntry, OutboxMessage, Study
+
+logger = logging.getLogger(__name__)
+
+HELD_REASON = (
+    "held: this study's patient identity is disputed (the sender has since sent it under"
+    " another Patient ID); check it with the PACS, then run radraft study confirm-identity"
+)
+"""The reason on a held SR or ORU row; ``confirm_identity`` re-queues the rows that carry it."""
+CONFIRMED_ACTION = "study.identity_confirmed"
+
+
+def mark_disputed(session: Session, study_id: int, now: datetime) -> None:
+    """Mark the study disputed (kept from the first refusal on; a no-op when it already is)."""
+    session.execute(
+        update(Study)
+        .where(Study.id == study_id, Study.identity_disputed_at.is_(None))
+        .values(identity_disputed_at=now)
+    )
+
+
+def hold_if_disputed(session: Session, row: OutboxMessage) -> bool:
+    """Fail an SR or ORU row of a disputed study with ``HELD_REASON``; True if it was held."""
+    if row.study_id is None or row.channel == OutboxChannel.CELERY:
+        return False
+    disputed = session.scalar(select(Study.identity_disputed_at).where(Study.id == row.study_id))
+    if disputed is None:
+        return False
+    row.status = OutboxStatus.FAILED
+    row.last_error = HELD_REASON
+    log_event(
+        logger, "delivery.held_identity_disputed", logging.WARNING,
+        outbox_id=row.id, study_id=row.study_id,
+    )  # fmt: skip
+    return True
+
+
+def confirm_identity(
+    session: Session, study_instance_uid: str, *, actor: str, now: datetime
+) -> int:
+    """Record that an administrator checked the study's patient and radraft's copy is right:
+    the study may be signed again and its held outputs are re-queued (returns how many)."""
+    study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
+    if study is None:
+        raise NotFoundError("unknown study")
+    held = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.study_id == study.id,
+            OutboxMessage.status == OutboxStatus.FAILED,
+            OutboxMessage.last_error == HELD_REASON,
+        )
+    ).all()
+    for row in held:
+        row.status = OutboxStatus.PENDING
+        row.next_attempt_at = now
+        row.last_error = None
+    session.add(
+        AuditEntry(
+            at=now, actor=actor, action=CONFIRMED_ACTION, object_type="study",
+            object_id=str(study.id),
+            details={"disputed_since": study.identity_disputed_at.isoformat()
+                     if study.identity_disputed_at else None, "requeued": len(held)},
+        )
+    )  # fmt: skip
+    study.identity_disputed_at = None
+    log_event(logger, "study.identity_confirmed", study_id=study.id, requeued=len(held))
+    return len(held)

@@ -1,0 +1,55 @@
+"""A disputed study in headless Chromium: flagged on the worklist, a banner on the case page,
+and the attending's Sign refused with the reason shown beside the editor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
+from sqlalchemy.orm import Session, sessionmaker
+
+from radraft.db import session_scope
+from radraft.enums import Role
+from radraft.settings import Settings
+from radraft.timeutil import utcnow
+from reporting.users import create_user
+from tests.e2e.browser import chromium, log_in, screenshot, wait_for
+from tests.processes import radraft_process
+from tests.reporting.factories import drafted_study
+from tests.reporting.web_support import PASSWORD
+
+STUDY_UID = "1.2.826.0.1.3680043.9.3811.77"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_disputed_study_is_flagged_and_cannot_be_signed_in_chromium(
+    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    with session_scope(session_factory) as session:
+        study, _report = drafted_study(session, STUDY_UID)
+        study.identity_disputed_at = utcnow()
+        create_user(session, "alan", role=Role.ATTENDING, password=PASSWORD, full_name="Alan A")
+    base = f"http://127.0.0.1:{settings.http_port}"
+    with (
+        radraft_process(settings, ["web"], tmp_path / "web.log", ready_text="Uvicorn running"),
+        chromium() as driver,
+    ):
+        log_in(driver, base, "alan", PASSWORD)
+        row = f"tr[data-study-uid='{STUDY_UID}']"
+        WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: any(
+                "identity disputed" in r.text for r in d.find_elements(By.CSS_SELECTOR, row)
+            )
+        )
+        driver.get(f"{base}/cases/{STUDY_UID}")
+        wait_for(driver, "#case[data-loaded='true']")
+        assert "Patient identity disputed" in driver.find_element(By.ID, "identity-banner").text
+        driver.find_element(By.ID, "sign").click()
+        WebDriverWait(driver, 30).until(
+            lambda d: "patient identity is disputed" in d.find_element(By.ID, "editor-error").text
+        )
+        assert driver.current_url.endswith(f"/cases/{STUDY_UID}"), "still on the case"
+        screenshot(driver, "case-identity-disputed")
