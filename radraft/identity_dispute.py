@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from radraft.enums import OutboxChannel, OutboxStatus
-from radraft.errors import NotFoundError
+from radraft.errors import ConflictError, NotFoundError
 from radraft.logs import log_event
 from radraft.models import AuditEntry, OutboxMessage, Study
 
@@ -68,6 +68,8 @@ def confirm_identity(
     study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
     if study is None:
         raise NotFoundError("unknown study")
+    if study.identity_disputed_at is None:
+        raise ConflictError("the study's patient identity is not disputed: nothing to confirm")
     held = session.scalars(
         select(OutboxMessage).where(
             OutboxMessage.study_id == study.id,
@@ -83,8 +85,8 @@ def confirm_identity(
         AuditEntry(
             at=now, actor=actor, action=CONFIRMED_ACTION, object_type="study",
             object_id=str(study.id),
-            details={"disputed_since": study.identity_disputed_at.isoformat()
-                     if study.identity_disputed_at else None, "requeued": len(held)},
+            details={"disputed_since": study.identity_disputed_at.isoformat(),
+                     "requeued": len(held)},
         )
     )  # fmt: skip
     study.identity_disputed_at = None

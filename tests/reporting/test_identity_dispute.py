@@ -39,6 +39,15 @@ from tests.support import wait_until
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
 
+def _confirm_identity(settings: Settings, uid: str, *, by: str) -> subprocess.CompletedProcess[str]:
+    """``radraft study confirm-identity``, as an administrator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "radraft_cli", "study", "confirm-identity", uid, "--by", by],
+        env={**os.environ, **settings_to_environment(settings)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
 def test_a_study_sent_again_under_another_patient_is_held_until_confirmed(
     received_study: Study,
     running_gateway: Gateway,
@@ -94,12 +103,7 @@ def test_a_study_sent_again_under_another_patient_is_held_until_confirmed(
     (row,) = app_client.get("/api/worklist").json()
     assert row["identity_disputed"] is True
 
-    confirmed = subprocess.run(
-        [sys.executable, "-m", "radraft_cli", "study", "confirm-identity", uid,
-         "--by", "pacs-admin"],
-        env={**os.environ, **settings_to_environment(settings)},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    confirmed = _confirm_identity(settings, uid, by="pacs-admin")
     assert confirmed.returncode == 0, confirmed.stderr
     assert "2 held output(s) re-queued" in confirmed.stdout
 
@@ -109,6 +113,9 @@ def test_a_study_sent_again_under_another_patient_is_held_until_confirmed(
     assert len(ris.messages) == 1
     assert len(report_destinations.stored_srs()) == 1
 
+    second = _confirm_identity(settings, uid, by="someone")
+    assert second.returncode != 0
+    assert "not disputed" in second.stderr + second.stdout, "a second confirmation is refused"
     assert "Patient identity disputed" not in app_client.get(f"/cases/{uid}").text
     signed = app_client.post(
         f"/api/reports/{report_id}/sign", json=edit(version, "Signed."), headers=csrf
