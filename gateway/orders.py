@@ -212,18 +212,15 @@ def answer_order_message(
         text, _declared = decode_message(raw)
     except CharacterSetError as error:
         answered = AcknowledgedMessage.from_message(raw.decode("ascii", "replace"))
+        sender = answered.sending_application.split(answered.delimiters.component)[0]
+        if allowed_senders and sender not in allowed_senders:
+            return _refuse_sender(answered, UnknownSenderError(sender))
         return _answer(answered, AckCode.ERROR, str(error))
     answered = AcknowledgedMessage.from_message(text)
     try:
         facts = parse_order(text, allowed_senders)
     except UnknownSenderError as error:
-        log_event(
-            logger,
-            "gateway.order_sender_refused",
-            logging.WARNING,
-            sending_application=printable_token(error.sender) or "(empty)",
-        )
-        return _answer(answered, error.code, error.reason)
+        return _refuse_sender(answered, error)
     except OrderRejectedError as error:
         log_event(logger, "gateway.order_refused", logging.WARNING, code=error.code.value)
         return _answer(answered, error.code, error.reason)
@@ -254,6 +251,17 @@ def answer_order_message(
         order_control=facts.order_control.value,
     )
     return _answer(answered, AckCode.ACCEPT, "")
+
+
+def _refuse_sender(answered: AcknowledgedMessage, error: UnknownSenderError) -> OrderAnswer:
+    """AR to a sending application not on the list, with its name (made printable) logged."""
+    log_event(
+        logger,
+        "gateway.order_sender_refused",
+        logging.WARNING,
+        sending_application=printable_token(error.sender) or "(empty)",
+    )
+    return _answer(answered, error.code, error.reason)
 
 
 def refuse_oversized(error: FrameTooLargeError) -> bytes:

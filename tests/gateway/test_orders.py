@@ -451,6 +451,10 @@ def test_only_the_named_sending_applications_may_send_orders(
             "sending application (MSH-3) not accepted here",
         )
         assert msa(exchange(port, framed(OMI.replace("|RIS|", "||"))))[0] == "AR", "no MSH-3"
+        declared = stranger.replace("|P|2.3\r", "|P|2.3||||||UNICODE UTF-8\r")
+        undecodable = declared.replace("DOE", "D\xd6E").encode("latin-1")
+        answer = exchange(port, b"\x0b" + undecodable + b"\x1c\x0d")
+        assert msa(answer)[0] == "AR", "a stranger is refused as such, whatever its bytes"
         assert msa(exchange(port, framed(ORM)))[0] == "AA", "RIS is on the list"
     finally:
         gateway.stop()
@@ -460,6 +464,7 @@ def test_only_the_named_sending_applications_may_send_orders(
     assert refused == [
         "gateway.order_sender_refused sending_application=EV?IL",
         "gateway.order_sender_refused sending_application=(empty)",
+        "gateway.order_sender_refused sending_application=EV?IL",
     ]
 
 
