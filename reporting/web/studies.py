@@ -59,6 +59,9 @@ class StudyOut(BaseModel):
     first_received_at: datetime
     last_received_at: datetime
     completed_at: datetime | None
+    identity_disputed_at: datetime | None
+    """Since when the sender has contradicted the study's Patient ID (null: not disputed); no
+    signing and no SR or ORU until an administrator confirms it."""
     jobs: list[JobOut]
 
 
@@ -102,6 +105,7 @@ def _study_out(study: Study, instance_count: int) -> dict[str, object]:
         "first_received_at": study.first_received_at,
         "last_received_at": study.last_received_at,
         "completed_at": study.completed_at,
+        "identity_disputed_at": study.identity_disputed_at,
         "jobs": [JobOut.model_validate(job, from_attributes=True) for job in study.jobs],
     }
 

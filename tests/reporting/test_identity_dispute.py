@@ -102,6 +102,7 @@ def test_a_study_sent_again_under_another_patient_is_held_until_confirmed(
     assert "Patient identity disputed" in app_client.get(f"/cases/{uid}").text
     (row,) = app_client.get("/api/worklist").json()
     assert row["identity_disputed"] is True
+    assert app_client.get(f"/api/studies/{uid}").json()["identity_disputed_at"] is not None
 
     confirmed = _confirm_identity(settings, uid, by="pacs-admin")
     assert confirmed.returncode == 0, confirmed.stderr
