@@ -59,6 +59,13 @@ def metrics(session: DbSession) -> PlainTextResponse:
            "Instances refused since installation because their UIDs are known with another"
            " patient, study, series or SOP class (see the audit log).",
            {(): conflicts or 0})  # fmt: skip
+    disputed = session.scalar(
+        select(func.count()).select_from(Study).where(Study.identity_disputed_at.is_not(None))
+    )
+    _gauge(lines, "radraft_studies_identity_disputed",
+           "Studies the sender has since sent under another Patient ID, held from signing and"
+           " delivery until confirmed (radraft study confirm-identity).",
+           {(): disputed or 0})  # fmt: skip
     other_patient = session.scalar(
         select(func.count(func.distinct(AuditEntry.object_id))).where(
             AuditEntry.action == AuditAction.ORDER_OF_OTHER_PATIENT

@@ -39,6 +39,10 @@ from tests.support import wait_until
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
 
+def _metrics(client: TestClient, settings: Settings) -> str:
+    return client.get("/metrics", headers={"Authorization": f"Bearer {settings.api_token}"}).text
+
+
 def _confirm_identity(settings: Settings, uid: str, *, by: str) -> subprocess.CompletedProcess[str]:
     """``radraft study confirm-identity``, as an administrator runs it."""
     return subprocess.run(
@@ -103,6 +107,7 @@ def test_a_study_sent_again_under_another_patient_is_held_until_confirmed(
     (row,) = app_client.get("/api/worklist").json()
     assert row["identity_disputed"] is True
     assert app_client.get(f"/api/studies/{uid}").json()["identity_disputed_at"] is not None
+    assert "\nradraft_studies_identity_disputed 1\n" in _metrics(app_client, settings)
 
     confirmed = _confirm_identity(settings, uid, by="pacs-admin")
     assert confirmed.returncode == 0, confirmed.stderr
@@ -118,6 +123,7 @@ def test_a_study_sent_again_under_another_patient_is_held_until_confirmed(
     assert second.returncode != 0
     assert "not disputed" in second.stderr + second.stdout, "a second confirmation is refused"
     assert "Patient identity disputed" not in app_client.get(f"/cases/{uid}").text
+    assert "\nradraft_studies_identity_disputed 0\n" in _metrics(app_client, settings)
     signed = app_client.post(
         f"/api/reports/{report_id}/sign", json=edit(version, "Signed."), headers=csrf
     )
