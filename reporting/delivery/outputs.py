@@ -278,8 +278,20 @@ def observed_at(bundle: RevisionBundle, settings: Settings) -> str:
 def build_oru_message(
     bundle: RevisionBundle, settings: Settings, *, control_id: str, now: datetime
 ) -> str:
-    """The revision's ORU^R01."""
+    """The revision's ORU^R01.
+
+    Raises
+    ------
+    OutputBuildError
+        If the study has no Patient ID: PID-3 is required, and a RIS cannot file a result
+        without it (it would refuse it, or file it under nobody).
+    """
     revision, study, order = bundle.revision, bundle.study, bundle.order
+    if not (study.patient_id or "").strip():
+        raise OutputBuildError(
+            "the study has no Patient ID, which an ORU needs in PID-3: set it at the modality or"
+            " PACS and send the study again"
+        )
     interpreter = None
     if bundle.author is not None:
         family, _, given = person_name(bundle.author.full_name or bundle.author.username).partition(

@@ -286,6 +286,44 @@ def test_a_source_without_type_2_attributes_gets_every_output_delivered_and_vali
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_study_without_patient_id_gets_its_srs_and_no_oru_the_ris_could_not_file(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    report_destinations: ReportDestinations,
+    readers: Readers,
+    thin_radiograph: Path,
+) -> None:
+    """Patient ID is type 2: a modality may send it empty, and the gateway stores the image. The
+    ORU went out with an empty PID-3 (the test RIS answered AA; a real one refuses it or files
+    a result under nobody). Now it fails with the reason, and the SRs still go out."""
+    anonymous = dcmread(thin_radiograph)
+    anonymous.PatientID = ""
+    anonymous.save_as(thin_radiograph, enforce_file_format=True)
+    assert storescu([thin_radiograph], port=running_gateway.port).returncode == 0
+    (study,) = received_studies(session_factory, 1)
+    assert study.patient_id is None
+    report_on(session_factory, study.id, readers)
+    settings = settings.model_copy(
+        update={**report_destinations.settings_update(), "delivery_max_attempts": 2}
+    )
+    deliver_until_settled(
+        OutputDeliveryRelay(session_factory, settings, clock=SteppingClock()), session_factory
+    )
+    by_channel = {
+        channel: [row for row in rows(session_factory) if row.channel == channel]
+        for channel in (OutboxChannel.DICOM, OutboxChannel.HL7)
+    }
+    assert {row.status for row in by_channel[OutboxChannel.DICOM]} == {OutboxStatus.DONE}
+    head, *later = by_channel[OutboxChannel.HL7]
+    assert head.status == OutboxStatus.FAILED
+    assert "the study has no Patient ID" in (head.last_error or "")
+    assert {row.status for row in later} == {OutboxStatus.PENDING}
+    assert report_destinations.ris.messages == []
+    assert len(report_destinations.stored_srs()) == 3
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_an_output_that_cannot_be_built_fails_with_its_reason_while_others_go_out(
     running_gateway: Gateway,
     session_factory: sessionmaker[Session],
