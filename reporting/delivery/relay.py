@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
 from radraft.enums import OutboxChannel, OutboxStatus, ReportState
+from radraft.errors import ConflictError
 from radraft.exchange_deadline import WAITS_PER_EXCHANGE
-from radraft.identity_dispute import hold_if_disputed
+from radraft.identity_dispute import HELD_REASON, hold_if_disputed
 from radraft.logs import log_event
 from radraft.models import OutboxMessage, ReportRevision
 from radraft.outbox import backoff_seconds
@@ -301,10 +302,22 @@ def _describe(error: Exception) -> str:
 
 
 def retry_failed(session: Session, outbox_id: int, *, now: Any) -> bool:
-    """Re-queue a failed row (``radraft outbox retry``); False if it is not failed."""
+    """Re-queue a failed row (``radraft outbox retry``); False if it is not failed.
+
+    Raises
+    ------
+    ConflictError
+        If the row is held because its study's patient identity is disputed: it would only be
+        held again; ``radraft study confirm-identity`` re-queues it once the patient is checked.
+    """
     row = session.get(OutboxMessage, outbox_id)
     if row is None or row.status != OutboxStatus.FAILED:
         return False
+    if row.last_error == HELD_REASON:
+        raise ConflictError(
+            "held while the study's patient identity is disputed: check it with the PACS, then"
+            " run radraft study confirm-identity, which re-queues it"
+        )
     row.status = OutboxStatus.PENDING
     row.attempts = 0
     row.next_attempt_at = now

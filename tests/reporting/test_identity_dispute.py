@@ -109,6 +109,14 @@ def test_a_study_sent_again_under_another_patient_is_held_until_confirmed(
     assert app_client.get(f"/api/studies/{uid}").json()["identity_disputed_at"] is not None
     assert "\nradraft_studies_identity_disputed 1\n" in _metrics(app_client, settings)
 
+    retried = subprocess.run(
+        [sys.executable, "-m", "radraft_cli", "outbox", "retry", str(rows[0].id)],
+        env={**os.environ, **settings_to_environment(settings)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert retried.returncode != 0
+    assert "confirm-identity" in retried.stderr + retried.stdout, "a plain retry says what to do"
+
     confirmed = _confirm_identity(settings, uid, by="pacs-admin")
     assert confirmed.returncode == 0, confirmed.stderr
     assert "2 held output(s) re-queued" in confirmed.stdout
