@@ -139,6 +139,7 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
         "case.html",
         user,
         study=study,
+        accession_shared_with_other_patient=_accession_of_other_patient(session, study),
         indication=_indication(session, study, report),
         viewer_images=[
             {"uid": image.sop_instance_uid, "label": image.view_position or f"Image {index}"}
@@ -234,6 +235,26 @@ def _indication(
             )
         )
     return shown
+
+
+def _accession_of_other_patient(session: DbSession, study: Study) -> bool:
+    """Whether another study with this accession number has another Patient ID: an accession
+    number is one order for one patient, so one of the two is misfiled (a worklist entry picked
+    wrongly at the modality, a study moved at the PACS under new UIDs) or two RIS issue the
+    same numbers. Said on the page, not held: the second case is a site's normal."""
+    if not study.accession_number or not study.patient_id:
+        return False
+    other = session.scalar(
+        select(Study.id)
+        .where(
+            Study.accession_number == study.accession_number,
+            Study.id != study.id,
+            Study.patient_id.is_not(None),
+            Study.patient_id != study.patient_id,
+        )
+        .limit(1)
+    )
+    return other is not None
 
 
 def _drafted_indication(session: DbSession, report: Report) -> str | None:

@@ -308,3 +308,27 @@ def test_the_case_page_says_when_the_draft_was_written_for_another_indication(
     assert "Indication (HL7 order)" in page
     assert "Late order: haemoptysis" in page
     assert "The model&#39;s draft was written for</dt><dd>Header reason" in page
+
+
+def test_the_case_page_warns_when_its_accession_number_has_another_patient_s_study(
+    app_client: TestClient, world: dict[str, Any], session_factory: sessionmaker[Session]
+) -> None:
+    """An accession number is one order for one patient. A study moved at the PACS under new
+    UIDs, or a worklist entry picked wrongly, leaves two studies with one accession number and
+    two Patient IDs; the reader is told before signing either."""
+    with session_scope(session_factory) as session:
+        study = session.scalar(select(Study).where(Study.study_instance_uid == world["study_uid"]))
+        assert study is not None
+        study.accession_number, study.patient_id = "ACC-TWO", "PID-ONE"
+        session.add(Study(study_instance_uid="1.2.826.0.1.8", accession_number="ACC-TWO",
+                          patient_id="PID-ONE"))  # fmt: skip
+    login(app_client, "resident")
+    assert "accession-banner" not in app_client.get(f"/cases/{world['study_uid']}").text, (
+        "two studies of one patient under one order are normal"
+    )
+    with session_scope(session_factory) as session:
+        session.add(Study(study_instance_uid="1.2.826.0.1.9", accession_number="ACC-TWO",
+                          patient_id="PID-TWO"))  # fmt: skip
+    page = app_client.get(f"/cases/{world['study_uid']}").text
+    assert "Another study with this" in page
+    assert "PID-TWO" not in page, "the other patient is not shown"
