@@ -51,14 +51,6 @@ class OrderRejectedError(RadraftError):
         self.reason = reason
 
 
-class UnknownSenderError(OrderRejectedError):
-    """The sending application (MSH-3) is not on ``RADRAFT_HL7_ALLOWED_SENDERS``."""
-
-    def __init__(self, sender: str) -> None:
-        super().__init__(AckCode.REJECT, "sending application (MSH-3) not accepted here")
-        self.sender = sender
-
-
 @dataclass(frozen=True)
 class OrderFacts:
     """What radraft keeps of an order message (text unescaped)."""
@@ -116,16 +108,12 @@ class _Message:
         return [text for value in values if (text := unescape(value, self.delimiters).strip())]
 
 
-def parse_order(text: str, allowed_senders: Collection[str] = ()) -> OrderFacts:
-    """Read an ORM^O01 or OMI^O23 from one of ``allowed_senders`` (MSH-3; empty: any sender);
-    raise ``OrderRejectedError`` with the reason otherwise."""
+def parse_order(text: str) -> OrderFacts:
+    """Read an ORM^O01 or OMI^O23; raise ``OrderRejectedError`` with the reason otherwise."""
     if not text.startswith("MSH"):
         raise OrderRejectedError(AckCode.REJECT, "not an HL7 v2 message (no MSH segment)")
     message = _Message(text)
     msh = message.first("MSH")
-    sender = message.field(msh, 3)
-    if allowed_senders and sender not in allowed_senders:
-        raise UnknownSenderError(sender)
     kind = (message.field(msh, 9, 0), message.field(msh, 9, 1))
     if kind not in SUPPORTED_TYPES:
         raise OrderRejectedError(AckCode.REJECT, f"unsupported message type {'^'.join(kind)}")
@@ -208,19 +196,22 @@ def answer_order_message(
     its numbers into reports, so, as with calling AE titles, a site can name who may send one.
     """
     now = utcnow()
+    undecodable: CharacterSetError | None = None
     try:
         text, _declared = decode_message(raw)
     except CharacterSetError as error:
-        answered = AcknowledgedMessage.from_message(raw.decode("ascii", "replace"))
-        sender = answered.sending_application.split(answered.delimiters.component)[0]
-        if allowed_senders and sender not in allowed_senders:
-            return _refuse_sender(answered, UnknownSenderError(sender))
-        return _answer(answered, AckCode.ERROR, str(error))
+        text, undecodable = raw.decode("ascii", "replace"), error
     answered = AcknowledgedMessage.from_message(text)
+    # The sender is checked first, whatever the bytes (an AE would count its connection as a
+    # RIS's); readable text that is not HL7 at all is refused as such by ``parse_order``.
+    if allowed_senders and (undecodable is not None or text.startswith("MSH")):
+        sender = _sending_application(answered)
+        if sender not in allowed_senders:
+            return _refuse_sender(answered, sender)
+    if undecodable is not None:
+        return _answer(answered, AckCode.ERROR, str(undecodable))
     try:
-        facts = parse_order(text, allowed_senders)
-    except UnknownSenderError as error:
-        return _refuse_sender(answered, error)
+        facts = parse_order(text)
     except OrderRejectedError as error:
         log_event(logger, "gateway.order_refused", logging.WARNING, code=error.code.value)
         return _answer(answered, error.code, error.reason)
@@ -253,15 +244,23 @@ def answer_order_message(
     return _answer(answered, AckCode.ACCEPT, "")
 
 
-def _refuse_sender(answered: AcknowledgedMessage, error: UnknownSenderError) -> OrderAnswer:
-    """AR to a sending application not on the list, with its name (made printable) logged."""
+def _sending_application(answered: AcknowledgedMessage) -> str:
+    """MSH-3's first component (its namespace id), unescaped, as ``RADRAFT_HL7_ALLOWED_SENDERS``
+    names it."""
+    delimiters = answered.delimiters
+    return unescape(answered.sending_application.split(delimiters.component)[0], delimiters).strip()
+
+
+def _refuse_sender(answered: AcknowledgedMessage, sender: str) -> OrderAnswer:
+    """AR to a sending application not on ``RADRAFT_HL7_ALLOWED_SENDERS``, stored nowhere, with
+    its name (made printable) logged."""
     log_event(
         logger,
         "gateway.order_sender_refused",
         logging.WARNING,
-        sending_application=printable_token(error.sender) or "(empty)",
+        sending_application=printable_token(sender) or "(empty)",
     )
-    return _answer(answered, error.code, error.reason)
+    return _answer(answered, AckCode.REJECT, "sending application (MSH-3) not accepted here")
 
 
 def refuse_oversized(error: FrameTooLargeError) -> bytes:
