@@ -20,10 +20,11 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from radraft.enums import OutboxChannel, OutboxStatus
+from radraft.enums import OutboxStatus
 from radraft.errors import ConflictError, NotFoundError
 from radraft.logs import log_event
 from radraft.models import AuditEntry, OutboxMessage, Study
+from radraft.withdrawal import is_report_output
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,11 @@ def mark_disputed(session: Session, study_id: int, now: datetime) -> None:
 
 
 def hold_if_disputed(session: Session, row: OutboxMessage) -> bool:
-    """Fail an SR or ORU row of a disputed study with ``HELD_REASON``; True if it was held."""
-    if row.study_id is None or row.channel == OutboxChannel.CELERY:
+    """Fail an SR or ORU row of a disputed study with ``HELD_REASON``; True if it was held.
+
+    A withdrawal (``radraft.withdrawal``) is not held: it is how a disputed study's delivered
+    reports are taken back."""
+    if row.study_id is None or not is_report_output(row):
         return False
     disputed = session.scalar(select(Study.identity_disputed_at).where(Study.id == row.study_id))
     if disputed is None:
@@ -70,6 +74,8 @@ def confirm_identity(
         raise NotFoundError("unknown study")
     if study.identity_disputed_at is None:
         raise ConflictError("the study's patient identity is not disputed: nothing to confirm")
+    if study.withdrawn_at is not None:
+        raise ConflictError("the study's reports were withdrawn as another patient's")
     held = session.scalars(
         select(OutboxMessage).where(
             OutboxMessage.study_id == study.id,

@@ -149,6 +149,9 @@ class Study(Base):
     identity_disputed_at: Mapped[datetime | None]
     """Since when the sender has contradicted this study's Patient ID (an instance of it refused
     under another one): no signing, no delivery until confirmed (``radraft.identity_dispute``)."""
+    withdrawn_at: Mapped[datetime | None]
+    """When an administrator found radraft's copy to be the wrong patient's and withdrew its
+    reports: nothing more is written or sent for it but the withdrawals (``radraft.withdrawal``)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.id")

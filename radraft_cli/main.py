@@ -268,6 +268,34 @@ def study_confirm_identity(
     typer.echo(f"identity confirmed; {requeued} held output(s) re-queued")
 
 
+@study_app.command("withdraw")
+def study_withdraw(
+    study_instance_uid: str,
+    by: Annotated[
+        str, typer.Option(help="Who found the copy to be another patient's (audit log).")
+    ],
+) -> None:
+    """After checking with the PACS that radraft's copy of a study belongs to another patient:
+    close its report, stop its outputs, and withdraw what reached the PACS (an IOCM rejection
+    note) and the RIS (an ORU with result status W)."""
+    from radraft.db import engine_for, make_sessionmaker, session_scope
+    from radraft.timeutil import utcnow
+    from radraft.withdrawal import withdraw_study
+
+    settings = _settings()
+    engine = engine_for(settings)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            done = withdraw_study(session, study_instance_uid, actor=f"cli:{by}", now=utcnow())
+    finally:
+        engine.dispose()
+    queued = ", ".join(done.queued) or "none (no output of it was sent or on its way)"
+    typer.echo(
+        f"withdrawn; {done.stopped} undelivered output(s) will not be sent; withdrawals queued:"
+        f" {queued}"
+    )
+
+
 @app.command()
 def deliver() -> None:
     """Deliver report outputs (SR C-STORE, HL7 ORU over MLLP) until SIGTERM or SIGINT."""

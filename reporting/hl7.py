@@ -3,8 +3,9 @@
 OBR-25 and every OBX-11 carry the result status: R for an unverified model draft ("results
 stored, not yet verified"; never P, which receivers such as dcm4chee read as a verified
 preliminary report), P for a resident's preliminary report, F for the signed report, C for a
-correction (amendment). Every value is escaped, so report text never splits into fields or
-components; names keep their DICOM groups as XPN repetitions with name representation codes.
+correction (amendment), W when a result sent for the wrong patient is withdrawn. Every value
+is escaped, so report text never splits into fields or components; names keep their DICOM
+groups as XPN repetitions with name representation codes.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class ResultStatus(StrEnum):
     """The attending's signed report."""
     CORRECTED = "C"
     """A correction of a signed report (amendment)."""
+    WRONG = "W"
+    """Post original as wrong, e.g. transmitted for the wrong patient: a withdrawal."""
 
 
 RESULT_STATUS_FOR_STATE: Mapping[ReportState, ResultStatus] = {
@@ -100,11 +103,13 @@ class OruContent:
     receiving_application: str = ""
     receiving_facility: str = ""
     character_set: str = "UNICODE UTF-8"
+    withdrawn: bool = False
+    """The result is withdrawn as another patient's: status W, everything else as it was sent."""
 
     @property
     def result_status(self) -> ResultStatus:
-        """OBR-25 for this revision's state."""
-        return RESULT_STATUS_FOR_STATE[self.state]
+        """OBR-25 for this revision's state, or W for a withdrawal."""
+        return ResultStatus.WRONG if self.withdrawn else RESULT_STATUS_FOR_STATE[self.state]
 
 
 def person_name_to_xpn(person_name: str) -> str:
@@ -141,7 +146,7 @@ def _segment(name: str, fields: Mapping[int, str]) -> str:
 def build_oru(content: OruContent) -> str:
     """The ORU^R01 as ER7 text (segments separated by carriage returns)."""
     status = content.result_status.value
-    signed = content.result_status in (ResultStatus.FINAL, ResultStatus.CORRECTED)
+    signed = content.state.is_signed
     patient_id = escape(content.patient_id)
     if content.assigning_authority:
         patient_id += f"^^^{escape(content.assigning_authority)}^MR"

@@ -60,6 +60,10 @@ class IdentityDisputedError(LifecycleError, ConflictError):
     """The study's patient identity is disputed: not signed or amended until it is confirmed."""
 
 
+class StudyWithdrawnError(LifecycleError, ConflictError):
+    """The study's reports were withdrawn as another patient's: its report is closed."""
+
+
 class InvalidTextError(LifecycleError, InvalidInputError):
     """A section is empty where it must not be, or too long."""
 
@@ -140,6 +144,11 @@ def apply_transition(
         )
     if report.version != expected_version:
         raise StaleVersionError(report.version)
+    if study.withdrawn_at is not None:
+        raise StudyWithdrawnError(
+            "this study's reports were withdrawn: radraft's copy of it belongs to another"
+            " patient, so it is reported at the PACS, not here"
+        )
     if transition.target.is_signed and study.identity_disputed_at is not None:
         raise IdentityDisputedError(
             "this study's patient identity is disputed: the sender has since sent it under"

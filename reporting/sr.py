@@ -213,7 +213,7 @@ def _content(document: ReportDocument) -> hd.sr.ContainerContentItem:
     return root
 
 
-def _identity_header(identity: PatientAndStudy, first: EvidenceReference) -> Dataset:
+def identity_header(identity: PatientAndStudy, first: EvidenceReference) -> Dataset:
     """The header highdicom copies patient and study from: our values, type 2 present."""
     header = Dataset()
     header.StudyInstanceUID = identity.study_instance_uid
@@ -236,7 +236,8 @@ def _identity_header(identity: PatientAndStudy, first: EvidenceReference) -> Dat
     return header
 
 
-def _reference(reference: EvidenceReference) -> Dataset:
+def reference_item(reference: EvidenceReference) -> Dataset:
+    """An evidence item: the four UIDs highdicom files it under."""
     item = Dataset()
     item.StudyInstanceUID = reference.study_instance_uid
     item.SeriesInstanceUID = reference.series_instance_uid
@@ -325,8 +326,8 @@ class ReportSR(hd.sr.ComprehensiveSR):
         origin = document.origin_model or document.model
         super().__init__(
             evidence=[
-                _identity_header(document.identity, evidence[0]),
-                *(_reference(reference) for reference in evidence[1:]),
+                identity_header(document.identity, evidence[0]),
+                *(reference_item(reference) for reference in evidence[1:]),
             ],
             content=_content(document),
             series_instance_uid=sr_series_uid(document.identity.study_instance_uid),

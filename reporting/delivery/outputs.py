@@ -162,6 +162,24 @@ def procedure_code(bundle: RevisionBundle) -> Code | None:
     return None
 
 
+def patient_and_study(study: Study) -> PatientAndStudy:
+    """The patient and study as radraft's outputs state them (type 2 values empty if absent)."""
+    return PatientAndStudy(
+        study_instance_uid=study.study_instance_uid,
+        patient_id=study.patient_id or "",
+        issuer_of_patient_id=study.issuer_of_patient_id or "",
+        patient_name=study.patient_name or "",
+        patient_birth_date=study.patient_birth_date or "",
+        patient_sex=study.patient_sex or "",
+        accession_number=study.accession_number or "",
+        study_id=study.dicom_study_id or "",
+        study_date=study.study_date or "",
+        study_time=study.study_time or "",
+        referring_physician_name=study.referring_physician_name or "",
+        study_description=study.study_description or "",
+    )
+
+
 def _document(bundle: RevisionBundle, settings: Settings) -> ReportDocument:
     revision, study, order = bundle.revision, bundle.study, bundle.order
     state = ReportState(revision.state)
@@ -178,20 +196,7 @@ def _document(bundle: RevisionBundle, settings: Settings) -> ReportDocument:
             procedure_code=code,
         )
     return ReportDocument(
-        identity=PatientAndStudy(
-            study_instance_uid=study.study_instance_uid,
-            patient_id=study.patient_id or "",
-            issuer_of_patient_id=study.issuer_of_patient_id or "",
-            patient_name=study.patient_name or "",
-            patient_birth_date=study.patient_birth_date or "",
-            patient_sex=study.patient_sex or "",
-            accession_number=study.accession_number or "",
-            study_id=study.dicom_study_id or "",
-            study_date=study.study_date or "",
-            study_time=study.study_time or "",
-            referring_physician_name=study.referring_physician_name or "",
-            study_description=study.study_description or "",
-        ),
+        identity=patient_and_study(study),
         revision_key=str(revision.id),
         revision_number=revision.number,
         state=state,
@@ -276,9 +281,14 @@ def observed_at(bundle: RevisionBundle, settings: Settings) -> str:
 
 
 def build_oru_message(
-    bundle: RevisionBundle, settings: Settings, *, control_id: str, now: datetime
+    bundle: RevisionBundle,
+    settings: Settings,
+    *,
+    control_id: str,
+    now: datetime,
+    withdrawn: bool = False,
 ) -> str:
-    """The revision's ORU^R01.
+    """The revision's ORU^R01; ``withdrawn``: the same result posted as wrong (status W).
 
     Raises
     ------
@@ -324,5 +334,6 @@ def build_oru_message(
             receiving_application=settings.hl7_receiving_application,
             receiving_facility=settings.hl7_receiving_facility,
             character_set=settings.hl7_character_set,
+            withdrawn=withdrawn,
         )
     )

@@ -36,6 +36,7 @@ from radraft.outbox import backoff_seconds
 from radraft.settings import DicomDestination, MllpDestination, Settings
 from radraft.timeutil import Clock, utcnow
 from radraft.tls import client_context
+from radraft.withdrawal import ORU_WITHDRAWAL, SR_REJECTION, stop_if_withdrawn
 from reporting.delivery.outputs import (
     MissingRevisionError,
     RevisionBundle,
@@ -44,6 +45,14 @@ from reporting.delivery.outputs import (
     load_bundle,
 )
 from reporting.delivery.senders import DeliveryError, SentNote, send_oru, store_sr
+from reporting.delivery.withdrawals import (
+    NO_ORU_DELIVERED,
+    NO_SR_STORED,
+    OruWithdrawal,
+    load_oru_withdrawal,
+    load_rejection_note,
+)
+from reporting.rejection_note import RejectionNote
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +141,11 @@ class OutputDeliveryRelay:
                 if key in blocked:
                     continue
                 blocked.add(key)  # later rows of this study and channel wait for this one
-                if row.status != OutboxStatus.PENDING or row.next_attempt_at > now:
+                waiting = row.status == OutboxStatus.PENDING and row.next_attempt_at > now
+                if not waiting and stop_if_withdrawn(session, row, now):
+                    blocked.discard(key)  # settled unsent: the next row of the queue may go
+                    continue
+                if row.status != OutboxStatus.PENDING or waiting:
                     continue
                 if hold_if_disputed(session, row):
                     continue
@@ -159,11 +172,9 @@ class OutputDeliveryRelay:
                     return False
                 channel = OutboxChannel(row.channel)
                 payload = dict(row.payload)
-                bundle = load_bundle(
-                    session, int(payload["report_revision_id"]), spool_dir=self._settings.spool_dir
-                )
+                send = self._prepare(session, row, channel, payload)
                 session.expunge_all()
-            note = self._send_output(channel, payload, bundle, row_id)
+            note = send()
         except MissingRevisionError as error:
             self._record_failure(row_id, str(error), final=True)
             return False
@@ -184,6 +195,27 @@ class OutputDeliveryRelay:
             return False
         log_event(logger, "delivery.delivered", outbox_id=row_id, channel=channel.value)
         return True
+
+    def _prepare(
+        self,
+        session: Session,
+        row: OutboxMessage,
+        channel: OutboxChannel,
+        payload: dict[str, Any],
+    ) -> Callable[[], str | None]:
+        """Read what the row's output is built from (in the open transaction); returns what
+        builds and sends it (after the transaction, with nothing locked while the peer answers)."""
+        output = payload.get("output")
+        spool_dir = self._settings.spool_dir
+        if output == ORU_WITHDRAWAL and row.study_id is not None:
+            withdrawal = load_oru_withdrawal(session, row.study_id, spool_dir=spool_dir)
+            return lambda: self._send_oru_withdrawal(withdrawal, payload, row.id)
+        if output == SR_REJECTION and row.study_id is not None:
+            note = load_rejection_note(session, row.study_id, self._settings, self._clock())
+            return lambda: self._send_rejection_note(note)
+        bundle = load_bundle(session, int(payload["report_revision_id"]), spool_dir=spool_dir)
+        row_id = row.id
+        return lambda: self._send_output(channel, payload, bundle, row_id)
 
     def _record_delivery(self, row_id: int, note: str | None, payload: dict[str, Any]) -> bool:
         """Mark the row done; while the database is down, keep trying instead of re-sending.
@@ -235,23 +267,73 @@ class OutputDeliveryRelay:
             return sent.warning or None
         if is_draft and not self._settings.hl7_send_drafts:
             return "not sent: RADRAFT_HL7_SEND_DRAFTS is false"
+        self._send_to_each_ris(
+            self._settings.hl7_destinations,
+            payload,
+            row_id,
+            lambda control_id: build_oru_message(
+                bundle, self._settings, control_id=control_id, now=self._clock()
+            ),
+        )
+        return None
+
+    def _send_oru_withdrawal(
+        self, withdrawal: OruWithdrawal, payload: dict[str, Any], row_id: int
+    ) -> str | None:
+        """The newest acknowledged result again, as W, to every RIS that acknowledged one."""
+        bundle = withdrawal.bundle
+        if bundle is None:
+            return NO_ORU_DELIVERED
+        configured = [
+            d for d in self._settings.hl7_destinations if str(d) in withdrawal.destinations
+        ]
+        self._send_to_each_ris(
+            configured,
+            payload,
+            row_id,
+            lambda control_id: build_oru_message(
+                bundle, self._settings, control_id=control_id, now=self._clock(), withdrawn=True
+            ),
+        )
+        gone = [name for name in withdrawal.destinations if name not in map(str, configured)]
+        if gone:
+            raise DeliveryError(
+                "a RIS that acknowledged this study's result is no longer configured, so its"
+                f" withdrawal cannot reach it: {', '.join(gone)}"
+            )
+        return None
+
+    def _send_to_each_ris(
+        self,
+        destinations: list[MllpDestination],
+        payload: dict[str, Any],
+        row_id: int,
+        build: Callable[[str], str],
+    ) -> None:
+        """Send to each destination that has not acknowledged this row yet, remembering which
+        have (in ``payload["delivered_to"]``, saved even when a later one fails)."""
         delivered_to: list[str] = list(payload.get("delivered_to", []))
-        for destination in self._settings.hl7_destinations:
+        for destination in destinations:
             if str(destination) in delivered_to:
                 continue  # a retry never sends twice to a destination that acknowledged
             control_id = oru_control_id(row_id, destination)
-            message = build_oru_message(
-                bundle, self._settings, control_id=control_id, now=self._clock()
-            )
             try:
-                self._send(message, destination, control_id)
+                self._send(build(control_id), destination, control_id)
             except DeliveryError:
                 payload["delivered_to"] = delivered_to
                 self._save_payload(row_id, payload)
                 raise
             delivered_to.append(str(destination))
         payload["delivered_to"] = delivered_to
-        return None
+
+    def _send_rejection_note(self, note: RejectionNote | None) -> str | None:
+        """The IOCM rejection note to the PACS; nothing when no SR of the study reached it."""
+        if note is None:
+            return NO_SR_STORED
+        pacs = self._settings.sr_destination
+        if pacs is None:
+            raise DeliveryError("no SR destination configured")
+        return self._store(note, pacs).warning or None
 
     def _save_payload(self, row_id: int, payload: dict[str, Any]) -> None:
         with session_scope(self._session_factory) as session:

@@ -60,12 +60,20 @@ def metrics(session: DbSession) -> PlainTextResponse:
            " patient, study, series or SOP class (see the audit log).",
            {(): conflicts or 0})  # fmt: skip
     disputed = session.scalar(
-        select(func.count()).select_from(Study).where(Study.identity_disputed_at.is_not(None))
+        select(func.count())
+        .select_from(Study)
+        .where(Study.identity_disputed_at.is_not(None), Study.withdrawn_at.is_(None))
     )
     _gauge(lines, "radraft_studies_identity_disputed",
            "Studies the sender has since sent under another Patient ID, held from signing and"
-           " delivery until confirmed (radraft study confirm-identity).",
+           " delivery until confirmed or withdrawn (radraft study confirm-identity, withdraw).",
            {(): disputed or 0})  # fmt: skip
+    withdrawn = session.scalar(
+        select(func.count()).select_from(Study).where(Study.withdrawn_at.is_not(None))
+    )
+    _gauge(lines, "radraft_studies_withdrawn",
+           "Studies whose reports were withdrawn as another patient's (radraft study withdraw).",
+           {(): withdrawn or 0})  # fmt: skip
     other_patient = session.scalar(
         select(func.count(func.distinct(AuditEntry.object_id))).where(
             AuditEntry.action == AuditAction.ORDER_OF_OTHER_PATIENT

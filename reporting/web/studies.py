@@ -62,6 +62,9 @@ class StudyOut(BaseModel):
     identity_disputed_at: datetime | None
     """Since when the sender has contradicted the study's Patient ID (null: not disputed); no
     signing and no SR or ORU until an administrator confirms it."""
+    withdrawn_at: datetime | None
+    """When an administrator withdrew the study's reports as another patient's (null: not
+    withdrawn); its report is closed."""
     jobs: list[JobOut]
 
 
@@ -106,6 +109,7 @@ def _study_out(study: Study, instance_count: int) -> dict[str, object]:
         "last_received_at": study.last_received_at,
         "completed_at": study.completed_at,
         "identity_disputed_at": study.identity_disputed_at,
+        "withdrawn_at": study.withdrawn_at,
         "jobs": [JobOut.model_validate(job, from_attributes=True) for job in study.jobs],
     }
 

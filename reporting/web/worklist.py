@@ -47,6 +47,8 @@ class WorklistRow(BaseModel):
     report_id: int | None
     identity_disputed: bool = False
     """The sender has since contradicted the study's Patient ID: not to be signed as it is."""
+    withdrawn: bool = False
+    """Its reports were withdrawn as another patient's: nothing to report here."""
 
 
 def worklist_status(status: str) -> str:
@@ -110,6 +112,7 @@ def worklist(
             images=images.get(study.id, 0),
             report_id=reports.get(study.id),
             identity_disputed=study.identity_disputed_at is not None,
+            withdrawn=study.withdrawn_at is not None,
         )
         for study in studies
     ]

@@ -1,5 +1,5 @@
-"""A disputed study in headless Chromium: flagged on the worklist, a banner on the case page,
-and the attending's Sign refused with the reason shown beside the editor."""
+"""A disputed study, and a withdrawn one, in headless Chromium: flagged on the worklist, a
+banner on the case page, and the attending's Sign refused with the reason beside the editor."""
 
 from __future__ import annotations
 
@@ -24,13 +24,26 @@ from tests.reporting.web_support import PASSWORD
 STUDY_UID = "1.2.826.0.1.3680043.9.3811.77"
 
 
+CASES = {
+    "disputed": ("identity disputed", "identity-banner", "Patient identity disputed",
+                 "patient identity is disputed"),
+    "withdrawn": ("withdrawn (another patient's)", "withdrawn-banner", "Withdrawn",
+                  "reports were withdrawn"),
+}  # fmt: skip
+"""Per mark: the worklist flag, the case page's banner (id, text), the refusal beside the editor."""
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_a_disputed_study_is_flagged_and_cannot_be_signed_in_chromium(
-    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+@pytest.mark.parametrize("mark", sorted(CASES))
+def test_a_disputed_or_withdrawn_study_is_flagged_and_cannot_be_signed_in_chromium(
+    mark: str, settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
+    flag, banner_id, banner_text, refusal = CASES[mark]
     with session_scope(session_factory) as session:
         study, _report = drafted_study(session, STUDY_UID)
         study.identity_disputed_at = utcnow()
+        if mark == "withdrawn":
+            study.withdrawn_at = utcnow()
         create_user(session, "alan", role=Role.ATTENDING, password=PASSWORD, full_name="Alan A")
     base = f"http://127.0.0.1:{settings.http_port}"
     with (
@@ -40,16 +53,16 @@ def test_a_disputed_study_is_flagged_and_cannot_be_signed_in_chromium(
         log_in(driver, base, "alan", PASSWORD)
         row = f"tr[data-study-uid='{STUDY_UID}']"
         WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
-            lambda d: any(
-                "identity disputed" in r.text for r in d.find_elements(By.CSS_SELECTOR, row)
-            )
+            lambda d: any(flag in r.text for r in d.find_elements(By.CSS_SELECTOR, row))
         )
         driver.get(f"{base}/cases/{STUDY_UID}")
         wait_for(driver, "#case[data-loaded='true']")
-        assert "Patient identity disputed" in driver.find_element(By.ID, "identity-banner").text
+        assert banner_text in driver.find_element(By.ID, banner_id).text
+        banners = driver.find_elements(By.CSS_SELECTOR, ".identity-banner")
+        assert len(banners) == 1, "one banner: a withdrawal is the dispute's decision"
         driver.find_element(By.ID, "sign").click()
         WebDriverWait(driver, 30).until(
-            lambda d: "patient identity is disputed" in d.find_element(By.ID, "editor-error").text
+            lambda d: refusal in d.find_element(By.ID, "editor-error").text
         )
         assert driver.current_url.endswith(f"/cases/{STUDY_UID}"), "still on the case"
-        screenshot(driver, "case-identity-disputed")
+        screenshot(driver, f"case-identity-{mark}")

@@ -20,7 +20,9 @@ function renderRow(study) {
   row.dataset.studyUid = study.study_instance_uid;
   row.append(radraft.text("td", study.priority > 0 ? `P${study.priority}` : ""));
   const status = radraft.text("td", study.worklist_status, "status");
-  if (study.identity_disputed) {
+  if (study.withdrawn) {
+    status.append(radraft.text("span", " withdrawn (another patient's)", "identity-flag"));
+  } else if (study.identity_disputed) {
     status.append(radraft.text("span", " identity disputed", "identity-flag"));
   }
   row.append(status);

@@ -1,0 +1,205 @@
+"""A study whose copy here is another patient's: its delivered reports are taken back.
+
+The identity dispute holds what has not left radraft yet; these reports had left. The draft and
+the signed report reached the PACS (dcmtk's storescp) and the RIS (an MLLP peer) before the
+sender contradicted the study's Patient ID (a real storescu sends it again under another one).
+The administrator checks with the PACS, finds radraft's copy wrong, and runs the real
+``radraft study withdraw``: the PACS gets an IOCM rejection note naming exactly the SRs it
+stored, the RIS a W result under the patient and order it filed the result under, an amendment
+still waiting in the outbox is never sent, and the report is closed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydicom import dcmread
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.service import Gateway
+from radraft.db import session_scope
+from radraft.enums import OutboxStatus, ReportState, Role
+from radraft.models import AuditEntry, ReportRevision, Study, User
+from radraft.settings import Settings, settings_to_environment
+from radraft.withdrawal import WITHDRAWN_ACTION, WITHDRAWN_NOTE
+from reporting.delivery.relay import OutputDeliveryRelay
+from reporting.delivery.withdrawals import NO_ORU_DELIVERED, NO_SR_STORED
+from reporting.users import create_user
+from tests.conftest import ReportDestinations
+from tests.dicom_peers import store_statuses, storescu, synthetic_study_files
+from tests.reporting.factories import add_revision
+from tests.reporting.test_boundary_outputs import dciodvfy_errors
+from tests.reporting.test_delivery import SteppingClock, output_rows
+from tests.reporting.web_support import PASSWORD, edit, login
+from tests.support import wait_until
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
+KOS = "1.2.840.10008.5.1.4.1.1.88.59"
+
+
+def _radraft(settings: Settings, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, as an administrator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "radraft_cli", *arguments],
+        env={**os.environ, **settings_to_environment(settings)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def _deliver_all(relay: OutputDeliveryRelay, factory: sessionmaker[Session]) -> None:
+    wait_until(lambda: relay.run_once() == 0 and all(
+        row.status == OutboxStatus.DONE for row in output_rows(factory)
+    ), timeout=120, what="every output settled")  # fmt: skip
+
+
+def test_a_study_found_to_be_another_patients_is_withdrawn_from_the_pacs_and_the_ris(
+    received_study: Study,
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    app_client: TestClient,
+    report_destinations: ReportDestinations,
+    tmp_path: Path,
+) -> None:
+    settings = settings.model_copy(
+        update={**report_destinations.settings_update(), "delivery_timeout_seconds": 3}
+    )
+    ris, uid = report_destinations.ris, received_study.study_instance_uid
+    relay = OutputDeliveryRelay(session_factory, settings, clock=SteppingClock())
+    with session_scope(session_factory) as session:
+        study = session.get(Study, received_study.id)
+        assert study is not None
+        first_patient = study.patient_id
+        draft = add_revision(session, study, ReportState.DRAFTED, model=True,
+                             findings="Draft findings.", impression="Draft.")  # fmt: skip
+        report_id = draft.report_id
+        attending = create_user(session, "attending", role=Role.ATTENDING, password=PASSWORD,
+                                full_name="Ada Attending")  # fmt: skip
+        add_revision(session, study, ReportState.FINAL, author=attending,
+                     findings="Signed findings.", impression="Signed impression.")  # fmt: skip
+    _deliver_all(relay, session_factory)
+    assert len(report_destinations.stored_srs()) == 2
+    assert len(ris.messages) == 2
+    signed_oru = ris.messages[-1]
+    with session_scope(session_factory) as session:
+        study = session.get(Study, received_study.id)
+        assert study is not None
+        attending = session.scalars(select(User).where(User.username == "attending")).one()
+        add_revision(session, study, ReportState.AMENDED, author=attending,
+                     findings="Amended findings.", impression="Amended.")  # fmt: skip
+        stored_sr_uids = set(
+            session.scalars(
+                select(ReportRevision.sr_sop_instance_uid).where(
+                    ReportRevision.sr_sop_instance_uid.is_not(None)
+                )
+            )
+        )
+    assert len(stored_sr_uids) == 2
+
+    again = synthetic_study_files(90, tmp_path / "again")  # the PACS's corrected copy
+    for path in again:
+        corrected = dcmread(path)
+        corrected.PatientID = "CORRECTED-7"
+        corrected.save_as(path)
+    sent = storescu(again, port=running_gateway.port, debug=True, halt=False)
+    assert set(store_statuses(sent.output)) == {0x0111}
+
+    withdrawn = _radraft(settings, "study", "withdraw", uid, "--by", "pacs-admin")
+    assert withdrawn.returncode == 0, withdrawn.stderr
+    assert "2 undelivered output(s) will not be sent" in withdrawn.stdout
+    assert "oru-withdrawal, sr-rejection" in withdrawn.stdout
+    _deliver_all(relay, session_factory)
+
+    rows = output_rows(session_factory)
+    assert [row.last_error for row in rows[4:6]] == [WITHDRAWN_NOTE] * 2, (
+        "the amendment waiting in the outbox never leaves, and says why"
+    )
+    assert [row.last_error for row in rows[6:]] == [None, None], "both withdrawals delivered"
+    stored = report_destinations.stored_srs()
+    assert len(stored) == 3, "no amended SR; one rejection note"
+    (note_path,) = [path for path in stored if dcmread(path).SOPClassUID == KOS]
+    assert dciodvfy_errors(note_path) == []
+    note = dcmread(note_path)
+    title = note.ConceptNameCodeSequence[0]
+    assert (title.CodeValue, title.CodingSchemeDesignator) == ("113037", "DCM")
+    assert (note.PatientID, note.StudyInstanceUID) == (first_patient, uid), (
+        "the note is filed where the SRs are: under the patient they were sent for"
+    )
+    (evidence,) = note.CurrentRequestedProcedureEvidenceSequence
+    rejected = {
+        item.ReferencedSOPInstanceUID
+        for series in evidence.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    }
+    assert rejected == stored_sr_uids
+
+    assert len(ris.messages) == 3, "no amended ORU; one withdrawal"
+    withdrawal = ris.messages[-1]
+    assert str(withdrawal.segment("OBR")[25]) == "W"
+    assert {str(obx[11]) for obx in withdrawal.segments("OBX")} == {"W"}
+    for segment, field in (("PID", 3), ("OBR", 2), ("OBR", 3), ("OBR", 18)):
+        assert str(withdrawal.segment(segment)[field]) == str(signed_oru.segment(segment)[field])
+    assert str(withdrawal.segment("PID")[3]).split("^")[0] == first_patient
+    assert "Signed impression." in str(withdrawal), "the result the RIS filed, posted as wrong"
+
+    csrf = login(app_client, "attending")
+    version = app_client.get(f"/api/reports/{report_id}").json()["version"]
+    refused = app_client.post(
+        f"/api/reports/{report_id}/amend", json=edit(version, "Again."), headers=csrf
+    )
+    assert refused.status_code == 409
+    assert "withdrawn" in refused.text
+    assert "Withdrawn: an administrator" in app_client.get(f"/cases/{uid}").text
+    (row,) = app_client.get("/api/worklist").json()
+    assert row["withdrawn"] is True
+    assert app_client.get(f"/api/studies/{uid}").json()["withdrawn_at"] is not None
+    metrics = app_client.get(
+        "/metrics", headers={"Authorization": f"Bearer {settings.api_token}"}
+    ).text
+    assert "\nradraft_studies_withdrawn 1\n" in metrics
+    assert "\nradraft_studies_identity_disputed 0\n" in metrics, "decided: no longer alerting"
+
+    confirmed = _radraft(settings, "study", "confirm-identity", uid, "--by", "someone")
+    assert confirmed.returncode != 0
+    assert "withdrawn" in confirmed.stderr + confirmed.stdout
+    twice = _radraft(settings, "study", "withdraw", uid, "--by", "someone")
+    assert twice.returncode != 0
+    assert "already withdrawn" in twice.stderr + twice.stdout
+    with session_scope(session_factory) as session:
+        (entry,) = session.scalars(select(AuditEntry).where(AuditEntry.action == WITHDRAWN_ACTION))
+        assert (entry.actor, entry.object_id) == ("cli:pacs-admin", str(received_study.id))
+        assert entry.details is not None
+        assert entry.details["identity_disputed"] is True
+
+
+def test_a_study_withdrawn_before_anything_left_sends_nothing_and_leaves_nothing_pending(
+    received_study: Study,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    report_destinations: ReportDestinations,
+) -> None:
+    settings = settings.model_copy(update=report_destinations.settings_update())
+    with session_scope(session_factory) as session:
+        study = session.get(Study, received_study.id)
+        assert study is not None
+        add_revision(session, study, ReportState.DRAFTED, model=True,
+                     findings="Draft findings.", impression="Draft.")  # fmt: skip
+
+    withdrawn = _radraft(
+        settings, "study", "withdraw", received_study.study_instance_uid, "--by", "admin"
+    )
+    assert withdrawn.returncode == 0, withdrawn.stderr
+    _deliver_all(OutputDeliveryRelay(session_factory, settings, clock=SteppingClock()),
+                 session_factory)  # fmt: skip
+
+    notes = [row.last_error for row in output_rows(session_factory)]
+    assert notes == [WITHDRAWN_NOTE, WITHDRAWN_NOTE, NO_ORU_DELIVERED, NO_SR_STORED]
+    assert report_destinations.stored_srs() == []
+    assert report_destinations.ris.messages == []
