@@ -205,16 +205,15 @@ class OutputDeliveryRelay:
     ) -> Callable[[], str | None]:
         """Read what the row's output is built from (in the open transaction); returns what
         builds and sends it (after the transaction, with nothing locked while the peer answers)."""
-        output = payload.get("output")
+        output, row_id, study_id = payload.get("output"), row.id, row.study_id
         spool_dir = self._settings.spool_dir
-        if output == ORU_WITHDRAWAL and row.study_id is not None:
-            withdrawal = load_oru_withdrawal(session, row.study_id, spool_dir=spool_dir)
-            return lambda: self._send_oru_withdrawal(withdrawal, payload, row.id)
-        if output == SR_REJECTION and row.study_id is not None:
-            note = load_rejection_note(session, row.study_id, self._settings, self._clock())
+        if output == ORU_WITHDRAWAL and study_id is not None:
+            withdrawal = load_oru_withdrawal(session, study_id, spool_dir=spool_dir)
+            return lambda: self._send_oru_withdrawal(withdrawal, payload, row_id)
+        if output == SR_REJECTION and study_id is not None:
+            note = load_rejection_note(session, study_id, self._settings, self._clock())
             return lambda: self._send_rejection_note(note)
         bundle = load_bundle(session, int(payload["report_revision_id"]), spool_dir=spool_dir)
-        row_id = row.id
         return lambda: self._send_output(channel, payload, bundle, row_id)
 
     def _record_delivery(self, row_id: int, note: str | None, payload: dict[str, Any]) -> bool:
@@ -297,6 +296,7 @@ class OutputDeliveryRelay:
         )
         gone = [name for name in withdrawal.destinations if name not in map(str, configured)]
         if gone:
+            self._save_payload(row_id, payload)  # who has it already, so a retry skips them
             raise DeliveryError(
                 "a RIS that acknowledged this study's result is no longer configured, so its"
                 f" withdrawal cannot reach it: {', '.join(gone)}"

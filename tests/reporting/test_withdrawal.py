@@ -26,18 +26,20 @@ from gateway.service import Gateway
 from radraft.db import session_scope
 from radraft.enums import OutboxStatus, ReportState, Role
 from radraft.models import AuditEntry, ReportRevision, Study, User
-from radraft.settings import Settings, settings_to_environment
-from radraft.withdrawal import WITHDRAWN_ACTION, WITHDRAWN_NOTE
-from reporting.delivery.relay import OutputDeliveryRelay
+from radraft.settings import MllpDestination, Settings, settings_to_environment
+from radraft.timeutil import utcnow
+from radraft.withdrawal import ORU_WITHDRAWAL, WITHDRAWN_ACTION, WITHDRAWN_NOTE, withdraw_study
+from reporting.delivery.relay import OutputDeliveryRelay, retry_failed
 from reporting.delivery.withdrawals import NO_ORU_DELIVERED, NO_SR_STORED
 from reporting.users import create_user
 from tests.conftest import ReportDestinations
 from tests.dicom_peers import store_statuses, storescu, synthetic_study_files
+from tests.hl7_peer import RisPeer
 from tests.reporting.factories import add_revision
 from tests.reporting.test_boundary_outputs import dciodvfy_errors
 from tests.reporting.test_delivery import SteppingClock, output_rows
 from tests.reporting.web_support import PASSWORD, edit, login
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -203,3 +205,52 @@ def test_a_study_withdrawn_before_anything_left_sends_nothing_and_leaves_nothing
     assert notes == [WITHDRAWN_NOTE, WITHDRAWN_NOTE, NO_ORU_DELIVERED, NO_SR_STORED]
     assert report_destinations.stored_srs() == []
     assert report_destinations.ris.messages == []
+
+
+def test_the_ris_withdrawal_goes_only_to_a_ris_that_had_the_result_and_names_one_now_missing(
+    received_study: Study,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+) -> None:
+    first, second = RisPeer(free_port()), RisPeer(free_port())
+    for peer in (first, second):
+        peer.start()
+    try:
+        to_first = settings.model_copy(
+            update={"hl7_destinations": [MllpDestination("127.0.0.1", first.port)]}
+        )
+        with session_scope(session_factory) as session:
+            study = session.get(Study, received_study.id)
+            assert study is not None
+            add_revision(session, study, ReportState.DRAFTED, model=True,
+                         findings="Draft findings.", impression="Draft.")  # fmt: skip
+        relay = OutputDeliveryRelay(session_factory, to_first, clock=SteppingClock())
+        assert relay.run_once() == 1
+        assert len(first.messages) == 1
+        with session_scope(session_factory) as session:
+            withdraw_study(session, received_study.study_instance_uid, actor="test", now=utcnow())
+
+        only_second = settings.model_copy(update={
+            "hl7_destinations": [MllpDestination("127.0.0.1", second.port)],
+            "delivery_max_attempts": 1,
+        })  # fmt: skip
+        OutputDeliveryRelay(session_factory, only_second, clock=SteppingClock()).run_once()
+        (withdrawal,) = [
+            r for r in output_rows(session_factory) if r.payload["output"] == ORU_WITHDRAWAL
+        ]
+        assert withdrawal.status == OutboxStatus.FAILED
+        assert "no longer configured" in (withdrawal.last_error or "")
+        assert f"127.0.0.1:{first.port}" in (withdrawal.last_error or ""), "names the RIS"
+        assert second.messages == [], "a RIS that never had the result gets no withdrawal"
+
+        with session_scope(session_factory) as session:
+            assert retry_failed(session, withdrawal.id, now=utcnow())
+        both = settings.model_copy(update={"hl7_destinations": [
+            MllpDestination("127.0.0.1", first.port), MllpDestination("127.0.0.1", second.port),
+        ]})  # fmt: skip
+        OutputDeliveryRelay(session_factory, both, clock=SteppingClock()).run_once()
+        assert [str(m.segment("OBR")[25]) for m in first.messages] == ["R", "W"]
+        assert second.messages == []
+    finally:
+        for peer in (first, second):
+            peer.stop()
