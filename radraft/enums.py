@@ -38,7 +38,8 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     """Gave up after the retry budget or on a permanent error; ``last_error`` says why."""
     SUPERSEDED = "superseded"
-    """Newer instances arrived before it ran; a newer job replaces it."""
+    """Not needed any more: newer instances arrived before it ran (a newer job replaces it), or
+    the study's reports were withdrawn (``last_error`` says so)."""
 
 
 class ReportState(StrEnum):

@@ -45,6 +45,7 @@ MAX_DELIVERIES = 5
 MAX_IMAGES = 2
 """CheXagent reads up to two images: the frontal first, the lateral second."""
 
+WITHDRAWN_STUDY = "not drafted: the study's reports were withdrawn as another patient's"
 FINISHED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SUPERSEDED})
 
 
@@ -114,6 +115,12 @@ def take_job(
     if locked is None or locked[0].status in FINISHED_STATUSES:
         return None
     job, study = locked
+    if study.withdrawn_at is not None:
+        job.status = JobStatus.SUPERSEDED
+        job.last_error = WITHDRAWN_STUDY
+        job.finished_at = now
+        log_event(logger, "worker.study_withdrawn", job_id=job.id)
+        return None
     if (
         job.status == JobStatus.RUNNING
         and not is_retry
@@ -262,6 +269,11 @@ def store_draft(
     if locked is None or locked[0].status in FINISHED_STATUSES:
         return None
     job, study = locked
+    if study.withdrawn_at is not None:  # withdrawn while the model wrote
+        job.status = JobStatus.SUPERSEDED
+        job.finished_at = now
+        job.last_error = WITHDRAWN_STUDY
+        return None
     report = lock_report(session, study.id)
     if report is not None and report.state != ReportState.DRAFTED:
         job.status = JobStatus.SUPERSEDED

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.service import Gateway
 from radraft.db import session_scope
-from radraft.enums import OutboxStatus, ReportState, Role
-from radraft.models import AuditEntry, ReportRevision, Study, User
+from radraft.enums import JobStatus, OutboxStatus, ReportState, Role, StudyStatus
+from radraft.models import AuditEntry, DraftingJob, ReportRevision, Study, User
 from radraft.settings import MllpDestination, Settings, settings_to_environment
 from radraft.timeutil import utcnow
 from radraft.withdrawal import ORU_WITHDRAWAL, WITHDRAWN_ACTION, WITHDRAWN_NOTE, withdraw_study
@@ -40,6 +40,8 @@ from tests.reporting.test_boundary_outputs import dciodvfy_errors
 from tests.reporting.test_delivery import SteppingClock, output_rows
 from tests.reporting.web_support import PASSWORD, edit, login
 from tests.support import free_port, wait_until
+from worker.drafting import WITHDRAWN_STUDY, DraftOutcome, store_draft, take_job
+from worker.runtimes.base import ModelInfo
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -254,3 +256,35 @@ def test_the_ris_withdrawal_goes_only_to_a_ris_that_had_the_result_and_names_one
     finally:
         for peer in (first, second):
             peer.stop()
+
+
+@pytest.mark.parametrize("when", ["before it is taken", "while the model writes"])
+def test_a_withdrawn_study_gets_no_new_draft(
+    when: str, session_factory: sessionmaker[Session]
+) -> None:
+    uid = "1.2.826.0.1.3680043.9.3811.91"
+    with session_scope(session_factory) as session:
+        study = Study(study_instance_uid=uid, status=StudyStatus.QUEUED, content_version=1)
+        session.add(study)
+        session.flush()
+        job = DraftingJob(study_id=study.id, content_version=1)
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    if when == "while the model writes":
+        with session_scope(session_factory) as session:
+            assert take_job(session, job_id, worker="w", now=utcnow(), lease_seconds=60.0)
+    with session_scope(session_factory) as session:
+        withdraw_study(session, uid, actor="test", now=utcnow())
+    with session_scope(session_factory) as session:
+        if when == "before it is taken":
+            assert take_job(session, job_id, worker="w", now=utcnow(), lease_seconds=60.0) is None
+        else:
+            outcome = DraftOutcome("Findings.", "Impression.", "prompt", (), ())
+            info = ModelInfo(name="demo", revision="1", weights_hash="x", backend="test", demo=True)
+            assert store_draft(session, job_id, outcome, info, now=utcnow()) is None
+    with session_scope(session_factory) as session:
+        ended = session.get(DraftingJob, job_id)
+        assert ended is not None
+        assert (ended.status, ended.last_error) == (JobStatus.SUPERSEDED, WITHDRAWN_STUDY)
+        assert session.scalars(select(ReportRevision)).all() == [], "no draft stored"
