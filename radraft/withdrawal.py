@@ -35,6 +35,7 @@ from radraft.errors import ConflictError, NotFoundError
 from radraft.logs import log_event
 from radraft.models import AuditEntry, OutboxMessage, Study
 from radraft.outbox import add_message
+from radraft.report_outputs import OUTPUTS
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ WITHDRAWN_ACTION = "study.withdrawn"
 WITHDRAWN_NOTE = "not sent: the study's reports were withdrawn (its copy here is another patient's)"
 ORU_WITHDRAWAL = "oru-withdrawal"
 SR_REJECTION = "sr-rejection"
-REPORT_OUTPUTS = frozenset({"sr", "oru"})
-"""The outputs of a report revision (``radraft.report_outputs``), which a withdrawal stops."""
+REPORT_OUTPUTS = frozenset(output for _, output in OUTPUTS)
+"""The outputs of a report revision, which a withdrawal stops."""
 WITHDRAWAL_OUTPUTS = {OutboxChannel.HL7: ORU_WITHDRAWAL, OutboxChannel.DICOM: SR_REJECTION}
 
 
