@@ -160,6 +160,9 @@ Columns = TypeVarTuple("Columns")
 
 
 def _filtered(statement: Select[*Columns], query: Query, level: Level) -> Select[*Columns]:
+    # A withdrawn study is another patient's copy: hidden, as an IOCM archive hides what it
+    # rejected (every level's statement has the study in it).
+    statement = statement.where(Study.withdrawn_at.is_(None))
     for table in KEYS_BY_LEVEL[level]:
         for keyword, column in table.items():
             if keyword in query.matches:

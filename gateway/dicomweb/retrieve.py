@@ -105,12 +105,13 @@ def locate(
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
 ) -> list[StoredInstance]:
-    """The stored instances a WADO-RS path names, in the order they arrived; 404 if none."""
+    """The stored instances a WADO-RS path names, in the order they arrived; 404 if none (also
+    for a withdrawn study: radraft's copy of it is another patient's)."""
     statement = (
         select(Instance, Series.series_instance_uid)
         .join(Series, Series.id == Instance.series_id)
         .join(Study, Study.id == Instance.study_id)
-        .where(Study.study_instance_uid == study_instance_uid)
+        .where(Study.study_instance_uid == study_instance_uid, Study.withdrawn_at.is_(None))
         .order_by(Instance.id)
     )
     if series_instance_uid is not None:

@@ -29,6 +29,7 @@ from radraft.models import AuditEntry, DraftingJob, ReportRevision, Study, User
 from radraft.settings import MllpDestination, Settings, settings_to_environment
 from radraft.timeutil import utcnow
 from radraft.withdrawal import ORU_WITHDRAWAL, WITHDRAWN_ACTION, WITHDRAWN_NOTE, withdraw_study
+from radraft_cli.web_app import web_app
 from reporting.delivery.relay import OutputDeliveryRelay, retry_failed
 from reporting.delivery.withdrawals import NO_ORU_DELIVERED, NO_SR_STORED
 from reporting.users import create_user
@@ -168,6 +169,12 @@ def test_a_study_found_to_be_another_patients_is_withdrawn_from_the_pacs_and_the
         "/metrics", headers={"Authorization": f"Bearer {settings.api_token}"}
     ).text
     assert "\nradraft_studies_withdrawn 1\n" in metrics
+    with TestClient(web_app(settings)) as web:  # the web app as served, DICOMweb included
+        service = {"Authorization": f"Bearer {settings.api_token}"}
+        found = web.get("/dicomweb/studies", params={"PatientID": first_patient}, headers=service)
+        assert found.status_code == 200, found.text
+        assert found.json() == [], "hidden from QIDO-RS"
+        assert web.get(f"/dicomweb/studies/{uid}/metadata", headers=service).status_code == 404
     assert "\nradraft_studies_identity_disputed 0\n" in metrics, "decided: no longer alerting"
 
     confirmed = _radraft(settings, "study", "confirm-identity", uid, "--by", "someone")
