@@ -44,7 +44,7 @@ from tests.support import free_port, wait_until
 from worker.drafting import WITHDRAWN_STUDY, DraftOutcome, store_draft, take_job
 from worker.runtimes.base import ModelInfo
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 
 KOS = "1.2.840.10008.5.1.4.1.1.88.59"
 
