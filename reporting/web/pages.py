@@ -25,7 +25,7 @@ from radraft.orders import indication_for
 from reporting.reader_study.reads import EditReason, next_read, own_read, read_view
 from reporting.web.deps import DbSession, RowId
 from reporting.web.security import audit, session_user
-from reporting.web.worklist import WORKLIST_STATUSES
+from reporting.web.worklist import WORKLIST_FILTERS
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -99,7 +99,7 @@ def worklist_page(request: Request, session: DbSession) -> Response:
         request,
         "worklist.html",
         user,
-        statuses=list(WORKLIST_STATUSES),
+        statuses=list(WORKLIST_FILTERS),
         poll_ms=int(settings.worklist_poll_seconds * 1000),
     )
 

@@ -29,6 +29,10 @@ WORKLIST_STATUSES = {
     "failed": (StudyStatus.FAILED,),
 }
 """The worklist's words for study states (a reader does not care how a study waits)."""
+WITHDRAWN = "withdrawn"
+"""The worklist's word for a study withdrawn as another patient's, whatever its state: it is
+not to be reported here, so it leaves every other filter."""
+WORKLIST_FILTERS = (*WORKLIST_STATUSES, WITHDRAWN)
 
 
 class WorklistRow(BaseModel):
@@ -63,17 +67,23 @@ def worklist_status(status: str) -> str:
 def worklist(
     session: DbSession,
     user: CurrentUser,
-    status: Annotated[str | None, Query(description="waiting, drafting, drafted, ...")] = None,
+    status: Annotated[
+        str | None, Query(description="waiting, drafting, drafted, ..., withdrawn")
+    ] = None,
     text: Annotated[str | None, Query(max_length=64, description="accession or name")] = None,
     min_priority: Annotated[int | None, Query(ge=-1000, le=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[WorklistRow]:
     """Studies newest first, with their report id once drafted; 422 for an unknown status."""
     query = select(Study).order_by(Study.priority.desc(), Study.last_received_at.desc())
-    if status is not None:
+    if status == WITHDRAWN:
+        query = query.where(Study.withdrawn_at.is_not(None))
+    elif status is not None:
         if status not in WORKLIST_STATUSES:
             raise InvalidInputError(f"unknown worklist status {status!r}")
-        query = query.where(Study.status.in_(WORKLIST_STATUSES[status]))
+        query = query.where(
+            Study.status.in_(WORKLIST_STATUSES[status]), Study.withdrawn_at.is_(None)
+        )
     if text:
         pattern = f"%{text}%"
         query = query.where(
@@ -105,7 +115,7 @@ def worklist(
             patient_name=study.patient_name,
             study_description=study.study_description,
             status=study.status,
-            worklist_status=worklist_status(study.status),
+            worklist_status=WITHDRAWN if study.withdrawn_at else worklist_status(study.status),
             priority=study.priority,
             received_at=study.last_received_at,
             age_seconds=(now - study.first_received_at).total_seconds(),

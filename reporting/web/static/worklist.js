@@ -21,7 +21,7 @@ function renderRow(study) {
   row.append(radraft.text("td", study.priority > 0 ? `P${study.priority}` : ""));
   const status = radraft.text("td", study.worklist_status, "status");
   if (study.withdrawn) {
-    status.append(radraft.text("span", " withdrawn (another patient's)", "identity-flag"));
+    status.append(radraft.text("span", " (another patient's)", "identity-flag"));
   } else if (study.identity_disputed) {
     status.append(radraft.text("span", " identity disputed", "identity-flag"));
   }
