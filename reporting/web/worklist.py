@@ -32,7 +32,10 @@ WORKLIST_STATUSES = {
 WITHDRAWN = "withdrawn"
 """The worklist's word for a study withdrawn as another patient's, whatever its state: it is
 not to be reported here, so it leaves every other filter."""
-WORKLIST_FILTERS = (*WORKLIST_STATUSES, WITHDRAWN)
+DISPUTED = "disputed"
+"""A filter, not a state: the studies whose patient identity is disputed and not yet decided
+(confirmed or withdrawn), whatever their state, for the administrator who decides them."""
+WORKLIST_FILTERS = (*WORKLIST_STATUSES, DISPUTED, WITHDRAWN)
 
 
 class WorklistRow(BaseModel):
@@ -68,7 +71,7 @@ def worklist(
     session: DbSession,
     user: CurrentUser,
     status: Annotated[
-        str | None, Query(description="waiting, drafting, drafted, ..., withdrawn")
+        str | None, Query(description="waiting, drafting, drafted, ..., disputed, withdrawn")
     ] = None,
     text: Annotated[str | None, Query(max_length=64, description="accession or name")] = None,
     min_priority: Annotated[int | None, Query(ge=-1000, le=1000)] = None,
@@ -78,6 +81,8 @@ def worklist(
     query = select(Study).order_by(Study.priority.desc(), Study.last_received_at.desc())
     if status == WITHDRAWN:
         query = query.where(Study.withdrawn_at.is_not(None))
+    elif status == DISPUTED:
+        query = query.where(Study.identity_disputed_at.is_not(None), Study.withdrawn_at.is_(None))
     elif status is not None:
         if status not in WORKLIST_STATUSES:
             raise InvalidInputError(f"unknown worklist status {status!r}")

@@ -106,6 +106,8 @@ def test_a_study_sent_again_under_another_patient_is_held_until_confirmed(
     assert "Patient identity disputed" in app_client.get(f"/cases/{uid}").text
     (row,) = app_client.get("/api/worklist").json()
     assert row["identity_disputed"] is True
+    (listed,) = app_client.get("/api/worklist", params={"status": "disputed"}).json()
+    assert listed["study_instance_uid"] == uid, "the administrator finds what to decide"
     assert app_client.get(f"/api/studies/{uid}").json()["identity_disputed_at"] is not None
     assert "\nradraft_studies_identity_disputed 1\n" in _metrics(app_client, settings)
 
@@ -131,6 +133,7 @@ def test_a_study_sent_again_under_another_patient_is_held_until_confirmed(
     assert second.returncode != 0
     assert "not disputed" in second.stderr + second.stdout, "a second confirmation is refused"
     assert "Patient identity disputed" not in app_client.get(f"/cases/{uid}").text
+    assert app_client.get("/api/worklist", params={"status": "disputed"}).json() == []
     assert "\nradraft_studies_identity_disputed 0\n" in _metrics(app_client, settings)
     signed = app_client.post(
         f"/api/reports/{report_id}/sign", json=edit(version, "Signed."), headers=csrf

@@ -168,6 +168,7 @@ def test_a_study_found_to_be_another_patients_is_withdrawn_from_the_pacs_and_the
         "not among the studies to report or reported"
     )
     assert len(app_client.get("/api/worklist", params={"status": "withdrawn"}).json()) == 1
+    assert app_client.get("/api/worklist", params={"status": "disputed"}).json() == [], "decided"
     assert app_client.get(f"/api/studies/{uid}").json()["withdrawn_at"] is not None
     metrics = app_client.get(
         "/metrics", headers={"Authorization": f"Bearer {settings.api_token}"}
