@@ -149,7 +149,7 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
         ],
         report=report,
         draft=draft,
-        can_edit=Role(user.role) in (Role.RESIDENT, Role.ATTENDING),
+        can_edit=Role(user.role) in (Role.RESIDENT, Role.ATTENDING) and study.withdrawn_at is None,
         viewer_url=viewer_url,
         idle_threshold_ms=int(settings.idle_threshold_seconds * 1000),
     )

@@ -31,6 +31,7 @@
   };
 
   function allowedActions() {
+    if (!canEdit) return [];  // not a reader's role, or a study withdrawn as another patient's
     return ((ACTIONS[role] || {})[report.state]) || [];
   }
 
