@@ -43,6 +43,18 @@ def _metrics(client: TestClient, settings: Settings) -> str:
     return client.get("/metrics", headers={"Authorization": f"Bearer {settings.api_token}"}).text
 
 
+def send_again_under_another_patient(port: int, folder: Path) -> set[int]:
+    """The received study (``received_study``: synthetic study 90) sent again by storescu with
+    the same UIDs under Patient ID CORRECTED-7, as a PACS does after a correction; the statuses
+    it got."""
+    again = synthetic_study_files(90, folder)
+    for path in again:
+        corrected = dcmread(path)
+        corrected.PatientID = "CORRECTED-7"
+        corrected.save_as(path)
+    return set(store_statuses(storescu(again, port=port, debug=True, halt=False).output))
+
+
 def _confirm_identity(settings: Settings, uid: str, *, by: str) -> subprocess.CompletedProcess[str]:
     """``radraft study confirm-identity``, as an administrator runs it."""
     return subprocess.run(
@@ -74,13 +86,8 @@ def test_a_study_sent_again_under_another_patient_is_held_until_confirmed(
         report_id = draft.report_id
         create_user(session, "attending", role=Role.ATTENDING, password=PASSWORD, full_name="A")
 
-    again = synthetic_study_files(90, tmp_path / "again")  # the same study, the same UIDs
-    for path in again:
-        corrected = dcmread(path)
-        corrected.PatientID = "CORRECTED-7"
-        corrected.save_as(path)
-    sent = storescu(again, port=running_gateway.port, debug=True, halt=False)
-    assert set(store_statuses(sent.output)) == {0x0111}, "refused; the first copy is kept"
+    statuses = send_again_under_another_patient(running_gateway.port, tmp_path / "again")
+    assert statuses == {0x0111}, "refused; the first copy is kept"
     with session_scope(session_factory) as session:
         study = session.get(Study, received_study.id)
         assert study is not None

@@ -34,11 +34,11 @@ from reporting.delivery.relay import OutputDeliveryRelay, retry_failed
 from reporting.delivery.withdrawals import NO_ORU_DELIVERED, NO_SR_STORED
 from reporting.users import create_user
 from tests.conftest import ReportDestinations
-from tests.dicom_peers import store_statuses, storescu, synthetic_study_files
 from tests.hl7_peer import RisPeer
 from tests.reporting.factories import add_revision
 from tests.reporting.test_boundary_outputs import dciodvfy_errors
 from tests.reporting.test_delivery import SteppingClock, output_rows
+from tests.reporting.test_identity_dispute import send_again_under_another_patient
 from tests.reporting.web_support import PASSWORD, edit, login
 from tests.support import free_port, wait_until
 from worker.drafting import WITHDRAWN_STUDY, DraftOutcome, store_draft, take_job
@@ -108,13 +108,8 @@ def test_a_study_found_to_be_another_patients_is_withdrawn_from_the_pacs_and_the
         )
     assert len(stored_sr_uids) == 2
 
-    again = synthetic_study_files(90, tmp_path / "again")  # the PACS's corrected copy
-    for path in again:
-        corrected = dcmread(path)
-        corrected.PatientID = "CORRECTED-7"
-        corrected.save_as(path)
-    sent = storescu(again, port=running_gateway.port, debug=True, halt=False)
-    assert set(store_statuses(sent.output)) == {0x0111}
+    statuses = send_again_under_another_patient(running_gateway.port, tmp_path / "again")
+    assert statuses == {0x0111}
 
     withdrawn = _radraft(settings, "study", "withdraw", uid, "--by", "pacs-admin")
     assert withdrawn.returncode == 0, withdrawn.stderr
