@@ -23,9 +23,9 @@ from pydicom.valuerep import DA, TM
 from reporting.sr import (
     MANUFACTURER,
     RADRAFT_UID_PREFIX,
-    UTF8,
     EvidenceReference,
     PatientAndStudy,
+    character_set_of,
     identity_header,
     reference_item,
 )
@@ -78,20 +78,12 @@ class RejectionNote(hd.ko.KeyObjectSelectionDocument):
             instance_number=1,
             manufacturer=MANUFACTURER,
             institution_name=institution_name,
-            specific_character_set=UTF8 if _any_non_ascii(identity) else None,
+            specific_character_set=character_set_of(
+                (*identity.__dict__.values(), institution_name or "", REJECTION_DESCRIPTION)
+            ),
         )
         self.TimezoneOffsetFromUTC = moment.strftime("%z")
         self.ContentDate = DA(moment.strftime("%Y%m%d"))
         self.ContentTime = TM(moment.strftime("%H%M%S"))
         self.InstanceCreationDate = self.ContentDate
         self.InstanceCreationTime = self.ContentTime
-
-
-def _any_non_ascii(identity: PatientAndStudy) -> bool:
-    return any(
-        not value.isascii()
-        for value in (
-            identity.patient_name, identity.patient_id, identity.referring_physician_name,
-            identity.study_description, identity.accession_number, identity.study_id,
-        )
-    )  # fmt: skip

@@ -17,7 +17,7 @@ Equipment in every revision after it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -289,8 +289,14 @@ def _all_text(document: ReportDocument) -> Sequence[str]:
 
 
 def character_set_for(document: ReportDocument) -> str | None:
-    """ISO_IR 192 (UTF-8) when any value is not ASCII; None keeps the default repertoire."""
-    return None if all(text.isascii() for text in _all_text(document)) else UTF8
+    """The Specific Character Set of the document's SR (``character_set_of``)."""
+    return character_set_of(_all_text(document))
+
+
+def character_set_of(texts: Iterable[str]) -> str | None:
+    """ISO_IR 192 (UTF-8) when any of the values an object writes is not ASCII; None keeps the
+    default repertoire."""
+    return None if all(text.isascii() for text in texts) else UTF8
 
 
 def _equipment(document: ReportDocument) -> list[hd.ContributingEquipment] | None:

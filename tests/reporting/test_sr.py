@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,14 @@ from radraft.db import session_scope
 from radraft.models import Study
 from radraft.settings import Settings
 from reporting.delivery.outputs import build_sr_dataset, load_bundle
+from reporting.rejection_note import RejectionNote
+from reporting.sr import (
+    COMPREHENSIVE_SR,
+    EvidenceReference,
+    PatientAndStudy,
+    sr_instance_uid,
+    sr_series_uid,
+)
 from tests.reporting.factories import full_history
 from tests.support import require_tool
 
@@ -114,3 +123,21 @@ def test_sr_of_every_state_is_valid_and_says_what_it_should(
     series = {dcmread(path).SeriesInstanceUID for _, path in written}
     assert len(uids) == 4, "a new SOP Instance UID per revision"
     assert len(series) == 1, "one radraft SR series per study"
+
+
+@pytest.mark.parametrize("institution", ["Radiology Dept", "Hôpital Saint-Éloi"])
+def test_a_rejection_note_declares_utf8_for_any_value_it_writes_outside_ascii(
+    institution: str, tmp_path: Path
+) -> None:
+    """The note writes the institution beside the identity; a name outside ASCII there alone
+    must declare ISO_IR 192, or its bytes mean nothing to the PACS."""
+    study_uid = "1.2.826.0.1.3680043.9.3811.92"
+    identity = PatientAndStudy(study_uid, "P1", "", "Doe^Jane", "", "F", "A1", "", "", "", "", "")
+    rejected = [EvidenceReference(study_uid, sr_series_uid(study_uid), COMPREHENSIVE_SR,
+                                  sr_instance_uid(study_uid, "1"))]  # fmt: skip
+    note = RejectionNote(identity, rejected, moment=datetime.now(UTC), institution_name=institution)
+    note.save_as(tmp_path / "note.dcm", enforce_file_format=True)
+    read = dcmread(tmp_path / "note.dcm")
+    assert read.InstitutionName == institution
+    expected = None if institution.isascii() else "ISO_IR 192"
+    assert read.get("SpecificCharacterSet") == expected
