@@ -52,8 +52,8 @@ def hold_if_disputed(session: Session, row: OutboxMessage) -> bool:
     reports are taken back."""
     if row.study_id is None or not is_report_output(row):
         return False
-    disputed = session.scalar(select(Study.identity_disputed_at).where(Study.id == row.study_id))
-    if disputed is None:
+    study = session.get(Study, row.study_id)  # already in the session when the relay asked first
+    if study is None or study.identity_disputed_at is None:
         return False
     row.status = OutboxStatus.FAILED
     row.last_error = HELD_REASON

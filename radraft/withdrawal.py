@@ -68,14 +68,19 @@ def stop_if_withdrawn(session: Session, row: OutboxMessage, now: datetime) -> bo
     it was. The relay asks this of every row it would claim."""
     if row.study_id is None or not is_report_output(row):
         return False
-    withdrawn = session.scalar(select(Study.withdrawn_at).where(Study.id == row.study_id))
-    if withdrawn is None:
+    study = session.get(Study, row.study_id)  # the dispute hold then reads it from the session
+    if study is None or study.withdrawn_at is None:
         return False
+    _settle_unsent(row, now)
+    log_event(logger, "delivery.withdrawn_not_sent", outbox_id=row.id, study_id=row.study_id)
+    return True
+
+
+def _settle_unsent(row: OutboxMessage, now: datetime) -> None:
+    """Done without being sent, and saying why, as a withdrawn study's outputs end."""
     row.status = OutboxStatus.DONE
     row.delivered_at = now
     row.last_error = WITHDRAWN_NOTE
-    log_event(logger, "delivery.withdrawn_not_sent", outbox_id=row.id, study_id=row.study_id)
-    return True
 
 
 def withdraw_study(
@@ -111,9 +116,7 @@ def withdraw_study(
             # Not in flight (a failed row waits for an operator), and it would block the
             # withdrawal queued behind it; pending rows are settled by the relay in their turn
             # (one may be on its way to the peer now, so its withdrawal must come after it).
-            row.status = OutboxStatus.DONE
-            row.delivered_at = now
-            row.last_error = WITHDRAWN_NOTE
+            _settle_unsent(row, now)
             stopped += 1
             continue
         if row.status == OutboxStatus.PENDING:
