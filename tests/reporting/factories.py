@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from radraft.enums import ReportState, Role, StudyStatus
-from radraft.models import Report, ReportRevision, Study, User
+from radraft.models import DraftingJob, Report, ReportRevision, Study, User
 from radraft.reports import ModelAuthorship, NewRevision, append_revision, lock_report, lock_study
 from radraft.timeutil import utcnow
 
@@ -50,6 +50,18 @@ def add_revision(
         now=utcnow() + timedelta(seconds=(existing or 0) + 1),
         update_study_status=False,
     )
+
+
+def queued_job(session: Session, study_instance_uid: str) -> int:
+    """A queued study (no instances) with its drafting job for content version 1; the job's id."""
+    study = Study(study_instance_uid=study_instance_uid, status=StudyStatus.QUEUED,
+                  content_version=1)  # fmt: skip
+    session.add(study)
+    session.flush()
+    job = DraftingJob(study_id=study.id, content_version=1)
+    session.add(job)
+    session.flush()
+    return job.id
 
 
 def drafted_study(session: Session, study_instance_uid: str) -> tuple[Study, Report]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.service import Gateway
 from radraft.db import session_scope
-from radraft.enums import JobStatus, OutboxStatus, ReportState, Role, StudyStatus
+from radraft.enums import JobStatus, OutboxStatus, ReportState, Role
 from radraft.models import AuditEntry, DraftingJob, ReportRevision, Study, User
 from radraft.settings import MllpDestination, Settings, settings_to_environment
 from radraft.timeutil import utcnow
@@ -35,7 +35,7 @@ from reporting.delivery.withdrawals import NO_ORU_DELIVERED, NO_SR_STORED
 from reporting.users import create_user
 from tests.conftest import ReportDestinations
 from tests.hl7_peer import RisPeer
-from tests.reporting.factories import add_revision
+from tests.reporting.factories import add_revision, queued_job
 from tests.reporting.test_boundary_outputs import dciodvfy_errors
 from tests.reporting.test_delivery import SteppingClock, output_rows
 from tests.reporting.test_identity_dispute import send_again_under_another_patient
@@ -271,13 +271,7 @@ def test_a_withdrawn_study_gets_no_new_draft(
 ) -> None:
     uid = "1.2.826.0.1.3680043.9.3811.91"
     with session_scope(session_factory) as session:
-        study = Study(study_instance_uid=uid, status=StudyStatus.QUEUED, content_version=1)
-        session.add(study)
-        session.flush()
-        job = DraftingJob(study_id=study.id, content_version=1)
-        session.add(job)
-        session.flush()
-        job_id = job.id
+        job_id = queued_job(session, uid)
     if when == "while the model writes":
         with session_scope(session_factory) as session:
             assert take_job(session, job_id, worker="w", now=utcnow(), lease_seconds=60.0)

@@ -13,6 +13,7 @@ from radraft.db import session_scope
 from radraft.enums import JobStatus, StudyStatus
 from radraft.models import DraftingJob, Study
 from radraft.timeutil import utcnow
+from tests.reporting.factories import queued_job
 from worker.drafting import take_job
 
 LEASE = 60.0
@@ -23,14 +24,7 @@ def test_a_copy_of_the_message_leaves_a_running_job_to_its_worker(
     session_factory: sessionmaker[Session],
 ) -> None:
     with session_scope(session_factory) as session:
-        study = Study(study_instance_uid="1.2.826.0.1.77", status=StudyStatus.QUEUED,
-                      content_version=1)  # fmt: skip
-        session.add(study)
-        session.flush()
-        job = DraftingJob(study_id=study.id, content_version=1)
-        session.add(job)
-        session.flush()
-        job_id = job.id
+        job_id = queued_job(session, "1.2.826.0.1.77")
     start = utcnow()
 
     def take(worker: str, seconds_later: float, *, is_retry: bool = False) -> bool:
