@@ -258,10 +258,7 @@ class OutputDeliveryRelay:
             if is_draft and not self._settings.sr_send_drafts:
                 return "not sent: RADRAFT_SR_SEND_DRAFTS is false"
             dataset = build_sr_dataset(bundle, self._settings)
-            pacs = self._settings.sr_destination
-            if pacs is None:
-                raise DeliveryError("no SR destination configured")
-            sent = self._store(dataset, pacs)
+            sent = self._store_at_pacs(dataset)
             self._remember_sr_uid(bundle.revision.id, str(dataset.SOPInstanceUID))
             return sent.warning or None
         if is_draft and not self._settings.hl7_send_drafts:
@@ -330,10 +327,14 @@ class OutputDeliveryRelay:
         """The IOCM rejection note to the PACS; nothing when no SR of the study reached it."""
         if note is None:
             return NO_SR_STORED
+        return self._store_at_pacs(note).warning or None
+
+    def _store_at_pacs(self, dataset: Dataset) -> SentNote:
+        """C-STORE to ``RADRAFT_SR_DESTINATION``."""
         pacs = self._settings.sr_destination
         if pacs is None:
             raise DeliveryError("no SR destination configured")
-        return self._store(note, pacs).warning or None
+        return self._store(dataset, pacs)
 
     def _save_payload(self, row_id: int, payload: dict[str, Any]) -> None:
         with session_scope(self._session_factory) as session:
