@@ -24,6 +24,7 @@ from radraft.migrate import upgrade
 from radraft.models import Instance
 from radraft.settings import Settings
 from tests.dicom_peers import store_statuses, synthetic_study_files
+from tests.pausing_relay import PausingRelay
 from tests.processes import radraft_process
 from tests.raw_pdus import store_request_pdus
 from tests.support import free_port, require_tool, wait_until
@@ -60,24 +61,34 @@ def test_a_study_being_sent_when_the_gateway_stops_is_received_whole(tmp_path: P
         for seed in range(IMAGES // 2)
         for path in synthetic_study_files(900 + seed, tmp_path / f"s{seed}", size=1024)
     ]
+    # The sender goes through a relay that holds its bytes half way through the second image,
+    # so the stop comes while the study is being sent however fast this machine receives.
+    half_way_second_image = files[0].stat().st_size * 3 // 2
     log = tmp_path / "gateway.log"
     with radraft_process(
         settings, ["gateway", "--processes", "1"], log, ready_text="gateway.started"
     ) as gateway:
+        relay = PausingRelay(settings.dicom_port, pause_after=half_way_second_image)
         transcript = tmp_path / "storescu.txt"
-        with transcript.open("w") as sink:  # a file: a full pipe would stall the sender
-            sender = subprocess.Popen(
-                [require_tool("storescu"), "-d", "-aet", "MODALITY", "-aec", "RADRAFT",
-                 "127.0.0.1", str(settings.dicom_port), *map(str, files)],
-                stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "TCP_NODELAY": "1"},
-            )  # fmt: skip
-        wait_until(lambda: "gateway.instance_stored" in log.read_text(errors="replace"),
-                   timeout=60, what="the first image stored")  # fmt: skip
-        assert sender.poll() is None, "the study is still being sent when the stop comes"
-        gateway.send_signal(signal.SIGTERM)
-        gateway.send_signal(signal.SIGTERM)  # twice, as systemd and a supervisor both do
-        assert gateway.wait(timeout=40) == 0
-        sender.wait(timeout=60)
+        try:
+            with transcript.open("w") as sink:  # a file: a full pipe would stall the sender
+                sender = subprocess.Popen(
+                    [require_tool("storescu"), "-d", "-aet", "MODALITY", "-aec", "RADRAFT",
+                     "127.0.0.1", str(relay.port), *map(str, files)],
+                    stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "TCP_NODELAY": "1"},
+                )  # fmt: skip
+            assert relay.paused.wait(timeout=60), "the sender reached the second image"
+            wait_until(lambda: "gateway.instance_stored" in log.read_text(errors="replace"),
+                       timeout=30, what="the first image stored")  # fmt: skip
+            gateway.send_signal(signal.SIGTERM)
+            gateway.send_signal(signal.SIGTERM)  # twice, as systemd and a supervisor both do
+            wait_until(lambda: "gateway.draining" in log.read_text(errors="replace"),
+                       timeout=30, what="the gateway draining")  # fmt: skip
+            relay.release()
+            assert gateway.wait(timeout=40) == 0
+            sender.wait(timeout=60)
+        finally:
+            relay.close()
     output = transcript.read_text(errors="replace")
     assert store_statuses(output) == [0] * IMAGES, output[-2000:]
     assert sender.returncode == 0

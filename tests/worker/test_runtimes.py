@@ -144,13 +144,15 @@ def test_child_killed_or_hung_mid_batch_is_restarted_and_the_batch_completes(
         python=Path(sys.executable), backend="hf", source=str(demo_model_dir), device=Device.CPU,
         demo=True, batch_timeout=5 if failure == "hang" else 600,
     )  # fmt: skip
-    batch = requests(4, tokens=200)
+    # Long enough that the child is still writing when the saboteur strikes, on a fast machine
+    # too (200 tokens took 0.16 s here, and the batch was done before a kill 0.2 s in).
+    batch = requests(4, tokens=1000)
     first_pid = child.pid
     assert first_pid is not None
 
     def sabotage() -> None:
         assert child.in_flight.wait(timeout=30)
-        time.sleep(0.2)
+        time.sleep(0.05)
         os.kill(first_pid, signal.SIGKILL if failure == "sigkill" else signal.SIGSTOP)
 
     saboteur = threading.Thread(target=sabotage)
