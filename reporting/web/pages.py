@@ -24,6 +24,7 @@ from radraft.models import Instance, Report, ReportRevision, Study, User
 from radraft.orders import indication_for
 from reporting.reader_study.reads import EditReason, next_read, own_read, read_view
 from reporting.web.deps import DbSession, RowId
+from reporting.web.prior_studies import shown_priors
 from reporting.web.security import audit, session_user
 from reporting.web.worklist import WORKLIST_FILTERS
 
@@ -149,6 +150,7 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
         ],
         report=report,
         draft=draft,
+        priors=shown_priors(session, study, f"user:{user.id}"),
         can_edit=Role(user.role) in (Role.RESIDENT, Role.ATTENDING) and study.withdrawn_at is None,
         viewer_url=viewer_url,
         idle_threshold_ms=int(settings.idle_threshold_seconds * 1000),

@@ -14,7 +14,7 @@ from radraft.db import get_row
 from radraft.errors import NotFoundError
 from radraft.models import Instance, Report, ReportRevision, Study
 from reporting.web.deps import DbSession
-from reporting.web.security import reader
+from reporting.web.security import Reader, audit, reader
 
 router = APIRouter(prefix="/api/studies", tags=["studies"], dependencies=[Depends(reader)])
 
@@ -129,8 +129,9 @@ def list_studies(
 
 
 @router.get("/{study_instance_uid}", response_model=StudyDetailOut)
-def get_study(study_instance_uid: str, session: DbSession) -> dict[str, object]:
-    """One study with its instances; 404 if radraft never received it."""
+def get_study(study_instance_uid: str, session: DbSession, actor: Reader) -> dict[str, object]:
+    """One study with its instances and its report (a view of the report, audited); 404 if
+    radraft never received it."""
     study = session.scalar(
         select(Study)
         .where(Study.study_instance_uid == study_instance_uid)
@@ -143,7 +144,10 @@ def get_study(study_instance_uid: str, session: DbSession) -> dict[str, object]:
     ).all()
     body = _study_out(study, len(instances))
     body["instances"] = [InstanceOut.model_validate(i, from_attributes=True) for i in instances]
-    body["report"] = _report_out(session, study)
+    report = _report_out(session, study)
+    if report is not None:
+        audit(session, actor, "report.viewed", "report", str(report.id))
+    body["report"] = report
     return body
 
 

@@ -55,6 +55,7 @@ def world(session_factory: sessionmaker[Session]) -> dict[str, Any]:
             "study_uid": study.study_instance_uid,
             "resident_id": ids["resident"],
             "admin_id": ids["admin"],
+            "researcher_id": ids["researcher"],
         }
 
 
