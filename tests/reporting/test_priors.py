@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.service import Gateway
 from radraft.db import session_scope
 from radraft.enums import ReportState, Role, StudyStatus
 from radraft.models import AuditEntry, Study, User
+from radraft.synthetic import SyntheticPatient, make_chest_study
 from radraft.timeutil import utcnow
 from reporting.web.prior_studies import VIEWED_AS_PRIOR
+from tests.dicom_peers import storescu, write_study
 from tests.reporting.factories import add_revision, make_user
 from tests.reporting.web_support import login
+from tests.support import wait_until
 
 CURRENT = "1.2.826.0.1.30.1"
 PATIENT = {"patient_id": "P-1", "patient_birth_date": "19600101", "issuer_of_patient_id": "HOSP"}
@@ -171,3 +176,38 @@ def test_reading_a_study_through_the_api_is_an_audited_view_of_its_report(
             )
         ).all()
     assert views == [f"user:{world['researcher_id']}"]
+
+
+def test_studies_received_by_the_gateway_find_their_priors_by_the_headers_they_came_with(
+    running_gateway: Gateway,
+    app_client: TestClient,
+    world: dict[str, Any],
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    """The rule is only as good as what the gateway keeps of the header: sent by storescu, the
+    same patient's older study is a prior, and the same Patient ID from another issuer is not."""
+    patient = SyntheticPatient(patient_id="PRI-77", birth_date="19581122")
+    sent: dict[str, str] = {}
+    for seed, study_date, issuer in ((771, "20230405", "HOSP"), (772, "20261130", "HOSP"),
+                                     (773, "20190101", "CLINIC-B")):  # fmt: skip
+        datasets = make_chest_study(seed, rows=64, columns=64, patient=patient)
+        for dataset in datasets:
+            dataset.StudyDate = study_date
+            dataset.IssuerOfPatientID = issuer
+        files = write_study(datasets, tmp_path / str(seed))
+        assert storescu(files, port=running_gateway.port).returncode == 0
+        sent[study_date] = str(datasets[0].StudyInstanceUID)
+
+    def received() -> bool:
+        with session_scope(session_factory) as session:
+            return len(session.scalars(select(Study.id)).all()) == 1 + len(sent)
+
+    wait_until(received, what="the three studies stored")
+    login(app_client, "resident")
+    body = app_client.get(f"/api/studies/{sent['20261130']}/priors").json()
+    assert [prior["study_instance_uid"] for prior in body["priors"]] == [sent["20230405"]]
+    assert body["priors"][0]["study_date"] == "20230405"
+    assert body["withheld"] == 1, "the same Patient ID from another issuer"
+    oldest = app_client.get(f"/api/studies/{sent['20190101']}/priors").json()
+    assert oldest == {"priors": [], "withheld": 0, "unavailable": None}
