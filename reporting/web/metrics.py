@@ -2,8 +2,8 @@
 
 A PACS administrator needs to see at a glance whether studies are waiting for a worker, whether
 SRs and ORUs are piling up for an unreachable PACS or RIS, and how long drafting takes. Every
-figure is computed from the database, so one scrape of any web process sees the whole
-deployment. Counts and durations only: no identifier of a patient, study or user.
+figure but the spool's free space is computed from the database, so one scrape of any web
+process sees the whole deployment. Counts and durations only: no identifier of a patient, study or user.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
 from radraft.enums import AuditAction, JobStatus, OutboxChannel, OutboxStatus, StudyStatus
+from radraft.free_space import free_bytes
 from radraft.models import AuditEntry, DraftingJob, OutboxMessage, ReportRevision, Study
+from radraft.settings import Settings
 from radraft.timeutil import utcnow
 from reporting.web.deps import DbSession
 from reporting.web.security import reader
@@ -30,10 +32,11 @@ RECENT = timedelta(hours=1)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(session: DbSession) -> PlainTextResponse:
+def metrics(request: Request, session: DbSession) -> PlainTextResponse:
     """The Prometheus text exposition of radraft's state."""
     now = utcnow()
     lines: list[str] = []
+    _spool(lines, request.app.state.settings)
     studies = dict(session.execute(select(Study.status, func.count()).group_by(Study.status)).all())
     _gauge(lines, "radraft_studies", "Studies by workflow status.",
            {(("status", s.value),): studies.get(s, 0) for s in StudyStatus})  # fmt: skip
@@ -109,6 +112,23 @@ def _outbox(lines: list[str], session: DbSession, now: datetime) -> None:
     ages = {(("channel", c.value),): _age(now, oldest.get(c)) for c in OutboxChannel}
     _gauge(lines, "radraft_outbox_oldest_pending_seconds",
            "Age of the oldest undelivered row per channel (0: nothing waiting).", ages)  # fmt: skip
+
+
+def _spool(lines: list[str], settings: Settings) -> None:
+    """Free space on the spool's disk, as this process sees it (the web app runs where the spool
+    is, as DICOMweb reads it). The gateway refuses every instance once the free space is below
+    ``RADRAFT_SPOOL_MIN_FREE_BYTES`` and the spool is never pruned, so this is the alert that
+    comes before radraft stops receiving studies."""
+    try:
+        free = float(free_bytes(settings.spool_dir))
+    except OSError:  # no spool here yet (nothing received), or not this host's to see
+        free = float("nan")
+    _gauge(lines, "radraft_spool_free_bytes",
+           "Bytes free on the spool's disk, seen from this web process (NaN: no spool here).",
+           {(): free})  # fmt: skip
+    _gauge(lines, "radraft_spool_min_free_bytes",
+           "RADRAFT_SPOOL_MIN_FREE_BYTES: below it the gateway refuses instances (0xA700).",
+           {(): settings.spool_min_free_bytes})  # fmt: skip
 
 
 def _recent_drafting(lines: list[str], session: DbSession, now: datetime) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from radraft.db import session_scope
 from radraft.enums import AuditAction, JobStatus, OutboxChannel, OutboxStatus, ReportState
 from radraft.models import AuditEntry, DraftingJob, OutboxMessage, ReportRevision, Study
+from radraft.settings import Settings
 from radraft.timeutil import utcnow
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -123,3 +126,20 @@ def test_metrics_need_the_service_token_or_a_login(app_client: TestClient) -> No
     assert math.isnan(samples[("radraft_drafting_seconds_last_hour", 'quantile="0.5"')])
     assert samples[("radraft_drafts_last_hour", "")] == 0
     assert not [name for name, _ in samples if name == "radraft_drafts_by_model_last_hour"]
+
+
+def test_metrics_show_the_spool_disks_free_space_and_the_gateways_floor(
+    app_client: TestClient, settings: Settings
+) -> None:
+    """A full spool disk makes the gateway refuse every instance, and the spool is never
+    pruned: the free space is the figure to alert on before that happens."""
+    if settings.spool_dir.exists():
+        shutil.rmtree(settings.spool_dir)
+    samples = scrape(app_client)
+    assert math.isnan(samples[("radraft_spool_free_bytes", "")]), "no spool on this host yet"
+    assert samples[("radraft_spool_min_free_bytes", "")] == settings.spool_min_free_bytes
+    settings.spool_dir.mkdir(parents=True)
+    free = scrape(app_client)[("radraft_spool_free_bytes", "")]
+    stats = os.statvfs(settings.spool_dir)
+    assert free > 0
+    assert abs(free - stats.f_bavail * stats.f_frsize) < 256 << 20, "this disk's free space"
