@@ -1,9 +1,10 @@
 """``GET /metrics``: queue depths, backlogs and drafting times for Prometheus.
 
 A PACS administrator needs to see at a glance whether studies are waiting for a worker, whether
-SRs and ORUs are piling up for an unreachable PACS or RIS, and how long drafting takes. Every
-figure but the spool's free space is computed from the database, so one scrape of any web
-process sees the whole deployment. Counts and durations only: no identifier of a patient, study or user.
+SRs and ORUs are piling up for an unreachable PACS or RIS, how long drafting takes, and how
+much room the spool has left. Every figure but the spool's free space is computed from the
+database, so one scrape of any web process sees the whole deployment. Counts, durations and
+bytes only: no identifier of a patient, study or user.
 """
 
 from __future__ import annotations

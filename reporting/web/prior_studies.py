@@ -1,8 +1,8 @@
 """``GET /api/studies/{study_instance_uid}/priors``: the patient's earlier studies.
 
-The rule for what counts as the same patient is ``reporting.priors``'; this module only serves
-it and audits every prior report it shows (a prior's report read for comparison is a view of
-that report like any other).
+Which studies are the patient's priors, and what of them may be shown, is decided in
+``reporting.priors``; this module only serves that and audits every prior report it shows (a
+prior's report read for comparison is a view of that report like any other).
 """
 
 from __future__ import annotations
