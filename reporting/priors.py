@@ -36,10 +36,10 @@ SIGNED_STATES = tuple(state for state in ReportState if state.is_signed)
 
 @dataclass(frozen=True)
 class PriorReport:
-    """A prior study's report at its newest signed revision."""
+    """A prior study's report at its newest signed revision (named as the API names it)."""
 
-    report_id: int
-    state: ReportState
+    id: int
+    status: ReportState
     signed_at: datetime
     findings: str
     impression: str
@@ -61,7 +61,7 @@ class PriorStudy:
 class Priors:
     """What the case page shows as the patient's history, and what it left out."""
 
-    studies: list[PriorStudy]
+    priors: list[PriorStudy]
     withheld: int
     """Studies with this Patient ID left out: another issuer or birth date, or a disputed or
     withdrawn identity (counted so the page can say that the list is not the whole story)."""
@@ -105,7 +105,8 @@ def _same_patient(other: Study, study: Study) -> bool:
 
 
 def _moment(study: Study) -> tuple[str, str, datetime]:
-    """When the study was made, as far as the header says, for ordering."""
+    """When the study was made, as far as the header says (Study Date, Study Time), then when
+    radraft received it."""
     return (study.study_date or "", study.study_time or "", study.first_received_at)
 
 
@@ -113,10 +114,7 @@ def _is_earlier(other: Study, study: Study) -> bool:
     """Whether ``other`` was made before ``study``: by Study Date and Time where both have a
     date (a study sent late is still old), else by when radraft received each."""
     if other.study_date and study.study_date:
-        return (other.study_date, other.study_time or "") < (
-            study.study_date,
-            study.study_time or "",
-        )
+        return _moment(other)[:2] < _moment(study)[:2]
     return other.first_received_at < study.first_received_at
 
 

@@ -59,9 +59,9 @@ class PriorsOut(BaseModel):
 def shown_priors(session: DbSession, study: Study, actor: str) -> Priors:
     """The study's priors, each prior report shown audited as viewed by ``actor``."""
     priors = prior_studies(session, study)
-    for prior in priors.studies:
+    for prior in priors.priors:
         if prior.report is not None:
-            audit(session, actor, VIEWED_AS_PRIOR, "report", str(prior.report.report_id))
+            audit(session, actor, VIEWED_AS_PRIOR, "report", str(prior.report.id))
     return priors
 
 
@@ -71,27 +71,4 @@ def get_priors(study_instance_uid: str, session: DbSession, actor: Reader) -> Pr
     study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
     if study is None:
         raise NotFoundError("unknown study")
-    priors = shown_priors(session, study, actor)
-    return PriorsOut(
-        priors=[
-            PriorStudyOut(
-                study_instance_uid=prior.study_instance_uid,
-                study_date=prior.study_date,
-                study_description=prior.study_description,
-                accession_number=prior.accession_number,
-                status=prior.status,
-                report=None
-                if prior.report is None
-                else PriorReportOut(
-                    id=prior.report.report_id,
-                    status=prior.report.state,
-                    signed_at=prior.report.signed_at,
-                    findings=prior.report.findings,
-                    impression=prior.report.impression,
-                ),
-            )
-            for prior in priors.studies
-        ],
-        withheld=priors.withheld,
-        unavailable=priors.unavailable,
-    )
+    return PriorsOut.model_validate(shown_priors(session, study, actor), from_attributes=True)

@@ -83,7 +83,7 @@ def _history(session_factory: sessionmaker[Session]) -> dict[str, int]:
                     "WITHHELD STUDY TEXT")  # fmt: skip
         _signed(session, _study(session, "1.2.826.0.1.30.9", "20250601", patient_id="P-2"),
                 attending, "OTHER PATIENT TEXT")  # fmt: skip
-        return {"amended_report": amended.reports[0].id, "unsigned_report": unsigned.reports[0].id}
+        return {"amended_report": amended.reports[0].id}
 
 
 def _prior_views(session_factory: sessionmaker[Session]) -> list[tuple[str, str]]:
