@@ -31,7 +31,7 @@ from gateway.integrity import (
     verify_part10_file,
 )
 from gateway.receiving import early_sync, reception_failure
-from gateway.recording import record_instance
+from gateway.recording import PurgedWhileStoredError, record_instance
 from gateway.spool import Spool, SpoolError
 from gateway.statuses import StoreStatus
 from radraft.db import connection_scope, session_scope
@@ -171,6 +171,8 @@ class InstanceIntake:
         except IdentityConflictError as error:
             self._spool.discard(relative_path)
             return self._refuse_conflict(received, error.conflict)
+        except PurgedWhileStoredError as error:
+            return self._refuse(received, StoreStatus.OUT_OF_RESOURCES, f"{error}; send it again")
         except SQLAlchemyError as error:
             return self._refuse(
                 received, StoreStatus.OUT_OF_RESOURCES, f"database: {type(error).__name__}"
@@ -242,6 +244,7 @@ class InstanceIntake:
                         origin=self._origin,
                         strict_body_part=self._strict,
                         now=self._clock(),
+                        still_spooled=lambda relative: self._spool.path_of(relative).is_file(),
                     )
                 return
             except IntegrityError:

@@ -10,6 +10,7 @@ study's row is locked while it is read and written, an identity conflict is judg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ from gateway.header import InstanceHeader
 from gateway.identity import IdentityConflictError, find_conflict
 from gateway.selection import classify_instance
 from radraft.enums import StudyStatus
+from radraft.errors import RadraftError
 from radraft.models import Instance, Series, Study
 from radraft.study_status import moved_status
 
@@ -33,7 +35,11 @@ KNOWN_STUDY = (
 ``BEGIN IMMEDIATE`` already holds)."""
 KNOWN_SERIES = select(SERIES).where(SERIES.c.series_instance_uid == bindparam("uid"))
 KNOWN_INSTANCE = select(
-    INSTANCES.c.id, INSTANCES.c.study_id, INSTANCES.c.series_id, INSTANCES.c.sop_class_uid
+    INSTANCES.c.id,
+    INSTANCES.c.study_id,
+    INSTANCES.c.series_id,
+    INSTANCES.c.sop_class_uid,
+    INSTANCES.c.purged_at,
 ).where(INSTANCES.c.sop_instance_uid == bindparam("uid"))
 NEW_ROW_IDS = {table.name: insert(table).returning(table.c.id) for table in (STUDIES, SERIES)}
 ROW_UPDATES = {
@@ -50,6 +56,12 @@ RESENT_INSTANCE = (
 )
 """A re-sent instance: its row is refreshed and counted (the values come with each execution,
 so the statement's compiled form is cached once)."""
+
+
+class PurgedWhileStoredError(RadraftError):
+    """A retention purge took this re-sent instance's file aside after the gateway put it in
+    place and before its rows were written; the sender must send it again."""
+
 
 STATUSES_RESET_BY_NEW_INSTANCES = frozenset(
     {
@@ -86,16 +98,23 @@ def record_instance(
     strict_body_part: bool,
     now: datetime,
     origin: str | None = None,
+    still_spooled: Callable[[str], bool] = lambda _relative: True,
 ) -> None:
     """Insert or update the study, series and instance rows of one received instance.
 
     A new SOP Instance UID bumps the study's ``content_version`` and its ``last_received_at``,
     which restarts the stability timer; a re-sent instance only refreshes its own row.
 
+    A re-sent instance whose row a retention purge marked brings its file back, once
+    ``still_spooled`` confirms, under the study's lock, that the purge did not take the file
+    just put in place (``gateway.retention``).
+
     Raises
     ------
     IdentityConflictError
         If the instance contradicts a row radraft holds (nothing is written then).
+    PurgedWhileStoredError
+        If a purge took the file (nothing is written then).
     """
     study = connection.execute(KNOWN_STUDY, {"uid": header.study_instance_uid}).first()
     series = connection.execute(KNOWN_SERIES, {"uid": header.series_instance_uid}).first()
@@ -103,6 +122,8 @@ def record_instance(
     conflict = find_conflict(connection, header, study=study, series=series, instance=instance)
     if conflict is not None:
         raise IdentityConflictError(conflict)
+    if instance is not None and instance.purged_at is not None and not still_spooled(relative_path):
+        raise PurgedWhileStoredError("a retention purge took the file as it was stored")
 
     classification = classify_instance(header.facts, strict=strict_body_part)
     study_changes = _changed(study, header.study)
@@ -151,6 +172,7 @@ def record_instance(
         "calling_ae_title": calling_ae_title,
         "origin": origin,
         "received_at": now,
+        "purged_at": None,
     }
     if instance is None:
         values.update(

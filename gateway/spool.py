@@ -30,12 +30,23 @@ def spool_relative_path(identity: str) -> str:
     return f"{digest[:2]}/{digest}.dcm"
 
 
+SET_ASIDE_FOLDER = ".purging"
+"""Inside the spool (same filesystem, so a rename moves a file there and back atomically): files
+a retention purge has taken out of place but whose rows have not committed as purged yet."""
+
+
+def spool_path_of_name(file_name: str) -> str:
+    """The relative spool path of a spooled file's name (the inverse of its last component)."""
+    return f"{file_name[:2]}/{file_name}"
+
+
 class Spool:
     """A folder of received instances; ``incoming`` is where partial receptions are written."""
 
     def __init__(self, root: Path, incoming: Path) -> None:
         self.root = root
         self.incoming = incoming
+        self.set_aside_dir = root / SET_ASIDE_FOLDER
         self.root.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
 
@@ -86,6 +97,50 @@ class Spool:
             (self.root / relative).unlink()
         except FileNotFoundError:
             return
+
+    def set_aside(self, relative: str) -> bool:
+        """Move a spooled file out of place for a purge; False if it was not there.
+
+        A rename, not an unlink, so a purge whose rows fail to commit puts the file back.
+        """
+        self.set_aside_dir.mkdir(exist_ok=True)
+        try:
+            os.replace(self.root / relative, self.set_aside_dir / Path(relative).name)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def put_back(self, relative: str) -> None:
+        """Return a set-aside file to its place, unless a re-send already put a newer copy there
+        (``link`` never replaces, so that copy wins)."""
+        aside = self.set_aside_dir / Path(relative).name
+        target = self.root / relative
+        try:
+            os.link(aside, target)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            return
+        aside.unlink()
+        _fsync_directory(target.parent)
+
+    def drop_set_aside(self, relatives: list[str]) -> None:
+        """Delete set-aside files whose rows committed as purged."""
+        for relative in relatives:
+            try:
+                (self.set_aside_dir / Path(relative).name).unlink()
+            except FileNotFoundError:
+                continue
+
+    def set_aside_files(self) -> list[str]:
+        """The relative spool paths of files left set aside (a purge interrupted by a crash)."""
+        if not self.set_aside_dir.is_dir():
+            return []
+        return [
+            spool_path_of_name(entry.name)
+            for entry in self.set_aside_dir.iterdir()
+            if entry.name.endswith(".dcm")
+        ]
 
     def _copy_across_filesystems(self, source: Path, target: Path) -> None:
         partial = target.with_suffix(".partial")

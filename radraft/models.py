@@ -215,6 +215,9 @@ class Instance(Base):
     that received it); None: only the spool of the receiving host has it."""
     receive_count: Mapped[int] = mapped_column(Integer, default=1)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    purged_at: Mapped[datetime | None]
+    """When spool retention deleted the file (``gateway.retention``); the row stays, so the study,
+    its SR evidence and its history still name the instance. A re-send brings the file back."""
 
     study: Mapped[Study] = relationship(back_populates="instances", viewonly=True)
     series: Mapped[Series] = relationship(back_populates="instances")

@@ -199,6 +199,16 @@ class Settings(BaseSettings):
         "filesystem has less free space than this, so a full disk never corrupts anything; a "
         "reception that would take it below stops being written (checked every 4 MiB).",
     )
+    spool_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Delete a study's spooled files once it is settled (signed, amended, not "
+        "eligible, or withdrawn; never while disputed, unsigned, with an SR to send, or a "
+        "timing-study case with reads to do) and "
+        "nothing happened to it for this many days: no instance received or re-sent, no report "
+        "revision. Rows stay; a re-sent instance brings its file back. Unset: keep every file.",
+    )
     dicom_max_instance_bytes: int = Field(
         default=2 << 30,
         ge=1 << 20,

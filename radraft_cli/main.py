@@ -13,6 +13,7 @@ from radraft.errors import RadraftError
 from radraft.logs import configure_logging
 from radraft.settings import Settings, load_settings
 from radraft_cli.health import health_app
+from radraft_cli.spool_cli import spool_app
 from radraft_cli.stop_signals import relay_stop_signals
 from reporting.reader_study.cli import reader_study_app
 from reporting.timing_cli import timing_app
@@ -33,6 +34,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(reader_study_app, name="reader-study")
 app.add_typer(timing_app, name="timing")
 app.add_typer(health_app, name="health")
+app.add_typer(spool_app, name="spool")
 
 
 def _settings(**overrides: object) -> Settings:
