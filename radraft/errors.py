@@ -28,6 +28,11 @@ class NotFoundError(RadraftError):
     """What the request names does not exist."""
 
 
+class GoneError(NotFoundError):
+    """What the request names existed here and was removed on purpose (spool retention); the
+    caller should look for it where it came from."""
+
+
 class ConflictError(RadraftError):
     """The request does not fit the current state of what it names (retrying as is won't help)."""
 

@@ -154,6 +154,7 @@ def take_job(
             Path(i.spool_path),
             i.size_bytes,
             i.origin,
+            purged=i.purged_at is not None,
         )
         for i, series_uid in rows
     }

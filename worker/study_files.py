@@ -51,6 +51,8 @@ class InstanceLocation:
     spool_path: Path
     size_bytes: int
     origin: str | None
+    purged: bool = False
+    """Spool retention deleted the file (everywhere: the origin's spool is the spool)."""
 
     @property
     def url(self) -> str:
@@ -107,6 +109,8 @@ class StudyFiles:
         ScratchDiskError
             The scratch disk is full: worth retrying.
         """
+        if location.purged:
+            raise UnusableImageError("deleted by spool retention; re-send it from the PACS")
         spooled = self._spool_dir / location.spool_path
         if spooled.is_file() and spooled.stat().st_size == location.size_bytes:
             return spooled

@@ -293,10 +293,17 @@ def series_attributes(series: Series, study: Study, root: str) -> list[tuple[str
 def instance_attributes(
     instance: Instance, series: Series, study: Study, root: str
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The instance-level return keys radraft stores (RetrieveURL is the instance's)."""
+    """The instance-level return keys radraft stores (RetrieveURL is the instance's).
+
+    Instance Availability (0008,0056) is UNAVAILABLE once spool retention deleted the file (the
+    row stays, so the study's history still lists it; WADO-RS answers 410 for it).
+    """
     return [
         attribute("SOPClassUID", instance.sop_class_uid),
         attribute("SOPInstanceUID", instance.sop_instance_uid),
+        attribute(
+            "InstanceAvailability", "ONLINE" if instance.purged_at is None else "UNAVAILABLE"
+        ),
         attribute("AvailableTransferSyntaxUID", instance.transfer_syntax_uid),
         attribute("InstanceNumber", instance.instance_number),
         attribute("Rows", instance.rows),

@@ -40,6 +40,7 @@ from gateway.integrity import IncompleteDatasetError, verify_part10_file
 from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
 from radraft.dicomweb_paths import instance_url
 from radraft.errors import (
+    GoneError,
     InvalidInputError,
     MalformedRequestError,
     NotAcceptableError,
@@ -106,7 +107,8 @@ def locate(
     sop_instance_uid: str | None = None,
 ) -> list[StoredInstance]:
     """The stored instances a WADO-RS path names, in the order they arrived; 404 if none (also
-    for a withdrawn study: radraft's copy of it is another patient's)."""
+    for a withdrawn study: radraft's copy of it is another patient's), 410 if spool retention
+    deleted the files of all of them (the rows remain; the PACS holds the images)."""
     statement = (
         select(Instance, Series.series_instance_uid)
         .join(Series, Series.id == Instance.series_id)
@@ -118,6 +120,7 @@ def locate(
         statement = statement.where(Series.series_instance_uid == series_instance_uid)
     if sop_instance_uid is not None:
         statement = statement.where(Instance.sop_instance_uid == sop_instance_uid)
+    rows = session.execute(statement).all()
     found = [
         StoredInstance(
             study_instance_uid,
@@ -128,8 +131,11 @@ def locate(
             instance.rows,
             instance.columns,
         )
-        for instance, series_uid in session.execute(statement).all()
+        for instance, series_uid in rows
+        if instance.purged_at is None
     ]
+    if not found and rows:
+        raise GoneError("radraft no longer holds these instances (spool retention)")
     if not found:
         raise NotFoundError("no such study, series or instance")
     return found

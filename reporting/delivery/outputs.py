@@ -2,7 +2,9 @@
 
 Patient and study values come from the study row (validated by the gateway); the source files
 are read only to confirm what the SR references, so an instance that vanished from the spool
-fails the output with a reason instead of producing an SR about images nobody has.
+fails the output with a reason instead of producing an SR about images nobody has. An instance
+whose file spool retention deleted (``Instance.purged_at``) is referenced from its row: the
+gateway confirmed that file when it stored it, and the PACS that sent it keeps it.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class RevisionBundle:
     study: Study
     author: User | None
     order: Order | None
-    sources: tuple[tuple[Path, EvidenceReference], ...]
+    sources: tuple[tuple[Path | None, EvidenceReference], ...]
+    """Each source's spooled file (None: purged by retention) and what the SR says of it."""
     chest_views: tuple[str | None, ...]
 
 
@@ -89,7 +92,7 @@ def load_bundle(session: Session, revision_id: int, *, spool_dir: Path) -> Revis
     ).all()
     sources = tuple(
         (
-            spool_dir / instance.spool_path,
+            spool_dir / instance.spool_path if instance.purged_at is None else None,
             EvidenceReference(
                 study.study_instance_uid,
                 series_uid,
@@ -215,9 +218,12 @@ def _document(bundle: RevisionBundle, settings: Settings) -> ReportDocument:
 
 
 def _evidence(bundle: RevisionBundle) -> list[EvidenceReference]:
-    """The source instances, each confirmed in the spool (header only)."""
+    """The source instances, each confirmed in the spool (header only) unless purged."""
     references = []
     for path, reference in bundle.sources:
+        if path is None:
+            references.append(reference)
+            continue
         try:
             header = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
         except FileNotFoundError as error:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from radraft.errors import (
     ConflictError,
+    GoneError,
     InvalidInputError,
     MalformedRequestError,
     NotAcceptableError,
@@ -38,6 +39,7 @@ HTTP_STATUS: Mapping[type[RadraftError], int] = {
     NotFoundError: 404,
     NotAcceptableError: 406,
     ConflictError: 409,
+    GoneError: 410,
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
     InvalidInputError: 422,

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from radraft.enums import AuditAction, JobStatus, OutboxChannel, OutboxStatus, StudyStatus
 from radraft.free_space import free_bytes
-from radraft.models import AuditEntry, DraftingJob, OutboxMessage, ReportRevision, Study
+from radraft.models import AuditEntry, DraftingJob, Instance, OutboxMessage, ReportRevision, Study
 from radraft.settings import Settings
 from radraft.timeutil import utcnow
 from reporting.web.deps import DbSession
@@ -38,6 +38,7 @@ def metrics(request: Request, session: DbSession) -> PlainTextResponse:
     now = utcnow()
     lines: list[str] = []
     _spool(lines, request.app.state.settings)
+    _spool_contents(lines, session)
     studies = dict(session.execute(select(Study.status, func.count()).group_by(Study.status)).all())
     _gauge(lines, "radraft_studies", "Studies by workflow status.",
            {(("status", s.value),): studies.get(s, 0) for s in StudyStatus})  # fmt: skip
@@ -118,8 +119,8 @@ def _outbox(lines: list[str], session: DbSession, now: datetime) -> None:
 def _spool(lines: list[str], settings: Settings) -> None:
     """Free space on the spool's disk, as this process sees it (the web app runs where the spool
     is, as DICOMweb reads it). The gateway refuses every instance once the free space is below
-    ``RADRAFT_SPOOL_MIN_FREE_BYTES`` and the spool is never pruned, so this is the alert that
-    comes before radraft stops receiving studies."""
+    ``RADRAFT_SPOOL_MIN_FREE_BYTES``, and only spool retention (if set) ever frees space, so
+    this is the alert that comes before radraft stops receiving studies."""
     try:
         free = float(free_bytes(settings.spool_dir))
     except OSError:  # no spool here yet (nothing received), or not this host's to see
@@ -130,6 +131,20 @@ def _spool(lines: list[str], settings: Settings) -> None:
     _gauge(lines, "radraft_spool_min_free_bytes",
            "RADRAFT_SPOOL_MIN_FREE_BYTES: below it the gateway refuses instances (0xA700).",
            {(): settings.spool_min_free_bytes})  # fmt: skip
+
+
+def _spool_contents(lines: list[str], session: DbSession) -> None:
+    """Instances whose files the spool holds and those spool retention deleted, and the bytes
+    held: how much retention frees, and what the spool would hold without it."""
+    held = Instance.purged_at.is_(None)
+    counts = dict(session.execute(select(held, func.count()).group_by(held)).all())
+    held_bytes = session.scalar(select(func.coalesce(func.sum(Instance.size_bytes), 0)).where(held))
+    _gauge(lines, "radraft_spool_instances",
+           "Instances by whether the spool holds the file (purged: deleted by retention).",
+           {(("state", "held"),): counts.get(True, 0),
+            (("state", "purged"),): counts.get(False, 0)})  # fmt: skip
+    _gauge(lines, "radraft_spool_held_bytes", "Bytes of the instance files the spool holds.",
+           {(): held_bytes or 0})  # fmt: skip
 
 
 def _recent_drafting(lines: list[str], session: DbSession, now: datetime) -> None:

@@ -17,12 +17,13 @@ from PIL import Image
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from radraft.errors import InvalidInputError, NotFoundError
+from radraft.errors import GoneError, InvalidInputError, NotFoundError
 from radraft.imaging import default_window, load_for_model
 from radraft.models import Instance
 from reporting.web.deps import DbSession
 from reporting.web.security import reader
 
+PURGED_DETAIL = "radraft no longer holds this image (spool retention); the PACS has it"
 router = APIRouter(prefix="/api/instances", tags=["images"], dependencies=[Depends(reader)])
 
 
@@ -37,6 +38,8 @@ def _spooled_path(session: DbSession, request: Request, sop_instance_uid: str) -
     instance = session.scalar(select(Instance).where(Instance.sop_instance_uid == sop_instance_uid))
     if instance is None:
         raise NotFoundError("unknown instance")
+    if instance.purged_at is not None:
+        raise GoneError(PURGED_DETAIL)
     path: Path = request.app.state.settings.spool_dir / instance.spool_path
     return path
 
@@ -58,7 +61,8 @@ def preview(
     center: Annotated[float | None, Query(ge=-1e7, le=1e7)] = None,
     width: Annotated[float | None, Query(gt=0, le=1e7)] = None,
 ) -> Response:
-    """A PNG, longest side ``size``; 404 unknown instance, 422 half a window or no pixels."""
+    """A PNG, longest side ``size``; 404 unknown instance, 410 its file was purged by spool
+    retention, 422 half a window or no pixels."""
     path = _spooled_path(session, request, sop_instance_uid)
     if (center is None) != (width is None):
         raise InvalidInputError("give both center and width, or neither")

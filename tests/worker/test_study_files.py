@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -96,6 +97,19 @@ def test_the_spool_is_read_when_it_has_the_whole_file(tmp_path: Path, origin: st
         assert files.path_of(location(origin, "ok")) == spooled
         assert files.fetched == 0
     assert Origin.seen == [], "no request when the spool has it"
+
+
+def test_an_instance_spool_retention_deleted_is_unusable_with_its_reason_and_never_fetched(
+    tmp_path: Path, origin: str
+) -> None:
+    """The origin's spool is the spool the purge emptied: asking it would only get 410."""
+    Origin.seen.clear()
+    purged = replace(location(origin, "ok"), purged=True)
+    files = StudyFiles(tmp_path / "spool", tmp_path / "scratch", token="t", timeout_seconds=5,
+                       min_bytes_per_second=RATE)  # fmt: skip
+    with files, pytest.raises(UnusableImageError, match="deleted by spool retention"):
+        files.path_of(purged)
+    assert Origin.seen == []
 
 
 def test_a_missing_or_short_spool_file_is_fetched_with_the_token_and_removed_after(
