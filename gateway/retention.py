@@ -23,6 +23,7 @@ put back or dropped by what the rows say when the gateway starts.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -91,6 +92,9 @@ class RetentionRule:
 
     cutoff: datetime
     sr_deliveries: bool
+    reason: str = "age"
+    """Why this rule purges, for the audit row: ``age`` (the retention period) or
+    ``free_space`` (``gateway.space_purge``)."""
 
     def purgeable(self) -> ColumnElement[bool]:
         """Settled, undisputed, idle, with files, needed by nothing radraft still has to do.
@@ -194,7 +198,7 @@ def purge_study(
                     action=PURGED_ACTION,
                     object_type="study",
                     object_id=str(study_id),
-                    details={"files": purged.files, "bytes": purged.bytes},
+                    details={"files": purged.files, "bytes": purged.bytes, "reason": rule.reason},
                 )
             )
     except BaseException:
@@ -213,23 +217,36 @@ def run_retention(
     rule = RetentionRule(now - timedelta(days=retention_days), sr_deliveries)
     with session_scope(factory) as session:
         candidates = purge_candidates(session, rule, limit + 1)
-    purged = []
-    for study_id in candidates[:limit]:
-        try:
-            done = purge_study(factory, spool, study_id, rule=rule, now=now, actor=actor)
-        except OSError as error:
-            # This study's files failed (permissions, a failing disk; purge_study put back what
-            # it moved): the others still go, and the next round tries this one again.
-            log_event(logger, "gateway.purge_failed", logging.ERROR, study_id=study_id,
-                      error=type(error).__name__)  # fmt: skip
-            continue
-        if done is not None:
-            purged.append(done)
+    purged = purge_studies(factory, spool, candidates[:limit], rule=rule, now=now, actor=actor)
     finished = RetentionRound(tuple(purged), more_waiting=len(candidates) > limit)
     if purged:
         log_event(logger, "gateway.spool_purged", studies=len(purged), files=finished.files,
                   bytes=finished.bytes, more_waiting=finished.more_waiting)  # fmt: skip
     return finished
+
+
+def purge_studies(
+    factory: sessionmaker[Session], spool: Spool, study_ids: list[int], *, rule: RetentionRule,
+    now: datetime, actor: str, enough: Callable[[], bool] = lambda: False,
+) -> list[PurgedStudy]:  # fmt: skip
+    """Purge each study in turn (``purge_study``) until ``enough`` says so.
+
+    A study whose files fail to move (permissions, a failing disk; ``purge_study`` put back
+    what it moved) is logged and skipped: the others still go, and the next round tries it again.
+    """
+    purged = []
+    for study_id in study_ids:
+        if enough():
+            break
+        try:
+            done = purge_study(factory, spool, study_id, rule=rule, now=now, actor=actor)
+        except OSError as error:
+            log_event(logger, "gateway.purge_failed", logging.ERROR, study_id=study_id,
+                      error=type(error).__name__)  # fmt: skip
+            continue
+        if done is not None:
+            purged.append(done)
+    return purged
 
 
 def recover_set_aside(factory: sessionmaker[Session], spool: Spool) -> int:

@@ -5,33 +5,27 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.completion import run_completion_until
 from gateway.drain import drain_associations
 from gateway.intake import intake_for
+from gateway.janitor import INCOMING_MAX_AGE_SECONDS, Janitor
 from gateway.order_listener import OrderListener
 from gateway.receiving import ReceptionLimits, receive_into
 from gateway.redelivery import QueueDepth
-from gateway.retention import recover_set_aside, run_retention
 from gateway.scp import build_application_entity, event_handlers
 from gateway.spool import Spool
 from radraft.logs import log_event
 from radraft.outbox import CeleryOutboxRelay, Publisher
 from radraft.settings import Settings
-from radraft.timeutil import utcnow
 from radraft.tls import server_context
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 COMPLETION_POLL_SECONDS = 0.25
-INCOMING_MAX_AGE_SECONDS = 3600.0
-JANITOR_SECONDS = 600.0
 
 
 class Gateway:
@@ -134,7 +128,11 @@ class Gateway:
                 name="radraft-outbox-relay",
                 daemon=True,
             ),
-            threading.Thread(target=self._janitor, name="radraft-janitor", daemon=True),
+            threading.Thread(
+                target=Janitor(self._settings, self._session_factory, self.spool, self._stop).run,
+                name="radraft-janitor",
+                daemon=True,
+            ),
         ]
         for thread in self._threads:
             thread.start()
@@ -161,43 +159,6 @@ class Gateway:
                 self.tls_order_listener = listener
         log_event(logger, "gateway.started", ae_title=self._settings.ae_title, port=self.port,
                   role="full")  # fmt: skip
-
-    def _janitor(self) -> None:
-        """Settle what a crashed purge left aside, then every round clean partial receptions
-        and apply spool retention (``gateway.retention``)."""
-        self._keep_going(lambda: recover_set_aside(self._session_factory, self.spool))
-        self._apply_retention()
-        while not self._stop.wait(JANITOR_SECONDS):
-            self.spool.clean_incoming(older_than_seconds=INCOMING_MAX_AGE_SECONDS)
-            self._apply_retention()
-
-    def _apply_retention(self) -> None:
-        """Purge rounds until none is left waiting (each one bounded) or the gateway stops."""
-        days = self._settings.spool_retention_days
-        if days is None:
-            return
-        while not self._stop.is_set():
-            done = self._keep_going(
-                lambda: run_retention(
-                    self._session_factory,
-                    self.spool,
-                    retention_days=days,
-                    now=utcnow(),
-                    sr_deliveries=self._settings.sr_destination is not None,
-                )
-            )
-            if done is None or not done.purged or not done.more_waiting:
-                return  # the next round tries again; a round that freed nothing would spin
-
-    @staticmethod
-    def _keep_going(step: Callable[[], T]) -> T | None:
-        """Run a janitor step; a dead database or a disk error is logged and the next round
-        tries again (the gateway keeps receiving)."""
-        try:
-            return step()
-        except (SQLAlchemyError, OSError) as error:
-            log_event(logger, "gateway.janitor_failed", logging.ERROR, error=type(error).__name__)
-            return None
 
     def stop(self) -> None:
         """Stop accepting associations, let those under way finish (``gateway.drain``), finish

@@ -209,6 +209,15 @@ class Settings(BaseSettings):
         "nothing happened to it for this many days: no instance received or re-sent, no report "
         "revision. Rows stay; a re-sent instance brings its file back. Unset: keep every file.",
     )
+    spool_target_free_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="When the spool's disk has less free space than this (checked every 30 s), "
+        "the gateway purges settled studies before their retention period, by the same rule "
+        "but idle only an hour, the longest idle first, until it has this much again; above "
+        "RADRAFT_SPOOL_MIN_FREE_BYTES, so that receiving never stops while anything could go. "
+        "Unset: no purging for space.",
+    )
     dicom_max_instance_bytes: int = Field(
         default=2 << 30,
         ge=1 << 20,
@@ -497,6 +506,16 @@ class Settings(BaseSettings):
     image_size: int = Field(
         default=512, ge=32, le=4096, description="Longest side of images given to the model."
     )
+
+    @model_validator(mode="after")
+    def _space_target_above_the_floor(self) -> Settings:
+        target = self.spool_target_free_bytes
+        if target is not None and target <= self.spool_min_free_bytes:
+            raise ValueError(
+                "RADRAFT_SPOOL_TARGET_FREE_BYTES must be above RADRAFT_SPOOL_MIN_FREE_BYTES "
+                "(purging starts before receiving stops)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_is_complete(self) -> Settings:

@@ -131,6 +131,11 @@ def _spool(lines: list[str], settings: Settings) -> None:
     _gauge(lines, "radraft_spool_min_free_bytes",
            "RADRAFT_SPOOL_MIN_FREE_BYTES: below it the gateway refuses instances (0xA700).",
            {(): settings.spool_min_free_bytes})  # fmt: skip
+    target = settings.spool_target_free_bytes
+    _gauge(lines, "radraft_spool_target_free_bytes",
+           "RADRAFT_SPOOL_TARGET_FREE_BYTES: below it the gateway purges settled studies for "
+           "space (NaN: not set).",
+           {(): float("nan") if target is None else target})  # fmt: skip
 
 
 def _spool_contents(lines: list[str], session: DbSession) -> None:

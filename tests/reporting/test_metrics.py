@@ -131,13 +131,14 @@ def test_metrics_need_the_service_token_or_a_login(app_client: TestClient) -> No
 def test_metrics_show_the_spool_disks_free_space_and_the_gateways_floor(
     app_client: TestClient, settings: Settings
 ) -> None:
-    """A full spool disk makes the gateway refuse every instance, and the spool is never
-    pruned: the free space is the figure to alert on before that happens."""
+    """A full spool disk makes the gateway refuse every instance, and only purges (retention,
+    the target free space) free it: the free space is the figure to alert on."""
     if settings.spool_dir.exists():
         shutil.rmtree(settings.spool_dir)
     samples = scrape(app_client)
     assert math.isnan(samples[("radraft_spool_free_bytes", "")]), "no spool on this host yet"
     assert samples[("radraft_spool_min_free_bytes", "")] == settings.spool_min_free_bytes
+    assert math.isnan(samples[("radraft_spool_target_free_bytes", "")]), "not set"
     settings.spool_dir.mkdir(parents=True)
     free = scrape(app_client)[("radraft_spool_free_bytes", "")]
     stats = os.statvfs(settings.spool_dir)
