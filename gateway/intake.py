@@ -8,6 +8,7 @@ file of an instance that was never acknowledged, which the sender re-sends.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,8 @@ class IntakeLimits:
     max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
     max_elements: int = DEFAULT_MAX_ELEMENTS
     min_free_bytes: int = 0
+    target_free_bytes: int | None = None
+    """Below this the gateway purges for space (``gateway.space_purge``); the intake says so."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,16 @@ class ReceivedInstance:
 
 
 def intake_for(
-    settings: Settings, session_factory: sessionmaker[Session], spool: Spool
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    spool: Spool,
+    on_short_of_space: Callable[[], None] | None = None,
 ) -> InstanceIntake:
-    """The intake as the settings configure it; C-STORE and STOW-RS both take this one."""
+    """The intake as the settings configure it; C-STORE and STOW-RS both take this one.
+
+    ``on_short_of_space``: called when an instance finds the spool's free space below
+    ``RADRAFT_SPOOL_TARGET_FREE_BYTES`` (the full gateway wakes its janitor).
+    """
     return InstanceIntake(
         session_factory,
         spool,
@@ -90,8 +100,10 @@ def intake_for(
             max_inflated_bytes=settings.dicom_max_inflated_bytes,
             max_elements=settings.dicom_max_elements,
             min_free_bytes=settings.spool_min_free_bytes,
+            target_free_bytes=settings.spool_target_free_bytes,
         ),
         origin=settings.dicomweb_base_url,
+        on_short_of_space=on_short_of_space,
     )
 
 
@@ -107,6 +119,7 @@ class InstanceIntake:
         limits: IntakeLimits | None = None,
         origin: str | None = None,
         clock: Clock = utcnow,
+        on_short_of_space: Callable[[], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._origin = origin
@@ -114,6 +127,7 @@ class InstanceIntake:
         self._strict = strict_body_part
         self._limits = limits or IntakeLimits()
         self._clock = clock
+        self._on_short_of_space = on_short_of_space
 
     @property
     def limits(self) -> IntakeLimits:
@@ -127,6 +141,9 @@ class InstanceIntake:
         if failure is not None:
             return self._refuse(received, StoreStatus.OUT_OF_RESOURCES, failure)
         free = self._spool.free_bytes()
+        target = self._limits.target_free_bytes
+        if self._on_short_of_space is not None and target is not None and free < target:
+            self._on_short_of_space()
         if free < self._limits.min_free_bytes:
             return self._refuse(
                 received,

@@ -2,9 +2,10 @@
 
 At start it settles files a crashed purge left aside (``gateway.retention``), then applies
 retention and checks the spool's free space; from then on it checks the free space every
-``SPACE_CHECK_SECONDS`` (a statvfs call) and every ``ROUND_SECONDS`` removes partial receptions
-and applies retention. A dead database or a disk error skips a step with a log line; the
-gateway keeps receiving, and the next check tries again.
+``SPACE_CHECK_SECONDS`` (a statvfs call) and at once when the intake finds it below the target
+(``wake``; at most once a second while nothing more can go), and every ``ROUND_SECONDS``
+removes partial receptions and applies retention. A dead database or a disk error skips a
+step with a log line; the gateway keeps receiving, and the next check tries again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ T = TypeVar("T")
 INCOMING_MAX_AGE_SECONDS = 3600.0
 ROUND_SECONDS = 600.0
 SPACE_CHECK_SECONDS = 30.0
+MIN_CHECK_GAP_SECONDS = 1.0
+"""Between two checks at least, once a check found nothing more to purge: a flood of instances
+arriving short of space then wakes one check a second, not one query per instance."""
 
 
 class Janitor:
@@ -49,6 +53,11 @@ class Janitor:
         self._stop = stop
         self._sr_deliveries = settings.sr_destination is not None
         self._was_short = False
+        self._woken = threading.Event()
+
+    def wake(self) -> None:
+        """Check the free space now (the intake found it below the target; the stop, too)."""
+        self._woken.set()
 
     def run(self) -> None:
         """Settle a crashed purge's leftovers, then check and clean until the stop."""
@@ -56,12 +65,18 @@ class Janitor:
         self.apply_retention()
         self.check_space()
         last_round = time.monotonic()
-        while not self._stop.wait(SPACE_CHECK_SECONDS):
+        while not self._stop.is_set():
+            self._woken.wait(SPACE_CHECK_SECONDS)
+            self._woken.clear()
+            if self._stop.is_set():
+                return
             self.check_space()
             if time.monotonic() - last_round >= ROUND_SECONDS:
                 last_round = time.monotonic()
                 self._spool.clean_incoming(older_than_seconds=INCOMING_MAX_AGE_SECONDS)
                 self.apply_retention()
+            if self._was_short:  # nothing more could go: let a flood of wakes wait a little
+                self._stop.wait(MIN_CHECK_GAP_SECONDS)
 
     def apply_retention(self) -> None:
         """Purge rounds until none is left waiting (each one bounded) or the gateway stops."""

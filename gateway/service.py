@@ -48,15 +48,22 @@ class Gateway:
     ) -> None:
         self._settings = settings
         self._queue_depth = queue_depth
-        self._ingest_only = ingest_only
         self._reuse_port = reuse_port
         self._session_factory = session_factory
         self.spool = Spool(settings.spool_dir, settings.data_dir / "incoming")
-        self._intake = intake_for(settings, session_factory, self.spool)
+        self._stop = threading.Event()
+        self._janitor = (
+            None if ingest_only else Janitor(settings, session_factory, self.spool, self._stop)
+        )
+        self._intake = intake_for(
+            settings,
+            session_factory,
+            self.spool,
+            on_short_of_space=self._janitor.wake if self._janitor is not None else None,
+        )
         self._relay = CeleryOutboxRelay(
             session_factory, publish, max_backoff_seconds=settings.outbox_max_backoff_seconds
         )
-        self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Any = None
         self._tls_server: Any = None
@@ -105,7 +112,7 @@ class Gateway:
                 evt_handlers=event_handlers(self._intake, max_pdu_size=self._settings.max_pdu_size),
                 ssl_context=server_context(self._settings),
             )
-        if self._ingest_only:
+        if self._janitor is None:  # an ingest-only process
             log_event(logger, "gateway.started", ae_title=self._settings.ae_title,
                       port=self.port, role="ingest")  # fmt: skip
             return
@@ -128,11 +135,7 @@ class Gateway:
                 name="radraft-outbox-relay",
                 daemon=True,
             ),
-            threading.Thread(
-                target=Janitor(self._settings, self._session_factory, self.spool, self._stop).run,
-                name="radraft-janitor",
-                daemon=True,
-            ),
+            threading.Thread(target=self._janitor.run, name="radraft-janitor", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -176,6 +179,8 @@ class Gateway:
             self._settings.dicom_drain_seconds,
         )
         self._stop.set()
+        if self._janitor is not None:
+            self._janitor.wake()
         for thread in self._threads:
             thread.join(timeout=10)
         log_event(logger, "gateway.stopped")

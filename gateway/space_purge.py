@@ -3,10 +3,11 @@
 Retention by age (``gateway.retention``) keeps the spool's size in step with the department's
 volume, but a burst of studies, a larger modality or a smaller disk can still bring the free
 space down to ``RADRAFT_SPOOL_MIN_FREE_BYTES``, where the gateway refuses every instance. With
-``RADRAFT_SPOOL_TARGET_FREE_BYTES`` set, the gateway checks the free space every half minute
-and, below the target, purges studies by the same rule as retention (settled, undisputed,
-nothing still to do with their images) but idle only an hour, the longest idle first, until
-the free space is back at the target. Unsigned drafts are never taken: if only they are left,
+``RADRAFT_SPOOL_TARGET_FREE_BYTES`` set, the gateway checks the free space every half minute,
+and at once when an arriving instance finds it below the target (``gateway.janitor``); below
+it, it purges studies by the same rule as retention (settled, undisputed, nothing still to do
+with their images) but idle only an hour, the longest idle first, until the free space is back
+at the target. Unsigned drafts are never taken: if only they are left,
 the gateway refuses instances at the floor as before, and says why in its log.
 """
 

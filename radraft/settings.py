@@ -212,7 +212,8 @@ class Settings(BaseSettings):
     spool_target_free_bytes: int | None = Field(
         default=None,
         ge=1,
-        description="When the spool's disk has less free space than this (checked every 30 s), "
+        description="When the spool's disk has less free space than this (checked every 30 s "
+        "and whenever an instance arrives below it), "
         "the gateway purges settled studies before their retention period, by the same rule "
         "but idle only an hour, the longest idle first, until it has this much again; above "
         "RADRAFT_SPOOL_MIN_FREE_BYTES, so that receiving never stops while anything could go. "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.janitor import Janitor
+from gateway.janitor import SPACE_CHECK_SECONDS, Janitor
 from gateway.retention import PURGED_ACTION
 from gateway.service import Gateway
 from radraft.db import session_scope
@@ -150,3 +151,45 @@ def test_a_target_at_or_below_the_floor_is_refused_at_start(settings: Settings) 
         Settings(
             **{**settings.model_dump(), "spool_target_free_bytes": settings.spool_min_free_bytes}
         )
+
+
+def test_instances_arriving_below_the_target_wake_the_purge_at_once(
+    gateway_on_small_disk: Gateway,
+    small_settings: Settings,
+    small_disk: Path,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    """A burst must not wait for the half-minute check: the instance that finds the free space
+    below the target wakes the janitor, which frees it within seconds, while the sender keeps
+    getting 0x0000."""
+    ids = _studies(gateway_on_small_disk, session_factory, tmp_path)
+    for study_id in ids.values():
+        settle(session_factory, study_id, StudyStatus.FINAL, idle=timedelta(hours=3))
+    target = 9 * MB
+    _fill(small_disk, leave_free=target + MB)  # just above: the check at start has nothing to do
+    retaining = Gateway(
+        small_settings.model_copy(update={"spool_target_free_bytes": target,
+                                          "dicom_port": free_port()}),
+        session_factory, publisher,
+    )  # fmt: skip
+    retaining.start()
+    try:
+        time.sleep(1.0)  # past the check at start
+        assert all(all(spooled_files(session_factory, retaining.spool, i).values())
+                   for i in ids.values())  # fmt: skip
+        burst = synthetic_study_files(611, tmp_path / "burst", size=1024)
+        sent = time.monotonic()
+        assert storescu(burst, port=retaining.port).returncode == 0
+        wait_until(lambda: free_bytes(small_disk) >= target, timeout=10.0,
+                   what="the purge woken by the burst, long before the next check")  # fmt: skip
+        assert time.monotonic() - sent < SPACE_CHECK_SECONDS
+    finally:
+        retaining.stop()
+    spool = retaining.spool
+    purged = [
+        s for s, i in ids.items() if not any(spooled_files(session_factory, spool, i).values())
+    ]
+    # Each image of the burst may wake a check: one study or two go, the longest idle first.
+    assert purged in ([601], [601, 602])
