@@ -186,3 +186,5 @@ def test_env_example_names_only_settings_radraft_knows(
     refuse_unknown_environment()  # what every radraft command does first
     settings = Settings()
     assert settings.dicomweb_base_url == radraft_keys["RADRAFT_DICOMWEB_BASE_URL"]
+    assert settings.spool_retention_days == 30, "a production spool does not grow for ever"
+    assert settings.spool_target_free_bytes == 10 << 30
