@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -63,10 +64,11 @@ def current_rule() -> RetentionRule:
 
 
 def receive_studies(
-    gateway: Gateway, factory: sessionmaker[Session], folder: Path, *seeds: int
+    gateway: Gateway, factory: sessionmaker[Session], folder: Path, *seeds: int, size: int = 64
 ) -> dict[int, list[Path]]:
-    """Send one PA + lateral study per seed with storescu; wait until each is decided."""
-    sent = {seed: synthetic_study_files(seed, folder / str(seed), size=64) for seed in seeds}
+    """Send one PA + lateral study per seed (images ``size`` pixels square) with storescu; wait
+    until each is decided."""
+    sent = {seed: synthetic_study_files(seed, folder / str(seed), size=size) for seed in seeds}
     for files in sent.values():
         assert storescu(files, port=gateway.port).returncode == 0
 
@@ -85,6 +87,24 @@ def study_id_of(factory: sessionmaker[Session], files: list[Path]) -> int:
     uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     with session_scope(factory) as session:
         return session.scalars(select(Study.id).where(Study.study_instance_uid == uid)).one()
+
+
+@contextmanager
+def second_gateway(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    **overrides: object,
+) -> Iterator[Gateway]:
+    """Another full gateway on the same spool and database, with ``overrides`` to its settings:
+    its janitor's first round runs as it starts."""
+    gateway = Gateway(settings.model_copy(update={**overrides, "dicom_port": free_port()}),
+                      factory, publisher)  # fmt: skip
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
 
 
 def settle(
@@ -319,19 +339,12 @@ def test_the_gateway_applies_the_retention_setting_by_itself(
     sent = receive_studies(running_gateway, session_factory, tmp_path, 551)
     study_id = study_id_of(session_factory, sent[551])
     settle(session_factory, study_id, StudyStatus.FINAL)
-    retaining = Gateway(
-        settings.model_copy(update={"spool_retention_days": RETENTION_DAYS,
-                                    "dicom_port": free_port()}),
-        session_factory, publisher,
-    )  # fmt: skip
-    retaining.start()
-    try:
+    with second_gateway(settings, session_factory, publisher,
+                        spool_retention_days=RETENTION_DAYS) as retaining:  # fmt: skip
         wait_until(
             lambda: not any(spooled_files(session_factory, retaining.spool, study_id).values()),
             what="the janitor's first round",
         )
-    finally:
-        retaining.stop()
     assert all(at is not None for at in purged_marks(session_factory, study_id))
 
 

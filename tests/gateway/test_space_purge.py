@@ -26,8 +26,14 @@ from radraft.models import AuditEntry
 from radraft.settings import Settings
 from tests.conftest import RecordingPublisher
 from tests.dicom_peers import storescu, synthetic_study_files
-from tests.gateway.test_retention import settle, spooled_files, study_id_of
-from tests.support import free_port, wait_until
+from tests.gateway.test_retention import (
+    receive_studies,
+    second_gateway,
+    settle,
+    spooled_files,
+    study_id_of,
+)
+from tests.support import wait_until
 
 MB = 1 << 20
 
@@ -50,21 +56,8 @@ def gateway_on_small_disk(
 
 def _studies(gateway: Gateway, factory: sessionmaker[Session], folder: Path) -> dict[int, int]:
     """Four studies of two 2 MB images each, sent by storescu; seed -> study id, decided."""
-    ids = {}
-    for seed in (601, 602, 603, 604):
-        files = synthetic_study_files(seed, folder / str(seed), size=1024)
-        assert storescu(files, port=gateway.port).returncode == 0
-        ids[seed] = study_id_of(factory, files)
-    wait_until(lambda: _all_decided(factory, list(ids.values())), what="studies decided")
-    return ids
-
-
-def _all_decided(factory: sessionmaker[Session], study_ids: list[int]) -> bool:
-    from radraft.models import Study
-
-    with session_scope(factory) as session:
-        eligible = session.scalars(select(Study.eligible).where(Study.id.in_(study_ids))).all()
-        return len(eligible) == len(study_ids) and None not in eligible
+    sent = receive_studies(gateway, factory, folder, 601, 602, 603, 604, size=1024)
+    return {seed: study_id_of(factory, files) for seed, files in sent.items()}
 
 
 def _fill(disk: Path, leave_free: int) -> None:
@@ -93,16 +86,9 @@ def test_below_the_target_the_longest_idle_settled_studies_go_until_it_is_free_a
     _fill(small_disk, leave_free=3 * MB)
     target = 9 * MB  # two 4 MB studies must go; a third would be one too many
 
-    retaining = Gateway(
-        small_settings.model_copy(update={"spool_target_free_bytes": target,
-                                          "dicom_port": free_port()}),
-        session_factory, publisher,
-    )  # fmt: skip
-    retaining.start()
-    try:
+    with second_gateway(small_settings, session_factory, publisher,
+                        spool_target_free_bytes=target) as retaining:  # fmt: skip
         wait_until(lambda: free_bytes(small_disk) >= target, what="the janitor's check at start")
-    finally:
-        retaining.stop()
 
     held = {seed: all(spooled_files(session_factory, retaining.spool, ids[seed]).values())
             for seed in ids}  # fmt: skip
@@ -169,13 +155,8 @@ def test_instances_arriving_below_the_target_wake_the_purge_at_once(
         settle(session_factory, study_id, StudyStatus.FINAL, idle=timedelta(hours=3))
     target = 9 * MB
     _fill(small_disk, leave_free=target + MB)  # just above: the check at start has nothing to do
-    retaining = Gateway(
-        small_settings.model_copy(update={"spool_target_free_bytes": target,
-                                          "dicom_port": free_port()}),
-        session_factory, publisher,
-    )  # fmt: skip
-    retaining.start()
-    try:
+    with second_gateway(small_settings, session_factory, publisher,
+                        spool_target_free_bytes=target) as retaining:  # fmt: skip
         time.sleep(1.0)  # past the check at start
         assert all(all(spooled_files(session_factory, retaining.spool, i).values())
                    for i in ids.values())  # fmt: skip
@@ -185,8 +166,6 @@ def test_instances_arriving_below_the_target_wake_the_purge_at_once(
         wait_until(lambda: free_bytes(small_disk) >= target, timeout=10.0,
                    what="the purge woken by the burst, long before the next check")  # fmt: skip
         assert time.monotonic() - sent < SPACE_CHECK_SECONDS
-    finally:
-        retaining.stop()
     spool = retaining.spool
     purged = [
         s for s, i in ids.items() if not any(spooled_files(session_factory, spool, i).values())
