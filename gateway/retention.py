@@ -266,7 +266,6 @@ def recover_set_aside(factory: sessionmaker[Session], spool: Spool) -> int:
     for relative in unpurged:
         spool.put_back(relative)
     spool.drop_set_aside([relative for relative in left if relative not in unpurged])
-    if left:
-        log_event(logger, "gateway.purge_recovered", put_back=len(unpurged),
-                  dropped=len(left) - len(unpurged))  # fmt: skip
+    log_event(logger, "gateway.purge_recovered", put_back=len(unpurged),
+              dropped=len(left) - len(unpurged))  # fmt: skip
     return len(unpurged)

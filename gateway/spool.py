@@ -27,7 +27,7 @@ class SpoolError(RadraftError):
 def spool_relative_path(identity: str) -> str:
     """Where an instance lives inside the spool, derived from its identity key only."""
     digest = hashlib.sha256(identity.encode("utf-8", "replace")).hexdigest()
-    return f"{digest[:2]}/{digest}.dcm"
+    return spool_path_of_name(f"{digest}.dcm")
 
 
 SET_ASIDE_FOLDER = ".purging"
