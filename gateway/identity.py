@@ -87,14 +87,25 @@ class KnownInstance(Protocol):
 
 def identity_key(header: InstanceHeader) -> str:
     """The identity an instance claims; it names the spool file, so conflicts never overwrite."""
+    return identity_key_of(
+        header.sop_instance_uid,
+        header.study_instance_uid,
+        header.series_instance_uid,
+        header.sop_class_uid,
+        header.study.get("patient_id") or "",
+    )
+
+
+def identity_key_of(
+    sop_instance_uid: str,
+    study_instance_uid: str,
+    series_instance_uid: str,
+    sop_class_uid: str,
+    patient_id: str,
+) -> str:
+    """``identity_key`` from its parts (a stored instance's rows, after a patient correction)."""
     return "\x00".join(
-        (
-            header.sop_instance_uid,
-            header.study_instance_uid,
-            header.series_instance_uid,
-            header.sop_class_uid,
-            header.study.get("patient_id") or "",
-        )
+        (sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid, patient_id)
     )
 
 

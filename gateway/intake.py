@@ -42,6 +42,7 @@ from radraft.free_space import nearly_full
 from radraft.identity_dispute import mark_disputed
 from radraft.logs import log_event
 from radraft.models import AuditEntry
+from radraft.patient_correction import claimed_patient
 from radraft.settings import Settings
 from radraft.timeutil import Clock, utcnow
 
@@ -187,7 +188,7 @@ class InstanceIntake:
             self._record_with_retry(header, relative_path, size, verified.transfer_syntax, received)
         except IdentityConflictError as error:
             self._spool.discard(relative_path)
-            return self._refuse_conflict(received, error.conflict)
+            return self._refuse_conflict(received, error.conflict, header)
         except PurgedWhileStoredError as error:
             return self._refuse(received, StoreStatus.OUT_OF_RESOURCES, f"{error}; send it again")
         except SQLAlchemyError as error:
@@ -217,14 +218,18 @@ class InstanceIntake:
         return StoreOutcome(status, reason[:64])
 
     def _refuse_conflict(
-        self, received: ReceivedInstance, conflict: IdentityConflict
+        self, received: ReceivedInstance, conflict: IdentityConflict, header: InstanceHeader
     ) -> StoreOutcome:
         """Refuse, record the conflict in the audit log (names of attributes, no values), and
-        mark a study whose Patient ID it contradicts disputed (``radraft.identity_dispute``)."""
+        mark a study whose Patient ID it contradicts disputed (``radraft.identity_dispute``),
+        keeping the patient the instance named for a correction to adopt."""
         try:
             with session_scope(self._session_factory) as session:
                 if conflict.disputed_study_id is not None:
-                    mark_disputed(session, conflict.disputed_study_id, self._clock())
+                    mark_disputed(
+                        session, conflict.disputed_study_id, self._clock(),
+                        claimed_patient=claimed_patient(header.study),
+                    )  # fmt: skip
                 session.add(
                     AuditEntry(
                         at=self._clock(),

@@ -8,8 +8,9 @@ belong to the wrong patient, and a signed report would go to the PACS and the RI
 patient. So the refusal also marks the study disputed (``Study.identity_disputed_at``): it cannot
 be signed or amended, its SRs and ORUs are held (failed with ``HELD_REASON``), and the case page
 says why, until an administrator has checked the patient with the PACS and confirmed radraft's
-copy (``radraft study confirm-identity``), which re-queues the held outputs. A study whose copy
-here is the wrong patient's stays disputed, so nobody signs it here.
+copy (``radraft study confirm-identity``), which re-queues the held outputs, or moved the study
+to the patient the sender named (``radraft study correct-patient``, ``radraft.patient_correction``)
+or withdrawn its reports (``radraft study withdraw``). Until then nobody signs it here.
 """
 
 from __future__ import annotations
@@ -36,12 +37,18 @@ HELD_REASON = (
 CONFIRMED_ACTION = "study.identity_confirmed"
 
 
-def mark_disputed(session: Session, study_id: int, now: datetime) -> None:
-    """Mark the study disputed (kept from the first refusal on; a no-op when it already is)."""
+def mark_disputed(
+    session: Session, study_id: int, now: datetime, *, claimed_patient: dict[str, str]
+) -> None:
+    """Mark the study disputed (since the first refusal) and keep the patient the refused
+    instance named (the latest one), which ``radraft study correct-patient`` can adopt."""
     session.execute(
         update(Study)
         .where(Study.id == study_id, Study.identity_disputed_at.is_(None))
         .values(identity_disputed_at=now)
+    )
+    session.execute(
+        update(Study).where(Study.id == study_id).values(claimed_patient=claimed_patient)
     )
 
 

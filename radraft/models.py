@@ -152,6 +152,17 @@ class Study(Base):
     withdrawn_at: Mapped[datetime | None]
     """When an administrator found radraft's copy to be the wrong patient's and withdrew its
     reports: nothing more is written or sent for it but the withdrawals (``radraft.withdrawal``)."""
+    claimed_patient: Mapped[dict[str, str] | None]
+    """The patient module (``PATIENT_FIELDS``) of the latest instance refused because it named
+    another Patient ID: what a correction at the sender says, adopted only by an administrator
+    (``radraft.patient_correction``)."""
+    patient_corrections: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many times an administrator moved the study to the patient its sender named; part of
+    each SR's SOP Instance UID, so an SR issued again under the corrected patient is new."""
+    corrected_through_outbox_id: Mapped[int | None]
+    """SRs and ORUs queued up to this outbox row were built for the patient before the latest
+    correction: never sent (one already on its way arrives, and the correction's withdrawal,
+    queued behind it, takes it back)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.id")

@@ -270,6 +270,50 @@ def study_confirm_identity(
     typer.echo(f"identity confirmed; {requeued} held output(s) re-queued")
 
 
+@study_app.command("correct-patient")
+def study_correct_patient(
+    study_instance_uid: str,
+    patient_id: Annotated[
+        str,
+        typer.Option(help="The Patient ID the PACS now files the study under, as checked there."),
+    ],
+    by: Annotated[str, typer.Option(help="Who checked the correction with the PACS (audit log).")],
+) -> None:
+    """After checking with the PACS that a disputed study was moved to another patient there:
+    move it here too (the patient its sender named), withdraw what went out under the old
+    patient, and send the report again under the new one."""
+    from gateway.patient_files import correct_study_patient
+    from gateway.spool import Spool
+    from radraft.db import engine_for, make_sessionmaker
+    from radraft.timeutil import utcnow
+
+    settings = _settings()
+    engine = engine_for(settings)
+    try:
+        done = correct_study_patient(
+            make_sessionmaker(engine),
+            Spool(settings.spool_dir, settings.data_dir / "incoming"),
+            study_instance_uid,
+            patient_id=patient_id,
+            actor=f"cli:{by}",
+            now=utcnow(),
+        )
+    finally:
+        engine.dispose()
+    moved = ", ".join(done.moved_fields) or "nothing"
+    withdrawals = ", ".join(done.withdrawals) or "none (nothing of it was sent or on its way)"
+    report = (
+        f"revision {done.requeued_revision} queued again for the corrected patient"
+        if done.requeued_revision is not None
+        else "no report yet"
+    )
+    typer.echo(
+        f"patient corrected (correction {done.corrections}; changed: {moved});"
+        f" {done.stopped} undelivered output(s) will not be sent; withdrawals queued:"
+        f" {withdrawals}; {report}"
+    )
+
+
 @study_app.command("withdraw")
 def study_withdraw(
     study_instance_uid: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.sr.coding import Code
@@ -24,6 +25,7 @@ from radraft.errors import RadraftError
 from radraft.hl7ack import hl7_timestamp
 from radraft.models import Instance, Order, Report, ReportRevision, Series, Study, User
 from radraft.orders import order_for_study
+from radraft.patient_correction import DELIVERED_AS, patient_of
 from radraft.settings import Settings
 from reporting.hl7 import CodedValue, OruContent, build_oru
 from reporting.sr import (
@@ -51,6 +53,24 @@ other is a local scheme, written with the private prefix ``99``."""
 SINGLE_VIEW = CodedValue("36554-4", "XR Chest Single view", "LN")
 TWO_VIEWS = CodedValue("36643-5", "XR Chest 2 Views", "LN")
 CHEST_VIEWS = CodedValue("30745-4", "XR Chest Views", "LN")
+
+
+@dataclass(frozen=True)
+class DeliveredAs:
+    """The patient and order a study's outputs went under before a patient correction, and the
+    outbox rows after which they count (``radraft.patient_correction.DELIVERED_AS``)."""
+
+    patient: dict[str, str]
+    order: dict[str, str] | None
+    after_row: int
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> DeliveredAs | None:
+        """From a withdrawal row's payload; None for a withdrawal of the study as it stands."""
+        value = payload.get(DELIVERED_AS)
+        if not value:
+            return None
+        return cls(dict(value["patient"]), value.get("order"), int(value["after_row"]))
 
 
 @dataclass(frozen=True)
@@ -183,6 +203,15 @@ def patient_and_study(study: Study) -> PatientAndStudy:
     )
 
 
+def revision_key(revision_id: int, study: Study) -> str:
+    """What a revision's SR SOP Instance UID is derived from: the revision, and after a patient
+    correction the correction's number too, so the SR issued again for the corrected patient
+    (and every later one) is a new instance rather than the one the PACS was told to reject."""
+    if not study.patient_corrections:
+        return str(revision_id)
+    return f"{revision_id}.p{study.patient_corrections}"
+
+
 def _document(bundle: RevisionBundle, settings: Settings) -> ReportDocument:
     revision, study, order = bundle.revision, bundle.study, bundle.order
     state = ReportState(revision.state)
@@ -200,7 +229,7 @@ def _document(bundle: RevisionBundle, settings: Settings) -> ReportDocument:
         )
     return ReportDocument(
         identity=patient_and_study(study),
-        revision_key=str(revision.id),
+        revision_key=revision_key(revision.id, study),
         revision_number=revision.number,
         state=state,
         findings=revision.findings,
@@ -213,7 +242,7 @@ def _document(bundle: RevisionBundle, settings: Settings) -> ReportDocument:
         institution_name=settings.institution_name,
         request=request,
         procedure_reported=code,
-        predecessor_keys=tuple(str(earlier.id) for earlier in bundle.earlier),
+        predecessor_keys=tuple(revision_key(earlier.id, study) for earlier in bundle.earlier),
     )
 
 
@@ -293,8 +322,10 @@ def build_oru_message(
     control_id: str,
     now: datetime,
     withdrawn: bool = False,
+    delivered_as: DeliveredAs | None = None,
 ) -> str:
-    """The revision's ORU^R01; ``withdrawn``: the same result posted as wrong (status W).
+    """The revision's ORU^R01; ``withdrawn``: the same result posted as wrong (status W);
+    ``delivered_as``: under the patient and order it went under before a patient correction.
 
     Raises
     ------
@@ -302,8 +333,10 @@ def build_oru_message(
         If the study has no Patient ID: PID-3 is required, and a RIS cannot file a result
         without it (it would refuse it, or file it under nobody).
     """
-    revision, study, order = bundle.revision, bundle.study, bundle.order
-    if not (study.patient_id or "").strip():
+    revision, study = bundle.revision, bundle.study
+    patient = delivered_as.patient if delivered_as else patient_of(study)
+    order = _order_numbers(bundle, delivered_as)
+    if not patient["patient_id"].strip():
         raise OutputBuildError(
             "the study has no Patient ID, which an ORU needs in PID-3: set it at the modality or"
             " PACS and send the study again"
@@ -322,17 +355,17 @@ def build_oru_message(
             findings=revision.findings,
             impression=revision.impression,
             accession_number=study.accession_number or "",
-            patient_id=study.patient_id or "",
+            patient_id=patient["patient_id"],
             procedure=oru_procedure(bundle),
-            patient_name=study.patient_name or "",
+            patient_name=patient["patient_name"],
             assigning_authority=(
-                settings.hl7_assigning_authority or study.issuer_of_patient_id or ""
+                settings.hl7_assigning_authority or patient["issuer_of_patient_id"]
             ),
-            birth_date=study.patient_birth_date or "",
-            sex=study.patient_sex or "",
-            patient_class=(order.patient_class if order and order.patient_class else "U"),
-            placer_order_number=(order.placer_order_number or "") if order else "",
-            filler_order_number=(order.filler_order_number or "") if order else "",
+            birth_date=patient["patient_birth_date"],
+            sex=patient["patient_sex"],
+            patient_class=order.get("patient_class") or "U",
+            placer_order_number=order.get("placer_order_number", ""),
+            filler_order_number=order.get("filler_order_number", ""),
             observed_at=observed_at(bundle, settings),
             interpreter=interpreter,
             sending_application=settings.hl7_sending_application,
@@ -343,3 +376,17 @@ def build_oru_message(
             withdrawn=withdrawn,
         )
     )
+
+
+def _order_numbers(bundle: RevisionBundle, delivered_as: DeliveredAs | None) -> dict[str, str]:
+    """PV1-2 and the order numbers of the ORU (empty without an order)."""
+    if delivered_as is not None:
+        return dict(delivered_as.order or {})
+    order = bundle.order
+    if order is None:
+        return {}
+    return {
+        "patient_class": order.patient_class or "",
+        "placer_order_number": order.placer_order_number or "",
+        "filler_order_number": order.filler_order_number or "",
+    }

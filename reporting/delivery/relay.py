@@ -33,6 +33,7 @@ from radraft.identity_dispute import HELD_REASON, hold_if_disputed
 from radraft.logs import log_event
 from radraft.models import OutboxMessage, ReportRevision
 from radraft.outbox import backoff_seconds
+from radraft.patient_correction import stop_if_superseded
 from radraft.settings import DicomDestination, MllpDestination, Settings
 from radraft.timeutil import Clock, utcnow
 from radraft.tls import client_context
@@ -170,6 +171,10 @@ class OutputDeliveryRelay:
                 row = session.get(OutboxMessage, row_id)
                 if row is None or row.status != OutboxStatus.PENDING:
                     return False
+                # Claimed before a patient correction: settled unsent. The study is read here,
+                # once, so an output that goes is built from the same study row this checked.
+                if stop_if_superseded(session, row, self._clock()):
+                    return False
                 channel = OutboxChannel(row.channel)
                 payload = dict(row.payload)
                 send = self._prepare(session, row, channel, payload)
@@ -208,10 +213,10 @@ class OutputDeliveryRelay:
         output, row_id, study_id = payload.get("output"), row.id, row.study_id
         spool_dir = self._settings.spool_dir
         if output == ORU_WITHDRAWAL and study_id is not None:
-            withdrawal = load_oru_withdrawal(session, study_id, spool_dir=spool_dir)
+            withdrawal = load_oru_withdrawal(session, row, spool_dir=spool_dir)
             return lambda: self._send_oru_withdrawal(withdrawal, payload, row_id)
         if output == SR_REJECTION and study_id is not None:
-            note = load_rejection_note(session, study_id, self._settings, self._clock())
+            note = load_rejection_note(session, row, self._settings, self._clock())
             return lambda: self._send_rejection_note(note)
         bundle = load_bundle(session, int(payload["report_revision_id"]), spool_dir=spool_dir)
         return lambda: self._send_output(channel, payload, bundle, row_id)
@@ -288,7 +293,12 @@ class OutputDeliveryRelay:
             payload,
             row_id,
             lambda control_id: build_oru_message(
-                bundle, self._settings, control_id=control_id, now=self._clock(), withdrawn=True
+                bundle,
+                self._settings,
+                control_id=control_id,
+                now=self._clock(),
+                withdrawn=True,
+                delivered_as=withdrawal.delivered_as,
             ),
         )
         gone = [name for name in withdrawal.destinations if name not in map(str, configured)]

@@ -8,7 +8,7 @@ the study on the same channel, so by then nothing of it is in flight.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radraft.enums import OutboxChannel, OutboxStatus
-from radraft.models import OutboxMessage, Report, ReportRevision, Study
+from radraft.models import OutboxMessage, ReportRevision, Study
 from radraft.settings import Settings
 from radraft.withdrawal import is_report_output
 from reporting.delivery.outputs import (
+    DeliveredAs,
     MissingRevisionError,
     RevisionBundle,
     load_bundle,
@@ -36,50 +37,87 @@ NO_SR_STORED = "not sent: no SR of this study had reached the PACS"
 @dataclass(frozen=True)
 class OruWithdrawal:
     """The newest result a RIS acknowledged for the study, and every RIS that acknowledged one
-    (as ``str(MllpDestination)``); no bundle when none did."""
+    (as ``str(MllpDestination)``); no bundle when none did. ``delivered_as``: after a patient
+    correction, the patient and order that result went under."""
 
     bundle: RevisionBundle | None
     destinations: tuple[str, ...]
+    delivered_as: DeliveredAs | None = None
 
 
-def load_oru_withdrawal(session: Session, study_id: int, *, spool_dir: Path) -> OruWithdrawal:
-    """Read which of the study's ORUs were acknowledged, and by whom."""
+def _rows_delivered(
+    session: Session, study: Study, channel: OutboxChannel, withdrawal: OutboxMessage
+) -> list[OutboxMessage]:
+    """The study's report outputs on ``channel`` settled before ``withdrawal``, since the
+    correction that set the patient they went under (a withdrawal takes back only those)."""
+    delivered_as = DeliveredAs.of(withdrawal.payload)
+    after = delivered_as.after_row if delivered_as else (study.corrected_through_outbox_id or 0)
     rows = session.scalars(
         select(OutboxMessage)
         .where(
-            OutboxMessage.study_id == study_id,
-            OutboxMessage.channel == OutboxChannel.HL7,
+            OutboxMessage.study_id == study.id,
+            OutboxMessage.channel == channel,
             OutboxMessage.status == OutboxStatus.DONE,
+            OutboxMessage.id > after,
+            OutboxMessage.id < withdrawal.id,
         )
         .order_by(OutboxMessage.id)
     ).all()
-    delivered = [row for row in rows if is_report_output(row) and row.payload.get("delivered_to")]
+    return [row for row in rows if is_report_output(row)]
+
+
+def _study_of(session: Session, withdrawal: OutboxMessage) -> Study:
+    study = session.get(Study, withdrawal.study_id) if withdrawal.study_id is not None else None
+    if study is None:
+        raise MissingRevisionError(f"the study of outbox row {withdrawal.id} is gone")
+    return study
+
+
+def load_oru_withdrawal(
+    session: Session, withdrawal: OutboxMessage, *, spool_dir: Path
+) -> OruWithdrawal:
+    """Read which of the study's ORUs were acknowledged, and by whom."""
+    study = _study_of(session, withdrawal)
+    delivered = [
+        row
+        for row in _rows_delivered(session, study, OutboxChannel.HL7, withdrawal)
+        if row.payload.get("delivered_to")
+    ]
     if not delivered:
         return OruWithdrawal(None, ())
     destinations = tuple(
         dict.fromkeys(name for row in delivered for name in row.payload["delivered_to"])
     )
     newest = max(int(row.payload["report_revision_id"]) for row in delivered)
-    return OruWithdrawal(load_bundle(session, newest, spool_dir=spool_dir), destinations)
+    return OruWithdrawal(
+        load_bundle(session, newest, spool_dir=spool_dir),
+        destinations,
+        DeliveredAs.of(withdrawal.payload),
+    )
 
 
 def load_rejection_note(
-    session: Session, study_id: int, settings: Settings, now: datetime
+    session: Session, withdrawal: OutboxMessage, settings: Settings, now: datetime
 ) -> RejectionNote | None:
-    """The rejection note naming every SR of the study the PACS stored; None if it stored none.
+    """The rejection note naming every SR of the study the PACS stored (under the patient the
+    withdrawal is for); None if it stored none.
 
     Raises
     ------
     MissingRevisionError
         If the study is gone.
     """
-    study = session.get(Study, study_id)
-    if study is None:
-        raise MissingRevisionError(f"study {study_id} is gone")
+    study = _study_of(session, withdrawal)
+    revisions = {
+        int(row.payload["report_revision_id"])
+        for row in _rows_delivered(session, study, OutboxChannel.DICOM, withdrawal)
+    }
     stored = session.scalars(
         select(ReportRevision.sr_sop_instance_uid)
-        .join(Report, Report.id == ReportRevision.report_id)
-        .where(Report.study_id == study_id, ReportRevision.sr_sop_instance_uid.is_not(None))
+        .where(
+            ReportRevision.id.in_(revisions),
+            ReportRevision.sr_sop_instance_uid.is_not(None),
+        )
         .order_by(ReportRevision.id)
     ).all()
     if not stored:
@@ -89,8 +127,12 @@ def load_rejection_note(
         EvidenceReference(study_uid, sr_series_uid(study_uid), COMPREHENSIVE_SR, str(sop_uid))
         for sop_uid in stored
     ]
+    identity = patient_and_study(study)
+    delivered_as = DeliveredAs.of(withdrawal.payload)
+    if delivered_as is not None:
+        identity = replace(identity, **delivered_as.patient)
     return RejectionNote(
-        patient_and_study(study),
+        identity,
         rejected,
         moment=now.astimezone(study_offset(study, settings, now)),
         institution_name=settings.institution_name,

@@ -65,6 +65,10 @@ class StudyOut(BaseModel):
     withdrawn_at: datetime | None
     """When an administrator withdrew the study's reports as another patient's (null: not
     withdrawn); its report is closed."""
+    patient_corrections: int
+    """How many times an administrator moved the study to the patient its sender named since
+    (``radraft study correct-patient``); what went out before under another patient was
+    withdrawn, and the report was sent again under this one."""
     jobs: list[JobOut]
 
 
@@ -110,6 +114,7 @@ def _study_out(study: Study, instance_count: int) -> dict[str, object]:
         "completed_at": study.completed_at,
         "identity_disputed_at": study.identity_disputed_at,
         "withdrawn_at": study.withdrawn_at,
+        "patient_corrections": study.patient_corrections,
         "jobs": [JobOut.model_validate(job, from_attributes=True) for job in study.jobs],
     }
 

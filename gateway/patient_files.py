@@ -1,0 +1,124 @@
+"""The spool's half of a patient correction: the study's files carry the corrected patient.
+
+``radraft.patient_correction`` moves a disputed study to the patient its sender named in the
+database. The spooled files still carry the old Patient module, and DICOMweb serves them as
+they are, so a viewer would show the old patient's name over the images. Each file is rewritten
+with the new values and stored under the spool name of its new identity (the name is a hash of
+the identity, the Patient ID included, so that a re-send of the corrected study from the PACS
+lands on the same file), in the transaction that moves the rows: a failure keeps the old files
+and rows, and the old files go only once the rows point at the new ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.identity import identity_key_of
+from gateway.spool import Spool, SpoolError
+from radraft.db import session_scope
+from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
+from radraft.errors import RadraftError
+from radraft.logs import log_event
+from radraft.models import Instance
+from radraft.patient_correction import PatientCorrection, correct_patient, spooled_instances
+
+logger = logging.getLogger(__name__)
+
+PATIENT_KEYWORDS = {
+    "patient_id": "PatientID",
+    "issuer_of_patient_id": "IssuerOfPatientID",
+    "patient_name": "PatientName",
+    "patient_birth_date": "PatientBirthDate",
+    "patient_sex": "PatientSex",
+}
+"""Where each of ``radraft.patient_correction.PATIENT_FIELDS`` lives in a data set."""
+UTF8 = "ISO_IR 192"
+REWRITE_ERRORS: tuple[type[Exception], ...] = (*UNREADABLE_DICOM_ERRORS, SpoolError)
+
+
+def correct_study_patient(
+    session_factory: sessionmaker[Session],
+    spool: Spool,
+    study_instance_uid: str,
+    *,
+    patient_id: str,
+    actor: str,
+    now: datetime,
+) -> PatientCorrection:
+    """Correct the study's patient (``radraft.patient_correction.correct_patient``) and its
+    spooled files, in one transaction; the old files are deleted after it commits."""
+    written: list[str] = []
+    replaced: list[str] = []
+    try:
+        with session_scope(session_factory) as session:
+            correction = correct_patient(
+                session, study_instance_uid, patient_id=patient_id, actor=actor, now=now
+            )
+            for instance in spooled_instances(session, correction.study_id):
+                relative, size = _rewrite(spool, instance, correction.patient)
+                if relative != instance.spool_path:
+                    written.append(relative)
+                    replaced.append(instance.spool_path)
+                instance.spool_path, instance.size_bytes = relative, size
+    except BaseException:
+        for relative in written:
+            spool.discard(relative)
+        raise
+    for relative in replaced:
+        spool.discard(relative)
+    log_event(logger, "gateway.patient_files_rewritten", study_id=correction.study_id,
+              files=len(written))  # fmt: skip
+    return correction
+
+
+class PatientFilesError(RadraftError):
+    """A spooled file of the study could not be rewritten; nothing was corrected."""
+
+
+def _rewrite(spool: Spool, instance: Instance, patient: dict[str, str]) -> tuple[str, int]:
+    """Store a copy of the instance's file with ``patient``'s values; (relative path, size).
+
+    Raises
+    ------
+    PatientFilesError
+        If the file cannot be read, or its copy written or stored.
+    """
+    scratch = spool.incoming / f"correction-{uuid.uuid4().hex}.dcm"
+    try:
+        dataset = dcmread(spool.path_of(instance.spool_path))
+        with_patient(dataset, patient)
+        dataset.save_as(scratch)
+        identity = identity_key_of(
+            instance.sop_instance_uid,
+            instance.study.study_instance_uid,
+            instance.series.series_instance_uid,
+            instance.sop_class_uid,
+            patient["patient_id"],
+        )
+        return spool.store(scratch, identity)
+    except REWRITE_ERRORS as error:
+        raise PatientFilesError(
+            f"a spooled file of the study cannot be rewritten ({type(error).__name__}); nothing"
+            " was corrected: send the study again from the PACS, then correct it"
+        ) from error
+    finally:
+        Path(scratch).unlink(missing_ok=True)
+
+
+def with_patient(dataset: Dataset, patient: dict[str, str]) -> None:
+    """Set the Patient module values; text is re-encoded as UTF-8 where the new values need it
+    (the data set's own character set may not have their characters)."""
+    dataset.decode()  # every text value as str, so it is written again in the set chosen here
+    for name, keyword in PATIENT_KEYWORDS.items():
+        value = patient.get(name, "")
+        if value or keyword in dataset or name != "issuer_of_patient_id":
+            setattr(dataset, keyword, value)
+    if not all(value.isascii() for value in patient.values()):
+        dataset.SpecificCharacterSet = UTF8
