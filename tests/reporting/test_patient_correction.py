@@ -82,6 +82,21 @@ def _deliver_all(relay: OutputDeliveryRelay, factory: sessionmaker[Session]) -> 
     ), timeout=120, what="every output settled")  # fmt: skip
 
 
+def _sign(session: Session, study: Study) -> None:
+    """The attending's signed revision (its SR and ORU queued)."""
+    attending = create_user(session, "attending", role=Role.ATTENDING, password=PASSWORD,
+                            full_name="Ada Attending")  # fmt: skip
+    add_revision(session, study, ReportState.FINAL, author=attending,
+                 findings="Signed findings.", impression="Signed impression.")  # fmt: skip
+
+
+def _correct(factory: sessionmaker[Session], gateway: Gateway, study: Study) -> None:
+    """The correction to ``NEW_PATIENT``, as the CLI runs it, in this process."""
+    correct_study_patient(factory, gateway.spool, study.study_instance_uid,
+                          patient_id=NEW_PATIENT["PatientID"], actor="test",
+                          now=datetime.now(UTC))  # fmt: skip
+
+
 def _spooled(factory: sessionmaker[Session], settings: Settings) -> list[Path]:
     with session_scope(factory) as session:
         return [settings.spool_dir / path for path in session.scalars(select(Instance.spool_path))]
@@ -117,10 +132,7 @@ def test_a_study_corrected_at_the_pacs_is_moved_here_and_its_report_sent_again_u
         first_patient = study.patient_id
         add_revision(session, study, ReportState.DRAFTED, model=True,
                      findings="Draft findings.", impression="Draft.")  # fmt: skip
-        attending = create_user(session, "attending", role=Role.ATTENDING, password=PASSWORD,
-                                full_name="Ada Attending")  # fmt: skip
-        add_revision(session, study, ReportState.FINAL, author=attending,
-                     findings="Signed findings.", impression="Signed impression.")  # fmt: skip
+        _sign(session, study)
     _deliver_all(relay, session_factory)
     signed_oru = ris.messages[-1]
     with session_scope(session_factory) as session:
@@ -287,10 +299,7 @@ def test_outputs_claimed_or_waiting_at_the_correction_never_leave_under_either_p
     with session_scope(session_factory) as session:
         study = session.get(Study, received_study.id)
         assert study is not None
-        attending = create_user(session, "attending", role=Role.ATTENDING, password=PASSWORD,
-                                full_name="Ada Attending")  # fmt: skip
-        add_revision(session, study, ReportState.FINAL, author=attending,
-                     findings="Signed findings.", impression="Signed impression.")  # fmt: skip
+        _sign(session, study)
     claimed = relay._claim()  # a relay about to send the signed report as the correction comes
     assert len(claimed) == 2
     with session_scope(session_factory) as session:
@@ -300,14 +309,7 @@ def test_outputs_claimed_or_waiting_at_the_correction_never_leave_under_either_p
         add_revision(session, study, ReportState.AMENDED, author=attending,
                      findings="Amended findings.", impression="Amended.")  # fmt: skip
     assert send_as_corrected(running_gateway.port, tmp_path / "again") == {0x0111}
-    correct_study_patient(
-        session_factory,
-        running_gateway.spool,
-        received_study.study_instance_uid,
-        patient_id=NEW_PATIENT["PatientID"],
-        actor="test",
-        now=datetime.now(UTC),
-    )
+    _correct(session_factory, running_gateway, received_study)
     for row_id in claimed:
         assert not relay._deliver(row_id), "claimed before the correction: not sent"
     _deliver_all(relay, session_factory)
@@ -342,21 +344,11 @@ def test_the_sr_sent_again_for_the_corrected_patient_is_a_new_instance(
     with session_scope(session_factory) as session:
         study = session.get(Study, received_study.id)
         assert study is not None
-        attending = create_user(session, "attending", role=Role.ATTENDING, password=PASSWORD,
-                                full_name="Ada Attending")  # fmt: skip
-        add_revision(session, study, ReportState.FINAL, author=attending,
-                     findings="Signed findings.", impression="Signed impression.")  # fmt: skip
+        _sign(session, study)
     _deliver_all(relay, session_factory)
     (first,) = [dcmread(path) for path in report_destinations.stored_srs()]
     assert send_as_corrected(running_gateway.port, tmp_path / "again") == {0x0111}
-    correct_study_patient(
-        session_factory,
-        running_gateway.spool,
-        received_study.study_instance_uid,
-        patient_id=NEW_PATIENT["PatientID"],
-        actor="test",
-        now=datetime.now(UTC),
-    )
+    _correct(session_factory, running_gateway, received_study)
     _deliver_all(relay, session_factory)
 
     srs = [dcmread(path) for path in report_destinations.stored_srs()]
