@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.orders import answer_order_message, refuse_oversized
+from gateway.orders import MergeHandler, answer_order_message, refuse_oversized
 from radraft.exchange_deadline import shut_down_under_reader
 from radraft.hl7ack import AckCode
 from radraft.logs import log_event
@@ -83,6 +83,7 @@ class OrderListener:
         max_connections: int = MAX_CONNECTIONS,
         ssl_context: ssl.SSLContext | None = None,
         allowed_senders: Collection[str] = (),
+        merges: MergeHandler | None = None,
     ) -> None:
         factory = session_factory
         senders = frozenset(allowed_senders)
@@ -128,7 +129,7 @@ class OrderListener:
                         return
                     if message is None:
                         return
-                    answer = answer_order_message(factory, message, senders)
+                    answer = answer_order_message(factory, message, senders, merges)
                     if answer.code is not AckCode.REJECT:
                         server.has_spoken(self.request)
                     self.request.sendall(frame(answer.encoded))

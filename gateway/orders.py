@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -67,7 +68,7 @@ class OrderFacts:
     """PID-3's identifiers (CX.1 of each repetition), the study's Patient ID among them."""
 
 
-class _Message:
+class Er7Message:
     """Segments and fields of an ER7 message, read with its own delimiters."""
 
     def __init__(self, text: str) -> None:
@@ -83,9 +84,15 @@ class _Message:
     def first(self, name: str) -> list[str] | None:
         return self.segments.get(name, [None])[0]
 
-    def field(self, segment: list[str] | None, number: int, component: int = 0) -> str:
-        """Field ``number`` (HL7 numbering; MSH shifted by one) of a segment, one component,
-        first repetition, unescaped."""
+    def field(
+        self,
+        segment: list[str] | None,
+        number: int,
+        component: int = 0,
+        subcomponent: int | None = None,
+    ) -> str:
+        """Field ``number`` (HL7 numbering; MSH shifted by one) of a segment, one component
+        (or one of its subcomponents), first repetition, unescaped."""
         if segment is None:
             return ""
         index = number - 1 if segment[0] == "MSH" else number
@@ -94,6 +101,9 @@ class _Message:
         value = segment[index].split(self.delimiters.repetition)[0]
         parts = value.split(self.delimiters.component)
         raw = parts[component] if component < len(parts) else ""
+        if subcomponent is not None:
+            pieces = raw.split(self.delimiters.subcomponent)
+            raw = pieces[subcomponent] if subcomponent < len(pieces) else ""
         return unescape(raw, self.delimiters).strip()
 
     def repetitions(self, segment: list[str] | None, number: int) -> list[str]:
@@ -112,7 +122,7 @@ def parse_order(text: str) -> OrderFacts:
     """Read an ORM^O01 or OMI^O23; raise ``OrderRejectedError`` with the reason otherwise."""
     if not text.startswith("MSH"):
         raise OrderRejectedError(AckCode.REJECT, "not an HL7 v2 message (no MSH segment)")
-    message = _Message(text)
+    message = Er7Message(text)
     msh = message.first("MSH")
     kind = (message.field(msh, 9, 0), message.field(msh, 9, 1))
     if kind not in SUPPORTED_TYPES:
@@ -158,7 +168,7 @@ def parse_order(text: str) -> OrderFacts:
     )
 
 
-def _patient_ids(message: _Message) -> tuple[str, ...]:
+def _patient_ids(message: Er7Message) -> tuple[str, ...]:
     """PID-3's identifiers; an order must name its patient, or no study could be shown to be
     its own (``radraft.orders.names_patient``), and the RIS would never hear why."""
     identifiers = message.repetitions(message.first("PID"), 3)
@@ -186,14 +196,25 @@ class OrderAnswer:
     encoded: bytes
 
 
+class MergeHandler(Protocol):
+    """What answers patient merges on the order port (``gateway.patient_merges``)."""
+
+    def handles(self, message: Er7Message) -> bool: ...
+    def answer(self, message: Er7Message, sender: str) -> tuple[AckCode, str]: ...
+
+
 def answer_order_message(
-    session_factory: sessionmaker[Session], raw: bytes, allowed_senders: Collection[str] = ()
+    session_factory: sessionmaker[Session],
+    raw: bytes,
+    allowed_senders: Collection[str] = (),
+    merges: MergeHandler | None = None,
 ) -> OrderAnswer:
     """Store one order message and return the ACK to send back (AA, AE or AR).
 
     With ``allowed_senders`` (MSH-3 values), a message from any other sending application is
     answered AR and stored nowhere: an order puts its reason for exam into a model's prompt and
     its numbers into reports, so, as with calling AE titles, a site can name who may send one.
+    With ``merges``, a patient merge it handles is answered by it instead of stored as an order.
     """
     now = utcnow()
     undecodable: CharacterSetError | None = None
@@ -210,6 +231,14 @@ def answer_order_message(
             return _refuse_sender(answered, sender)
     if undecodable is not None:
         return _answer(answered, AckCode.ERROR, str(undecodable))
+    if merges is not None and text.startswith("MSH"):
+        try:
+            message = Er7Message(text)
+        except OrderRejectedError as error:
+            return _answer(answered, error.code, error.reason)
+        if merges.handles(message):
+            code, reason = merges.answer(message, _sending_application(answered))
+            return _answer(answered, code, reason)
     try:
         facts = parse_order(text)
     except OrderRejectedError as error:

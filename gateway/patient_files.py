@@ -43,6 +43,35 @@ UTF8 = "ISO_IR 192"
 REWRITE_ERRORS: tuple[type[Exception], ...] = (*UNREADABLE_DICOM_ERRORS, SpoolError)
 
 
+class PatientFileMove:
+    """Files rewritten for a new patient inside one transaction: ``undo`` if it fails,
+    ``finish`` once it committed (the files the rows no longer name are deleted then)."""
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+        self._written: list[str] = []
+        self._replaced: list[str] = []
+
+    def rewrite(self, session: Session, study_id: int, patient: dict[str, str]) -> None:
+        """Rewrite the study's spooled files with ``patient`` and point its rows at them."""
+        for instance in spooled_instances(session, study_id):
+            relative, size = _rewrite(self._spool, instance, patient)
+            if relative != instance.spool_path:
+                self._written.append(relative)
+                self._replaced.append(instance.spool_path)
+            instance.spool_path, instance.size_bytes = relative, size
+
+    def undo(self) -> None:
+        for relative in self._written:
+            self._spool.discard(relative)
+
+    def finish(self) -> int:
+        """Delete the replaced files; how many files were rewritten."""
+        for relative in self._replaced:
+            self._spool.discard(relative)
+        return len(self._written)
+
+
 def correct_study_patient(
     session_factory: sessionmaker[Session],
     spool: Spool,
@@ -54,32 +83,24 @@ def correct_study_patient(
 ) -> PatientCorrection:
     """Correct the study's patient (``radraft.patient_correction.correct_patient``) and its
     spooled files, in one transaction; the old files are deleted after it commits."""
-    written: list[str] = []
-    replaced: list[str] = []
+    move = PatientFileMove(spool)
     try:
         with session_scope(session_factory) as session:
             correction = correct_patient(
                 session, study_instance_uid, patient_id=patient_id, actor=actor, now=now
             )
-            for instance in spooled_instances(session, correction.study_id):
-                relative, size = _rewrite(spool, instance, correction.patient)
-                if relative != instance.spool_path:
-                    written.append(relative)
-                    replaced.append(instance.spool_path)
-                instance.spool_path, instance.size_bytes = relative, size
+            move.rewrite(session, correction.study_id, correction.patient)
     except BaseException:
-        for relative in written:
-            spool.discard(relative)
+        move.undo()
         raise
-    for relative in replaced:
-        spool.discard(relative)
+    files = move.finish()
     log_event(logger, "gateway.patient_files_rewritten", study_id=correction.study_id,
-              files=len(written))  # fmt: skip
+              files=files)  # fmt: skip
     return correction
 
 
 class PatientFilesError(RadraftError):
-    """A spooled file of the study could not be rewritten; nothing was corrected."""
+    """A spooled file of the study could not be rewritten; nothing was changed."""
 
 
 def _rewrite(spool: Spool, instance: Instance, patient: dict[str, str]) -> tuple[str, int]:
@@ -106,7 +127,7 @@ def _rewrite(spool: Spool, instance: Instance, patient: dict[str, str]) -> tuple
     except REWRITE_ERRORS as error:
         raise PatientFilesError(
             f"a spooled file of the study cannot be rewritten ({type(error).__name__}); nothing"
-            " was corrected: send the study again from the PACS, then correct it"
+            " was changed: send the study again from the PACS, then try again"
         ) from error
     finally:
         Path(scratch).unlink(missing_ok=True)

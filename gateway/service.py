@@ -14,6 +14,7 @@ from gateway.drain import drain_associations
 from gateway.intake import intake_for
 from gateway.janitor import INCOMING_MAX_AGE_SECONDS, Janitor
 from gateway.order_listener import OrderListener
+from gateway.patient_merges import PatientMerges
 from gateway.receiving import ReceptionLimits, receive_into
 from gateway.redelivery import QueueDepth
 from gateway.scp import build_application_entity, event_handlers
@@ -154,6 +155,11 @@ class Gateway:
                 max_connections=self._settings.hl7_max_connections,
                 ssl_context=server_context(tls) if tls is not None else None,
                 allowed_senders=self._settings.hl7_allowed_senders,
+                merges=(
+                    PatientMerges(self._session_factory, self.spool)
+                    if self._settings.hl7_patient_merges
+                    else None
+                ),
             )
             listener.start()
             if tls is None:

@@ -83,9 +83,25 @@ def confirm_identity(
         raise ConflictError("the study's patient identity is not disputed: nothing to confirm")
     if study.withdrawn_at is not None:
         raise ConflictError("the study's reports were withdrawn as another patient's")
+    held = requeue_held(session, study.id, now)
+    session.add(
+        AuditEntry(
+            at=now, actor=actor, action=CONFIRMED_ACTION, object_type="study",
+            object_id=str(study.id),
+            details={"disputed_since": study.identity_disputed_at.isoformat(),
+                     "requeued": held},
+        )
+    )  # fmt: skip
+    study.identity_disputed_at = None
+    log_event(logger, "study.identity_confirmed", study_id=study.id, requeued=held)
+    return held
+
+
+def requeue_held(session: Session, study_id: int, now: datetime) -> int:
+    """Queue again the study's outputs held by its dispute (once it is settled); how many."""
     held = session.scalars(
         select(OutboxMessage).where(
-            OutboxMessage.study_id == study.id,
+            OutboxMessage.study_id == study_id,
             OutboxMessage.status == OutboxStatus.FAILED,
             OutboxMessage.last_error == HELD_REASON,
         )
@@ -94,14 +110,4 @@ def confirm_identity(
         row.status = OutboxStatus.PENDING
         row.next_attempt_at = now
         row.last_error = None
-    session.add(
-        AuditEntry(
-            at=now, actor=actor, action=CONFIRMED_ACTION, object_type="study",
-            object_id=str(study.id),
-            details={"disputed_since": study.identity_disputed_at.isoformat(),
-                     "requeued": len(held)},
-        )
-    )  # fmt: skip
-    study.identity_disputed_at = None
-    log_event(logger, "study.identity_confirmed", study_id=study.id, requeued=len(held))
     return len(held)

@@ -388,6 +388,11 @@ class Settings(BaseSettings):
         description="Comma list of sending applications (MSH-3) whose orders are accepted; "
         "empty accepts any.",
     )
+    hl7_patient_merges: bool = Field(
+        default=False,
+        description="Follow ADT^A40 patient merges sent to the order port (studies under the "
+        "prior identifier move to the surviving patient); off: an ADT is refused (AR).",
+    )
     hl7_max_connections: int = Field(
         default=32,
         ge=1,

@@ -6,7 +6,7 @@ import io
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from gateway.patient_files import with_patient
 
@@ -24,7 +24,7 @@ def _japanese_file() -> Dataset:
     dataset = Dataset()
     dataset.file_meta = FileMetaDataset()
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    dataset.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.1.1")
     dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     dataset.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
     dataset.PatientName = "Yamada^Tarou=山田^太郎=やまだ^たろう"

@@ -1,0 +1,107 @@
+"""Patient merges announced over HL7 (ADT^A40): radraft follows what the RIS and the PACS did.
+
+A patient registered twice (an emergency under a temporary number, then found to be a known
+patient) is merged at the ADT system, which tells every system on its feed: the RIS and the
+PACS move the results and images they hold from the prior identifier (MRG-1) to the surviving
+patient (PID). radraft's studies under the prior identifier must follow, or the next amendment
+would go out under a number that no longer exists, the patient's priors would be split, and a
+re-send from the merged PACS would be refused as another patient's (a dispute).
+
+Unlike a correction (``radraft.patient_correction``), nothing delivered is withdrawn: the
+receivers merged what they hold themselves, under the same SOP Instance UIDs and order
+numbers. Outputs not yet sent are built when they go, so they go under the surviving patient.
+A study disputed because its sender already named the surviving patient is settled by the
+merge: the contradiction was the merge arriving at the PACS first, and its held outputs go.
+
+Only studies whose Issuer of Patient ID is empty or the prior identifier's assigning authority
+move: the same number from another authority is another patient.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from radraft.identity_dispute import requeue_held
+from radraft.logs import log_event
+from radraft.models import AuditEntry, Study
+from radraft.patient_correction import PATIENT_FIELDS, patient_of
+
+logger = logging.getLogger(__name__)
+
+MERGED_ACTION = "study.patient_merged"
+
+
+@dataclass(frozen=True)
+class PatientMerge:
+    """What an ADT^A40 says: the prior identifier and the surviving patient's module."""
+
+    prior_patient_id: str
+    prior_issuer: str
+    """MRG-1's assigning authority (empty: not given)."""
+    patient: dict[str, str]
+    """``PATIENT_FIELDS`` of the surviving patient; an empty value leaves a study's own."""
+
+
+@dataclass(frozen=True)
+class MergedStudy:
+    """One study a merge moved; ``moved`` names the attributes that changed."""
+
+    study_id: int
+    moved: tuple[str, ...]
+    dispute_settled: bool
+    patient: dict[str, str]
+    """The study's Patient module now (for its files)."""
+
+
+def merge_patient(
+    session: Session, merge: PatientMerge, *, actor: str, now: datetime
+) -> list[MergedStudy]:
+    """Move every study of the prior identifier to the surviving patient (the caller commits
+    and rewrites the files, ``gateway.patient_merges``); one audit row per study."""
+    if merge.prior_patient_id == merge.patient["patient_id"] and not merge.prior_issuer:
+        return []
+    studies = session.scalars(
+        select(Study)
+        .where(Study.patient_id == merge.prior_patient_id, Study.withdrawn_at.is_(None))
+        .order_by(Study.id)
+        .with_for_update()
+    ).all()
+    merged = []
+    for study in studies:
+        issuer = study.issuer_of_patient_id or ""
+        if merge.prior_issuer and issuer and issuer != merge.prior_issuer:
+            continue
+        moved = tuple(
+            name
+            for name in PATIENT_FIELDS
+            if merge.patient[name] and merge.patient[name] != (getattr(study, name) or "")
+        )
+        for name in moved:
+            setattr(study, name, merge.patient[name])
+        settled = _settle_dispute(session, study, merge, now)
+        session.add(
+            AuditEntry(
+                at=now, actor=actor, action=MERGED_ACTION, object_type="study",
+                object_id=str(study.id),
+                details={"moved": list(moved), "dispute_settled": settled},
+            )
+        )  # fmt: skip
+        log_event(logger, "study.patient_merged", study_id=study.id, dispute_settled=settled)
+        merged.append(MergedStudy(study.id, moved, settled, patient_of(study)))
+    return merged
+
+
+def _settle_dispute(session: Session, study: Study, merge: PatientMerge, now: datetime) -> bool:
+    """End a dispute whose refused instance named the surviving patient; re-queue what it held."""
+    claim = study.claimed_patient or {}
+    if study.identity_disputed_at is None or claim.get("patient_id") != merge.patient["patient_id"]:
+        return False
+    study.identity_disputed_at = None
+    study.claimed_patient = None
+    requeue_held(session, study.id, now)
+    return True

@@ -1,0 +1,210 @@
+"""ADT^A40 patient merges over MLLP: the studies of the prior identifier follow the merge.
+
+Studies arrive from a real storescu; the merge is sent over a real MLLP socket to the running
+gateway's order port, in UTF-8 with a name DICOM's default character set cannot hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.service import Gateway
+from radraft.db import session_scope
+from radraft.models import AuditEntry, Instance, Study
+from radraft.patient_merge import MERGED_ACTION
+from radraft.settings import Settings
+from radraft.synthetic import SyntheticPatient, make_chest_study
+from tests.conftest import RecordingPublisher
+from tests.dicom_peers import store_statuses, storescu, write_study
+from tests.gateway.test_orders import exchange, framed, msa
+from tests.support import free_port, wait_until
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+
+TEMPORARY = SyntheticPatient(name="UNKNOWN^TRAUMA", patient_id="TEMP-9", birth_date="19000101",
+                             sex="O")  # fmt: skip
+OTHER = SyntheticPatient(name="OTHER^PATIENT", patient_id="PAT-5", birth_date="19500505")
+MERGE = (
+    "MSH|^~\\&|ADT|HOSP|RADRAFT|HOSP|20261202120000||ADT^A40^ADT_A39|MRG0001|P|2.5|||||"
+    "|UNICODE UTF-8\r"
+    "EVN|A40|20261202120000\r"
+    "PID|1||MRN-42^^^HOSP^MR||Müller^Jürgen^^^Dr||19610203|M\r"
+    "MRG|TEMP-9^^^HOSP^MR\r"
+)
+
+
+@pytest.fixture
+def merging_gateway(
+    settings: Settings, session_factory: sessionmaker[Session], publisher: RecordingPublisher
+) -> Iterator[Gateway]:
+    gateway = Gateway(
+        settings.model_copy(update={"hl7_listen_port": free_port(),
+                                    "hl7_listen_host": "127.0.0.1", "hl7_patient_merges": True}),
+        session_factory,
+        publisher,
+    )  # fmt: skip
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+def _order_port(gateway: Gateway) -> int:
+    assert gateway.order_listener is not None
+    return gateway.order_listener.port
+
+
+def _send_study(
+    gateway: Gateway, seed: int, patient: SyntheticPatient, folder: Path, issuer: str = ""
+) -> tuple[str, list[Path]]:
+    """A study of ``patient`` (with Issuer of Patient ID ``issuer``) stored by storescu."""
+    datasets = make_chest_study(seed, rows=64, columns=64, patient=patient)
+    for dataset in datasets:
+        if issuer:
+            dataset.IssuerOfPatientID = issuer
+    files = write_study(datasets, folder)
+    assert storescu(files, port=gateway.port)
+    return str(datasets[0].StudyInstanceUID), files
+
+
+def _patients(factory: sessionmaker[Session]) -> dict[str, tuple[str | None, ...]]:
+    with session_scope(factory) as session:
+        return {
+            study.study_instance_uid: (study.patient_id, study.patient_name,
+                                       study.patient_birth_date, study.patient_sex)
+            for study in session.scalars(select(Study))
+        }  # fmt: skip
+
+
+def _file_patients(factory: sessionmaker[Session], settings: Settings, uid: str) -> set[str]:
+    with session_scope(factory) as session:
+        paths = session.scalars(
+            select(Instance.spool_path).join(Study).where(Study.study_instance_uid == uid)
+        ).all()
+    return {
+        f"{header.PatientID}|{header.PatientName}"
+        for header in (dcmread(settings.spool_dir / p, stop_before_pixels=True) for p in paths)
+    }
+
+
+def test_a_merge_moves_the_studies_of_the_prior_identifier_and_their_files(
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    first, _ = _send_study(merging_gateway, 51, TEMPORARY, tmp_path / "a", issuer="HOSP")
+    second, second_files = _send_study(merging_gateway, 52, TEMPORARY, tmp_path / "b")
+    elsewhere, _ = _send_study(merging_gateway, 53, TEMPORARY, tmp_path / "c", issuer="CLINIC")
+    other, _ = _send_study(merging_gateway, 54, OTHER, tmp_path / "d")
+    before = _patients(session_factory)
+
+    port = _order_port(merging_gateway)
+    code, _, text = msa(exchange(port, framed(MERGE, "utf-8")))
+    assert (code, text) == ("AA", "merged 2 studies")
+
+    after = _patients(session_factory)
+    merged = ("MRN-42", "Müller^Jürgen^^Dr", "19610203", "M")
+    assert after[first] == after[second] == merged
+    assert after[elsewhere] == before[elsewhere], "the same number from another authority"
+    assert after[other] == before[other]
+    for uid in (first, second):
+        assert _file_patients(session_factory, settings, uid) == {"MRN-42|Müller^Jürgen^^Dr"}
+    assert _file_patients(session_factory, settings, elsewhere) == {"TEMP-9|UNKNOWN^TRAUMA"}
+    with session_scope(session_factory) as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.action == MERGED_ACTION))
+        rows = [(entry.actor, entry.details) for entry in entries]
+    assert len(rows) == 2
+    assert {actor for actor, _ in rows} == {"hl7:ADT"}
+    assert all("MRN-42" not in str(details) for _, details in rows), "names, never values"
+
+    again = [dcmread(path) for path in second_files]
+    for dataset, path in zip(again, second_files, strict=True):
+        dataset.PatientID, dataset.PatientName = "MRN-42", "MULLER^JURGEN"
+        dataset.save_as(path)
+    resent = storescu(second_files, port=merging_gateway.port, debug=True, halt=False)
+    assert set(store_statuses(resent.output)) == {0x0000}, "the merged PACS's copy is accepted"
+    assert len(list(settings.spool_dir.rglob("*.dcm"))) == 8, "one file per instance"
+
+    code, _, text = msa(exchange(port, framed(MERGE, "utf-8")))
+    assert (code, text) == ("AA", "merged 0 studies"), "a repeated merge finds nothing to move"
+
+
+def test_a_merge_settles_the_dispute_of_a_study_the_merged_pacs_sent_first(
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    uid, files = _send_study(merging_gateway, 55, TEMPORARY, tmp_path / "a")
+    for path in files:
+        dataset = dcmread(path)
+        dataset.PatientID = "MRN-42"
+        dataset.save_as(path)
+    refused = storescu(files, port=merging_gateway.port, debug=True, halt=False)
+    assert set(store_statuses(refused.output)) == {0x0111}
+    with session_scope(session_factory) as session:
+        study = session.scalars(select(Study)).one()
+        assert study.identity_disputed_at is not None
+
+    code, _, _ = msa(exchange(_order_port(merging_gateway), framed(MERGE, "utf-8")))
+    assert code == "AA"
+    with session_scope(session_factory) as session:
+        study = session.scalars(select(Study)).one()
+        assert (study.patient_id, study.identity_disputed_at, study.claimed_patient) == (
+            "MRN-42", None, None,
+        )  # fmt: skip
+        (entry,) = session.scalars(select(AuditEntry).where(AuditEntry.action == MERGED_ACTION))
+        assert entry.details is not None
+        assert entry.details["dispute_settled"] is True
+    assert uid
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "reason"),
+    [
+        (MERGE.replace("MRG|TEMP-9^^^HOSP^MR\r", ""), "AE", "no prior patient identifier (MRG-1)"),
+        (MERGE.replace("MRN-42^^^HOSP^MR", ""), "AE", "no surviving patient identifier (PID-3)"),
+        (MERGE.replace("TEMP-9", "T" * 65), "AE", "over 64 characters"),
+    ],
+)
+def test_a_merge_that_cannot_be_followed_is_answered_ae_and_moves_nothing(
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    message: str,
+    code: str,
+    reason: str,
+) -> None:
+    uid, _ = _send_study(merging_gateway, 56, TEMPORARY, tmp_path / "a")
+    answer = msa(exchange(_order_port(merging_gateway), framed(message, "utf-8")))
+    assert answer[0] == code
+    assert reason in answer[2]
+    assert _patients(session_factory)[uid][0] == "TEMP-9"
+
+
+def test_without_the_setting_a_merge_is_refused_as_before(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    gateway = Gateway(
+        settings.model_copy(update={"hl7_listen_port": free_port(),
+                                    "hl7_listen_host": "127.0.0.1"}),
+        session_factory,
+        publisher,
+    )  # fmt: skip
+    gateway.start()
+    try:
+        uid, _ = _send_study(gateway, 57, TEMPORARY, tmp_path / "a")
+        code, _, text = msa(exchange(_order_port(gateway), framed(MERGE, "utf-8")))
+        assert code == "AR"
+        assert "unsupported message type ADT^A40" in text
+        wait_until(lambda: _patients(session_factory)[uid][0] == "TEMP-9", what="unchanged")
+    finally:
+        gateway.stop()
