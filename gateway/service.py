@@ -3,6 +3,7 @@ together (``radraft gateway``, and inside ``radraft serve``)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
@@ -13,6 +14,7 @@ from gateway.completion import run_completion_until
 from gateway.drain import drain_associations
 from gateway.intake import intake_for
 from gateway.janitor import INCOMING_MAX_AGE_SECONDS, Janitor
+from gateway.janitor_doorbell import Doorbell, doorbell_address, ring
 from gateway.order_listener import OrderListener
 from gateway.patient_merges import PatientMerges
 from gateway.receiving import ReceptionLimits, receive_into
@@ -56,11 +58,17 @@ class Gateway:
         self._janitor = (
             None if ingest_only else Janitor(settings, session_factory, self.spool, self._stop)
         )
+        self._bell_address = doorbell_address(settings.data_dir)
+        self._doorbell: Doorbell | None = None
         self._intake = intake_for(
             settings,
             session_factory,
             self.spool,
-            on_short_of_space=self._janitor.wake if self._janitor is not None else None,
+            on_short_of_space=(
+                self._janitor.wake
+                if self._janitor is not None
+                else functools.partial(ring, self._bell_address)
+            ),
         )
         self._relay = CeleryOutboxRelay(
             session_factory, publish, max_backoff_seconds=settings.outbox_max_backoff_seconds
@@ -138,6 +146,8 @@ class Gateway:
             ),
             threading.Thread(target=self._janitor.run, name="radraft-janitor", daemon=True),
         ]
+        if self._settings.spool_target_free_bytes is not None:  # ingest-only processes ring
+            self._doorbell = Doorbell(self._bell_address, self._janitor.wake)
         for thread in self._threads:
             thread.start()
         for port, tls in (
@@ -185,6 +195,8 @@ class Gateway:
             self._settings.dicom_drain_seconds,
         )
         self._stop.set()
+        if self._doorbell is not None:
+            self._doorbell.close()
         if self._janitor is not None:
             self._janitor.wake()
         for thread in self._threads:

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from tests.gateway.test_retention import (
     spooled_files,
     study_id_of,
 )
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 
 MB = 1 << 20
 
@@ -139,6 +140,7 @@ def test_a_target_at_or_below_the_floor_is_refused_at_start(settings: Settings) 
         )
 
 
+@pytest.mark.parametrize("receiver", ["full", "ingest-only"])
 def test_instances_arriving_below_the_target_wake_the_purge_at_once(
     gateway_on_small_disk: Gateway,
     small_settings: Settings,
@@ -146,10 +148,12 @@ def test_instances_arriving_below_the_target_wake_the_purge_at_once(
     session_factory: sessionmaker[Session],
     publisher: RecordingPublisher,
     tmp_path: Path,
+    receiver: str,
 ) -> None:
     """A burst must not wait for the half-minute check: the instance that finds the free space
     below the target wakes the janitor, which frees it within seconds, while the sender keeps
-    getting 0x0000."""
+    getting 0x0000; also when an ingest-only process (``--processes N``) receives it, which
+    rings the full process's janitor (``gateway.janitor_doorbell``)."""
     ids = _studies(gateway_on_small_disk, session_factory, tmp_path)
     for study_id in ids.values():
         settle(session_factory, study_id, StudyStatus.FINAL, idle=timedelta(hours=3))
@@ -161,8 +165,9 @@ def test_instances_arriving_below_the_target_wake_the_purge_at_once(
         assert all(all(spooled_files(session_factory, retaining.spool, i).values())
                    for i in ids.values())  # fmt: skip
         burst = synthetic_study_files(611, tmp_path / "burst", size=1024)
-        sent = time.monotonic()
-        assert storescu(burst, port=retaining.port).returncode == 0
+        with _receiver(retaining, receiver, small_settings, session_factory, publisher) as port:
+            sent = time.monotonic()
+            assert storescu(burst, port=port).returncode == 0
         wait_until(lambda: free_bytes(small_disk) >= target, timeout=10.0,
                    what="the purge woken by the burst, long before the next check")  # fmt: skip
         assert time.monotonic() - sent < SPACE_CHECK_SECONDS
@@ -172,3 +177,27 @@ def test_instances_arriving_below_the_target_wake_the_purge_at_once(
     ]
     # Each image of the burst may wake a check: one study or two go, the longest idle first.
     assert purged in ([601], [601, 602])
+
+
+@contextmanager
+def _receiver(
+    full: Gateway,
+    kind: str,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+) -> Iterator[int]:
+    """The port a burst goes to: the full gateway's, or an ingest-only process's beside it."""
+    if kind == "full":
+        yield full.port
+        return
+    ingest = Gateway(
+        settings.model_copy(update={"dicom_port": free_port(),
+                                    "spool_target_free_bytes": 9 * MB}),
+        factory, publisher, ingest_only=True,
+    )  # fmt: skip
+    ingest.start()
+    try:
+        yield ingest.port
+    finally:
+        ingest.stop()
