@@ -70,3 +70,27 @@ def test_a_disputed_or_withdrawn_study_is_flagged_and_not_signed_in_chromium(
             )
             assert driver.current_url.endswith(f"/cases/{STUDY_UID}"), "still on the case"
         screenshot(driver, f"case-identity-{mark}")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_corrected_study_says_so_and_can_be_signed_in_chromium(
+    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    with session_scope(session_factory) as session:
+        study, _report = drafted_study(session, STUDY_UID)
+        study.patient_corrections = 1  # as `radraft study correct-patient` leaves it
+        create_user(session, "alan", role=Role.ATTENDING, password=PASSWORD, full_name="Alan A")
+    base = f"http://127.0.0.1:{settings.http_port}"
+    with (
+        radraft_process(settings, ["web"], tmp_path / "web.log", ready_text="Uvicorn running"),
+        chromium() as driver,
+    ):
+        log_in(driver, base, "alan", PASSWORD)
+        driver.get(f"{base}/cases/{STUDY_UID}")
+        wait_for(driver, "#case[data-loaded='true']")
+        (banner,) = driver.find_elements(By.CSS_SELECTOR, ".identity-banner")
+        assert banner.get_attribute("id") == "corrected-banner"
+        assert "Patient corrected" in banner.text
+        assert driver.find_element(By.ID, "sign").is_displayed(), "the report is open"
+        assert driver.find_element(By.ID, "findings").get_attribute("readonly") is None
+        screenshot(driver, "case-identity-corrected")
