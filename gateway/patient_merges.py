@@ -21,7 +21,7 @@ from gateway.patient_files import PatientFileMove, PatientFilesError
 from gateway.spool import Spool
 from radraft.db import session_scope
 from radraft.hl7ack import AckCode
-from radraft.logs import log_event
+from radraft.logs import log_event, printable_token
 from radraft.patient_merge import PatientMerge, merge_patient
 from radraft.timeutil import utcnow
 
@@ -110,7 +110,10 @@ class PatientMerges:
         try:
             with session_scope(self._session_factory) as session:
                 merged = merge_patient(
-                    session, merge, actor=f"hl7:{sender or 'unknown'}", now=utcnow()
+                    session,
+                    merge,
+                    actor=f"hl7:{printable_token(sender) or 'unknown'}",
+                    now=utcnow(),
                 )
                 for study in merged:
                     move.rewrite(session, study.study_id, study.patient)

@@ -170,9 +170,10 @@ def test_a_merge_settles_the_dispute_of_a_study_the_merged_pacs_sent_first(
         (MERGE.replace("MRG|TEMP-9^^^HOSP^MR\r", ""), "AE", "no prior patient identifier (MRG-1)"),
         (MERGE.replace("MRN-42^^^HOSP^MR", ""), "AE", "no surviving patient identifier (PID-3)"),
         (MERGE.replace("TEMP-9", "T" * 65), "AE", "over 64 characters"),
+        (MERGE.replace("|ADT|", "|" + "A" * 5000 + "|", 1), "AA", "merged 1 studies"),
     ],
 )
-def test_a_merge_that_cannot_be_followed_is_answered_ae_and_moves_nothing(
+def test_bad_merges_are_answered_ae_and_move_nothing_and_a_long_sender_is_cut_short(
     merging_gateway: Gateway,
     session_factory: sessionmaker[Session],
     tmp_path: Path,
@@ -184,7 +185,7 @@ def test_a_merge_that_cannot_be_followed_is_answered_ae_and_moves_nothing(
     answer = msa(exchange(_order_port(merging_gateway), framed(message, "utf-8")))
     assert answer[0] == code
     assert reason in answer[2]
-    assert _patients(session_factory)[uid][0] == "TEMP-9"
+    assert _patients(session_factory)[uid][0] == ("MRN-42" if code == "AA" else "TEMP-9")
 
 
 def test_without_the_setting_a_merge_is_refused_as_before(
