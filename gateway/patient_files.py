@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -44,13 +46,31 @@ REWRITE_ERRORS: tuple[type[Exception], ...] = (*UNREADABLE_DICOM_ERRORS, SpoolEr
 
 
 class PatientFileMove:
-    """Files rewritten for a new patient inside one transaction: ``undo`` if it fails,
-    ``finish`` once it committed (the files the rows no longer name are deleted then)."""
+    """Files rewritten for a new patient inside one transaction (``transaction``): the new
+    files are removed if it fails, the ones the rows no longer name once it committed."""
 
     def __init__(self, spool: Spool) -> None:
         self._spool = spool
         self._written: list[str] = []
         self._replaced: list[str] = []
+
+    @property
+    def files(self) -> int:
+        """How many files were rewritten under a new name."""
+        return len(self._written)
+
+    @contextmanager
+    def transaction(self, session_factory: sessionmaker[Session]) -> Iterator[Session]:
+        """A session whose commit the files follow (``rewrite`` inside it)."""
+        try:
+            with session_scope(session_factory) as session:
+                yield session
+        except BaseException:
+            for relative in self._written:
+                self._spool.discard(relative)
+            raise
+        for relative in self._replaced:
+            self._spool.discard(relative)
 
     def rewrite(self, session: Session, study_id: int, patient: dict[str, str]) -> None:
         """Rewrite the study's spooled files with ``patient`` and point its rows at them."""
@@ -60,16 +80,6 @@ class PatientFileMove:
                 self._written.append(relative)
                 self._replaced.append(instance.spool_path)
             instance.spool_path, instance.size_bytes = relative, size
-
-    def undo(self) -> None:
-        for relative in self._written:
-            self._spool.discard(relative)
-
-    def finish(self) -> int:
-        """Delete the replaced files; how many files were rewritten."""
-        for relative in self._replaced:
-            self._spool.discard(relative)
-        return len(self._written)
 
 
 def correct_study_patient(
@@ -84,18 +94,13 @@ def correct_study_patient(
     """Correct the study's patient (``radraft.patient_correction.correct_patient``) and its
     spooled files, in one transaction; the old files are deleted after it commits."""
     move = PatientFileMove(spool)
-    try:
-        with session_scope(session_factory) as session:
-            correction = correct_patient(
-                session, study_instance_uid, patient_id=patient_id, actor=actor, now=now
-            )
-            move.rewrite(session, correction.study_id, correction.patient)
-    except BaseException:
-        move.undo()
-        raise
-    files = move.finish()
+    with move.transaction(session_factory) as session:
+        correction = correct_patient(
+            session, study_instance_uid, patient_id=patient_id, actor=actor, now=now
+        )
+        move.rewrite(session, correction.study_id, correction.patient)
     log_event(logger, "gateway.patient_files_rewritten", study_id=correction.study_id,
-              files=files)  # fmt: skip
+              files=move.files)  # fmt: skip
     return correction
 
 

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.orders import Er7Message, OrderRejectedError
 from gateway.patient_files import PatientFileMove, PatientFilesError
 from gateway.spool import Spool
-from radraft.db import session_scope
 from radraft.hl7ack import AckCode
 from radraft.logs import log_event, printable_token
 from radraft.patient_merge import PatientMerge, merge_patient
@@ -108,7 +107,7 @@ class PatientMerges:
             return error.code, error.reason
         move = PatientFileMove(self._spool)
         try:
-            with session_scope(self._session_factory) as session:
+            with move.transaction(self._session_factory) as session:
                 merged = merge_patient(
                     session,
                     merge,
@@ -118,17 +117,11 @@ class PatientMerges:
                 for study in merged:
                     move.rewrite(session, study.study_id, study.patient)
         except PatientFilesError as error:
-            move.undo()
             log_event(logger, "gateway.merge_not_applied", logging.ERROR, reason="files")
             return AckCode.ERROR, str(error)
         except SQLAlchemyError as error:
-            move.undo()
             log_event(logger, "gateway.merge_not_applied", logging.ERROR,
                       reason=type(error).__name__)  # fmt: skip
             return AckCode.ERROR, "cannot record the merge now; send it again"
-        except BaseException:
-            move.undo()
-            raise
-        files = move.finish()
-        log_event(logger, "gateway.patient_merged", studies=len(merged), files=files)
+        log_event(logger, "gateway.patient_merged", studies=len(merged), files=move.files)
         return AckCode.ACCEPT, f"merged {len(merged)} studies"

@@ -91,6 +91,18 @@ class StudyOrder:
     """A standing order has the study's accession number but not its patient: not used."""
 
 
+def order_numbers(order: Order | None) -> dict[str, str]:
+    """An order's PV1-2 patient class and placer/filler numbers as an ORU states them (empty
+    without an order)."""
+    if order is None:
+        return {}
+    return {
+        "patient_class": order.patient_class or "",
+        "placer_order_number": order.placer_order_number or "",
+        "filler_order_number": order.filler_order_number or "",
+    }
+
+
 def order_for_study(session: Session, study: Study) -> StudyOrder:
     """The standing order of ``study``'s accession number, only if it names its patient."""
     order = _standing_order_of(session, study.accession_number)

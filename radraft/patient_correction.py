@@ -38,7 +38,7 @@ from radraft.errors import ConflictError, NotFoundError
 from radraft.identity_dispute import HELD_REASON
 from radraft.logs import log_event
 from radraft.models import AuditEntry, Instance, OutboxMessage, Report, ReportRevision, Study
-from radraft.orders import order_for_study
+from radraft.orders import order_for_study, order_numbers
 from radraft.outbox import add_message
 from radraft.report_outputs import OUTPUTS
 from radraft.withdrawal import WITHDRAWAL_OUTPUTS, is_report_output
@@ -192,13 +192,7 @@ def _delivered_as(session: Session, study: Study) -> dict[str, Any]:
     order = order_for_study(session, study).order
     return {
         "patient": patient_of(study),
-        "order": None
-        if order is None
-        else {
-            "placer_order_number": order.placer_order_number or "",
-            "filler_order_number": order.filler_order_number or "",
-            "patient_class": order.patient_class or "",
-        },
+        "order": order_numbers(order) if order is not None else None,
         "after_row": study.corrected_through_outbox_id or 0,
     }
 

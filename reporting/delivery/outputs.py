@@ -24,7 +24,7 @@ from radraft.enums import ReportState
 from radraft.errors import RadraftError
 from radraft.hl7ack import hl7_timestamp
 from radraft.models import Instance, Order, Report, ReportRevision, Series, Study, User
-from radraft.orders import order_for_study
+from radraft.orders import order_for_study, order_numbers
 from radraft.patient_correction import DELIVERED_AS, patient_of
 from radraft.settings import Settings
 from reporting.hl7 import CodedValue, OruContent, build_oru
@@ -382,11 +382,4 @@ def _order_numbers(bundle: RevisionBundle, delivered_as: DeliveredAs | None) -> 
     """PV1-2 and the order numbers of the ORU (empty without an order)."""
     if delivered_as is not None:
         return dict(delivered_as.order or {})
-    order = bundle.order
-    if order is None:
-        return {}
-    return {
-        "patient_class": order.patient_class or "",
-        "placer_order_number": order.placer_order_number or "",
-        "filler_order_number": order.filler_order_number or "",
-    }
+    return order_numbers(bundle.order)

@@ -46,11 +46,14 @@ class OruWithdrawal:
 
 
 def _rows_delivered(
-    session: Session, study: Study, channel: OutboxChannel, withdrawal: OutboxMessage
+    session: Session,
+    study: Study,
+    channel: OutboxChannel,
+    withdrawal: OutboxMessage,
+    delivered_as: DeliveredAs | None,
 ) -> list[OutboxMessage]:
     """The study's report outputs on ``channel`` settled before ``withdrawal``, since the
     correction that set the patient they went under (a withdrawal takes back only those)."""
-    delivered_as = DeliveredAs.of(withdrawal.payload)
     after = delivered_as.after_row if delivered_as else (study.corrected_through_outbox_id or 0)
     rows = session.scalars(
         select(OutboxMessage)
@@ -78,9 +81,10 @@ def load_oru_withdrawal(
 ) -> OruWithdrawal:
     """Read which of the study's ORUs were acknowledged, and by whom."""
     study = _study_of(session, withdrawal)
+    delivered_as = DeliveredAs.of(withdrawal.payload)
     delivered = [
         row
-        for row in _rows_delivered(session, study, OutboxChannel.HL7, withdrawal)
+        for row in _rows_delivered(session, study, OutboxChannel.HL7, withdrawal, delivered_as)
         if row.payload.get("delivered_to")
     ]
     if not delivered:
@@ -92,7 +96,7 @@ def load_oru_withdrawal(
     return OruWithdrawal(
         load_bundle(session, newest, spool_dir=spool_dir),
         destinations,
-        DeliveredAs.of(withdrawal.payload),
+        delivered_as,
     )
 
 
@@ -108,9 +112,10 @@ def load_rejection_note(
         If the study is gone.
     """
     study = _study_of(session, withdrawal)
+    delivered_as = DeliveredAs.of(withdrawal.payload)
     revisions = {
         int(row.payload["report_revision_id"])
-        for row in _rows_delivered(session, study, OutboxChannel.DICOM, withdrawal)
+        for row in _rows_delivered(session, study, OutboxChannel.DICOM, withdrawal, delivered_as)
     }
     stored = session.scalars(
         select(ReportRevision.sr_sop_instance_uid)
@@ -128,7 +133,6 @@ def load_rejection_note(
         for sop_uid in stored
     ]
     identity = patient_and_study(study)
-    delivered_as = DeliveredAs.of(withdrawal.payload)
     if delivered_as is not None:
         identity = replace(identity, **delivered_as.patient)
     return RejectionNote(
