@@ -25,7 +25,7 @@ from radraft.enums import OutboxStatus
 from radraft.errors import ConflictError, NotFoundError
 from radraft.logs import log_event
 from radraft.models import AuditEntry, OutboxMessage, Study
-from radraft.withdrawal import is_report_output
+from radraft.report_outputs import is_report_output
 
 logger = logging.getLogger(__name__)
 

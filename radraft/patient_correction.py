@@ -33,15 +33,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from radraft.enums import OutboxChannel, OutboxStatus
+from radraft.enums import OutboxStatus
 from radraft.errors import ConflictError, NotFoundError
-from radraft.identity_dispute import HELD_REASON
 from radraft.logs import log_event
 from radraft.models import AuditEntry, Instance, OutboxMessage, Report, ReportRevision, Study
 from radraft.orders import order_for_study, order_numbers
 from radraft.outbox import add_message
-from radraft.report_outputs import OUTPUTS
-from radraft.withdrawal import WITHDRAWAL_OUTPUTS, is_report_output
+from radraft.report_outputs import OUTPUTS, is_report_output
+from radraft.withdrawal import WITHDRAWAL_OUTPUTS, stop_report_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ def correct_patient(
     cutoff = session.scalar(
         select(func.max(OutboxMessage.id)).where(OutboxMessage.study_id == study.id)
     )
-    stopped, used_channels = _stop_outputs(session, study.id, now)
+    stopped = stop_report_outputs(session, study.id, now, _settle_superseded)
     queued = [
         add_message(
             session,
@@ -159,7 +158,7 @@ def correct_patient(
             study_id=study.id,
         )
         for channel, output in WITHDRAWAL_OUTPUTS.items()
-        if channel in used_channels
+        if channel in stopped.used_channels
     ]
     moved = tuple(name for name in PATIENT_FIELDS if (getattr(study, name) or "") != claim[name])
     for name in PATIENT_FIELDS:
@@ -175,14 +174,15 @@ def correct_patient(
             at=now, actor=actor, action=CORRECTED_ACTION, object_type="study",
             object_id=str(study.id),
             details={"corrections": study.patient_corrections, "moved": list(moved),
-                     "stopped": stopped, "withdrawals": list(withdrawals),
+                     "stopped": stopped.stopped, "withdrawals": list(withdrawals),
                      "requeued_revision": requeued},
         )
     )  # fmt: skip
-    log_event(logger, "study.patient_corrected", study_id=study.id, stopped=stopped,
+    log_event(logger, "study.patient_corrected", study_id=study.id, stopped=stopped.stopped,
               withdrawals=len(withdrawals))  # fmt: skip
     return PatientCorrection(
-        study.id, study.patient_corrections, moved, patient_of(study), stopped, withdrawals,
+        study.id, study.patient_corrections, moved, patient_of(study), stopped.stopped,
+        withdrawals,
         requeued,
     )  # fmt: skip
 
@@ -195,30 +195,6 @@ def _delivered_as(session: Session, study: Study) -> dict[str, Any]:
         "order": order_numbers(order) if order is not None else None,
         "after_row": study.corrected_through_outbox_id or 0,
     }
-
-
-def _stop_outputs(session: Session, study_id: int, now: datetime) -> tuple[int, set[str]]:
-    """Settle the held and failed report outputs now, count the waiting ones (the relay settles
-    them in their turn: one may be on its way); returns the count and the channels used."""
-    rows = session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.study_id == study_id, OutboxMessage.channel != OutboxChannel.CELERY)
-        .order_by(OutboxMessage.id)
-    ).all()
-    stopped, used = 0, set[str]()
-    for row in rows:
-        if not is_report_output(row):
-            continue
-        if row.status == OutboxStatus.FAILED:
-            never_sent = row.last_error == HELD_REASON and not row.payload.get("delivered_to")
-            _settle_superseded(row, now)
-            stopped += 1
-            if never_sent:
-                continue  # nothing of it to withdraw
-        elif row.status == OutboxStatus.PENDING:
-            stopped += 1
-        used.add(row.channel)
-    return stopped, used
 
 
 def _queue_newest_revision(session: Session, study: Study) -> int | None:

@@ -24,6 +24,7 @@ patient: the PACS holds the right copy, and the study is reported there.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,10 +33,11 @@ from sqlalchemy.orm import Session
 
 from radraft.enums import OutboxChannel, OutboxStatus
 from radraft.errors import ConflictError, NotFoundError
+from radraft.identity_dispute import HELD_REASON
 from radraft.logs import log_event
 from radraft.models import AuditEntry, OutboxMessage, Study
 from radraft.outbox import add_message
-from radraft.report_outputs import OUTPUTS
+from radraft.report_outputs import is_report_output
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +45,6 @@ WITHDRAWN_ACTION = "study.withdrawn"
 WITHDRAWN_NOTE = "not sent: the study's reports were withdrawn (its copy here is another patient's)"
 ORU_WITHDRAWAL = "oru-withdrawal"
 SR_REJECTION = "sr-rejection"
-REPORT_OUTPUTS = frozenset(output for _, output in OUTPUTS)
-"""The outputs of a report revision, which a withdrawal stops."""
 WITHDRAWAL_OUTPUTS = {OutboxChannel.HL7: ORU_WITHDRAWAL, OutboxChannel.DICOM: SR_REJECTION}
 
 
@@ -58,9 +58,50 @@ class Withdrawal:
     queued: tuple[str, ...]
 
 
-def is_report_output(row: OutboxMessage) -> bool:
-    """Whether the row carries a revision's SR or ORU (not a withdrawal, not a Celery task)."""
-    return row.channel != OutboxChannel.CELERY and row.payload.get("output") in REPORT_OUTPUTS
+@dataclass(frozen=True)
+class StoppedOutputs:
+    """What ``stop_report_outputs`` found: how many outputs will never be sent, and the
+    channels on which something of the study may have reached a peer (which a withdrawal
+    must then cover)."""
+
+    stopped: int
+    used_channels: frozenset[OutboxChannel]
+
+
+def stop_report_outputs(
+    session: Session,
+    study_id: int,
+    now: datetime,
+    settle: Callable[[OutboxMessage, datetime], None],
+) -> StoppedOutputs:
+    """Settle the study's failed report outputs with ``settle``, count the waiting ones (the
+    relay settles those in their turn: one may be on its way to the peer now, so a withdrawal
+    must come after it), and say which channels were used.
+
+    A failed output counts as used unless it was held by a dispute before any peer had it: a
+    send that failed may still have reached the peer (a timeout after the bytes left), and an
+    ORU to several RIS fails after those that acknowledged it. A withdrawal queued for nothing
+    costs only a row done with "not sent"; one not queued leaves a report at a peer under the
+    wrong patient."""
+    rows = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.study_id == study_id, OutboxMessage.channel != OutboxChannel.CELERY)
+        .order_by(OutboxMessage.id)
+    ).all()
+    stopped, used = 0, set[OutboxChannel]()
+    for row in rows:
+        if not is_report_output(row):
+            continue
+        if row.status == OutboxStatus.FAILED:
+            never_sent = row.last_error == HELD_REASON and not row.payload.get("delivered_to")
+            settle(row, now)  # not in flight, and it would block the withdrawal behind it
+            stopped += 1
+            if never_sent:
+                continue
+        elif row.status == OutboxStatus.PENDING:
+            stopped += 1
+        used.add(OutboxChannel(row.channel))
+    return StoppedOutputs(stopped, frozenset(used))
 
 
 def stop_if_withdrawn(session: Session, row: OutboxMessage, now: datetime) -> bool:
@@ -103,28 +144,10 @@ def withdraw_study(
         raise NotFoundError("unknown study")
     if study.withdrawn_at is not None:
         raise ConflictError("the study's reports were already withdrawn")
-    rows = session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.study_id == study.id, OutboxMessage.channel != OutboxChannel.CELERY)
-        .order_by(OutboxMessage.id)
-    ).all()
-    stopped, used_channels = 0, set()
-    for row in rows:
-        if not is_report_output(row):
-            continue
-        if row.status == OutboxStatus.FAILED:
-            # Not in flight (a failed row waits for an operator), and it would block the
-            # withdrawal queued behind it; pending rows are settled by the relay in their turn
-            # (one may be on its way to the peer now, so its withdrawal must come after it).
-            _settle_unsent(row, now)
-            stopped += 1
-            continue
-        if row.status == OutboxStatus.PENDING:
-            stopped += 1
-        used_channels.add(OutboxChannel(row.channel))
+    stopped = stop_report_outputs(session, study.id, now, _settle_unsent)
     queued = []
     for channel, output in WITHDRAWAL_OUTPUTS.items():
-        if channel in used_channels:
+        if channel in stopped.used_channels:
             add_message(
                 session,
                 channel=channel,
@@ -138,9 +161,10 @@ def withdraw_study(
         AuditEntry(
             at=now, actor=actor, action=WITHDRAWN_ACTION, object_type="study",
             object_id=str(study.id),
-            details={"stopped": stopped, "queued": queued,
+            details={"stopped": stopped.stopped, "queued": queued,
                      "identity_disputed": study.identity_disputed_at is not None},
         )
     )  # fmt: skip
-    log_event(logger, "study.withdrawn", study_id=study.id, stopped=stopped, queued=len(queued))
-    return Withdrawal(stopped, tuple(queued))
+    log_event(logger, "study.withdrawn", study_id=study.id, stopped=stopped.stopped,
+              queued=len(queued))  # fmt: skip
+    return Withdrawal(stopped.stopped, tuple(queued))

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from radraft.enums import OutboxChannel, OutboxStatus
 from radraft.models import OutboxMessage, ReportRevision, Study
+from radraft.report_outputs import is_report_output
 from radraft.settings import Settings
-from radraft.withdrawal import is_report_output
 from reporting.delivery.outputs import (
     DeliveredAs,
     MissingRevisionError,

@@ -265,6 +265,48 @@ def test_the_ris_withdrawal_goes_only_to_a_ris_that_had_the_result_and_names_one
             peer.stop()
 
 
+def test_an_oru_that_reached_one_ris_and_then_failed_is_withdrawn_from_that_ris(
+    received_study: Study,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+) -> None:
+    """A result for two RIS: the first acknowledged it, the second was down until the row
+    failed. The first files a result for the wrong patient, so the withdrawal must reach it."""
+    reached, down = RisPeer(free_port()), RisPeer(free_port())
+    reached.start()
+    try:
+        to_both = settings.model_copy(update={
+            "hl7_destinations": [MllpDestination("127.0.0.1", reached.port),
+                                 MllpDestination("127.0.0.1", down.port)],
+            "delivery_max_attempts": 1,
+        })  # fmt: skip
+        with session_scope(session_factory) as session:
+            study = session.get(Study, received_study.id)
+            assert study is not None
+            add_revision(session, study, ReportState.DRAFTED, model=True,
+                         findings="Draft findings.", impression="Draft.")  # fmt: skip
+        OutputDeliveryRelay(session_factory, to_both, clock=SteppingClock()).run_once()
+        (oru,) = [row for row in output_rows(session_factory) if row.payload["output"] == "oru"]
+        assert oru.status == OutboxStatus.FAILED
+        assert oru.payload["delivered_to"] == [f"127.0.0.1:{reached.port}"]
+
+        with session_scope(session_factory) as session:
+            withdrawal = withdraw_study(
+                session, received_study.study_instance_uid, actor="test", now=utcnow()
+            )
+        assert ORU_WITHDRAWAL in withdrawal.queued
+
+        down.start()
+        OutputDeliveryRelay(session_factory, to_both, clock=SteppingClock()).run_once()
+        assert [str(m.segment("OBR")[25]) for m in reached.messages] == ["R", "W"]
+        assert down.messages == [], "the RIS that never had the result gets no withdrawal"
+        rows = {row.payload["output"]: row for row in output_rows(session_factory)}
+        assert rows["oru"].last_error == WITHDRAWN_NOTE, "the failed ORU is settled, not retried"
+    finally:
+        for peer in (reached, down):
+            peer.stop()
+
+
 @pytest.mark.parametrize("when", ["before it is taken", "while the model writes"])
 def test_a_withdrawn_study_gets_no_new_draft(
     when: str, session_factory: sessionmaker[Session]
