@@ -13,6 +13,7 @@ from radraft.errors import RadraftError
 from radraft.logs import configure_logging
 from radraft.settings import Settings, load_settings
 from radraft_cli.health import health_app
+from radraft_cli.operator_name import operator_name
 from radraft_cli.spool_cli import spool_app
 from radraft_cli.stop_signals import relay_stop_signals
 from reporting.reader_study.cli import reader_study_app
@@ -250,7 +251,12 @@ def outbox_retry(outbox_id: int) -> None:
 @study_app.command("confirm-identity")
 def study_confirm_identity(
     study_instance_uid: str,
-    by: Annotated[str, typer.Option(help="Who checked the patient with the PACS (audit log).")],
+    by: Annotated[
+        str,
+        typer.Option(
+            help="Who checked the patient with the PACS (audit log).", callback=operator_name
+        ),
+    ],
 ) -> None:
     """After checking with the PACS that radraft's copy of a disputed study is the right
     patient's: allow signing again and re-queue its held SRs and ORUs."""
@@ -277,7 +283,12 @@ def study_correct_patient(
         str,
         typer.Option(help="The Patient ID the PACS now files the study under, as checked there."),
     ],
-    by: Annotated[str, typer.Option(help="Who checked the correction with the PACS (audit log).")],
+    by: Annotated[
+        str,
+        typer.Option(
+            help="Who checked the correction with the PACS (audit log).", callback=operator_name
+        ),
+    ],
 ) -> None:
     """After checking with the PACS that a disputed study was moved to another patient there:
     move it here too (the patient its sender named), withdraw what went out under the old
@@ -318,7 +329,11 @@ def study_correct_patient(
 def study_withdraw(
     study_instance_uid: str,
     by: Annotated[
-        str, typer.Option(help="Who found the copy to be another patient's (audit log).")
+        str,
+        typer.Option(
+            help="Who found the copy to be another patient's (audit log).",
+            callback=operator_name,
+        ),
     ],
 ) -> None:
     """After checking with the PACS that radraft's copy of a study belongs to another patient:

@@ -15,6 +15,7 @@ import typer
 from radraft.errors import RadraftError
 from radraft.logs import configure_logging
 from radraft.settings import load_settings
+from radraft_cli.operator_name import operator_name
 
 spool_app = typer.Typer(help="The DICOM spool: retention.", no_args_is_help=True)
 DRY_RUN_MOST_STUDIES = 1_000_000
@@ -29,7 +30,9 @@ def spool_purge(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing.")
     ] = False,
-    by: Annotated[str, typer.Option(help="Who runs it (audit log).")] = "operator",
+    by: Annotated[
+        str, typer.Option(help="Who runs it (audit log).", callback=operator_name)
+    ] = "operator",
 ) -> None:
     """Delete the spooled files of settled studies idle for the retention period (rows stay)."""
     from datetime import timedelta

@@ -307,6 +307,35 @@ def test_an_oru_that_reached_one_ris_and_then_failed_is_withdrawn_from_that_ris(
             peer.stop()
 
 
+@pytest.mark.parametrize(
+    "name", ["x" * 200, " ", "ops\x1b[2J"], ids=["too long", "blank", "escape sequence"]
+)
+def test_an_unusable_operator_name_is_refused_before_anything_changes(
+    name: str,
+    received_study: Study,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+) -> None:
+    """The name goes to the audit log: a pasted escape sequence must not, and a name longer
+    than its column must not fail on Postgres after the decision was made."""
+    uid = received_study.study_instance_uid
+    for command in (
+        ("study", "withdraw", uid),
+        ("study", "confirm-identity", uid),
+        ("study", "correct-patient", uid, "--patient-id", "P-1"),
+        ("spool", "purge", "--older-than-days", "1"),
+    ):
+        done = _radraft(settings, *command, "--by", name)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "--by" in done.stderr, "says which option is wrong"
+        assert "Traceback" not in done.stderr
+    with session_scope(session_factory) as session:
+        study = session.get(Study, received_study.id)
+        assert study is not None
+        assert study.withdrawn_at is None
+        assert session.scalars(select(AuditEntry)).all() == []
+
+
 @pytest.mark.parametrize("when", ["before it is taken", "while the model writes"])
 def test_a_withdrawn_study_gets_no_new_draft(
     when: str, session_factory: sessionmaker[Session]
