@@ -1,11 +1,17 @@
-"""ADT^A40 (merge patient) on the order port: read it, merge, rewrite the files, answer.
+"""ADT merges and updates on the order port: read them, apply, rewrite the files, answer.
 
-With ``RADRAFT_HL7_PATIENT_MERGES`` on, the order listener hands an ADT^A40 here instead of
-refusing it as "not an order". The message names the prior identifier in MRG-1 and the
-surviving patient in PID; ``radraft.patient_merge`` moves the studies, and their spooled files
-are rewritten for the surviving patient in the same transaction (``gateway.patient_files``), so
-DICOMweb serves them under it and a re-send from the merged PACS lands on the same files.
-Every failure is answered AE with its reason and changes nothing; the sender sends it again.
+With ``RADRAFT_HL7_PATIENT_MERGES`` on, the order listener hands these ADT events here instead
+of refusing them as "not an order":
+
+- A40 (merge patient) and A47 (change patient identifier list) name the prior identifier in
+  MRG-1 and the surviving patient in PID; the studies of the prior identifier move to it.
+- A08 (update patient information) and A31 (update person information) name the patient in PID
+  as registration has it now; the studies of its identifier take its name, birth date and sex.
+
+``radraft.patient_merge`` changes the studies, and their spooled files are rewritten in the
+same transaction (``gateway.patient_files``), so DICOMweb serves them under the patient as it is
+now and a re-send from the PACS (which follows the same feed) lands on the same files. Every
+failure is answered AE with its reason and changes nothing; the sender sends it again.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ from gateway.patient_files import PatientFileMove, PatientFilesError
 from gateway.spool import Spool
 from radraft.hl7ack import AckCode
 from radraft.logs import log_event, printable_token
-from radraft.patient_merge import PatientMerge, merge_patient
+from radraft.patient_merge import PatientMerge, PatientUpdate, merge_patient, update_patient
 from radraft.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
-MERGE_TYPES = {("ADT", "A40")}
+MERGE_EVENTS = frozenset({"A40", "A47"})
+UPDATE_EVENTS = frozenset({"A08", "A31"})
 MAX_ID_CHARACTERS = 64
 """A DICOM Patient ID (LO) or Issuer of Patient ID."""
 MAX_NAME_COMPONENT_CHARACTERS = 64
@@ -36,38 +43,57 @@ SEXES = {"M": "M", "F": "F", "O": "O"}
 DATE = re.compile(r"\d{8}")
 
 
-def parse_merge(message: Er7Message) -> PatientMerge:
-    """The prior identifier and the surviving patient of an ADT^A40.
+def parse_merge(message: Er7Message, event: str = "A40") -> PatientMerge:
+    """The prior identifier and the surviving patient of an ADT^A40 or A47.
 
     Raises
     ------
     OrderRejectedError
         AE with the reason, if an identifier is missing or too long, or the name too long.
     """
-    pid, mrg = message.first("PID"), message.first("MRG")
-    patient_id = message.field(pid, 3)
-    prior_id = message.field(mrg, 1)
-    if not patient_id:
-        raise OrderRejectedError(AckCode.ERROR, "no surviving patient identifier (PID-3)")
+    mrg = message.first("MRG")
+    patient = _patient(message, "surviving patient identifier")
+    prior_id, prior_issuer = message.field(mrg, 1), message.field(mrg, 1, 3, 0)
     if not prior_id:
         raise OrderRejectedError(AckCode.ERROR, "no prior patient identifier (MRG-1)")
-    issuer, prior_issuer = message.field(pid, 3, 3, 0), message.field(mrg, 1, 3, 0)
-    if max(map(len, (patient_id, prior_id, issuer, prior_issuer))) > MAX_ID_CHARACTERS:
+    _check_identifier(prior_id, prior_issuer)
+    return PatientMerge(prior_id, prior_issuer, patient, event)
+
+
+def parse_update(message: Er7Message, event: str = "A08") -> PatientUpdate:
+    """The patient of an ADT^A08 or A31, as registration has it now.
+
+    Raises
+    ------
+    OrderRejectedError
+        AE with the reason, if the identifier is missing or too long, or the name too long.
+    """
+    return PatientUpdate(_patient(message, "patient identifier"), event)
+
+
+def _patient(message: Er7Message, role: str) -> dict[str, str]:
+    """PID as ``PATIENT_FIELDS``: the first identifier of PID-3 with its assigning authority,
+    the name as a DICOM PN, the birth date if it is a date, the sex if DICOM can say it."""
+    pid = message.first("PID")
+    patient_id, issuer = message.field(pid, 3), message.field(pid, 3, 3, 0)
+    if not patient_id:
+        raise OrderRejectedError(AckCode.ERROR, f"no {role} (PID-3)")
+    _check_identifier(patient_id, issuer)
+    birth = message.field(pid, 7)[:8]
+    return {
+        "patient_id": patient_id,
+        "issuer_of_patient_id": issuer,
+        "patient_name": _person_name(message, pid),
+        "patient_birth_date": birth if DATE.fullmatch(birth) else "",
+        "patient_sex": SEXES.get(message.field(pid, 8).upper(), ""),
+    }
+
+
+def _check_identifier(patient_id: str, issuer: str) -> None:
+    if max(len(patient_id), len(issuer)) > MAX_ID_CHARACTERS:
         raise OrderRejectedError(
             AckCode.ERROR, f"a patient identifier or authority over {MAX_ID_CHARACTERS} characters"
         )
-    birth = message.field(pid, 7)[:8]
-    return PatientMerge(
-        prior_patient_id=prior_id,
-        prior_issuer=prior_issuer,
-        patient={
-            "patient_id": patient_id,
-            "issuer_of_patient_id": issuer,
-            "patient_name": _person_name(message, pid),
-            "patient_birth_date": birth if DATE.fullmatch(birth) else "",
-            "patient_sex": SEXES.get(message.field(pid, 8).upper(), ""),
-        },
-    )
 
 
 def _person_name(message: Er7Message, pid: list[str] | None) -> str:
@@ -87,32 +113,37 @@ def _person_name(message: Er7Message, pid: list[str] | None) -> str:
 
 
 class PatientMerges:
-    """Applies ADT^A40 merges to the database and the spool (``RADRAFT_HL7_PATIENT_MERGES``)."""
+    """Applies ADT merges and updates to the database and the spool
+    (``RADRAFT_HL7_PATIENT_MERGES``)."""
 
     def __init__(self, session_factory: sessionmaker[Session], spool: Spool) -> None:
         self._session_factory = session_factory
         self._spool = spool
 
     def handles(self, message: Er7Message) -> bool:
-        """Whether the message is a merge radraft follows (MSH-9)."""
-        msh = message.first("MSH")
-        return (message.field(msh, 9, 0), message.field(msh, 9, 1)) in MERGE_TYPES
+        """Whether the message is an ADT event radraft follows (MSH-9)."""
+        return _event(message) in MERGE_EVENTS | UPDATE_EVENTS
 
     def answer(self, message: Er7Message, sender: str) -> tuple[AckCode, str]:
-        """Merge; the ACK's code and text (AA says how many studies moved)."""
+        """Merge or update; the ACK's code and text (AA says how many studies changed)."""
+        event = _event(message) or ""
         try:
-            merge = parse_merge(message)
+            change = (
+                parse_merge(message, event)
+                if event in MERGE_EVENTS
+                else parse_update(message, event)
+            )
         except OrderRejectedError as error:
             log_event(logger, "gateway.merge_refused", logging.WARNING, code=error.code.value)
             return error.code, error.reason
+        actor = f"hl7:{printable_token(sender) or 'unknown'}"
         move = PatientFileMove(self._spool)
         try:
             with move.transaction(self._session_factory) as session:
-                merged = merge_patient(
-                    session,
-                    merge,
-                    actor=f"hl7:{printable_token(sender) or 'unknown'}",
-                    now=utcnow(),
+                merged = (
+                    merge_patient(session, change, actor=actor, now=utcnow())
+                    if isinstance(change, PatientMerge)
+                    else update_patient(session, change, actor=actor, now=utcnow())
                 )
                 for study in merged:
                     move.rewrite(session, study.study_id, study.patient)
@@ -123,5 +154,13 @@ class PatientMerges:
             log_event(logger, "gateway.merge_not_applied", logging.ERROR,
                       reason=type(error).__name__)  # fmt: skip
             return AckCode.ERROR, "cannot record the merge now; send it again"
-        log_event(logger, "gateway.patient_merged", studies=len(merged), files=move.files)
-        return AckCode.ACCEPT, f"merged {len(merged)} studies"
+        verb = "merged" if isinstance(change, PatientMerge) else "updated"
+        log_event(logger, f"gateway.patient_{verb}", trigger=event, studies=len(merged),
+                  files=move.files)  # fmt: skip
+        return AckCode.ACCEPT, f"{verb} {len(merged)} studies"
+
+
+def _event(message: Er7Message) -> str | None:
+    """The trigger event of an ADT message (MSH-9.2); None for any other message type."""
+    msh = message.first("MSH")
+    return message.field(msh, 9, 1) if message.field(msh, 9, 0) == "ADT" else None

@@ -1,4 +1,5 @@
-"""Patient merges announced over HL7 (ADT^A40): radraft follows what the RIS and the PACS did.
+"""Patient merges and updates announced over HL7 (ADT): radraft follows what the RIS and the
+PACS did.
 
 A patient registered twice (an emergency under a temporary number, then found to be a known
 patient) is merged at the ADT system, which tells every system on its feed: the RIS and the
@@ -13,8 +14,13 @@ numbers. Outputs not yet sent are built when they go, so they go under the survi
 A study disputed because its sender already named the surviving patient is settled by the
 merge: the contradiction was the merge arriving at the PACS first, and its held outputs go.
 
-Only studies whose Issuer of Patient ID is empty or the prior identifier's assigning authority
-move: the same number from another authority is another patient.
+An ADT^A47 (the patient's identifier changed) is followed as a merge. An ADT^A08 or A31 (the
+patient's name, birth date or sex corrected at registration) gives every study of the
+identifier the demographics the ADT system has now, so later outputs match what the RIS and
+the PACS show; a study it does not change gets no audit row (A08s are frequent).
+
+Only studies whose Issuer of Patient ID is empty or the identifier's assigning authority follow:
+the same number from another authority is another patient.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,17 +41,28 @@ from radraft.patient_correction import PATIENT_FIELDS, patient_of
 logger = logging.getLogger(__name__)
 
 MERGED_ACTION = "study.patient_merged"
+UPDATED_ACTION = "study.patient_updated"
 
 
 @dataclass(frozen=True)
 class PatientMerge:
-    """What an ADT^A40 says: the prior identifier and the surviving patient's module."""
+    """What an ADT^A40 (or A47) says: the prior identifier and the surviving patient's module."""
 
     prior_patient_id: str
     prior_issuer: str
     """MRG-1's assigning authority (empty: not given)."""
     patient: dict[str, str]
     """``PATIENT_FIELDS`` of the surviving patient; an empty value leaves a study's own."""
+    event: str = "A40"
+
+
+@dataclass(frozen=True)
+class PatientUpdate:
+    """What an ADT^A08 (or A31) says: the patient's module as the ADT system has it now."""
+
+    patient: dict[str, str]
+    """``PATIENT_FIELDS``; an empty value leaves a study's own."""
+    event: str = "A08"
 
 
 @dataclass(frozen=True)
@@ -65,35 +83,71 @@ def merge_patient(
     and rewrites the files, ``gateway.patient_merges``); one audit row per study."""
     if merge.prior_patient_id == merge.patient["patient_id"] and not merge.prior_issuer:
         return []
-    studies = session.scalars(
-        select(Study)
-        .where(Study.patient_id == merge.prior_patient_id, Study.withdrawn_at.is_(None))
-        .order_by(Study.id)
-        .with_for_update()
-    ).all()
     merged = []
-    for study in studies:
-        issuer = study.issuer_of_patient_id or ""
-        if merge.prior_issuer and issuer and issuer != merge.prior_issuer:
-            continue
-        moved = tuple(
-            name
-            for name in PATIENT_FIELDS
-            if merge.patient[name] and merge.patient[name] != (getattr(study, name) or "")
-        )
-        for name in moved:
-            setattr(study, name, merge.patient[name])
+    for study in _studies_of(session, merge.prior_patient_id, merge.prior_issuer):
+        moved = _take_patient(study, merge.patient)
         settled = _settle_dispute(session, study, merge, now)
-        session.add(
-            AuditEntry(
-                at=now, actor=actor, action=MERGED_ACTION, object_type="study",
-                object_id=str(study.id),
-                details={"moved": list(moved), "dispute_settled": settled},
-            )
-        )  # fmt: skip
+        details = {"event": merge.event, "moved": list(moved), "dispute_settled": settled}
+        _audit(session, study, MERGED_ACTION, actor, now, details)
         log_event(logger, "study.patient_merged", study_id=study.id, dispute_settled=settled)
         merged.append(MergedStudy(study.id, moved, settled, patient_of(study)))
     return merged
+
+
+def update_patient(
+    session: Session, update: PatientUpdate, *, actor: str, now: datetime
+) -> list[MergedStudy]:
+    """Give every study of the patient's identifier the ADT system's demographics (the caller
+    commits and rewrites the files); the studies that changed, one audit row each."""
+    patient = update.patient
+    updated = []
+    for study in _studies_of(session, patient["patient_id"], patient["issuer_of_patient_id"]):
+        moved = _take_patient(study, patient)
+        if not moved:
+            continue
+        details = {"event": update.event, "moved": list(moved)}
+        _audit(session, study, UPDATED_ACTION, actor, now, details)
+        log_event(logger, "study.patient_updated", study_id=study.id)
+        updated.append(MergedStudy(study.id, moved, False, patient_of(study)))
+    return updated
+
+
+def _studies_of(session: Session, patient_id: str, issuer: str) -> list[Study]:
+    """The studies filed under the identifier (locked), but not those withdrawn or issued by
+    another authority."""
+    studies = session.scalars(
+        select(Study)
+        .where(Study.patient_id == patient_id, Study.withdrawn_at.is_(None))
+        .order_by(Study.id)
+        .with_for_update()
+    ).all()
+    return [
+        study
+        for study in studies
+        if not (issuer and study.issuer_of_patient_id and study.issuer_of_patient_id != issuer)
+    ]
+
+
+def _take_patient(study: Study, patient: dict[str, str]) -> tuple[str, ...]:
+    """Set the non-empty values that differ; their attribute names."""
+    moved = tuple(
+        name
+        for name in PATIENT_FIELDS
+        if patient[name] and patient[name] != (getattr(study, name) or "")
+    )
+    for name in moved:
+        setattr(study, name, patient[name])
+    return moved
+
+
+def _audit(
+    session: Session, study: Study, action: str, actor: str, now: datetime, details: dict[str, Any]
+) -> None:
+    """One audit row for the study: attribute names, never values."""
+    session.add(
+        AuditEntry(at=now, actor=actor, action=action, object_type="study",
+                   object_id=str(study.id), details=details)
+    )  # fmt: skip
 
 
 def _settle_dispute(session: Session, study: Study, merge: PatientMerge, now: datetime) -> bool:

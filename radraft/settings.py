@@ -390,8 +390,9 @@ class Settings(BaseSettings):
     )
     hl7_patient_merges: bool = Field(
         default=False,
-        description="Follow ADT^A40 patient merges sent to the order port (studies under the "
-        "prior identifier move to the surviving patient); off: an ADT is refused (AR).",
+        description="Follow ADT patient merges (A40, A47) and updates (A08, A31) sent to the "
+        "order port (studies under the prior identifier move to the surviving patient; an "
+        "update's name, birth date and sex are taken); off: an ADT is refused (AR).",
     )
     hl7_max_connections: int = Field(
         default=32,

@@ -1,4 +1,4 @@
-"""ADT^A40 patient merges over MLLP: the studies of the prior identifier follow the merge.
+"""ADT patient merges (A40, A47) and updates (A08) over MLLP: the studies follow the ADT feed.
 
 Studies arrive from a real storescu; the merge is sent over a real MLLP socket to the running
 gateway's order port, in UTF-8 with a name DICOM's default character set cannot hold.
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.service import Gateway
 from radraft.db import session_scope
 from radraft.models import AuditEntry, Instance, Study
-from radraft.patient_merge import MERGED_ACTION
+from radraft.patient_merge import MERGED_ACTION, UPDATED_ACTION
 from radraft.settings import Settings
 from radraft.synthetic import SyntheticPatient, make_chest_study
 from tests.conftest import RecordingPublisher
@@ -36,6 +36,14 @@ MERGE = (
     "EVN|A40|20261202120000\r"
     "PID|1||MRN-42^^^HOSP^MR||Müller^Jürgen^^^Dr||19610203|M\r"
     "MRG|TEMP-9^^^HOSP^MR\r"
+)
+
+UPDATE = (
+    "MSH|^~\\&|ADT|HOSP|RADRAFT|HOSP|20261202130000||ADT^A08^ADT_A01|UPD0001|P|2.5|||||"
+    "|UNICODE UTF-8\r"
+    "EVN|A08|20261202130000\r"
+    "PID|1||PAT-5^^^HOSP^MR~998877^^^SSA^SS||Østergaard^Åsa||19500506|F\r"
+    "PV1|1|O\r"
 )
 
 
@@ -188,6 +196,72 @@ def test_bad_merges_are_answered_ae_and_move_nothing_and_a_long_sender_is_cut_sh
     assert _patients(session_factory)[uid][0] == ("MRN-42" if code == "AA" else "TEMP-9")
 
 
+def test_an_update_gives_the_studies_of_the_identifier_the_registered_demographics(
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    first, _ = _send_study(merging_gateway, 61, OTHER, tmp_path / "a")
+    second, _ = _send_study(merging_gateway, 62, OTHER, tmp_path / "b", issuer="HOSP")
+    elsewhere, _ = _send_study(merging_gateway, 63, OTHER, tmp_path / "c", issuer="CLINIC")
+    unrelated, _ = _send_study(merging_gateway, 64, TEMPORARY, tmp_path / "d")
+    before = _patients(session_factory)
+
+    port = _order_port(merging_gateway)
+    code, _, text = msa(exchange(port, framed(UPDATE, "utf-8")))
+    assert (code, text) == ("AA", "updated 2 studies")
+
+    after = _patients(session_factory)
+    registered = ("PAT-5", "Østergaard^Åsa", "19500506", "F")
+    assert after[first] == after[second] == registered
+    assert after[elsewhere] == before[elsewhere], "the same number from another authority"
+    assert after[unrelated] == before[unrelated]
+    for uid in (first, second):
+        assert _file_patients(session_factory, settings, uid) == {"PAT-5|Østergaard^Åsa"}
+    assert _file_patients(session_factory, settings, elsewhere) == {"PAT-5|OTHER^PATIENT"}
+    assert len(list(settings.spool_dir.rglob("*.dcm"))) == 8, "rewritten in place, none left"
+    with session_scope(session_factory) as session:
+        details = [
+            entry.details
+            for entry in session.scalars(
+                select(AuditEntry).where(AuditEntry.action == UPDATED_ACTION)
+            )
+        ]
+    assert len(details) == 2
+    assert all(d is not None and d["event"] == "A08" for d in details)
+    assert all(
+        d is not None and set(d["moved"]) >= {"patient_name", "patient_birth_date"} for d in details
+    )
+    assert "Åsa" not in str(details), "names, never values"
+
+    code, _, text = msa(exchange(port, framed(UPDATE, "utf-8")))
+    assert (code, text) == ("AA", "updated 0 studies"), "an update with nothing new"
+    with session_scope(session_factory) as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.action == UPDATED_ACTION))
+        assert len(entries.all()) == 2, "no audit row for a study left as it was"
+
+    without_id = UPDATE.replace("PAT-5^^^HOSP^MR~998877^^^SSA^SS", "")
+    code, _, text = msa(exchange(port, framed(without_id, "utf-8")))
+    assert (code, text) == ("AE", "no patient identifier (PID-3)")
+
+
+def test_a_change_of_identifier_moves_the_studies_like_a_merge(
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    uid, _ = _send_study(merging_gateway, 65, TEMPORARY, tmp_path / "a")
+    change = MERGE.replace("ADT^A40^ADT_A39", "ADT^A47^ADT_A30").replace("EVN|A40", "EVN|A47")
+    code, _, text = msa(exchange(_order_port(merging_gateway), framed(change, "utf-8")))
+    assert (code, text) == ("AA", "merged 1 studies")
+    assert _patients(session_factory)[uid][0] == "MRN-42"
+    with session_scope(session_factory) as session:
+        (entry,) = session.scalars(select(AuditEntry).where(AuditEntry.action == MERGED_ACTION))
+        assert entry.details is not None
+        assert entry.details["event"] == "A47"
+
+
 def test_without_the_setting_a_merge_is_refused_as_before(
     settings: Settings,
     session_factory: sessionmaker[Session],
@@ -206,6 +280,8 @@ def test_without_the_setting_a_merge_is_refused_as_before(
         code, _, text = msa(exchange(_order_port(gateway), framed(MERGE, "utf-8")))
         assert code == "AR"
         assert "unsupported message type ADT^A40" in text
+        code, _, text = msa(exchange(_order_port(gateway), framed(UPDATE, "utf-8")))
+        assert (code, "unsupported message type ADT^A08" in text) == ("AR", True)
         wait_until(lambda: _patients(session_factory)[uid][0] == "TEMP-9", what="unchanged")
     finally:
         gateway.stop()
