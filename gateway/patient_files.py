@@ -7,6 +7,10 @@ with the new values and stored under the spool name of its new identity (the nam
 the identity, the Patient ID included, so that a re-send of the corrected study from the PACS
 lands on the same file), in the transaction that moves the rows: a failure keeps the old files
 and rows, and the old files go only once the rows point at the new ones.
+
+A demographics update (ADT^A08) keeps the Patient ID, so the spool name stays and the file is
+replaced under it; its old content is kept under a second name until the transaction ends, and
+put back if it fails.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.identity import identity_key_of
-from gateway.spool import Spool, SpoolError
+from gateway.spool import Spool, SpoolError, spool_relative_path
 from radraft.db import session_scope
 from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
 from radraft.errors import RadraftError
@@ -47,17 +51,19 @@ REWRITE_ERRORS: tuple[type[Exception], ...] = (*UNREADABLE_DICOM_ERRORS, SpoolEr
 
 class PatientFileMove:
     """Files rewritten for a new patient inside one transaction (``transaction``): the new
-    files are removed if it fails, the ones the rows no longer name once it committed."""
+    files are removed (and those rewritten in place restored) if it fails, the ones the rows no
+    longer name once it committed."""
 
     def __init__(self, spool: Spool) -> None:
         self._spool = spool
         self._written: list[str] = []
         self._replaced: list[str] = []
+        self._previous: list[tuple[str, Path]] = []
 
     @property
     def files(self) -> int:
-        """How many files were rewritten under a new name."""
-        return len(self._written)
+        """How many files were rewritten (under a new name or in place)."""
+        return len(self._written) + len(self._previous)
 
     @contextmanager
     def transaction(self, session_factory: sessionmaker[Session]) -> Iterator[Session]:
@@ -68,14 +74,27 @@ class PatientFileMove:
         except BaseException:
             for relative in self._written:
                 self._spool.discard(relative)
+            for relative, previous in self._previous:
+                try:
+                    self._spool.restore_previous(relative, previous)
+                except OSError as error:  # the change's own failure is the one to report
+                    log_event(logger, "gateway.patient_file_not_restored", logging.ERROR,
+                              error=type(error).__name__)  # fmt: skip
             raise
         for relative in self._replaced:
             self._spool.discard(relative)
+        for _, previous in self._previous:
+            previous.unlink(missing_ok=True)
 
     def rewrite(self, session: Session, study_id: int, patient: dict[str, str]) -> None:
         """Rewrite the study's spooled files with ``patient`` and point its rows at them."""
         for instance in spooled_instances(session, study_id):
-            relative, size = _rewrite(self._spool, instance, patient)
+            identity = _identity(instance, patient)
+            with _as_rewrite_failure():
+                if spool_relative_path(identity) == instance.spool_path:
+                    previous = self._spool.keep_previous(instance.spool_path)
+                    self._previous.append((instance.spool_path, previous))
+                relative, size = _rewrite(self._spool, instance, patient, identity)
             if relative != instance.spool_path:
                 self._written.append(relative)
                 self._replaced.append(instance.spool_path)
@@ -108,32 +127,45 @@ class PatientFilesError(RadraftError):
     """A spooled file of the study could not be rewritten; nothing was changed."""
 
 
-def _rewrite(spool: Spool, instance: Instance, patient: dict[str, str]) -> tuple[str, int]:
-    """Store a copy of the instance's file with ``patient``'s values; (relative path, size).
+def _identity(instance: Instance, patient: dict[str, str]) -> str:
+    """The instance's identity key under ``patient`` (its spool name derives from it)."""
+    return identity_key_of(
+        instance.sop_instance_uid,
+        instance.study.study_instance_uid,
+        instance.series.series_instance_uid,
+        instance.sop_class_uid,
+        patient["patient_id"],
+    )
+
+
+@contextmanager
+def _as_rewrite_failure() -> Iterator[None]:
+    """A file that cannot be read, kept, written or stored stops the whole change.
 
     Raises
     ------
     PatientFilesError
-        If the file cannot be read, or its copy written or stored.
+        For any of ``REWRITE_ERRORS``.
     """
-    scratch = spool.incoming / f"correction-{uuid.uuid4().hex}.dcm"
     try:
-        dataset = dcmread(spool.path_of(instance.spool_path))
-        with_patient(dataset, patient)
-        dataset.save_as(scratch)
-        identity = identity_key_of(
-            instance.sop_instance_uid,
-            instance.study.study_instance_uid,
-            instance.series.series_instance_uid,
-            instance.sop_class_uid,
-            patient["patient_id"],
-        )
-        return spool.store(scratch, identity)
+        yield
     except REWRITE_ERRORS as error:
         raise PatientFilesError(
             f"a spooled file of the study cannot be rewritten ({type(error).__name__}); nothing"
             " was changed: send the study again from the PACS, then try again"
         ) from error
+
+
+def _rewrite(
+    spool: Spool, instance: Instance, patient: dict[str, str], identity: str
+) -> tuple[str, int]:
+    """Store a copy of the instance's file with ``patient``'s values; (relative path, size)."""
+    scratch = spool.incoming / f"correction-{uuid.uuid4().hex}.dcm"
+    try:
+        dataset = dcmread(spool.path_of(instance.spool_path))
+        with_patient(dataset, patient)
+        dataset.save_as(scratch)
+        return spool.store(scratch, identity)
     finally:
         Path(scratch).unlink(missing_ok=True)
 

@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 from gateway.preallocation import trim_if_reserved
@@ -35,6 +36,11 @@ SET_ASIDE_FOLDER = ".purging"
 a retention purge has taken out of place but whose rows have not committed as purged yet."""
 
 
+REWRITE_FOLDER = ".rewriting"
+"""Inside the spool: second names of files being rewritten in place (a patient update keeps
+their spool name), so that a rewrite whose rows fail to commit puts the old content back."""
+
+
 def spool_path_of_name(file_name: str) -> str:
     """The relative spool path of a spooled file's name (the inverse of its last component)."""
     return f"{file_name[:2]}/{file_name}"
@@ -47,6 +53,7 @@ class Spool:
         self.root = root
         self.incoming = incoming
         self.set_aside_dir = root / SET_ASIDE_FOLDER
+        self.rewrite_dir = root / REWRITE_FOLDER
         self.root.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
 
@@ -124,6 +131,31 @@ class Spool:
         aside.unlink()
         _fsync_directory(target.parent)
 
+    def keep_previous(self, relative: str) -> Path:
+        """A second name (a hard link) for a spooled file about to be replaced under its own
+        name, for ``restore_previous``; readers keep seeing a whole file all along.
+
+        Raises
+        ------
+        SpoolError
+            If the link cannot be made.
+        """
+        self.rewrite_dir.mkdir(exist_ok=True)
+        previous = self.rewrite_dir / f"{uuid.uuid4().hex}.previous"
+        try:
+            os.link(self.root / relative, previous)
+        except OSError as error:
+            raise SpoolError(
+                f"cannot keep the file before rewriting it: {error.strerror}"
+            ) from error
+        return previous
+
+    def restore_previous(self, relative: str, previous: Path) -> None:
+        """Put the content ``keep_previous`` kept back under the spooled file's name."""
+        os.replace(previous, self.root / relative)
+        previous.unlink(missing_ok=True)  # rename does nothing when both name the same file
+        _fsync_directory((self.root / relative).parent)
+
     def drop_set_aside(self, relatives: list[str]) -> None:
         """Delete set-aside files whose rows committed as purged."""
         for relative in relatives:
@@ -155,12 +187,17 @@ class Spool:
         return self.root / relative
 
     def clean_incoming(self, older_than_seconds: float = 0.0) -> int:
-        """Remove partial receptions (never acknowledged) left by aborts or a crash."""
+        """Remove partial receptions (never acknowledged) left by aborts or a crash, and the
+        old contents a crash left kept for an in-place rewrite (its new content is in place)."""
         removed = 0
         cutoff = time.time() - older_than_seconds
-        for entry in self.incoming.iterdir():
+        kept = self.rewrite_dir.iterdir() if self.rewrite_dir.is_dir() else iter(())
+        for entry, changed in [
+            *((entry, "st_mtime") for entry in self.incoming.iterdir()),
+            *((entry, "st_ctime") for entry in kept),  # a link keeps the file's mtime
+        ]:
             try:
-                if entry.is_file() and entry.stat().st_mtime <= cutoff:
+                if entry.is_file() and getattr(entry.stat(), changed) <= cutoff:
                     entry.unlink()
                     removed += 1
             except FileNotFoundError:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from gateway.patient_files import with_patient
+from gateway.spool import Spool
 
 PATIENT = {"patient_id": "NEW-1", "issuer_of_patient_id": "", "patient_name": "Müller^Jürgen",
            "patient_birth_date": "19700101", "patient_sex": "M"}  # fmt: skip
@@ -52,3 +54,21 @@ def test_ascii_values_keep_the_files_character_set() -> None:
     assert again.SpecificCharacterSet == ["", "ISO 2022 IR 87"]
     assert str(again.PatientName) == "Smith^John"
     assert again.StudyDescription == "胸部単純X線"
+
+
+def test_a_copy_kept_for_an_in_place_rewrite_is_cleaned_up_when_a_crash_left_it(
+    tmp_path: Path,
+) -> None:
+    """The gateway's cleaning of partial receptions also drops the old content a crash left
+    kept (the new content is in place); the spooled file itself stays."""
+    spool = Spool(tmp_path / "spool", tmp_path / "incoming")
+    received = tmp_path / "incoming" / "received.dcm"
+    received.write_bytes(b"instance")
+    relative, _ = spool.store(received, "identity")
+    kept = spool.keep_previous(relative)
+    assert kept.read_bytes() == b"instance"
+
+    assert spool.clean_incoming(older_than_seconds=3600) == 0, "a fresh copy may be in use"
+    assert spool.clean_incoming(older_than_seconds=0) == 1
+    assert not kept.exists()
+    assert spool.path_of(relative).read_bytes() == b"instance"

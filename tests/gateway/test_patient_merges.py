@@ -246,6 +246,29 @@ def test_an_update_gives_the_studies_of_the_identifier_the_registered_demographi
     assert (code, text) == ("AE", "no patient identifier (PID-3)")
 
 
+def test_an_update_that_cannot_rewrite_every_file_puts_the_first_back(
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """An update keeps the spool names, so the first file is replaced under its own name
+    before the second fails: it must get its old content back, like the rows."""
+    uid, _ = _send_study(merging_gateway, 66, OTHER, tmp_path / "a")
+    with session_scope(session_factory) as session:
+        first, second = session.scalars(select(Instance.spool_path).order_by(Instance.id)).all()
+    original = settings.spool_dir.joinpath(first).read_bytes()
+    settings.spool_dir.joinpath(second).write_bytes(b"not DICOM any more")
+
+    code, _, text = msa(exchange(_order_port(merging_gateway), framed(UPDATE, "utf-8")))
+    assert (code, "cannot be rewritten" in text) == ("AE", True)
+    assert settings.spool_dir.joinpath(first).read_bytes() == original, "the first file restored"
+    assert _patients(session_factory)[uid][1] == "OTHER^PATIENT"
+    assert sorted(p.name for p in settings.spool_dir.rglob("*") if p.is_file()) == sorted(
+        Path(relative).name for relative in (first, second)
+    ), "no copy or scratch file left in the spool"
+
+
 def test_a_change_of_identifier_moves_the_studies_like_a_merge(
     merging_gateway: Gateway,
     session_factory: sessionmaker[Session],
