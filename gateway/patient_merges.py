@@ -127,12 +127,9 @@ class PatientMerges:
     def answer(self, message: Er7Message, sender: str) -> tuple[AckCode, str]:
         """Merge or update; the ACK's code and text (AA says how many studies changed)."""
         event = _event(message) or ""
+        merging = event in MERGE_EVENTS
         try:
-            change = (
-                parse_merge(message, event)
-                if event in MERGE_EVENTS
-                else parse_update(message, event)
-            )
+            change = parse_merge(message, event) if merging else parse_update(message, event)
         except OrderRejectedError as error:
             log_event(logger, "gateway.merge_refused", logging.WARNING, code=error.code.value)
             return error.code, error.reason
@@ -140,12 +137,11 @@ class PatientMerges:
         move = PatientFileMove(self._spool)
         try:
             with move.transaction(self._session_factory) as session:
-                merged = (
-                    merge_patient(session, change, actor=actor, now=utcnow())
-                    if isinstance(change, PatientMerge)
-                    else update_patient(session, change, actor=actor, now=utcnow())
-                )
-                for study in merged:
+                if isinstance(change, PatientMerge):
+                    changed = merge_patient(session, change, actor=actor, now=utcnow())
+                else:
+                    changed = update_patient(session, change, actor=actor, now=utcnow())
+                for study in changed:
                     move.rewrite(session, study.study_id, study.patient)
         except PatientFilesError as error:
             log_event(logger, "gateway.merge_not_applied", logging.ERROR, reason="files")
@@ -153,11 +149,14 @@ class PatientMerges:
         except SQLAlchemyError as error:
             log_event(logger, "gateway.merge_not_applied", logging.ERROR,
                       reason=type(error).__name__)  # fmt: skip
-            return AckCode.ERROR, "cannot record the merge now; send it again"
-        verb = "merged" if isinstance(change, PatientMerge) else "updated"
-        log_event(logger, f"gateway.patient_{verb}", trigger=event, studies=len(merged),
+            return (
+                AckCode.ERROR,
+                f"cannot record the {'merge' if merging else 'update'} now; send it again",
+            )
+        verb = "merged" if merging else "updated"
+        log_event(logger, f"gateway.patient_{verb}", trigger=event, studies=len(changed),
                   files=move.files)  # fmt: skip
-        return AckCode.ACCEPT, f"{verb} {len(merged)} studies"
+        return AckCode.ACCEPT, f"{verb} {len(changed)} studies"
 
 
 def _event(message: Er7Message) -> str | None:
