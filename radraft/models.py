@@ -446,11 +446,14 @@ class AuditEntry(Base):
     """Who viewed or changed what; a table, not a log, so it holds ids and never report text."""
 
     __tablename__ = "audit_log"
+    # Every report view and DICOMweb request adds a row, so the table grows without end: the
+    # metrics count by action, and an auditor asks "who saw this study or report".
+    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[str] = mapped_column(String(128))
     details: Mapped[dict[str, Any] | None]
