@@ -446,12 +446,27 @@ def synth(
 
 
 def main() -> None:
-    """Console-script entry point: clear one-line errors for the failures we expect."""
+    """Console-script entry point: clear one-line errors for the failures we expect.
+
+    A database that is down or refuses a statement is one of them: an administrator's command
+    says so in a line (the driver's first line: no SQL, no parameters, so no patient data)
+    instead of a page of traceback."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
     try:
         app()
     except RadraftError as error:
         typer.echo(f"radraft: {error}", err=True)
         raise SystemExit(2) from error
+    except DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
+        what = (
+            "the database is unavailable"
+            if isinstance(error, OperationalError)
+            else "the database refused the change"
+        )
+        typer.echo(f"radraft: {what} ({type(error.orig).__name__}: {reason})", err=True)
+        raise SystemExit(3) from error
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from radraft.db import make_engine, make_sessionmaker, session_scope
 from radraft.enums import Role
 from radraft.models import User
-from radraft.settings import Settings
+from radraft.settings import Settings, settings_to_environment
 from reporting.web.app import create_app
 from tests.support import free_port
 
@@ -55,3 +58,25 @@ def test_database_errors_carry_no_bound_values(settings: Settings, migrated_url:
     assert "Canary" not in str(raised.value)
     assert "hidden due to hide_parameters" in str(raised.value)
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("study", "withdraw", "1.2.3", "--by", "admin"), ("outbox",), ("db", "upgrade")],
+    ids=["withdraw", "outbox", "upgrade"],
+)
+def test_an_administrators_command_says_the_database_is_unavailable_in_one_line(
+    command: tuple[str, ...], settings: Settings
+) -> None:
+    dead = settings.model_copy(
+        update={"database_url": f"postgresql+psycopg://radraft@127.0.0.1:{free_port()}/radraft"}
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "radraft_cli", *command],
+        env={**os.environ, **settings_to_environment(dead)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.startswith("radraft: the database is unavailable (OperationalError:")
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
