@@ -85,6 +85,7 @@ def decide_study(session: Session, study: Study, *, now: datetime) -> None:
     study.eligibility_reason = eligibility.reason
     study.completed_at = now
     if not eligibility.eligible:
+        _supersede_queued_jobs(session, study)  # a rejection note took its images away
         if can_move(StudyStatus(study.status), StudyStatus.NOT_ELIGIBLE):
             move_study(study, StudyStatus.NOT_ELIGIBLE)
         # else: a study somebody already reports on keeps its report's status.
@@ -102,18 +103,23 @@ def decide_study(session: Session, study: Study, *, now: datetime) -> None:
         )
         log_event(logger, "gateway.study_redraft_skipped", study_id=study.id)
         return
-    for older in session.scalars(
-        select(DraftingJob).where(
-            DraftingJob.study_id == study.id, DraftingJob.status == JobStatus.QUEUED
-        )
-    ):
-        older.status = JobStatus.SUPERSEDED
+    _supersede_queued_jobs(session, study)
     job = DraftingJob(study_id=study.id, content_version=study.content_version)
     session.add(job)
     session.flush()
     publish_draft_message(session, job)
     move_study(study, StudyStatus.QUEUED)
     log_event(logger, "gateway.study_queued", study_id=study.id, job_id=job.id)
+
+
+def _supersede_queued_jobs(session: Session, study: Study) -> None:
+    """Jobs for the study's earlier content, not taken yet, will never be."""
+    for older in session.scalars(
+        select(DraftingJob).where(
+            DraftingJob.study_id == study.id, DraftingJob.status == JobStatus.QUEUED
+        )
+    ):
+        older.status = JobStatus.SUPERSEDED
 
 
 def run_completion_until(

@@ -33,6 +33,7 @@ from gateway.integrity import (
 )
 from gateway.receiving import early_sync, reception_failure
 from gateway.recording import PurgedWhileStoredError, record_instance
+from gateway.rejection_notes import apply_rejection_note, read_rejection_note
 from gateway.spool import Spool, SpoolError
 from gateway.statuses import StoreStatus
 from radraft.db import connection_scope, session_scope
@@ -195,6 +196,18 @@ class InstanceIntake:
             return self._refuse(
                 received, StoreStatus.OUT_OF_RESOURCES, f"database: {type(error).__name__}"
             )
+        note = read_rejection_note(self._spool.path_of(relative_path), header.sop_class_uid)
+        if note is not None:
+            try:
+                apply_rejection_note(
+                    self._session_factory, note,
+                    calling_ae_title=received.calling_ae_title, now=self._clock(),
+                )  # fmt: skip
+            except SQLAlchemyError as error:  # the KOS is kept; its re-send applies it
+                return self._refuse(
+                    received, StoreStatus.OUT_OF_RESOURCES,
+                    f"rejection note not applied: database: {type(error).__name__}",
+                )  # fmt: skip
         log_event(
             logger,
             "gateway.instance_stored",

@@ -40,6 +40,8 @@ KNOWN_INSTANCE = select(
     INSTANCES.c.series_id,
     INSTANCES.c.sop_class_uid,
     INSTANCES.c.purged_at,
+    INSTANCES.c.rejected_at,
+    INSTANCES.c.classification_reason,
 ).where(INSTANCES.c.sop_instance_uid == bindparam("uid"))
 NEW_ROW_IDS = {table.name: insert(table).returning(table.c.id) for table in (STUDIES, SERIES)}
 ROW_UPDATES = {
@@ -180,6 +182,8 @@ def record_instance(
         )
         connection.execute(NEW_INSTANCE, values)
     else:
+        if instance.rejected_at is not None:  # a re-send does not undo a rejection note
+            values.update(is_chest=False, classification_reason=instance.classification_reason)
         connection.execute(RESENT_INSTANCE, {"row_id": instance.id, **values})
 
 

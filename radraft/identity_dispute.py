@@ -29,7 +29,7 @@ from radraft.report_outputs import is_report_output
 
 logger = logging.getLogger(__name__)
 
-HELD_REASON = (
+HELD_REASON = (  # compared with stored rows: the text stays as it is
     "held: this study's patient identity is disputed (the sender has since sent it under"
     " another Patient ID); check it with the PACS, then run radraft study confirm-identity"
 )
@@ -38,18 +38,20 @@ CONFIRMED_ACTION = "study.identity_confirmed"
 
 
 def mark_disputed(
-    session: Session, study_id: int, now: datetime, *, claimed_patient: dict[str, str]
+    session: Session, study_id: int, now: datetime, *, claimed_patient: dict[str, str] | None
 ) -> None:
     """Mark the study disputed (since the first refusal) and keep the patient the refused
-    instance named (the latest one), which ``radraft study correct-patient`` can adopt."""
+    instance named (the latest one), which ``radraft study correct-patient`` can adopt; None
+    (a rejection note names no patient) keeps any claim already kept."""
     session.execute(
         update(Study)
         .where(Study.id == study_id, Study.identity_disputed_at.is_(None))
         .values(identity_disputed_at=now)
     )
-    session.execute(
-        update(Study).where(Study.id == study_id).values(claimed_patient=claimed_patient)
-    )
+    if claimed_patient is not None:
+        session.execute(
+            update(Study).where(Study.id == study_id).values(claimed_patient=claimed_patient)
+        )
 
 
 def hold_if_disputed(session: Session, row: OutboxMessage) -> bool:

@@ -229,6 +229,12 @@ class Instance(Base):
     purged_at: Mapped[datetime | None]
     """When spool retention deleted the file (``gateway.retention``); the row stays, so the study,
     its SR evidence and its history still name the instance. A re-send brings the file back."""
+    rejected_at: Mapped[datetime | None]
+    """When an IHE IOCM rejection note from the PACS or the modality rejected the instance
+    (``radraft.image_rejection``): never drafted from or served again, even if re-sent."""
+    rejection_code: Mapped[str | None] = mapped_column(String(16))
+    """The note's title (DCM code: 113001 quality, 113037 patient safety, 113038 worklist
+    entry, 113039 retention)."""
 
     study: Mapped[Study] = relationship(back_populates="instances", viewonly=True)
     series: Mapped[Series] = relationship(back_populates="instances")

@@ -137,8 +137,9 @@ def correct_patient(
     claim = study.claimed_patient
     if not claim:
         raise ConflictError(
-            "radraft kept no patient from the refused instance (it was refused before this"
-            " version); ask the PACS to send the study again, then correct it"
+            "radraft holds no patient to move the study to (the dispute came from a rejection"
+            " note, or from an instance refused before this version); ask the PACS to send the"
+            " study under the right patient, then correct it, or withdraw it"
         )
     if claim.get("patient_id") != patient_id:
         raise ConflictError(

@@ -189,7 +189,7 @@ def find_studies(session: Session, query: Query, root: str) -> list[JsonDataset]
     instance_counts = dict(
         session.execute(
             select(Instance.study_id, func.count())
-            .where(Instance.study_id.in_(ids))
+            .where(Instance.study_id.in_(ids), Instance.rejected_at.is_(None))
             .group_by(Instance.study_id)
         ).all()
     )
@@ -215,7 +215,10 @@ def find_series(
     counts = dict(
         session.execute(
             select(Instance.series_id, func.count())
-            .where(Instance.series_id.in_([series.id for series, _ in rows]))
+            .where(
+                Instance.series_id.in_([series.id for series, _ in rows]),
+                Instance.rejected_at.is_(None),
+            )
             .group_by(Instance.series_id)
         ).all()
     )
@@ -242,6 +245,7 @@ def find_instances(
         select(Instance, Series, Study)
         .join(Series, Series.id == Instance.series_id)
         .join(Study, Study.id == Instance.study_id)
+        .where(Instance.rejected_at.is_(None))  # an IOCM rejection note hid it
     )
     if study_instance_uid is not None:
         statement = statement.where(Study.study_instance_uid == study_instance_uid)

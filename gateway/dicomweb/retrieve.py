@@ -113,7 +113,11 @@ def locate(
         select(Instance, Series.series_instance_uid)
         .join(Series, Series.id == Instance.series_id)
         .join(Study, Study.id == Instance.study_id)
-        .where(Study.study_instance_uid == study_instance_uid, Study.withdrawn_at.is_(None))
+        .where(
+            Study.study_instance_uid == study_instance_uid,
+            Study.withdrawn_at.is_(None),
+            Instance.rejected_at.is_(None),  # an IOCM rejection note hid it
+        )
         .order_by(Instance.id)
     )
     if series_instance_uid is not None:
