@@ -17,6 +17,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.dicomweb.query import Level, find_instances, find_studies, parse_query
 from gateway.dicomweb.retrieve import locate
 from gateway.service import Gateway
 from radraft.db import session_scope
@@ -97,6 +98,15 @@ def test_an_image_rejected_for_quality_is_never_drafted_or_served_and_the_study_
         assert entry.details == {"code": "113001", "instances": 1, "reopened": True,
                                  "disputed": False}  # fmt: skip
     assert served == {str(pa.SOPInstanceUID), str(note.SOPInstanceUID)}, "not over DICOMweb"
+    with session_scope(session_factory) as session:
+        study_uid = str(pa.StudyInstanceUID)
+        found = find_instances(session, parse_query([], Level.INSTANCE), "",
+                               study_instance_uid=study_uid)  # fmt: skip
+        (summary,) = find_studies(
+            session, parse_query([("StudyInstanceUID", study_uid)], Level.STUDY), ""
+        )
+    assert {item["00080018"]["Value"][0] for item in found} == served, "nor found by QIDO-RS"
+    assert summary["00201208"]["Value"] == [2], "nor counted"
 
     assert _send(running_gateway, [lateral], tmp_path / "again") == {0x0000}
     assert _rejected(session_factory)[str(lateral.SOPInstanceUID)] == ("113001", False)
