@@ -107,7 +107,7 @@ def load_bundle(session: Session, revision_id: int, *, spool_dir: Path) -> Revis
     rows = session.execute(
         select(Instance, Series.series_instance_uid)
         .join(Series, Series.id == Instance.series_id)
-        .where(Instance.study_id == study.id)
+        .where(Instance.study_id == study.id, Instance.rejected_at.is_(None))  # IOCM rejected
         .order_by(Instance.id)
     ).all()
     sources = tuple(

@@ -27,6 +27,7 @@ from radraft.models import AuditEntry, DraftingJob, Instance, Study
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
 from radraft.timeutil import utcnow
+from reporting.delivery.outputs import load_bundle
 from tests.dicom_peers import store_statuses, storescu, write_study
 from tests.reporting.factories import add_revision
 from tests.support import wait_until
@@ -107,6 +108,14 @@ def test_an_image_rejected_for_quality_is_never_drafted_or_served_and_the_study_
         )
     assert {item["00080018"]["Value"][0] for item in found} == served, "nor found by QIDO-RS"
     assert summary["00201208"]["Value"] == [2], "nor counted"
+    with session_scope(session_factory) as session:
+        study = session.scalars(select(Study)).one()
+        revision = add_revision(session, study, ReportState.DRAFTED, model=True,
+                                findings="Findings.", impression="Impression.")  # fmt: skip
+        session.flush()
+        bundle = load_bundle(session, revision.id, spool_dir=settings.spool_dir)
+    evidence = {reference.sop_instance_uid for _, reference in bundle.sources}
+    assert str(lateral.SOPInstanceUID) not in evidence, "nor named as the SR's evidence"
 
     assert _send(running_gateway, [lateral], tmp_path / "again") == {0x0000}
     assert _rejected(session_factory)[str(lateral.SOPInstanceUID)] == ("113001", False)
