@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from radraft.enums import Role
 from radraft.errors import NotFoundError
+from radraft.image_rejection import REJECTION_TITLES
 from radraft.imaging import ordered_images
 from radraft.models import Instance, Report, ReportRevision, Study, User
 from radraft.orders import indication_for
@@ -114,9 +115,11 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
     study = session.scalar(select(Study).where(Study.study_instance_uid == study_instance_uid))
     if study is None:
         raise NotFoundError("unknown study")
-    instances = session.scalars(
+    every_instance = session.scalars(
         select(Instance).where(Instance.study_id == study.id).order_by(Instance.id)
     ).all()
+    instances = [instance for instance in every_instance if instance.rejected_at is None]
+    rejected = [instance for instance in every_instance if instance.rejected_at is not None]
     report = session.scalar(
         select(Report).where(Report.study_id == study.id).order_by(Report.id.desc())
     )
@@ -148,6 +151,10 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
                 ordered_images(instances, lambda i: i.view_position), start=1
             )
         ],
+        rejected_images=sorted(
+            {REJECTION_TITLES.get(i.rejection_code or "", "rejected") for i in rejected}
+        ),
+        rejected_count=len(rejected),
         report=report,
         draft=draft,
         priors=shown_priors(session, study, f"user:{user.id}"),

@@ -38,6 +38,8 @@ def _spooled_path(session: DbSession, request: Request, sop_instance_uid: str) -
     instance = session.scalar(select(Instance).where(Instance.sop_instance_uid == sop_instance_uid))
     if instance is None:
         raise NotFoundError("unknown instance")
+    if instance.rejected_at is not None:
+        raise NotFoundError("the image was rejected at the source (IOCM rejection note)")
     if instance.purged_at is not None:
         raise GoneError(PURGED_DETAIL)
     path: Path = request.app.state.settings.spool_dir / instance.spool_path

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import highdicom as hd
 import pytest
+from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
@@ -21,15 +22,18 @@ from gateway.dicomweb.query import Level, find_instances, find_studies, parse_qu
 from gateway.dicomweb.retrieve import locate
 from gateway.service import Gateway
 from radraft.db import session_scope
-from radraft.enums import JobStatus, ReportState, StudyStatus
+from radraft.enums import JobStatus, ReportState, Role, StudyStatus
 from radraft.image_rejection import REJECTED_ACTION, REJECTION_TITLES
 from radraft.models import AuditEntry, DraftingJob, Instance, Study
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
 from radraft.timeutil import utcnow
 from reporting.delivery.outputs import load_bundle
+from reporting.users import create_user
+from reporting.web.app import create_app
 from tests.dicom_peers import store_statuses, storescu, write_study
 from tests.reporting.factories import add_revision
+from tests.reporting.web_support import PASSWORD, login
 from tests.support import wait_until
 from worker.drafting import take_job
 
@@ -116,6 +120,17 @@ def test_an_image_rejected_for_quality_is_never_drafted_or_served_and_the_study_
         bundle = load_bundle(session, revision.id, spool_dir=settings.spool_dir)
     evidence = {reference.sop_instance_uid for _, reference in bundle.sources}
     assert str(lateral.SOPInstanceUID) not in evidence, "nor named as the SR's evidence"
+    with session_scope(session_factory) as session:
+        create_user(session, "resident", role=Role.RESIDENT, password=PASSWORD, full_name="R")
+    with TestClient(create_app(settings)) as client:
+        login(client, "resident")
+        page = client.get(f"/cases/{pa.StudyInstanceUID}").text
+        preview = client.get(f"/api/instances/{lateral.SOPInstanceUID}/window")
+    assert str(lateral.SOPInstanceUID) not in page, "not in the case page's viewer"
+    assert str(pa.SOPInstanceUID) in page
+    assert "1 image(s) of this study were" in page
+    assert "Rejected for Quality Reasons" in page
+    assert preview.status_code == 404
 
     assert _send(running_gateway, [lateral], tmp_path / "again") == {0x0000}
     assert _rejected(session_factory)[str(lateral.SOPInstanceUID)] == ("113001", False)
