@@ -86,8 +86,14 @@ def decide_study(session: Session, study: Study, *, now: datetime) -> None:
     study.completed_at = now
     if not eligibility.eligible:
         _supersede_queued_jobs(session, study)  # a rejection note took its images away
-        if can_move(StudyStatus(study.status), StudyStatus.NOT_ELIGIBLE):
-            move_study(study, StudyStatus.NOT_ELIGIBLE)
+        report = session.scalar(select(Report).where(Report.study_id == study.id))
+        target = (
+            STUDY_STATUS_FOR_REPORT_STATE[ReportState(report.state)]
+            if report is not None  # rejected images of a drafted study: the draft stays
+            else StudyStatus.NOT_ELIGIBLE
+        )
+        if can_move(StudyStatus(study.status), target):
+            move_study(study, target)
         # else: a study somebody already reports on keeps its report's status.
         log_event(logger, "gateway.study_not_eligible", study_id=study.id)
         return

@@ -33,7 +33,7 @@ from reporting.users import create_user
 from reporting.web.app import create_app
 from tests.dicom_peers import store_statuses, storescu, write_study
 from tests.reporting.factories import add_revision
-from tests.reporting.web_support import PASSWORD, login
+from tests.reporting.web_support import PASSWORD, edit, login
 from tests.support import wait_until
 from worker.drafting import take_job
 
@@ -161,7 +161,7 @@ def test_images_rejected_as_another_patients_hold_the_study_that_has_a_draft(
     study = _study(session_factory)
     assert study.identity_disputed_at is not None, "no one signs a draft of rejected images"
     assert study.claimed_patient is None
-    assert study.status == StudyStatus.NOT_ELIGIBLE
+    assert (study.eligible, study.status) == (False, StudyStatus.DRAFTED), "its draft stays"
     (job,) = _jobs(session_factory)
     assert job.status == JobStatus.SUPERSEDED, "nothing left to draft from"
 
@@ -200,3 +200,38 @@ def test_a_note_reaches_only_into_its_own_study_and_another_title_rejects_nothin
 def _study(factory: sessionmaker[Session]) -> Study:
     with session_scope(factory) as session:
         return session.scalars(select(Study)).one()
+
+
+def test_a_draft_whose_images_were_all_rejected_for_quality_can_still_be_submitted(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """The re-take comes as new images; meanwhile the resident's draft is not locked out."""
+    pa, lateral = make_chest_study(75, rows=64, columns=64)
+    assert _send(running_gateway, [pa, lateral], tmp_path / "study") == {0x0000}
+    wait_until(lambda: len(_jobs(session_factory)) == 1, what="the first draft queued")
+    with session_scope(session_factory) as session:
+        study = session.scalars(select(Study)).one()
+        report_id = add_revision(session, study, ReportState.DRAFTED, model=True,
+                                 findings="Draft.", impression="Draft.").report_id  # fmt: skip
+        create_user(session, "resident", role=Role.RESIDENT, password=PASSWORD, full_name="R")
+    decided = _study(session_factory).completed_version
+    assert _send(running_gateway, [rejection_note([pa, lateral], "113001")], tmp_path / "n") == {
+        0x0000
+    }
+    wait_until(lambda: _study(session_factory).completed_version > decided, what="decided again")
+    assert (_study(session_factory).status, _study(session_factory).eligible) == (
+        StudyStatus.DRAFTED, False,
+    )  # fmt: skip
+
+    with TestClient(create_app(settings)) as client:
+        csrf = login(client, "resident")
+        version = client.get(f"/api/reports/{report_id}").json()["version"]
+        submitted = client.post(
+            f"/api/reports/{report_id}/submit", json=edit(version, "Re-take requested."),
+            headers=csrf,
+        )  # fmt: skip
+    assert submitted.status_code == 200, submitted.text
+    assert _study(session_factory).status == StudyStatus.PRELIMINARY
