@@ -118,7 +118,11 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
     every_instance = session.scalars(
         select(Instance).where(Instance.study_id == study.id).order_by(Instance.id)
     ).all()
-    instances = [instance for instance in every_instance if instance.rejected_at is None]
+    instances = [  # what the viewer can show: images (a KOS or an SR has no rows), not rejected
+        instance
+        for instance in every_instance
+        if instance.rejected_at is None and instance.rows is not None
+    ]
     rejected = [instance for instance in every_instance if instance.rejected_at is not None]
     report = session.scalar(
         select(Report).where(Report.study_id == study.id).order_by(Report.id.desc())

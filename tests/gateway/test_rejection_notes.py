@@ -128,6 +128,7 @@ def test_an_image_rejected_for_quality_is_never_drafted_or_served_and_the_study_
         preview = client.get(f"/api/instances/{lateral.SOPInstanceUID}/window")
     assert str(lateral.SOPInstanceUID) not in page, "not in the case page's viewer"
     assert str(pa.SOPInstanceUID) in page
+    assert str(note.SOPInstanceUID) not in page, "a KOS is no image to view"
     assert "1 image(s) of this study were" in page
     assert "Rejected for Quality Reasons" in page
     assert preview.status_code == 404
