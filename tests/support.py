@@ -61,11 +61,20 @@ def require_tool(name: str) -> str:
     return path
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port free on 127.0.0.1 right now, and never handed out before in this run: two
+    taken one after the other (a PACS's and a RIS's, started later) could otherwise be the same
+    port, and the second peer would fail to bind ("Address already in use")."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def closed_within(connection: socket.socket, seconds: float) -> bool:
