@@ -1,4 +1,4 @@
-"""IHE IOCM rejection notes received over C-STORE: read them and reject what they name.
+"""IHE IOCM rejection notes received (C-STORE or STOW-RS): read them and reject what they name.
 
 A rejection note is an ordinary Key Object Selection document (stored like any instance first)
 whose document title is one of the rejection codes; ``radraft.image_rejection`` decides what

@@ -30,6 +30,12 @@ from reporting.web.security import audit, session_user
 from reporting.web.worklist import WORKLIST_FILTERS
 
 router = APIRouter(include_in_schema=False)
+DOCUMENT_SOP_CLASS_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.88.",  # structured reports and key object selections
+    "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
+    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated documents
+)
+"""Objects of a study with no image to show in the viewer."""
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
@@ -118,10 +124,11 @@ def case_page(study_instance_uid: str, request: Request, session: DbSession) -> 
     every_instance = session.scalars(
         select(Instance).where(Instance.study_id == study.id).order_by(Instance.id)
     ).all()
-    instances = [  # what the viewer can show: images (a KOS or an SR has no rows), not rejected
+    instances = [  # what the viewer can show: images, not rejected
         instance
         for instance in every_instance
-        if instance.rejected_at is None and instance.rows is not None
+        if instance.rejected_at is None
+        and not instance.sop_class_uid.startswith(DOCUMENT_SOP_CLASS_PREFIXES)
     ]
     rejected = [instance for instance in every_instance if instance.rejected_at is not None]
     report = session.scalar(
