@@ -22,7 +22,7 @@ from gateway.selection import classify_instance
 from radraft.enums import StudyStatus
 from radraft.errors import RadraftError
 from radraft.models import Instance, Series, Study
-from radraft.study_status import moved_status
+from radraft.study_status import STATUSES_RESET_BY_NEW_INSTANCES, moved_status
 
 STUDIES = cast(Table, Study.__table__)
 SERIES = cast(Table, Series.__table__)
@@ -63,18 +63,6 @@ so the statement's compiled form is cached once)."""
 class PurgedWhileStoredError(RadraftError):
     """A retention purge took this re-sent instance's file aside after the gateway put it in
     place and before its rows were written; the sender must send it again."""
-
-
-STATUSES_RESET_BY_NEW_INSTANCES = frozenset(
-    {
-        StudyStatus.RECEIVING,
-        StudyStatus.NOT_ELIGIBLE,
-        StudyStatus.QUEUED,
-        StudyStatus.DRAFTING,
-        StudyStatus.DRAFTED,
-        StudyStatus.FAILED,
-    }
-)
 
 
 def reopens_study(completed_version: int, *, is_candidate: bool) -> bool:

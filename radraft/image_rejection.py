@@ -30,7 +30,7 @@ from radraft.enums import JobStatus, StudyStatus
 from radraft.identity_dispute import mark_disputed
 from radraft.logs import log_event
 from radraft.models import AuditEntry, DraftingJob, Instance, Report, Study
-from radraft.study_status import can_move, move_study
+from radraft.study_status import STATUSES_RESET_BY_NEW_INSTANCES, move_study
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +43,6 @@ REJECTION_TITLES = {
 """IOCM rejection note titles (DCM codes, CID 7011)."""
 WRONG_PATIENT_CODES = frozenset({"113037", "113038"})
 REJECTED_ACTION = "study.images_rejected"
-REOPENED_STATUSES = frozenset(
-    {StudyStatus.NOT_ELIGIBLE, StudyStatus.QUEUED, StudyStatus.DRAFTING, StudyStatus.DRAFTED,
-     StudyStatus.FAILED}
-)  # fmt: skip
-"""As for a new image: a study no one has submitted or signed yet goes back to receiving."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +119,7 @@ def _reopen(study: Study, now: datetime) -> None:
     study.content_version += 1
     study.last_received_at = now
     current = StudyStatus(study.status)
-    if current in REOPENED_STATUSES and can_move(current, StudyStatus.RECEIVING):
+    if current in STATUSES_RESET_BY_NEW_INSTANCES:
         move_study(study, StudyStatus.RECEIVING)
 
 

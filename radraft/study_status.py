@@ -78,3 +78,10 @@ def moved_status(study_id: int | None, current: StudyStatus, target: StudyStatus
 def move_study(study: Study, target: StudyStatus) -> None:
     """Set the study's status, or raise ``StudyStatusError`` if the table does not allow it."""
     study.status = moved_status(study.id, StudyStatus(study.status), target)
+
+
+STATUSES_RESET_BY_NEW_INSTANCES = frozenset(
+    {S.RECEIVING, S.NOT_ELIGIBLE, S.QUEUED, S.DRAFTING, S.DRAFTED, S.FAILED}
+)
+"""Statuses a study leaves for ``RECEIVING`` when its images change (a new image, or one
+rejected by an IOCM rejection note): no one has submitted or signed it yet."""
