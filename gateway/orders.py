@@ -90,21 +90,31 @@ class Er7Message:
         number: int,
         component: int = 0,
         subcomponent: int | None = None,
+        repetition: int = 0,
     ) -> str:
         """Field ``number`` (HL7 numbering; MSH shifted by one) of a segment, one component
-        (or one of its subcomponents), first repetition, unescaped."""
+        (or one of its subcomponents), of one repetition (the first unless told), unescaped."""
         if segment is None:
             return ""
         index = number - 1 if segment[0] == "MSH" else number
         if index >= len(segment):
             return ""
-        value = segment[index].split(self.delimiters.repetition)[0]
+        repetitions = segment[index].split(self.delimiters.repetition)
+        if repetition >= len(repetitions):
+            return ""
+        value = repetitions[repetition]
         parts = value.split(self.delimiters.component)
         raw = parts[component] if component < len(parts) else ""
         if subcomponent is not None:
             pieces = raw.split(self.delimiters.subcomponent)
             raw = pieces[subcomponent] if subcomponent < len(pieces) else ""
         return unescape(raw, self.delimiters).strip()
+
+    def repetition_count(self, segment: list[str] | None, number: int) -> int:
+        """How many repetitions a (non-MSH) field has, empty ones included (0 if absent)."""
+        if segment is None or number >= len(segment) or not segment[number]:
+            return 0
+        return segment[number].count(self.delimiters.repetition) + 1
 
     def repetitions(self, segment: list[str] | None, number: int) -> list[str]:
         """The first component of every repetition of a (non-MSH) field, unescaped, empty ones

@@ -22,6 +22,7 @@ import re
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.adt_identifiers import NotOurPatientError, choose_identifier, identifiers_of
 from gateway.orders import Er7Message, OrderRejectedError
 from gateway.patient_files import PatientFileMove, PatientFilesError
 from gateway.spool import Spool
@@ -43,46 +44,61 @@ SEXES = {"M": "M", "F": "F", "O": "O"}
 DATE = re.compile(r"\d{8}")
 
 
-def parse_merge(message: Er7Message, event: str = "A40") -> PatientMerge:
-    """The prior identifier and the surviving patient of an ADT^A40 or A47.
+def parse_merge(message: Er7Message, event: str = "A40", authority: str = "") -> PatientMerge:
+    """The prior identifier and the surviving patient of an ADT^A40 or A47, each the one of
+    ``authority`` (``gateway.adt_identifiers``).
 
     Raises
     ------
     OrderRejectedError
-        AE with the reason, if an identifier is missing or too long, or the name too long.
+        AE with the reason, if an identifier is missing, ambiguous or too long, or the name too
+        long.
+    NotOurPatientError
+        If the prior patient has no identifier of ``authority``: none of its studies is ours.
     """
     mrg = message.first("MRG")
-    patient = _patient(message, "surviving patient identifier")
-    prior_id, prior_issuer = message.field(mrg, 1), message.field(mrg, 1, 3, 0)
-    if not prior_id:
+    priors = identifiers_of(message, mrg, 1)
+    if not priors:
         raise OrderRejectedError(AckCode.ERROR, "no prior patient identifier (MRG-1)")
-    _check_identifier(prior_id, prior_issuer)
-    return PatientMerge(prior_id, prior_issuer, patient, event)
+    prior = choose_identifier(priors, authority, "MRG-1")
+    _check_identifier(prior.value, prior.authority)
+    try:
+        patient = _patient(message, "surviving patient identifier", authority)
+    except NotOurPatientError as error:
+        raise OrderRejectedError(
+            AckCode.ERROR, f"{error}: the prior patient's studies would have no identifier"
+        ) from error
+    return PatientMerge(prior.value, prior.authority, patient, event)
 
 
-def parse_update(message: Er7Message, event: str = "A08") -> PatientUpdate:
+def parse_update(message: Er7Message, event: str = "A08", authority: str = "") -> PatientUpdate:
     """The patient of an ADT^A08 or A31, as registration has it now.
 
     Raises
     ------
     OrderRejectedError
-        AE with the reason, if the identifier is missing or too long, or the name too long.
+        AE with the reason, if the identifier is missing, ambiguous or too long, or the name
+        too long.
+    NotOurPatientError
+        If the patient has no identifier of ``authority``.
     """
-    return PatientUpdate(_patient(message, "patient identifier"), event)
+    return PatientUpdate(_patient(message, "patient identifier", authority), event)
 
 
-def _patient(message: Er7Message, role: str) -> dict[str, str]:
-    """PID as ``PATIENT_FIELDS``: the first identifier of PID-3 with its assigning authority,
-    the name as a DICOM PN, the birth date if it is a date, the sex if DICOM can say it."""
+def _patient(message: Er7Message, role: str, authority: str) -> dict[str, str]:
+    """PID as ``PATIENT_FIELDS``: the identifier of PID-3 studies are filed under with its
+    assigning authority, the name as a DICOM PN, the birth date if it is a date, the sex if
+    DICOM can say it."""
     pid = message.first("PID")
-    patient_id, issuer = message.field(pid, 3), message.field(pid, 3, 3, 0)
-    if not patient_id:
+    identifiers = identifiers_of(message, pid, 3)
+    if not identifiers:
         raise OrderRejectedError(AckCode.ERROR, f"no {role} (PID-3)")
-    _check_identifier(patient_id, issuer)
+    chosen = choose_identifier(identifiers, authority, "PID-3")
+    _check_identifier(chosen.value, chosen.authority)
     birth = message.field(pid, 7)[:8]
     return {
-        "patient_id": patient_id,
-        "issuer_of_patient_id": issuer,
+        "patient_id": chosen.value,
+        "issuer_of_patient_id": chosen.authority,
         "patient_name": _person_name(message, pid),
         "patient_birth_date": birth if DATE.fullmatch(birth) else "",
         "patient_sex": SEXES.get(message.field(pid, 8).upper(), ""),
@@ -116,9 +132,13 @@ class PatientMerges:
     """Applies ADT merges and updates to the database and the spool
     (``RADRAFT_HL7_PATIENT_MERGES``)."""
 
-    def __init__(self, session_factory: sessionmaker[Session], spool: Spool) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], spool: Spool, authority: str = ""
+    ) -> None:
         self._session_factory = session_factory
         self._spool = spool
+        self._authority = authority
+        """``RADRAFT_HL7_ASSIGNING_AUTHORITY``: whose identifiers the studies are filed under."""
 
     def handles(self, message: Er7Message) -> bool:
         """Whether the message is an ADT event radraft follows (MSH-9)."""
@@ -128,11 +148,15 @@ class PatientMerges:
         """Merge or update; the ACK's code and text (AA says how many studies changed)."""
         event = _event(message) or ""
         merging = event in MERGE_EVENTS
+        verb = "merged" if merging else "updated"
         try:
-            change = parse_merge(message, event) if merging else parse_update(message, event)
+            change = (parse_merge if merging else parse_update)(message, event, self._authority)
         except OrderRejectedError as error:
             log_event(logger, "gateway.merge_refused", logging.WARNING, code=error.code.value)
             return error.code, error.reason
+        except NotOurPatientError as error:
+            log_event(logger, "gateway.merge_not_ours", trigger=event)
+            return AckCode.ACCEPT, f"{verb} 0 studies: {error}"
         actor = f"hl7:{printable_token(sender) or 'unknown'}"
         move = PatientFileMove(self._spool)
         try:
@@ -153,7 +177,6 @@ class PatientMerges:
                 AckCode.ERROR,
                 f"cannot record the {'merge' if merging else 'update'} now; send it again",
             )
-        verb = "merged" if merging else "updated"
         log_event(logger, f"gateway.patient_{verb}", trigger=event, studies=len(changed),
                   files=move.files)  # fmt: skip
         return AckCode.ACCEPT, f"{verb} {len(changed)} studies"

@@ -166,7 +166,11 @@ class Gateway:
                 ssl_context=server_context(tls) if tls is not None else None,
                 allowed_senders=self._settings.hl7_allowed_senders,
                 merges=(
-                    PatientMerges(self._session_factory, self.spool)
+                    PatientMerges(
+                        self._session_factory,
+                        self.spool,
+                        self._settings.hl7_assigning_authority,
+                    )
                     if self._settings.hl7_patient_merges
                     else None
                 ),

@@ -433,8 +433,10 @@ class Settings(BaseSettings):
     hl7_assigning_authority: str = Field(
         default="",
         max_length=64,
-        description="PID-3.4 Assigning Authority of the patient id; empty: the source's Issuer "
-        "of Patient ID if it sent one.",
+        description="PID-3.4 Assigning Authority of the patient id in ORUs (empty: the source's "
+        "Issuer of Patient ID if it sent one); in ADT merges and updates, the authority whose "
+        "PID-3 and MRG-1 identifier the studies are filed under (empty: the only one, or the "
+        "only one typed MR).",
     )
     sr_send_drafts: bool = Field(
         default=True,

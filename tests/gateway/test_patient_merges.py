@@ -308,3 +308,35 @@ def test_without_the_setting_a_merge_is_refused_as_before(
         wait_until(lambda: _patients(session_factory)[uid][0] == "TEMP-9", what="unchanged")
     finally:
         gateway.stop()
+
+
+def test_the_identifiers_of_the_configured_authority_are_followed_whatever_their_order(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    """An ADT system lists the enterprise number first: the studies follow the hospital's."""
+    gateway = Gateway(
+        settings.model_copy(update={"hl7_listen_port": free_port(), "hl7_listen_host": "127.0.0.1",
+                                    "hl7_patient_merges": True, "hl7_assigning_authority": "HOSP"}),
+        session_factory,
+        publisher,
+    )  # fmt: skip
+    gateway.start()
+    try:
+        uid, _ = _send_study(gateway, 67, TEMPORARY, tmp_path / "a", issuer="HOSP")
+        merge = MERGE.replace("MRN-42^^^HOSP^MR", "E-77^^^ENT^MR~MRN-42^^^HOSP^PI").replace(
+            "MRG|TEMP-9^^^HOSP^MR", "MRG|E-12^^^ENT^MR~TEMP-9^^^HOSP^PI"
+        )
+        port = _order_port(gateway)
+        assert msa(exchange(port, framed(merge, "utf-8")))[::2] == ("AA", "merged 1 studies")
+        assert _patients(session_factory)[uid][0] == "MRN-42"
+        assert _file_patients(session_factory, settings, uid) == {"MRN-42|Müller^Jürgen^^Dr"}
+
+        elsewhere = UPDATE.replace("PAT-5^^^HOSP^MR~998877^^^SSA^SS", "MRN-42^^^CLINIC^MR")
+        code, _, text = msa(exchange(port, framed(elsewhere, "utf-8")))
+        assert (code, text) == ("AA", "updated 0 studies: no identifier of HOSP in PID-3")
+        assert _patients(session_factory)[uid][1] == "Müller^Jürgen^^Dr", "another's MRN-42"
+    finally:
+        gateway.stop()
