@@ -11,17 +11,19 @@ study's row is locked while it is read and written, an identity conflict is judg
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
 
 from gateway.header import InstanceHeader
 from gateway.identity import IdentityConflictError, find_conflict
 from gateway.selection import classify_instance
 from radraft.enums import StudyStatus
 from radraft.errors import RadraftError
-from radraft.models import Instance, Series, Study
+from radraft.image_rejection import rejected_on_arrival_reason
+from radraft.models import AwaitedRejection, Instance, Series, Study
 from radraft.study_status import STATUSES_RESET_BY_NEW_INSTANCES, moved_status
 
 STUDIES = cast(Table, Study.__table__)
@@ -43,6 +45,16 @@ KNOWN_INSTANCE = select(
     INSTANCES.c.rejected_at,
     INSTANCES.c.classification_reason,
 ).where(INSTANCES.c.sop_instance_uid == bindparam("uid"))
+AWAITED_REJECTIONS = cast(Table, AwaitedRejection.__table__)
+AWAITED_REJECTION = select(AWAITED_REJECTIONS.c.id, AWAITED_REJECTIONS.c.rejection_code).where(
+    AWAITED_REJECTIONS.c.study_id == bindparam("study_id"),
+    AWAITED_REJECTIONS.c.sop_instance_uid == bindparam("uid"),
+)
+"""A rejection note's named instance that had not arrived (asked only while the study awaits
+one, so the usual instance costs nothing more)."""
+AWAITED_REJECTION_MET = delete(AWAITED_REJECTIONS).where(
+    AWAITED_REJECTIONS.c.id == bindparam("row_id")
+)
 NEW_ROW_IDS = {table.name: insert(table).returning(table.c.id) for table in (STUDIES, SERIES)}
 ROW_UPDATES = {
     table.name: update(table).where(table.c.id == bindparam("row_id"))
@@ -117,6 +129,20 @@ def record_instance(
 
     classification = classify_instance(header.facts, strict=strict_body_part)
     study_changes = _changed(study, header.study)
+    rejection_code = None
+    if instance is None and study is not None and study.awaited_rejections:
+        awaited = connection.execute(
+            AWAITED_REJECTION, {"study_id": study.id, "uid": header.sop_instance_uid}
+        ).first()
+        if awaited is not None:
+            rejection_code = awaited.rejection_code
+            classification = replace(
+                classification,
+                is_chest=False,
+                reason=rejected_on_arrival_reason(rejection_code),
+            )
+            connection.execute(AWAITED_REJECTION_MET, {"row_id": awaited.id})
+            study_changes["awaited_rejections"] = study.awaited_rejections - 1
     if instance is None and reopens_study(
         study.completed_version if study is not None else 0, is_candidate=classification.is_chest
     ):
@@ -168,6 +194,8 @@ def record_instance(
         values.update(
             sop_instance_uid=header.sop_instance_uid, study_id=study_id, series_id=series_id
         )
+        if rejection_code is not None:
+            values.update(rejected_at=now, rejection_code=rejection_code)
         connection.execute(NEW_INSTANCE, values)
     else:
         if instance.rejected_at is not None:  # a re-send does not undo a rejection note

@@ -8,13 +8,14 @@ draft could describe a rejected image, or another patient's.
 
 Now the named instances of the note's own study are rejected here too: never drafted from (they
 stop counting as radiographs), never served over DICOMweb, and a re-send does not bring them
-back. If a rejected image was one the model could draft from, the study is re-opened, so the
-completion decides again on what is left: a new draft from the remaining images (until editing
-starts, as for late images), or "not eligible" when none is left. A rejection for the wrong
-patient or order (113037, 113038) of a study that already has a report or a draft on its way
-also holds it as disputed (``radraft.identity_dispute``): the draft may describe another
-patient's image, so no one signs it and nothing of it leaves until an administrator confirms or
-withdraws it.
+back; an instance the note names before it arrived is rejected as it arrives (a forwarding
+PACS may send the note first). If a rejected image was one the model could draft from, the
+study is re-opened, so the completion decides again on what is left: a new draft from the
+remaining images (until editing starts, as for late images), or "not eligible" when none is
+left. A rejection for the wrong patient or order (113037, 113038) of a study that already has a
+report or a draft on its way also holds it as disputed (``radraft.identity_dispute``): the
+draft may describe another patient's image, so no one signs it and nothing of it leaves until
+an administrator confirms or withdraws it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 from radraft.enums import JobStatus, StudyStatus
 from radraft.identity_dispute import mark_disputed
 from radraft.logs import log_event
-from radraft.models import AuditEntry, DraftingJob, Instance, Report, Study
+from radraft.models import AuditEntry, AwaitedRejection, DraftingJob, Instance, Report, Study
 from radraft.study_status import STATUSES_RESET_BY_NEW_INSTANCES, move_study
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class Rejection:
     rejected: int
     reopened: bool
     disputed: bool
+    awaited: int = 0
+    """Named instances not received yet, rejected as they arrive (the study's count)."""
 
 
 def reject_instances(
@@ -75,15 +78,17 @@ def reject_instances(
     )
     if study is None or not note.sop_instance_uids:
         return Rejection(None, 0, False, False)
-    instances = session.scalars(
+    held = session.scalars(
         select(Instance).where(
-            Instance.study_id == study.id,
-            Instance.sop_instance_uid.in_(note.sop_instance_uids),
-            Instance.rejected_at.is_(None),
+            Instance.study_id == study.id, Instance.sop_instance_uid.in_(note.sop_instance_uids)
         )
     ).all()
+    awaited = _await_the_rest(session, study, note, {i.sop_instance_uid for i in held}, now)
+    instances = [instance for instance in held if instance.rejected_at is None]
     if not instances:
-        return Rejection(study.id, 0, False, False)
+        if awaited:
+            _audit(session, study, note, actor, now, instances=0, awaited=awaited)
+        return Rejection(study.id, 0, False, False, awaited)
     reopened = any(instance.is_chest for instance in instances)
     title = REJECTION_TITLES[note.code]
     for instance in instances:
@@ -101,17 +106,63 @@ def reject_instances(
     )
     if disputed:
         mark_disputed(session, study.id, now, claimed_patient=None)
+    _audit(session, study, note, actor, now, instances=len(instances), awaited=awaited,
+           reopened=reopened, disputed=disputed)  # fmt: skip
+    return Rejection(study.id, len(instances), reopened, disputed, awaited)
+
+
+def rejected_on_arrival_reason(code: str) -> str:
+    """The classification reason of an instance a rejection note named before it arrived."""
+    return f"rejected at the source: {REJECTION_TITLES[code]} (IOCM rejection note, received first)"
+
+
+def _await_the_rest(
+    session: Session, study: Study, note: RejectionNote, held: set[str], now: datetime
+) -> int:
+    """Remember the named instances radraft does not hold yet, so each is rejected as it
+    arrives (``gateway.recording``); how many the study now awaits."""
+    missing = note.sop_instance_uids - held
+    if not missing:
+        return study.awaited_rejections
+    known = set(
+        session.scalars(
+            select(AwaitedRejection.sop_instance_uid).where(
+                AwaitedRejection.study_id == study.id,
+                AwaitedRejection.sop_instance_uid.in_(missing),
+            )
+        )
+    )
+    session.add_all(
+        AwaitedRejection(study_id=study.id, sop_instance_uid=uid, rejection_code=note.code,
+                         noted_at=now)
+        for uid in sorted(missing - known)
+    )  # fmt: skip
+    study.awaited_rejections += len(missing - known)
+    return study.awaited_rejections
+
+
+def _audit(
+    session: Session,
+    study: Study,
+    note: RejectionNote,
+    actor: str,
+    now: datetime,
+    *,
+    instances: int,
+    awaited: int,
+    reopened: bool = False,
+    disputed: bool = False,
+) -> None:
     session.add(
         AuditEntry(
             at=now, actor=actor, action=REJECTED_ACTION, object_type="study",
             object_id=str(study.id),
-            details={"code": note.code, "instances": len(instances), "reopened": reopened,
-                     "disputed": disputed},
+            details={"code": note.code, "instances": instances, "awaited": awaited,
+                     "reopened": reopened, "disputed": disputed},
         )
     )  # fmt: skip
     log_event(logger, "study.images_rejected", study_id=study.id, code=note.code,
-              instances=len(instances), disputed=disputed)  # fmt: skip
-    return Rejection(study.id, len(instances), reopened, disputed)
+              instances=instances, awaited=awaited, disputed=disputed)  # fmt: skip
 
 
 def _reopen(study: Study, now: datetime) -> None:

@@ -163,6 +163,9 @@ class Study(Base):
     """SRs and ORUs queued up to this outbox row were built for the patient before the latest
     correction: never sent (one already on its way arrives, and the correction's withdrawal,
     queued behind it, takes it back)."""
+    awaited_rejections: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many instances rejection notes named before they arrived (``AwaitedRejection``):
+    only while this is not 0 does the recording of a new instance look for one."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.id")
@@ -238,6 +241,20 @@ class Instance(Base):
 
     study: Mapped[Study] = relationship(back_populates="instances", viewonly=True)
     series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class AwaitedRejection(Base):
+    """An instance a rejection note named before radraft received it: it is rejected as it
+    arrives (``radraft.image_rejection``), as a forwarding PACS may send the note first."""
+
+    __tablename__ = "awaited_rejections"
+    __table_args__ = (UniqueConstraint("study_id", "sop_instance_uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    sop_instance_uid: Mapped[str] = mapped_column(UID)
+    rejection_code: Mapped[str] = mapped_column(String(16))
+    noted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class DraftingJob(Base):

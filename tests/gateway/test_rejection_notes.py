@@ -24,7 +24,7 @@ from gateway.service import Gateway
 from radraft.db import session_scope
 from radraft.enums import JobStatus, ReportState, Role, StudyStatus
 from radraft.image_rejection import REJECTED_ACTION, REJECTION_TITLES
-from radraft.models import AuditEntry, DraftingJob, Instance, Study
+from radraft.models import AuditEntry, AwaitedRejection, DraftingJob, Instance, Study
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
 from radraft.timeutil import utcnow
@@ -100,8 +100,8 @@ def test_an_image_rejected_for_quality_is_never_drafted_or_served_and_the_study_
         )}  # fmt: skip
         (entry,) = session.scalars(select(AuditEntry).where(AuditEntry.action == REJECTED_ACTION))
         assert entry.actor == "dicom:STORESCU"
-        assert entry.details == {"code": "113001", "instances": 1, "reopened": True,
-                                 "disputed": False}  # fmt: skip
+        assert entry.details == {"code": "113001", "instances": 1, "awaited": 0,
+                                 "reopened": True, "disputed": False}  # fmt: skip
     assert served == {str(pa.SOPInstanceUID), str(note.SOPInstanceUID)}, "not over DICOMweb"
     with session_scope(session_factory) as session:
         study_uid = str(pa.StudyInstanceUID)
@@ -196,6 +196,49 @@ def test_a_note_reaches_only_into_its_own_study_and_another_title_rejects_nothin
     rows = _rejected(session_factory)
     assert rows[str(other[0].SOPInstanceUID)] == (None, True), "another study is untouched"
     assert rows[str(mine[1].SOPInstanceUID)] == (None, True), "'Of Interest' rejects nothing"
+
+
+def test_a_note_sent_before_its_images_rejects_them_as_they_arrive(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    """A forwarding PACS sends the note on one association and the images on another."""
+    pa, lateral = make_chest_study(76, rows=64, columns=64)
+    never_sent = make_chest_study(76, rows=64, columns=64)[0]
+    never_sent.SOPInstanceUID = generate_uid()
+    note = rejection_note([lateral, never_sent], "113001")
+    assert _send(running_gateway, [note], tmp_path / "note") == {0x0000}
+    assert _study(session_factory).awaited_rejections == 2
+    with session_scope(session_factory) as session:
+        (entry,) = session.scalars(select(AuditEntry).where(AuditEntry.action == REJECTED_ACTION))
+        assert entry.details is not None
+        assert (entry.details["instances"], entry.details["awaited"]) == (0, 2)
+
+    assert _send(running_gateway, [pa, lateral], tmp_path / "study") == {0x0000}
+    rows = _rejected(session_factory)
+    assert rows[str(lateral.SOPInstanceUID)] == ("113001", False), "rejected as it arrived"
+    assert rows[str(pa.SOPInstanceUID)] == (None, True)
+    assert _study(session_factory).awaited_rejections == 1, "the one never sent is still awaited"
+    with session_scope(session_factory) as session:
+        reason = session.scalars(
+            select(Instance.classification_reason).where(
+                Instance.sop_instance_uid == str(lateral.SOPInstanceUID)
+            )
+        ).one()
+        remaining = session.scalars(select(AwaitedRejection.sop_instance_uid)).all()
+    assert "Rejected for Quality Reasons" in reason
+    assert remaining == [str(never_sent.SOPInstanceUID)]
+
+    wait_until(lambda: len(_jobs(session_factory)) == 1, what="the draft queued")
+    with session_scope(session_factory) as session:
+        inputs = take_job(session, _jobs(session_factory)[0].id, worker="w", now=utcnow(),
+                          lease_seconds=60.0)  # fmt: skip
+        assert inputs is not None
+        assert [c.sop_instance_uid for c in inputs.candidates] == [str(pa.SOPInstanceUID)]
+
+    assert _send(running_gateway, [note], tmp_path / "note-again") == {0x0000}
+    assert _study(session_factory).awaited_rejections == 1, "a re-sent note awaits nothing twice"
 
 
 def _study(factory: sessionmaker[Session]) -> Study:
