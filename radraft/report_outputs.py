@@ -7,10 +7,26 @@ from sqlalchemy.orm import Session
 from radraft.enums import OutboxChannel
 from radraft.models import OutboxMessage, ReportRevision
 from radraft.outbox import add_message
+from radraft.settings import Settings
 
 OUTPUTS = ((OutboxChannel.DICOM, "sr"), (OutboxChannel.HL7, "oru"))
 """Each revision becomes a DICOM SR (C-STORE to the PACS) and an HL7 ORU (MLLP to the RIS)."""
 REPORT_OUTPUTS = frozenset(output for _, output in OUTPUTS)
+DESTINATION_SETTINGS = {
+    OutboxChannel.DICOM: "RADRAFT_SR_DESTINATION",
+    OutboxChannel.HL7: "RADRAFT_HL7_DESTINATIONS",
+}
+
+
+def channels_without_destination(settings: Settings) -> frozenset[OutboxChannel]:
+    """The output channels no peer is configured for: their rows are queued all the same and
+    wait, unsent and not failed, so a site that connects its PACS or RIS later gets every
+    report. Waiting for a setting is not a delivery that is late, and is counted apart."""
+    configured = {
+        OutboxChannel.DICOM: settings.sr_destination is not None,
+        OutboxChannel.HL7: bool(settings.hl7_destinations),
+    }
+    return frozenset(channel for channel, present in configured.items() if not present)
 
 
 def is_report_output(row: OutboxMessage) -> bool:

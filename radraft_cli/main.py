@@ -214,9 +214,12 @@ def outbox_list(
     from sqlalchemy import select
 
     from radraft.db import engine_for, make_sessionmaker, session_scope
+    from radraft.enums import OutboxStatus
     from radraft.models import OutboxMessage
+    from radraft.report_outputs import DESTINATION_SETTINGS, channels_without_destination
 
     settings = _settings()
+    waiting = channels_without_destination(settings)
     engine = engine_for(settings)
     with session_scope(make_sessionmaker(engine)) as session:
         query = select(OutboxMessage).order_by(OutboxMessage.id)
@@ -224,9 +227,12 @@ def outbox_list(
             query = query.where(OutboxMessage.status == status)
         for row in session.scalars(query):
             output = row.payload.get("output") or row.payload.get("task", "")
+            note = row.last_error or ""
+            if row.status == OutboxStatus.PENDING and row.channel in waiting:
+                note = f"waits for a destination: {DESTINATION_SETTINGS[row.channel]} is not set"
             typer.echo(
                 f"{row.id}\t{row.channel}\t{output}\t{row.status}\tattempts={row.attempts}"
-                f"\tstudy={row.study_id}\t{row.last_error or ''}"
+                f"\tstudy={row.study_id}\t{note}"
             )
     engine.dispose()
 

@@ -34,6 +34,7 @@ from radraft.logs import log_event
 from radraft.models import OutboxMessage, ReportRevision
 from radraft.outbox import backoff_seconds
 from radraft.patient_correction import stop_if_superseded
+from radraft.report_outputs import channels_without_destination
 from radraft.settings import DicomDestination, MllpDestination, Settings
 from radraft.timeutil import Clock, utcnow
 from radraft.tls import client_context
@@ -112,12 +113,8 @@ class OutputDeliveryRelay:
         )
 
     def _configured(self) -> list[OutboxChannel]:
-        channels = []
-        if self._settings.sr_destination:
-            channels.append(OutboxChannel.DICOM)
-        if self._settings.hl7_destinations:
-            channels.append(OutboxChannel.HL7)
-        return channels
+        waiting = channels_without_destination(self._settings)
+        return [c for c in (OutboxChannel.DICOM, OutboxChannel.HL7) if c not in waiting]
 
     def _claim(self) -> list[int]:
         """Due rows, heads of their (study, channel) queues only; pushed out while in flight."""

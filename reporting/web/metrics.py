@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from radraft.enums import AuditAction, JobStatus, OutboxChannel, OutboxStatus, StudyStatus
 from radraft.free_space import free_bytes
 from radraft.models import AuditEntry, DraftingJob, Instance, OutboxMessage, ReportRevision, Study
+from radraft.report_outputs import channels_without_destination
 from radraft.settings import Settings
 from radraft.timeutil import utcnow
 from reporting.web.deps import DbSession
@@ -53,7 +54,7 @@ def metrics(request: Request, session: DbSession) -> PlainTextResponse:
     _gauge(lines, "radraft_drafting_oldest_queued_seconds",
            "Age of the oldest drafting job no worker has taken (0: none waiting).",
            {(): _age(now, oldest_job)})  # fmt: skip
-    _outbox(lines, session, now)
+    _outbox(lines, session, now, channels_without_destination(request.app.state.settings))
     _recent_drafting(lines, session, now)
     conflicts = session.scalar(
         select(func.count())
@@ -91,7 +92,12 @@ def metrics(request: Request, session: DbSession) -> PlainTextResponse:
     return PlainTextResponse("\n".join(lines) + "\n", media_type=PROMETHEUS_TEXT)
 
 
-def _outbox(lines: list[str], session: DbSession, now: datetime) -> None:
+def _outbox(
+    lines: list[str], session: DbSession, now: datetime, waiting: frozenset[OutboxChannel]
+) -> None:
+    """Backlogs per channel. Rows of a channel with no destination configured (``waiting``)
+    are not late deliveries: they are counted apart, so the age alert means a peer that does
+    not answer, not a site that has no RIS link."""
     counts = {
         (channel, status): count
         for channel, status, count in session.execute(
@@ -111,9 +117,18 @@ def _outbox(lines: list[str], session: DbSession, now: datetime) -> None:
             .group_by(OutboxMessage.channel)
         ).all()
     )
-    ages = {(("channel", c.value),): _age(now, oldest.get(c)) for c in OutboxChannel}
+    ages = {
+        (("channel", c.value),): 0.0 if c in waiting else _age(now, oldest.get(c))
+        for c in OutboxChannel
+    }
     _gauge(lines, "radraft_outbox_oldest_pending_seconds",
-           "Age of the oldest undelivered row per channel (0: nothing waiting).", ages)  # fmt: skip
+           "Age of the oldest undelivered row per channel with a destination (0: nothing "
+           "waiting).", ages)  # fmt: skip
+    _gauge(lines, "radraft_outbox_awaiting_destination",
+           "Pending rows of a channel no destination is configured for (RADRAFT_SR_DESTINATION,"
+           " RADRAFT_HL7_DESTINATIONS): sent once one is.",
+           {(("channel", c.value),): counts.get((c, OutboxStatus.PENDING), 0) if c in waiting
+            else 0 for c in OutboxChannel})  # fmt: skip
 
 
 def _spool(lines: list[str], settings: Settings) -> None:

@@ -160,6 +160,17 @@ def test_peer_answering_ae_is_retried_then_failed_visible_and_retryable(
         env=environment, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert listed.stdout.startswith(f"{head.id}\thl7\toru\tfailed\tattempts=3")
+    waiting = subprocess.run(
+        [sys.executable, "-m", "radraft_cli", "outbox", "--status", "pending"],
+        env=environment, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    sr_lines = [line for line in waiting if "\tdicom\t" in line]
+    assert sr_lines, "this site has no PACS link: its SRs wait"
+    assert all(
+        line.endswith("\twaits for a destination: RADRAFT_SR_DESTINATION is not set")
+        for line in sr_lines
+    )
+    assert not any("waits for" in line for line in waiting if "\thl7\t" in line)
     with radraft_process(settings, ["web"], tmp_path / "web.log", ready_text="Uvicorn running"):
         body = httpx.get(
             f"http://127.0.0.1:{settings.http_port}/api/outbox?status=failed",

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from radraft.db import session_scope
 from radraft.enums import AuditAction, JobStatus, OutboxChannel, OutboxStatus, ReportState
 from radraft.models import AuditEntry, DraftingJob, OutboxMessage, ReportRevision, Study
-from radraft.settings import Settings
+from radraft.settings import MllpDestination, Settings
 from radraft.timeutil import utcnow
+from reporting.web.app import create_app
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 TOKEN = {"Authorization": "Bearer test-service-token"}
@@ -47,9 +49,18 @@ def scrape(client: TestClient) -> dict[tuple[str, str], float]:
     return samples
 
 
+@pytest.fixture
+def connected_client(settings: Settings) -> Iterator[TestClient]:
+    """The web app of a site with a RIS link (its delivery is not run here)."""
+    linked = settings.model_copy(update={"hl7_destinations": [MllpDestination("127.0.0.1", 9)]})
+    with TestClient(create_app(linked)) as client:
+        yield client
+
+
 def test_metrics_count_queues_backlogs_and_drafting_times(
-    app_client: TestClient, world: dict[str, Any], session_factory: sessionmaker[Session]
+    connected_client: TestClient, world: dict[str, Any], session_factory: sessionmaker[Session]
 ) -> None:
+    app_client = connected_client
     now = utcnow()
     with session_scope(session_factory) as session:
         study = session.scalar(select(Study))
@@ -101,6 +112,7 @@ def test_metrics_count_queues_backlogs_and_drafting_times(
     assert 119 <= samples[("radraft_drafting_oldest_queued_seconds", "")] <= 180
     assert 899 <= samples[("radraft_outbox_oldest_pending_seconds", 'channel="hl7"')] <= 960
     assert samples[("radraft_outbox_oldest_pending_seconds", 'channel="celery"')] == 0
+    assert samples[("radraft_outbox_awaiting_destination", 'channel="hl7"')] == 0
     # last hour only: the 3 s and 5 s drafts, not the one from two hours ago
     assert samples[("radraft_drafts_last_hour", "")] == 2
     median = samples[("radraft_drafting_seconds_last_hour", 'quantile="0.5"')]
@@ -116,6 +128,23 @@ def test_metrics_count_queues_backlogs_and_drafting_times(
     text = app_client.get("/metrics", headers=TOKEN).text
     assert "Canary" not in text
     assert world["study_uid"] not in text
+
+
+def test_outputs_for_a_peer_not_configured_wait_apart_from_late_deliveries(
+    app_client: TestClient, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """A site without a RIS link: its ORUs wait for one, and the age alert stays quiet."""
+    assert not settings.hl7_destinations
+    with session_scope(session_factory) as session:
+        session.add_all(
+            OutboxMessage(channel=OutboxChannel.HL7, idempotency_key=f"unlinked-{n}", payload={},
+                          status=OutboxStatus.PENDING, created_at=utcnow() - timedelta(days=30))
+            for n in range(3)
+        )  # fmt: skip
+    samples = scrape(app_client)
+    assert samples[("radraft_outbox_oldest_pending_seconds", 'channel="hl7"')] == 0
+    assert samples[("radraft_outbox_awaiting_destination", 'channel="hl7"')] == 3
+    assert samples[("radraft_outbox_messages", 'channel="hl7",status="pending"')] == 3
 
 
 def test_metrics_need_the_service_token_or_a_login(app_client: TestClient) -> None:
