@@ -73,6 +73,13 @@ class DeliveredAs:
         return cls(dict(value["patient"]), value.get("order"), int(value["after_row"]))
 
 
+SENT_ORDER = "sent_order"
+"""The payload key of an ORU row: PV1-2 and the order numbers its first acknowledged copy went
+out with. The RIS files the result under them; if the order changes or is cancelled later (a
+study found under the wrong order is cancelled at the RIS first), the withdrawal must still
+name them, and a copy for a second RIS must say the same."""
+
+
 @dataclass(frozen=True)
 class RevisionBundle:
     """A revision with everything its outputs need, read in one transaction."""
@@ -323,9 +330,12 @@ def build_oru_message(
     now: datetime,
     withdrawn: bool = False,
     delivered_as: DeliveredAs | None = None,
+    sent_order: dict[str, str] | None = None,
 ) -> str:
     """The revision's ORU^R01; ``withdrawn``: the same result posted as wrong (status W);
-    ``delivered_as``: under the patient and order it went under before a patient correction.
+    ``delivered_as``: under the patient and order it went under before a patient correction;
+    ``sent_order``: the order numbers a result already went out with (``SENT_ORDER``), so
+    every copy of it, and its withdrawal, name the order the RIS filed it under.
 
     Raises
     ------
@@ -335,7 +345,7 @@ def build_oru_message(
     """
     revision, study = bundle.revision, bundle.study
     patient = delivered_as.patient if delivered_as else patient_of(study)
-    order = _order_numbers(bundle, delivered_as)
+    order = sent_order if sent_order is not None else _order_numbers(bundle, delivered_as)
     if not patient["patient_id"].strip():
         raise OutputBuildError(
             "the study has no Patient ID, which an ORU needs in PID-3: set it at the modality or"

@@ -32,6 +32,7 @@ from radraft.exchange_deadline import WAITS_PER_EXCHANGE
 from radraft.identity_dispute import HELD_REASON, hold_if_disputed
 from radraft.logs import log_event
 from radraft.models import OutboxMessage, ReportRevision
+from radraft.orders import order_numbers
 from radraft.outbox import backoff_seconds
 from radraft.patient_correction import stop_if_superseded
 from radraft.report_outputs import channels_without_destination
@@ -40,6 +41,7 @@ from radraft.timeutil import Clock, utcnow
 from radraft.tls import client_context
 from radraft.withdrawal import ORU_WITHDRAWAL, SR_REJECTION, stop_if_withdrawn
 from reporting.delivery.outputs import (
+    SENT_ORDER,
     MissingRevisionError,
     RevisionBundle,
     build_oru_message,
@@ -265,14 +267,18 @@ class OutputDeliveryRelay:
             return sent.warning or None
         if is_draft and not self._settings.hl7_send_drafts:
             return "not sent: RADRAFT_HL7_SEND_DRAFTS is false"
+        if not payload.get("delivered_to") or SENT_ORDER not in payload:
+            payload[SENT_ORDER] = order_numbers(bundle.order)
+        sent_order = dict(payload[SENT_ORDER])
         self._send_to_each_ris(
             self._settings.hl7_destinations,
             payload,
             row_id,
             lambda control_id: build_oru_message(
-                bundle, self._settings, control_id=control_id, now=self._clock()
+                bundle, self._settings, control_id=control_id, now=self._clock(),
+                sent_order=sent_order,
             ),
-        )
+        )  # fmt: skip
         return None
 
     def _send_oru_withdrawal(
@@ -296,6 +302,7 @@ class OutputDeliveryRelay:
                 now=self._clock(),
                 withdrawn=True,
                 delivered_as=withdrawal.delivered_as,
+                sent_order=withdrawal.sent_order,
             ),
         )
         gone = [name for name in withdrawal.destinations if name not in map(str, configured)]

@@ -20,6 +20,7 @@ from radraft.models import OutboxMessage, ReportRevision, Study
 from radraft.report_outputs import is_report_output
 from radraft.settings import Settings
 from reporting.delivery.outputs import (
+    SENT_ORDER,
     DeliveredAs,
     MissingRevisionError,
     RevisionBundle,
@@ -43,6 +44,8 @@ class OruWithdrawal:
     bundle: RevisionBundle | None
     destinations: tuple[str, ...]
     delivered_as: DeliveredAs | None = None
+    sent_order: dict[str, str] | None = None
+    """The order numbers that result went out with (None: sent before they were recorded)."""
 
 
 def _rows_delivered(
@@ -92,11 +95,12 @@ def load_oru_withdrawal(
     destinations = tuple(
         dict.fromkeys(name for row in delivered for name in row.payload["delivered_to"])
     )
-    newest = max(int(row.payload["report_revision_id"]) for row in delivered)
+    newest = max(delivered, key=lambda row: int(row.payload["report_revision_id"]))
     return OruWithdrawal(
-        load_bundle(session, newest, spool_dir=spool_dir),
+        load_bundle(session, int(newest.payload["report_revision_id"]), spool_dir=spool_dir),
         destinations,
         delivered_as,
+        newest.payload.get(SENT_ORDER),
     )
 
 

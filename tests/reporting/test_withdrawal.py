@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.service import Gateway
 from radraft.db import session_scope
 from radraft.enums import JobStatus, OutboxStatus, ReportState, Role
-from radraft.models import AuditEntry, DraftingJob, ReportRevision, Study, User
+from radraft.models import AuditEntry, DraftingJob, Order, ReportRevision, Study, User
 from radraft.settings import MllpDestination, Settings, settings_to_environment
 from radraft.timeutil import utcnow
 from radraft.withdrawal import ORU_WITHDRAWAL, WITHDRAWN_ACTION, WITHDRAWN_NOTE, withdraw_study
@@ -305,6 +305,52 @@ def test_an_oru_that_reached_one_ris_and_then_failed_is_withdrawn_from_that_ris(
     finally:
         for peer in (reached, down):
             peer.stop()
+
+
+def _order(study: Study, control: str, patient_class: str = "I") -> Order:
+    return Order(
+        accession_number=study.accession_number, placer_order_number="PLC-7",
+        filler_order_number="FIL-7", message_type="ORM^O01", order_control=control,
+        patient_class=patient_class, patient_ids=[study.patient_id], raw_message="MSH|",
+    )  # fmt: skip
+
+
+def test_the_withdrawal_names_the_order_the_result_went_under_after_the_ris_cancelled_it(
+    received_study: Study,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+) -> None:
+    """The RIS cancels the wrong order first; the W must still name it, or it cannot be
+    matched to the result the RIS filed under it."""
+    ris = RisPeer(free_port())
+    ris.start()
+    try:
+        linked = settings.model_copy(
+            update={"hl7_destinations": [MllpDestination("127.0.0.1", ris.port)]}
+        )
+        with session_scope(session_factory) as session:
+            study = session.get(Study, received_study.id)
+            assert study is not None
+            assert study.accession_number
+            session.add(_order(study, "NW"))
+            add_revision(session, study, ReportState.DRAFTED, model=True,
+                         findings="Draft findings.", impression="Draft.")  # fmt: skip
+        OutputDeliveryRelay(session_factory, linked, clock=SteppingClock()).run_once()
+        with session_scope(session_factory) as session:
+            study = session.get(Study, received_study.id)
+            assert study is not None
+            session.add(_order(study, "CA"))
+        with session_scope(session_factory) as session:
+            withdraw_study(session, received_study.study_instance_uid, actor="test", now=utcnow())
+        OutputDeliveryRelay(session_factory, linked, clock=SteppingClock()).run_once()
+
+        result, withdrawal = ris.messages
+        for message, status in ((result, "R"), (withdrawal, "W")):
+            obr = message.segment("OBR")
+            assert (str(obr[2]), str(obr[3]), str(obr[25])) == ("PLC-7", "FIL-7", status)
+            assert str(message.segment("PV1")[2]) == "I"
+    finally:
+        ris.stop()
 
 
 @pytest.mark.parametrize(
