@@ -7,7 +7,9 @@ gateway's order port, in UTF-8 with a name DICOM's default character set cannot 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -47,19 +49,36 @@ UPDATE = (
 )
 
 
+@contextmanager
+def order_port_gateway(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    **changes: Any,
+) -> Iterator[Gateway]:
+    """A running gateway with an order port, ``changes`` made to its settings."""
+    gateway = Gateway(
+        settings.model_copy(
+            update={"hl7_listen_port": free_port(), "hl7_listen_host": "127.0.0.1", **changes}
+        ),
+        session_factory,
+        publisher,
+    )
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
 @pytest.fixture
 def merging_gateway(
     settings: Settings, session_factory: sessionmaker[Session], publisher: RecordingPublisher
 ) -> Iterator[Gateway]:
-    gateway = Gateway(
-        settings.model_copy(update={"hl7_listen_port": free_port(),
-                                    "hl7_listen_host": "127.0.0.1", "hl7_patient_merges": True}),
-        session_factory,
-        publisher,
-    )  # fmt: skip
-    gateway.start()
-    yield gateway
-    gateway.stop()
+    with order_port_gateway(
+        settings, session_factory, publisher, hl7_patient_merges=True
+    ) as gateway:
+        yield gateway
 
 
 def _order_port(gateway: Gateway) -> int:
@@ -291,14 +310,7 @@ def test_without_the_setting_a_merge_is_refused_as_before(
     publisher: RecordingPublisher,
     tmp_path: Path,
 ) -> None:
-    gateway = Gateway(
-        settings.model_copy(update={"hl7_listen_port": free_port(),
-                                    "hl7_listen_host": "127.0.0.1"}),
-        session_factory,
-        publisher,
-    )  # fmt: skip
-    gateway.start()
-    try:
+    with order_port_gateway(settings, session_factory, publisher) as gateway:
         uid, _ = _send_study(gateway, 57, TEMPORARY, tmp_path / "a")
         code, _, text = msa(exchange(_order_port(gateway), framed(MERGE, "utf-8")))
         assert code == "AR"
@@ -306,8 +318,6 @@ def test_without_the_setting_a_merge_is_refused_as_before(
         code, _, text = msa(exchange(_order_port(gateway), framed(UPDATE, "utf-8")))
         assert (code, "unsupported message type ADT^A08" in text) == ("AR", True)
         wait_until(lambda: _patients(session_factory)[uid][0] == "TEMP-9", what="unchanged")
-    finally:
-        gateway.stop()
 
 
 def test_the_identifiers_of_the_configured_authority_are_followed_whatever_their_order(
@@ -317,14 +327,10 @@ def test_the_identifiers_of_the_configured_authority_are_followed_whatever_their
     tmp_path: Path,
 ) -> None:
     """An ADT system lists the enterprise number first: the studies follow the hospital's."""
-    gateway = Gateway(
-        settings.model_copy(update={"hl7_listen_port": free_port(), "hl7_listen_host": "127.0.0.1",
-                                    "hl7_patient_merges": True, "hl7_assigning_authority": "HOSP"}),
-        session_factory,
-        publisher,
-    )  # fmt: skip
-    gateway.start()
-    try:
+    with order_port_gateway(
+        settings, session_factory, publisher, hl7_patient_merges=True,
+        hl7_assigning_authority="HOSP",
+    ) as gateway:  # fmt: skip
         uid, _ = _send_study(gateway, 67, TEMPORARY, tmp_path / "a", issuer="HOSP")
         merge = MERGE.replace("MRN-42^^^HOSP^MR", "E-77^^^ENT^MR~MRN-42^^^HOSP^PI").replace(
             "MRG|TEMP-9^^^HOSP^MR", "MRG|E-12^^^ENT^MR~TEMP-9^^^HOSP^PI"
@@ -338,5 +344,3 @@ def test_the_identifiers_of_the_configured_authority_are_followed_whatever_their
         code, _, text = msa(exchange(port, framed(elsewhere, "utf-8")))
         assert (code, text) == ("AA", "updated 0 studies: no identifier of HOSP in PID-3")
         assert _patients(session_factory)[uid][1] == "Müller^Jürgen^^Dr", "another's MRN-42"
-    finally:
-        gateway.stop()
