@@ -64,7 +64,7 @@ class Rejection:
     reopened: bool
     disputed: bool
     awaited: int = 0
-    """Named instances not received yet, rejected as they arrive (the study's count)."""
+    """Named instances not received yet and newly remembered: rejected as they arrive."""
 
 
 def reject_instances(
@@ -86,7 +86,7 @@ def reject_instances(
     awaited = _await_the_rest(session, study, note, {i.sop_instance_uid for i in held}, now)
     instances = [instance for instance in held if instance.rejected_at is None]
     if not instances:
-        if awaited:
+        if awaited:  # a re-sent note that adds nothing is not audited again
             _audit(session, study, note, actor, now, instances=0, awaited=awaited)
         return Rejection(study.id, 0, False, False, awaited)
     reopened = any(instance.is_chest for instance in instances)
@@ -120,10 +120,10 @@ def _await_the_rest(
     session: Session, study: Study, note: RejectionNote, held: set[str], now: datetime
 ) -> int:
     """Remember the named instances radraft does not hold yet, so each is rejected as it
-    arrives (``gateway.recording``); how many the study now awaits."""
+    arrives (``gateway.recording``); how many were not awaited already."""
     missing = note.sop_instance_uids - held
     if not missing:
-        return study.awaited_rejections
+        return 0
     known = set(
         session.scalars(
             select(AwaitedRejection.sop_instance_uid).where(
@@ -138,7 +138,7 @@ def _await_the_rest(
         for uid in sorted(missing - known)
     )  # fmt: skip
     study.awaited_rejections += len(missing - known)
-    return study.awaited_rejections
+    return len(missing - known)
 
 
 def _audit(

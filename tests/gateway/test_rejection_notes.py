@@ -239,6 +239,9 @@ def test_a_note_sent_before_its_images_rejects_them_as_they_arrive(
 
     assert _send(running_gateway, [note], tmp_path / "note-again") == {0x0000}
     assert _study(session_factory).awaited_rejections == 1, "a re-sent note awaits nothing twice"
+    with session_scope(session_factory) as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.action == REJECTED_ACTION))
+        assert len(entries.all()) == 1, "nor is it audited again"
 
 
 def _study(factory: sessionmaker[Session]) -> Study:
