@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
 from radraft.enums import OutboxChannel, OutboxStatus
 from radraft.models import OutboxMessage
+from radraft.report_outputs import DESTINATION_SETTINGS, channels_without_destination
 from reporting.web.deps import DbSession
 from reporting.web.security import reader
 
@@ -29,13 +30,28 @@ class OutboxOut(BaseModel):
     payload: dict[str, Any]
     created_at: datetime
     delivered_at: datetime | None
+    waits_for: str | None = None
+    """For a pending SR or ORU whose channel has no destination configured: the setting that
+    would give it one (it is sent once that is set); otherwise null."""
 
 
 @router.get("", response_model=list[OutboxOut])
-def list_outbox(session: DbSession, status: OutboxStatus | None = None) -> list[OutboxMessage]:
+def list_outbox(
+    request: Request, session: DbSession, status: OutboxStatus | None = None
+) -> list[OutboxOut]:
     """Rows in the order they were written; filter with ``?status=failed`` (422 for a status
     that does not exist)."""
     query = select(OutboxMessage).order_by(OutboxMessage.id).limit(1000)
     if status:
         query = query.where(OutboxMessage.status == status)
-    return list(session.scalars(query))
+    waiting = channels_without_destination(request.app.state.settings)
+    return [
+        OutboxOut.model_validate(row, from_attributes=True).model_copy(
+            update={
+                "waits_for": DESTINATION_SETTINGS[row.channel]
+                if row.status == OutboxStatus.PENDING and row.channel in waiting
+                else None
+            }
+        )
+        for row in session.scalars(query)
+    ]

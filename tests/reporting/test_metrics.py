@@ -113,6 +113,8 @@ def test_metrics_count_queues_backlogs_and_drafting_times(
     assert 899 <= samples[("radraft_outbox_oldest_pending_seconds", 'channel="hl7"')] <= 960
     assert samples[("radraft_outbox_oldest_pending_seconds", 'channel="celery"')] == 0
     assert samples[("radraft_outbox_awaiting_destination", 'channel="hl7"')] == 0
+    listed = app_client.get("/api/outbox", headers=TOKEN).json()
+    assert {row["waits_for"] for row in listed if row["channel"] == "hl7"} == {None}
     # last hour only: the 3 s and 5 s drafts, not the one from two hours ago
     assert samples[("radraft_drafts_last_hour", "")] == 2
     median = samples[("radraft_drafting_seconds_last_hour", 'quantile="0.5"')]
@@ -145,6 +147,10 @@ def test_outputs_for_a_peer_not_configured_wait_apart_from_late_deliveries(
     assert samples[("radraft_outbox_oldest_pending_seconds", 'channel="hl7"')] == 0
     assert samples[("radraft_outbox_awaiting_destination", 'channel="hl7"')] == 3
     assert samples[("radraft_outbox_messages", 'channel="hl7",status="pending"')] == 3
+    listed = app_client.get("/api/outbox", headers=TOKEN).json()
+    assert {row["waits_for"] for row in listed if row["channel"] == "hl7"} == {
+        "RADRAFT_HL7_DESTINATIONS"
+    }
 
 
 def test_metrics_need_the_service_token_or_a_login(app_client: TestClient) -> None:
