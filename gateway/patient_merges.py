@@ -42,28 +42,61 @@ MAX_NAME_COMPONENT_CHARACTERS = 64
 SEXES = {"M": "M", "F": "F", "O": "O"}
 """HL7 table 0001 values DICOM's Patient's Sex can say; others (U, A, N) leave a study's own."""
 DATE = re.compile(r"\d{8}")
+MAX_MERGES_PER_MESSAGE = 100
+"""Patient groups read from one ADT_A39 (more is a batch, which belongs in several messages)."""
 
 
-def parse_merge(message: Er7Message, event: str = "A40", authority: str = "") -> PatientMerge:
-    """The prior identifier and the surviving patient of an ADT^A40 or A47, each the one of
-    ``authority`` (``gateway.adt_identifiers``).
+def parse_merges(
+    message: Er7Message, event: str = "A40", authority: str = ""
+) -> list[PatientMerge]:
+    """Every merge of an ADT^A40 or A47: ADT_A39 repeats its patient group (PID ... MRG), so
+    one message may merge several patients, and each PID pairs with the MRG that follows it.
+    Identifiers are the ones of ``authority`` (``gateway.adt_identifiers``); a pair whose prior
+    patient has none is left out (not ours).
 
     Raises
     ------
     OrderRejectedError
-        AE with the reason, if an identifier is missing, ambiguous or too long, or the name too
-        long.
+        AE with the reason, if the PID and MRG segments do not pair up, there are more than
+        ``MAX_MERGES_PER_MESSAGE``, or any pair has an identifier missing, ambiguous or too
+        long, or a name too long: nothing of the message is applied then.
     NotOurPatientError
-        If the prior patient has no identifier of ``authority``: none of its studies is ours.
+        If no pair's prior patient has an identifier of ``authority``.
     """
-    mrg = message.first("MRG")
+    pids, mrgs = message.segments.get("PID", []), message.segments.get("MRG", [])
+    if not mrgs:
+        raise OrderRejectedError(AckCode.ERROR, "no prior patient identifier (MRG-1)")
+    if len(pids) != len(mrgs):
+        raise OrderRejectedError(
+            AckCode.ERROR,
+            f"{len(pids)} PID and {len(mrgs)} MRG segments: each merge needs one of each",
+        )
+    if len(mrgs) > MAX_MERGES_PER_MESSAGE:
+        raise OrderRejectedError(
+            AckCode.ERROR, f"more than {MAX_MERGES_PER_MESSAGE} merges in one message"
+        )
+    merges: list[PatientMerge] = []
+    not_ours: list[NotOurPatientError] = []
+    for pid, mrg in zip(pids, mrgs, strict=True):
+        try:
+            merges.append(_merge(message, pid, mrg, event, authority))
+        except NotOurPatientError as error:
+            not_ours.append(error)
+    if not merges:
+        raise not_ours[0]
+    return merges
+
+
+def _merge(
+    message: Er7Message, pid: list[str], mrg: list[str], event: str, authority: str
+) -> PatientMerge:
     priors = identifiers_of(message, mrg, 1)
     if not priors:
         raise OrderRejectedError(AckCode.ERROR, "no prior patient identifier (MRG-1)")
     prior = choose_identifier(priors, authority, "MRG-1")
     _check_identifier(prior.value, prior.authority)
     try:
-        patient = _patient(message, "surviving patient identifier", authority)
+        patient = _patient(message, pid, "surviving patient identifier", authority)
     except NotOurPatientError as error:
         raise OrderRejectedError(
             AckCode.ERROR, f"{error}: the prior patient's studies would have no identifier"
@@ -82,14 +115,16 @@ def parse_update(message: Er7Message, event: str = "A08", authority: str = "") -
     NotOurPatientError
         If the patient has no identifier of ``authority``.
     """
-    return PatientUpdate(_patient(message, "patient identifier", authority), event)
+    patient = _patient(message, message.first("PID"), "patient identifier", authority)
+    return PatientUpdate(patient, event)
 
 
-def _patient(message: Er7Message, role: str, authority: str) -> dict[str, str]:
+def _patient(
+    message: Er7Message, pid: list[str] | None, role: str, authority: str
+) -> dict[str, str]:
     """PID as ``PATIENT_FIELDS``: the identifier of PID-3 studies are filed under with its
     assigning authority, the name as a DICOM PN, the birth date if it is a date, the sex if
     DICOM can say it."""
-    pid = message.first("PID")
     identifiers = identifiers_of(message, pid, 3)
     if not identifiers:
         raise OrderRejectedError(AckCode.ERROR, f"no {role} (PID-3)")
@@ -150,7 +185,11 @@ class PatientMerges:
         merging = event in MERGE_EVENTS
         verb = "merged" if merging else "updated"
         try:
-            change = (parse_merge if merging else parse_update)(message, event, self._authority)
+            changes = (
+                parse_merges(message, event, self._authority)
+                if merging
+                else [parse_update(message, event, self._authority)]
+            )
         except OrderRejectedError as error:
             log_event(logger, "gateway.merge_refused", logging.WARNING, code=error.code.value)
             return error.code, error.reason
@@ -161,12 +200,9 @@ class PatientMerges:
         move = PatientFileMove(self._spool)
         try:
             with move.transaction(self._session_factory) as session:
-                if isinstance(change, PatientMerge):
-                    changed = merge_patient(session, change, actor=actor, now=utcnow())
-                else:
-                    changed = update_patient(session, change, actor=actor, now=utcnow())
-                for study in changed:
-                    move.rewrite(session, study.study_id, study.patient)
+                changed = self._apply(session, changes, actor)
+                for study_id, patient in changed.items():
+                    move.rewrite(session, study_id, patient)
         except PatientFilesError as error:
             log_event(logger, "gateway.merge_not_applied", logging.ERROR, reason="files")
             return AckCode.ERROR, str(error)
@@ -180,6 +216,23 @@ class PatientMerges:
         log_event(logger, f"gateway.patient_{verb}", trigger=event, studies=len(changed),
                   files=move.files)  # fmt: skip
         return AckCode.ACCEPT, f"{verb} {len(changed)} studies"
+
+    @staticmethod
+    def _apply(
+        session: Session, changes: list[PatientMerge] | list[PatientUpdate], actor: str
+    ) -> dict[int, dict[str, str]]:
+        """Apply each change in order (a later merge may move a study an earlier one moved);
+        each changed study's Patient module as it ends, for its files (rewritten once)."""
+        changed: dict[int, dict[str, str]] = {}
+        now = utcnow()
+        for change in changes:
+            studies = (
+                merge_patient(session, change, actor=actor, now=now)
+                if isinstance(change, PatientMerge)
+                else update_patient(session, change, actor=actor, now=now)
+            )
+            changed.update((study.study_id, study.patient) for study in studies)
+        return changed
 
 
 def _event(message: Er7Message) -> str | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from gateway.adt_identifiers import NotOurPatientError
 from gateway.orders import Er7Message, OrderRejectedError
-from gateway.patient_merges import parse_merge, parse_update
+from gateway.patient_merges import parse_merges, parse_update
 
 UPDATE = (
     "MSH|^~\\&|ADT|HOSP|RADRAFT|HOSP|20261203010000||ADT^A08^ADT_A01|UPD0002|P|2.5\r"
@@ -76,7 +78,7 @@ def test_more_repetitions_than_a_ris_sends_are_refused() -> None:
 
 
 def test_a_merge_chooses_in_mrg_1_and_pid_3_alike() -> None:
-    merge = parse_merge(
+    (merge,) = parse_merges(
         Er7Message(
             MERGE.format(
                 pid3="E-77^^^ENT^PI~MRN-42^^^HOSP^MR", mrg1="E-12^^^ENT^PI~TEMP-9^^^HOSP^MR"
@@ -90,7 +92,47 @@ def test_a_merge_chooses_in_mrg_1_and_pid_3_alike() -> None:
 def test_a_merge_whose_surviving_patient_is_of_another_authority_is_refused() -> None:
     message = Er7Message(MERGE.format(pid3="C-1^^^CLINIC^MR", mrg1="TEMP-9^^^HOSP^MR"))
     with pytest.raises(OrderRejectedError, match="no identifier of HOSP in PID-3"):
-        parse_merge(message, authority="HOSP")
+        parse_merges(message, authority="HOSP")
     prior_elsewhere = Er7Message(MERGE.format(pid3="MRN-42^^^HOSP^MR", mrg1="C-9^^^CLINIC^MR"))
     with pytest.raises(NotOurPatientError, match="no identifier of HOSP in MRG-1"):
-        parse_merge(prior_elsewhere, authority="HOSP")
+        parse_merges(prior_elsewhere, authority="HOSP")
+
+
+def _merges(*pairs: tuple[str, str]) -> Er7Message:
+    """An ADT_A39 with one patient group (PID, MRG) per pair."""
+    header = MERGE.split("PID|")[0]
+    groups = "".join(f"PID|1||{pid3}||Doe^Jane\rMRG|{mrg1}\r" for pid3, mrg1 in pairs)
+    return Er7Message(header + groups)
+
+
+def test_every_patient_group_of_a_merge_message_is_read_in_order() -> None:
+    merges = parse_merges(
+        _merges(("MRN-2^^^HOSP^MR", "TEMP-1^^^HOSP^MR"), ("MRN-3^^^HOSP^MR", "TEMP-2^^^HOSP^MR")),
+        authority="HOSP",
+    )
+    assert [(m.prior_patient_id, m.patient["patient_id"]) for m in merges] == [
+        ("TEMP-1", "MRN-2"), ("TEMP-2", "MRN-3"),
+    ]  # fmt: skip
+    mixed = parse_merges(
+        _merges(("C-2^^^CLINIC^MR", "C-1^^^CLINIC^MR"), ("MRN-3^^^HOSP^MR", "TEMP-2^^^HOSP^MR")),
+        authority="HOSP",
+    )
+    assert [m.prior_patient_id for m in mixed] == ["TEMP-2"], "another domain's pair left out"
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (
+            Er7Message(MERGE.format(pid3="MRN-2", mrg1="TEMP-1") + "PID|1||MRN-3\r"),
+            "2 PID and 1 MRG segments",
+        ),
+        (_merges(*[(f"M-{n}", f"T-{n}") for n in range(101)]), "more than 100 merges"),
+        (_merges(("MRN-2", "TEMP-1"), ("MRN-3", "")), "no prior patient identifier (MRG-1)"),
+    ],
+)
+def test_a_merge_message_whose_groups_do_not_all_read_is_refused_whole(
+    message: Er7Message, reason: str
+) -> None:
+    with pytest.raises(OrderRejectedError, match=re.escape(reason)):
+        parse_merges(message)

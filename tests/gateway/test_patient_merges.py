@@ -344,3 +344,31 @@ def test_the_identifiers_of_the_configured_authority_are_followed_whatever_their
         code, _, text = msa(exchange(port, framed(elsewhere, "utf-8")))
         assert (code, text) == ("AA", "updated 0 studies: no identifier of HOSP in PID-3")
         assert _patients(session_factory)[uid][1] == "Müller^Jürgen^^Dr", "another's MRN-42"
+
+
+def test_a_merge_message_with_several_patient_groups_applies_each_in_order(
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """ADT_A39 repeats PID/MRG: TEMP-9 merged into TEMP-8, then TEMP-8 into MRN-43."""
+    second_temporary = SyntheticPatient(name="UNKNOWN^TWO", patient_id="TEMP-8",
+                                        birth_date="19000101")  # fmt: skip
+    first, _ = _send_study(merging_gateway, 68, TEMPORARY, tmp_path / "a")
+    second, _ = _send_study(merging_gateway, 69, second_temporary, tmp_path / "b")
+    chained = MERGE.replace(
+        "PID|1||MRN-42^^^HOSP^MR||Müller^Jürgen^^^Dr||19610203|M\rMRG|TEMP-9^^^HOSP^MR\r",
+        "PID|1||TEMP-8^^^HOSP^MR\rMRG|TEMP-9^^^HOSP^MR\r"
+        "PID|2||MRN-43^^^HOSP^MR||Roe^Rita||19590101|F\rMRG|TEMP-8^^^HOSP^MR\r",
+    )
+    code, _, text = msa(exchange(_order_port(merging_gateway), framed(chained, "utf-8")))
+    assert (code, text) == ("AA", "merged 2 studies")
+    after = _patients(session_factory)
+    assert after[first][:2] == after[second][:2] == ("MRN-43", "Roe^Rita")
+    for uid in (first, second):
+        assert _file_patients(session_factory, settings, uid) == {"MRN-43|Roe^Rita"}
+    assert len(list(settings.spool_dir.rglob("*.dcm"))) == 4, "each file rewritten, none left"
+    with session_scope(session_factory) as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.action == MERGED_ACTION))
+        assert len(entries.all()) == 3, "one row per study each merge moved"
