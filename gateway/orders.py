@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,6 +40,9 @@ MAX_REASON_CHARACTERS = 10240
 """A reason for exam is kept up to this length (DICOM's LT); the prompt takes at most 1000."""
 MAX_PATIENT_IDENTIFIERS = 32
 """PID-3 repetitions kept (an MRN, a national number, an insurer's...); more is not a RIS."""
+MAX_ORDERS_PER_MESSAGE = 50
+"""Orders read from one message (a RIS sends the procedures of one request together; more is
+a batch, which belongs in several messages)."""
 MAX_PATIENT_ID_CHARACTERS = 64
 """A DICOM Patient ID (LO) is at most 64 characters: a longer identifier can match no study."""
 
@@ -77,9 +81,13 @@ class Er7Message:
         except ValueError as error:
             raise OrderRejectedError(AckCode.REJECT, str(error)) from error
         self.segments: dict[str, list[list[str]]] = {}
+        self.ordered: list[list[str]] = []
+        """Every segment in the message's order (groups are told apart by where they start)."""
         for line in text.replace("\n", "\r").split("\r"):
             if len(line) >= 3:
-                self.segments.setdefault(line[:3], []).append(line.split(self.delimiters.field))
+                fields = line.split(self.delimiters.field)
+                self.segments.setdefault(line[:3], []).append(fields)
+                self.ordered.append(fields)
 
     def first(self, name: str) -> list[str] | None:
         return self.segments.get(name, [None])[0]
@@ -128,8 +136,18 @@ class Er7Message:
         return [text for value in values if (text := unescape(value, self.delimiters).strip())]
 
 
-def parse_order(text: str) -> OrderFacts:
-    """Read an ORM^O01 or OMI^O23; raise ``OrderRejectedError`` with the reason otherwise."""
+def parse_orders(text: str) -> list[OrderFacts]:
+    """Read an ORM^O01 or OMI^O23: one ``OrderFacts`` per order it carries.
+
+    Both repeat their order group (ORC, OBR ...; an OMI's IPC per requested procedure), so one
+    message may order several procedures, each under its own accession number; every one is
+    kept, or none (any group that cannot be read refuses the message with its number).
+
+    Raises
+    ------
+    OrderRejectedError
+        With the reason: AR for what is not an order, AE for an order that cannot be used.
+    """
     if not text.startswith("MSH"):
         raise OrderRejectedError(AckCode.REJECT, "not an HL7 v2 message (no MSH segment)")
     message = Er7Message(text)
@@ -137,10 +155,60 @@ def parse_order(text: str) -> OrderFacts:
     kind = (message.field(msh, 9, 0), message.field(msh, 9, 1))
     if kind not in SUPPORTED_TYPES:
         raise OrderRejectedError(AckCode.REJECT, f"unsupported message type {'^'.join(kind)}")
-    orc = message.first("ORC")
-    obr = message.first("OBR")
-    ipc = message.first("IPC")
-    pv1 = message.first("PV1")
+    patient_ids = _patient_ids(message)
+    patient_class = message.field(message.first("PV1"), 2)[:8]
+    groups = _order_groups(message)
+    orders: list[OrderFacts] = []
+    for number, group in enumerate(groups, start=1):
+        try:
+            orders.extend(_orders_of(message, group, "^".join(kind), patient_ids, patient_class))
+        except OrderRejectedError as error:
+            if len(groups) == 1:
+                raise
+            raise OrderRejectedError(error.code, f"order {number}: {error.reason}") from error
+        if len(orders) > MAX_ORDERS_PER_MESSAGE:
+            raise OrderRejectedError(
+                AckCode.ERROR, f"more than {MAX_ORDERS_PER_MESSAGE} orders in one message"
+            )
+    return orders
+
+
+@dataclass
+class _OrderGroup:
+    orc: list[str] | None = None
+    obr: list[str] | None = None
+    ipcs: list[list[str]] = field(default_factory=list)
+
+
+def _order_groups(message: Er7Message) -> list[_OrderGroup]:
+    """The order groups in the message's order: each ORC starts one, and so does an OBR that
+    finds its group's OBR taken (a sender that leaves ORC out); IPCs join the group they follow.
+    A message with none is one empty group (refused for its missing accession number)."""
+    groups: list[_OrderGroup] = []
+    for segment in message.ordered:
+        name = segment[0]
+        if name == "ORC" or (name == "OBR" and (not groups or groups[-1].obr is not None)):
+            groups.append(_OrderGroup())
+        if name == "ORC":
+            groups[-1].orc = segment
+        elif name == "OBR":
+            groups[-1].obr = segment
+        elif name == "IPC":
+            if not groups:
+                groups.append(_OrderGroup())
+            groups[-1].ipcs.append(segment)
+    return groups or [_OrderGroup()]
+
+
+def _orders_of(
+    message: Er7Message,
+    group: _OrderGroup,
+    message_type: str,
+    patient_ids: tuple[str, ...],
+    patient_class: str,
+) -> list[OrderFacts]:
+    """One order group's facts: one per accession number (an OMI names one per IPC)."""
+    orc, obr = group.orc, group.obr
     control_code = message.field(orc, 1) or OrderControl.NEW.value
     try:
         control = OrderControl(control_code)
@@ -148,12 +216,14 @@ def parse_order(text: str) -> OrderFacts:
         raise OrderRejectedError(
             AckCode.ERROR, f"unsupported order control (ORC-1) {control_code[:8]}"
         ) from None
-    accession = message.field(ipc, 1) or message.field(obr, 18) or message.field(obr, 20)
-    if not accession:
+    accessions = [message.field(ipc, 1) for ipc in group.ipcs]
+    accessions = list(dict.fromkeys(filter(None, accessions))) or [
+        message.field(obr, 18) or message.field(obr, 20)
+    ]
+    if not accessions[0]:
         raise OrderRejectedError(AckCode.ERROR, "no accession number (IPC-1 or OBR-18)")
-    if len(accession) > 64:
+    if any(len(accession) > 64 for accession in accessions):
         raise OrderRejectedError(AckCode.ERROR, "accession number longer than 64 characters")
-    patient_ids = _patient_ids(message)
     reason = (
         message.field(obr, 31, 1)
         or message.field(obr, 31)
@@ -165,17 +235,20 @@ def parse_order(text: str) -> OrderFacts:
     code, meaning, scheme = (message.field(obr, 4, i) for i in range(3))
     if code or meaning:
         procedure = {"code": code[:64], "meaning": meaning[:199], "scheme": scheme[:20]}
-    return OrderFacts(
-        message_type="^".join(kind),
-        order_control=control,
-        accession_number=accession,
-        placer_order_number=(message.field(orc, 2) or message.field(obr, 2))[:64],
-        filler_order_number=(message.field(orc, 3) or message.field(obr, 3))[:64],
-        reason_for_exam=reason[:MAX_REASON_CHARACTERS],
-        procedure=procedure,
-        patient_class=message.field(pv1, 2)[:8],
-        patient_ids=patient_ids,
-    )
+    return [
+        OrderFacts(
+            message_type=message_type,
+            order_control=control,
+            accession_number=accession,
+            placer_order_number=(message.field(orc, 2) or message.field(obr, 2))[:64],
+            filler_order_number=(message.field(orc, 3) or message.field(obr, 3))[:64],
+            reason_for_exam=reason[:MAX_REASON_CHARACTERS],
+            procedure=procedure,
+            patient_class=patient_class,
+            patient_ids=patient_ids,
+        )
+        for accession in accessions
+    ]
 
 
 def _patient_ids(message: Er7Message) -> tuple[str, ...]:
@@ -234,7 +307,7 @@ def answer_order_message(
         text, undecodable = raw.decode("ascii", "replace"), error
     answered = AcknowledgedMessage.from_message(text)
     # The sender is checked first, whatever the bytes (an AE would count its connection as a
-    # RIS's); readable text that is not HL7 at all is refused as such by ``parse_order``.
+    # RIS's); readable text that is not HL7 at all is refused as such by ``parse_orders``.
     if allowed_senders and (undecodable is not None or text.startswith("MSH")):
         sender = _sending_application(answered)
         if sender not in allowed_senders:
@@ -250,37 +323,41 @@ def answer_order_message(
             code, reason = merges.answer(message, _sending_application(answered))
             return _answer(answered, code, reason)
     try:
-        facts = parse_order(text)
+        orders = parse_orders(text)
     except OrderRejectedError as error:
         log_event(logger, "gateway.order_refused", logging.WARNING, code=error.code.value)
         return _answer(answered, error.code, error.reason)
     try:
         with session_scope(session_factory) as session:
-            session.add(
-                Order(
-                    accession_number=facts.accession_number,
-                    placer_order_number=facts.placer_order_number or None,
-                    filler_order_number=facts.filler_order_number or None,
-                    message_type=facts.message_type,
-                    order_control=facts.order_control.value,
-                    reason_for_exam=facts.reason_for_exam or None,
-                    procedure=facts.procedure,
-                    patient_class=facts.patient_class or None,
-                    patient_ids=list(facts.patient_ids),
-                    raw_message=text,
-                    received_at=now,
-                )
-            )
+            session.add_all(_order_row(facts, text, now) for facts in orders)
     except SQLAlchemyError as error:
         log_event(logger, "gateway.order_not_stored", logging.ERROR, error=type(error).__name__)
         return _answer(answered, AckCode.ERROR, "cannot store the order now; send it again")
     log_event(
         logger,
         "gateway.order_stored",
-        message_type=facts.message_type,
-        order_control=facts.order_control.value,
+        message_type=orders[0].message_type,
+        order_control=",".join(dict.fromkeys(facts.order_control.value for facts in orders)),
+        orders=len(orders),
     )
     return _answer(answered, AckCode.ACCEPT, "")
+
+
+def _order_row(facts: OrderFacts, text: str, now: datetime) -> Order:
+    """One order's row; each keeps the whole message it came in."""
+    return Order(
+        accession_number=facts.accession_number,
+        placer_order_number=facts.placer_order_number or None,
+        filler_order_number=facts.filler_order_number or None,
+        message_type=facts.message_type,
+        order_control=facts.order_control.value,
+        reason_for_exam=facts.reason_for_exam or None,
+        procedure=facts.procedure,
+        patient_class=facts.patient_class or None,
+        patient_ids=list(facts.patient_ids),
+        raw_message=text,
+        received_at=now,
+    )
 
 
 def _sending_application(answered: AcknowledgedMessage) -> str:

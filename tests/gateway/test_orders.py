@@ -109,6 +109,55 @@ def test_every_patient_identifier_of_an_order_is_kept_as_written(
         assert order.patient_ids == ["MRN|7", "NAT-55"]
 
 
+TWO_ORDERS = (
+    ORM
+    + "ORC|NW|PLC102|FIL202\r"
+    + segment("OBR", {1: "2", 2: "PLC102", 3: "FIL202", 4: "71100^XR RIBS^CPT", 18: "ACC779",
+                      31: "^Fall, rib pain"})
+)  # fmt: skip
+OMI_TWO_PROCEDURES = OMI + "IPC|ACC889|RP2|1.2.3.4.6|SPS2|DX\r"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_every_order_of_a_message_is_kept_under_its_own_accession_number(
+    listening_gateway: Gateway, session_factory: sessionmaker[Session]
+) -> None:
+    """A RIS orders the chest and the ribs in one ORM, an OMI two procedures in two IPCs: a
+    study under any of them finds its order."""
+    assert listening_gateway.order_listener is not None
+    port = listening_gateway.order_listener.port
+    assert msa(exchange(port, framed(TWO_ORDERS)))[0] == "AA"
+    assert msa(exchange(port, framed(OMI_TWO_PROCEDURES)))[0] == "AA"
+    with session_scope(session_factory) as session:
+        orders = {
+            o.accession_number: (o.placer_order_number, o.reason_for_exam, o.patient_ids)
+            for o in session.scalars(select(Order))
+        }
+    assert orders == {
+        "ACC777": ("PLC100", "Cough and fever for 3 days, rule out pneumonia", ["PAT001"]),
+        "ACC779": ("PLC102", "Fall, rib pain", ["PAT001"]),
+        "ACC888": ("PLC101", "Shortness of breath", ["PAT002"]),
+        "ACC889": ("PLC101", "Shortness of breath", ["PAT002"]),
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_order_message_with_one_unusable_order_is_refused_whole(
+    listening_gateway: Gateway, session_factory: sessionmaker[Session]
+) -> None:
+    assert listening_gateway.order_listener is not None
+    port = listening_gateway.order_listener.port
+    code, _, text = msa(exchange(port, framed(TWO_ORDERS.replace("ACC779", ""))))
+    assert (code, text) == ("AE", "order 2: no accession number (IPC-1 or OBR-18)")
+    many = ORM + "".join(
+        f"ORC|NW|P{n}\r" + segment("OBR", {1: str(n), 18: f"A{n}"}) for n in range(50)
+    )
+    code, _, text = msa(exchange(port, framed(many)))
+    assert (code, text) == ("AE", "more than 50 orders in one message")
+    with session_scope(session_factory) as session:
+        assert session.scalars(select(Order)).all() == [], "nothing of either is kept"
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize(
     ("message", "code", "reason"),
