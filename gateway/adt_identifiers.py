@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.orders import MAX_PATIENT_IDENTIFIERS, Er7Message, OrderRejectedError
+from gateway.er7 import Er7Message, OrderRejectedError
+from gateway.orders import MAX_PATIENT_IDENTIFIERS
 from radraft.hl7ack import AckCode
 
 MEDICAL_RECORD_NUMBER = "MR"

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.adt_identifiers import NotOurPatientError, choose_identifier, identifiers_of
-from gateway.orders import Er7Message, OrderRejectedError
+from gateway.er7 import Er7Message, OrderRejectedError
 from gateway.patient_files import PatientFileMove, PatientFilesError
 from gateway.spool import Spool
 from radraft.hl7ack import AckCode

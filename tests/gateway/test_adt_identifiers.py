@@ -7,7 +7,7 @@ import re
 import pytest
 
 from gateway.adt_identifiers import NotOurPatientError
-from gateway.orders import Er7Message, OrderRejectedError
+from gateway.er7 import Er7Message, OrderRejectedError
 from gateway.patient_merges import parse_merges, parse_update
 
 UPDATE = (
