@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.service import Gateway
 from radraft.db import session_scope
-from radraft.models import AuditEntry, Instance, Study
+from radraft.models import AuditEntry, Instance, Order, Study
+from radraft.orders import indication_for, order_for_study
 from radraft.patient_merge import MERGED_ACTION, UPDATED_ACTION
 from radraft.settings import Settings
 from radraft.synthetic import SyntheticPatient, make_chest_study
@@ -372,3 +373,34 @@ def test_a_merge_message_with_several_patient_groups_applies_each_in_order(
     with session_scope(session_factory) as session:
         entries = session.scalars(select(AuditEntry).where(AuditEntry.action == MERGED_ACTION))
         assert len(entries.all()) == 3, "one row per study each merge moved"
+
+
+def test_the_orders_of_a_merged_study_still_stand_for_it(
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    """The order names the prior number; after the merge it must still give the study its
+    indication and the order numbers the RIS files the next result under."""
+    uid, _ = _send_study(merging_gateway, 70, TEMPORARY, tmp_path / "a")
+    with session_scope(session_factory) as session:
+        study = session.scalars(select(Study)).one()
+        assert study.accession_number
+        session.add(
+            Order(accession_number=study.accession_number, placer_order_number="PLC-5",
+                  filler_order_number="FIL-5", message_type="ORM^O01", order_control="NW",
+                  reason_for_exam="Trauma, chest pain", patient_ids=["TEMP-9"],
+                  raw_message="MSH|")
+        )  # fmt: skip
+    code, _, _ = msa(exchange(_order_port(merging_gateway), framed(MERGE, "utf-8")))
+    assert code == "AA"
+    with session_scope(session_factory) as session:
+        study = session.scalars(select(Study).where(Study.study_instance_uid == uid)).one()
+        assert study.patient_id == "MRN-42"
+        stood = order_for_study(session, study).order
+        assert stood is not None, "the order still stands for the study"
+        assert (stood.placer_order_number, stood.patient_ids) == ("PLC-5", ["TEMP-9", "MRN-42"])
+        assert indication_for(session, study).text == "Trauma, chest pain"
+        (entry,) = session.scalars(select(AuditEntry).where(AuditEntry.action == MERGED_ACTION))
+        assert entry.details is not None
+        assert entry.details["orders_followed"] == 1
