@@ -162,13 +162,15 @@ def _orders_of(
     code, meaning, scheme = (message.field(obr, 4, i) for i in range(3))
     if code or meaning:
         procedure = {"code": code[:64], "meaning": meaning[:199], "scheme": scheme[:20]}
+    placer = (message.field(orc, 2) or message.field(obr, 2))[:64]
+    filler = (message.field(orc, 3) or message.field(obr, 3))[:64]
     return [
         OrderFacts(
             message_type=message_type,
             order_control=control,
             accession_number=accession,
-            placer_order_number=(message.field(orc, 2) or message.field(obr, 2))[:64],
-            filler_order_number=(message.field(orc, 3) or message.field(obr, 3))[:64],
+            placer_order_number=placer,
+            filler_order_number=filler,
             reason_for_exam=reason[:MAX_REASON_CHARACTERS],
             procedure=procedure,
             patient_class=patient_class,

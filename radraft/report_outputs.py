@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from radraft.enums import OutboxChannel
+from radraft.enums import OutboxChannel, OutboxStatus
 from radraft.models import OutboxMessage, ReportRevision
 from radraft.outbox import add_message
 from radraft.settings import Settings
@@ -45,3 +45,11 @@ def queue_outputs(session: Session, revision: ReportRevision, *, study_id: int) 
             payload={"output": output, "report_revision_id": revision.id},
             study_id=study_id,
         )
+
+
+def waits_for(row: OutboxMessage, waiting: frozenset[OutboxChannel]) -> str | None:
+    """The setting a pending row waits for (its channel among ``waiting``, from
+    ``channels_without_destination``); None for any other row."""
+    if row.status == OutboxStatus.PENDING and row.channel in waiting:
+        return DESTINATION_SETTINGS[row.channel]
+    return None

@@ -214,9 +214,8 @@ def outbox_list(
     from sqlalchemy import select
 
     from radraft.db import engine_for, make_sessionmaker, session_scope
-    from radraft.enums import OutboxStatus
     from radraft.models import OutboxMessage
-    from radraft.report_outputs import DESTINATION_SETTINGS, channels_without_destination
+    from radraft.report_outputs import channels_without_destination, waits_for
 
     settings = _settings()
     waiting = channels_without_destination(settings)
@@ -227,9 +226,12 @@ def outbox_list(
             query = query.where(OutboxMessage.status == status)
         for row in session.scalars(query):
             output = row.payload.get("output") or row.payload.get("task", "")
-            note = row.last_error or ""
-            if row.status == OutboxStatus.PENDING and row.channel in waiting:
-                note = f"waits for a destination: {DESTINATION_SETTINGS[row.channel]} is not set"
+            setting = waits_for(row, waiting)
+            note = (
+                f"waits for a destination: {setting} is not set"
+                if setting
+                else row.last_error or ""
+            )
             typer.echo(
                 f"{row.id}\t{row.channel}\t{output}\t{row.status}\tattempts={row.attempts}"
                 f"\tstudy={row.study_id}\t{note}"

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from radraft.enums import OutboxChannel, OutboxStatus
 from radraft.models import OutboxMessage
-from radraft.report_outputs import DESTINATION_SETTINGS, channels_without_destination
+from radraft.report_outputs import channels_without_destination, waits_for
 from reporting.web.deps import DbSession
 from reporting.web.security import reader
 
@@ -47,11 +47,7 @@ def list_outbox(
     waiting = channels_without_destination(request.app.state.settings)
     return [
         OutboxOut.model_validate(row, from_attributes=True).model_copy(
-            update={
-                "waits_for": DESTINATION_SETTINGS[row.channel]
-                if row.status == OutboxStatus.PENDING and row.channel in waiting
-                else None
-            }
+            update={"waits_for": waits_for(row, waiting)}
         )
         for row in session.scalars(query)
     ]
