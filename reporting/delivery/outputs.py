@@ -73,13 +73,6 @@ class DeliveredAs:
         return cls(dict(value["patient"]), value.get("order"), int(value["after_row"]))
 
 
-SENT_ORDER = "sent_order"
-"""The payload key of an ORU row: PV1-2 and the order numbers its first acknowledged copy went
-out with. The RIS files the result under them; if the order changes or is cancelled later (a
-study found under the wrong order is cancelled at the RIS first), the withdrawal must still
-name them, and a copy for a second RIS must say the same."""
-
-
 @dataclass(frozen=True)
 class RevisionBundle:
     """A revision with everything its outputs need, read in one transaction."""
@@ -334,8 +327,9 @@ def build_oru_message(
 ) -> str:
     """The revision's ORU^R01; ``withdrawn``: the same result posted as wrong (status W);
     ``delivered_as``: under the patient and order it went under before a patient correction;
-    ``sent_order``: the order numbers a result already went out with (``SENT_ORDER``), so
-    every copy of it, and its withdrawal, name the order the RIS filed it under.
+    ``sent_order``: the order numbers a result already went out with
+    (``reporting.delivery.result_history.SENT_ORDER``), so every copy of it, its withdrawal
+    and its correction name the order the RIS filed it under.
 
     Raises
     ------

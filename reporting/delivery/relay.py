@@ -41,13 +41,13 @@ from radraft.timeutil import Clock, utcnow
 from radraft.tls import client_context
 from radraft.withdrawal import ORU_WITHDRAWAL, SR_REJECTION, stop_if_withdrawn
 from reporting.delivery.outputs import (
-    SENT_ORDER,
     MissingRevisionError,
     RevisionBundle,
     build_oru_message,
     build_sr_dataset,
     load_bundle,
 )
+from reporting.delivery.result_history import SENT_ORDER, order_of_corrected_result
 from reporting.delivery.senders import DeliveryError, SentNote, send_oru, store_sr
 from reporting.delivery.withdrawals import (
     NO_ORU_DELIVERED,
@@ -218,7 +218,10 @@ class OutputDeliveryRelay:
             note = load_rejection_note(session, row, self._settings, self._clock())
             return lambda: self._send_rejection_note(note)
         bundle = load_bundle(session, int(payload["report_revision_id"]), spool_dir=spool_dir)
-        return lambda: self._send_output(channel, payload, bundle, row_id)
+        corrected_order = None
+        if channel == OutboxChannel.HL7 and bundle.revision.state == ReportState.AMENDED:
+            corrected_order = order_of_corrected_result(session, bundle.study, row)
+        return lambda: self._send_output(channel, payload, bundle, row_id, corrected_order)
 
     def _record_delivery(self, row_id: int, note: str | None, payload: dict[str, Any]) -> bool:
         """Mark the row done; while the database is down, keep trying instead of re-sending.
@@ -255,8 +258,11 @@ class OutputDeliveryRelay:
         payload: dict[str, Any],
         bundle: RevisionBundle,
         row_id: int,
+        corrected_order: dict[str, str] | None = None,
     ) -> str | None:
-        """Build and send; returns a note for the row (a warning, or why nothing was sent)."""
+        """Build and send; returns a note for the row (a warning, or why nothing was sent).
+        ``corrected_order``: for a correction, the order numbers the result it replaces went
+        out with (it goes under them, not under the order standing now)."""
         is_draft = bundle.revision.state == ReportState.DRAFTED
         if channel == OutboxChannel.DICOM:
             if is_draft and not self._settings.sr_send_drafts:
@@ -268,7 +274,9 @@ class OutputDeliveryRelay:
         if is_draft and not self._settings.hl7_send_drafts:
             return "not sent: RADRAFT_HL7_SEND_DRAFTS is false"
         if not payload.get("delivered_to") or SENT_ORDER not in payload:
-            payload[SENT_ORDER] = order_numbers(bundle.order)
+            payload[SENT_ORDER] = (
+                corrected_order if corrected_order is not None else order_numbers(bundle.order)
+            )
         sent_order = dict(payload[SENT_ORDER])
         self._send_to_each_ris(
             self._settings.hl7_destinations,

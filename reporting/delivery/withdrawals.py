@@ -15,12 +15,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from radraft.enums import OutboxChannel, OutboxStatus
+from radraft.enums import OutboxChannel
 from radraft.models import OutboxMessage, ReportRevision, Study
-from radraft.report_outputs import is_report_output
 from radraft.settings import Settings
 from reporting.delivery.outputs import (
-    SENT_ORDER,
     DeliveredAs,
     MissingRevisionError,
     RevisionBundle,
@@ -28,6 +26,7 @@ from reporting.delivery.outputs import (
     patient_and_study,
     study_offset,
 )
+from reporting.delivery.result_history import SENT_ORDER, settled_outputs
 from reporting.rejection_note import RejectionNote
 from reporting.sr import COMPREHENSIVE_SR, EvidenceReference, sr_series_uid
 
@@ -58,18 +57,7 @@ def _rows_delivered(
     """The study's report outputs on ``channel`` settled before ``withdrawal``, since the
     correction that set the patient they went under (a withdrawal takes back only those)."""
     after = delivered_as.after_row if delivered_as else (study.corrected_through_outbox_id or 0)
-    rows = session.scalars(
-        select(OutboxMessage)
-        .where(
-            OutboxMessage.study_id == study.id,
-            OutboxMessage.channel == channel,
-            OutboxMessage.status == OutboxStatus.DONE,
-            OutboxMessage.id > after,
-            OutboxMessage.id < withdrawal.id,
-        )
-        .order_by(OutboxMessage.id)
-    ).all()
-    return [row for row in rows if is_report_output(row)]
+    return settled_outputs(session, study, channel, after_row=after, before_row=withdrawal.id)
 
 
 def _study_of(session: Session, withdrawal: OutboxMessage) -> Study:
