@@ -4,6 +4,9 @@ A SOP Instance UID re-sent with another Patient ID, Study or Series Instance UID
 or a new instance of a known study under another Patient ID, is refused: accepting it would
 either overwrite the first copy or file the second patient's image (and demographics) under
 the first patient's study, and the study's SR would then go out with the wrong patient.
+
+A Patient ID that an ADT merge folded into the study's patient is the same patient
+(``radraft.merge_history``): the instance is filed under the study's patient, not refused.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from sqlalchemy import Connection, select
 
 from gateway.header import InstanceHeader
 from radraft.errors import RadraftError
+from radraft.merge_history import merged_into
 from radraft.models import Study
 
 SHORT_LABELS = {
@@ -144,15 +148,32 @@ def find_conflict(
             )
             if not same
         ]
+        if "PatientID" in differs and owner is not None and _merged(connection, header, owner):
+            differs.remove("PatientID")
         if not differs:
             return None
         disputed = owner.id if owner is not None and "PatientID" in differs else None
         return IdentityConflict("instance", instance.id, tuple(differs), disputed)
     if series is not None and (study is None or series.study_id != study.id):
         return IdentityConflict("series", series.id, ("StudyInstanceUID",))
-    if study is not None and not _same_patient(study.patient_id, patient_id):
+    if (
+        study is not None
+        and not _same_patient(study.patient_id, patient_id)
+        and not _merged(connection, header, study)
+    ):
         return IdentityConflict("study", study.id, ("PatientID",), study.id)
     return None
+
+
+def _merged(connection: Connection, header: InstanceHeader, known: KnownStudy) -> bool:
+    """Whether the instance's Patient ID was merged into the study's patient (an ADT merge
+    radraft was told of): a view sent late under the prior identifier, not another patient."""
+    return merged_into(
+        connection,
+        header.study.get("patient_id"),
+        header.study.get("issuer_of_patient_id"),
+        known.patient_id or "",
+    )
 
 
 def _study_by_id(connection: Connection, study_id: int) -> KnownStudy | None:

@@ -31,6 +31,7 @@ from gateway.integrity import (
     VerifiedFile,
     verify_part10_file,
 )
+from gateway.patient_files import PatientFilesError, file_under_study_patient
 from gateway.receiving import early_sync, reception_failure
 from gateway.recording import PurgedWhileStoredError, record_instance
 from gateway.rejection_notes import apply_rejection_note, read_rejection_note
@@ -186,7 +187,9 @@ class InstanceIntake:
         except SpoolError as error:
             return self._refuse(received, StoreStatus.OUT_OF_RESOURCES, str(error))
         try:
-            self._record_with_retry(header, relative_path, size, verified.transfer_syntax, received)
+            merged = self._record_with_retry(
+                header, relative_path, size, verified.transfer_syntax, received
+            )
         except IdentityConflictError as error:
             self._spool.discard(relative_path)
             return self._refuse_conflict(received, error.conflict, header)
@@ -208,6 +211,8 @@ class InstanceIntake:
                     received, StoreStatus.OUT_OF_RESOURCES,
                     f"rejection note not applied: database: {type(error).__name__}",
                 )  # fmt: skip
+        if merged:
+            self._file_under_merged_patient(header, received)
         log_event(
             logger,
             "gateway.instance_stored",
@@ -257,6 +262,21 @@ class InstanceIntake:
             log_event(logger, "gateway.audit_failed", logging.ERROR, error=type(error).__name__)
         return self._refuse(received, StoreStatus.DUPLICATE_SOP_INSTANCE, conflict.comment)
 
+    def _file_under_merged_patient(
+        self, header: InstanceHeader, received: ReceivedInstance
+    ) -> None:
+        """Rewrite the file of an instance that came under a merged-away Patient ID. Its rows
+        are committed, so a failure here loses nothing: the file keeps the prior identifier
+        (said in the log) and a re-send, or the next merge of the patient, rewrites it."""
+        try:
+            file_under_study_patient(
+                self._session_factory, self._spool, header.sop_instance_uid,
+                actor=f"dicom:{received.calling_ae_title}", now=self._clock(),
+            )  # fmt: skip
+        except (PatientFilesError, SQLAlchemyError) as error:
+            log_event(logger, "gateway.merged_file_not_rewritten", logging.ERROR,
+                      error=type(error).__name__)  # fmt: skip
+
     def _record_with_retry(
         self,
         header: InstanceHeader,
@@ -264,12 +284,14 @@ class InstanceIntake:
         size: int,
         transfer_syntax: str,
         received: ReceivedInstance,
-    ) -> None:
-        """Record the instance; a concurrent first insert of the same study or series retries."""
-        for attempt in range(3):
+    ) -> bool:
+        """Record the instance (``record_instance``: whether it was filed under a merged
+        patient); a concurrent first insert of the same study or series retries."""
+        attempts = 0
+        while True:
             try:
                 with connection_scope(self._session_factory) as connection:
-                    record_instance(
+                    return record_instance(
                         connection,
                         header,
                         relative_path=relative_path,
@@ -281,9 +303,9 @@ class InstanceIntake:
                         now=self._clock(),
                         still_spooled=lambda relative: self._spool.path_of(relative).is_file(),
                     )
-                return
             except IntegrityError:
-                if attempt == 2:
+                attempts += 1
+                if attempts == 3:
                     raise
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.identity import identity_key_of
@@ -32,8 +33,13 @@ from radraft.db import session_scope
 from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
 from radraft.errors import RadraftError
 from radraft.logs import log_event
-from radraft.models import Instance
-from radraft.patient_correction import PatientCorrection, correct_patient, spooled_instances
+from radraft.models import AuditEntry, Instance, Study
+from radraft.patient_correction import (
+    PatientCorrection,
+    correct_patient,
+    patient_of,
+    spooled_instances,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +52,9 @@ PATIENT_KEYWORDS = {
 }
 """Where each of ``radraft.patient_correction.PATIENT_FIELDS`` lives in a data set."""
 UTF8 = "ISO_IR 192"
+MERGED_ARRIVAL_ACTION = "instance.merged_patient_received"
+"""Audit action: an instance came under a merged-away Patient ID and was filed under the
+surviving patient (the study; the instance's row id, no identifier)."""
 REWRITE_ERRORS: tuple[type[Exception], ...] = (*UNREADABLE_DICOM_ERRORS, SpoolError)
 
 
@@ -89,16 +98,20 @@ class PatientFileMove:
     def rewrite(self, session: Session, study_id: int, patient: dict[str, str]) -> None:
         """Rewrite the study's spooled files with ``patient`` and point its rows at them."""
         for instance in spooled_instances(session, study_id):
-            identity = _identity(instance, patient)
-            with _as_rewrite_failure():
-                if spool_relative_path(identity) == instance.spool_path:
-                    previous = self._spool.keep_previous(instance.spool_path)
-                    self._previous.append((instance.spool_path, previous))
-                relative, size = _rewrite(self._spool, instance, patient, identity)
-            if relative != instance.spool_path:
-                self._written.append(relative)
-                self._replaced.append(instance.spool_path)
-            instance.spool_path, instance.size_bytes = relative, size
+            self.rewrite_instance(instance, patient)
+
+    def rewrite_instance(self, instance: Instance, patient: dict[str, str]) -> None:
+        """Rewrite one instance's spooled file with ``patient`` and point its row at it."""
+        identity = _identity(instance, patient)
+        with _as_rewrite_failure():
+            if spool_relative_path(identity) == instance.spool_path:
+                previous = self._spool.keep_previous(instance.spool_path)
+                self._previous.append((instance.spool_path, previous))
+            relative, size = _rewrite(self._spool, instance, patient, identity)
+        if relative != instance.spool_path:
+            self._written.append(relative)
+            self._replaced.append(instance.spool_path)
+        instance.spool_path, instance.size_bytes = relative, size
 
 
 def correct_study_patient(
@@ -121,6 +134,41 @@ def correct_study_patient(
     log_event(logger, "gateway.patient_files_rewritten", study_id=correction.study_id,
               files=move.files)  # fmt: skip
     return correction
+
+
+def file_under_study_patient(
+    session_factory: sessionmaker[Session],
+    spool: Spool,
+    sop_instance_uid: str,
+    *,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Rewrite a received instance's file with its study's patient, audited.
+
+    The instance came under an identifier an ADT merge folded into that patient
+    (``gateway.recording`` filed its rows there); its file still names the prior one, which
+    DICOMweb would serve over the images.
+
+    Raises
+    ------
+    PatientFilesError
+        If the file cannot be rewritten (the instance stays stored, its file as it came).
+    """
+    move = PatientFileMove(spool)
+    with move.transaction(session_factory) as session:
+        instance = session.scalars(
+            select(Instance).where(Instance.sop_instance_uid == sop_instance_uid)
+        ).one()
+        study = session.scalars(
+            select(Study).where(Study.id == instance.study_id).with_for_update()
+        ).one()
+        if instance.purged_at is None:
+            move.rewrite_instance(instance, patient_of(study))
+        session.add(
+            AuditEntry(at=now, actor=actor, action=MERGED_ARRIVAL_ACTION, object_type="study",
+                       object_id=str(study.id), details={"instance_id": instance.id})
+        )  # fmt: skip
 
 
 class PatientFilesError(RadraftError):

@@ -23,7 +23,9 @@ from gateway.selection import classify_instance
 from radraft.enums import StudyStatus
 from radraft.errors import RadraftError
 from radraft.image_rejection import rejected_on_arrival_reason
+from radraft.merge_history import merged_patient
 from radraft.models import AwaitedRejection, Instance, Series, Study
+from radraft.patient_correction import PATIENT_FIELDS
 from radraft.study_status import STATUSES_RESET_BY_NEW_INSTANCES, moved_status
 
 STUDIES = cast(Table, Study.__table__)
@@ -101,8 +103,10 @@ def record_instance(
     now: datetime,
     origin: str | None = None,
     still_spooled: Callable[[str], bool] = lambda _relative: True,
-) -> None:
-    """Insert or update the study, series and instance rows of one received instance.
+) -> bool:
+    """Insert or update the study, series and instance rows of one received instance; whether
+    it was filed under the patient its Patient ID was merged into (its file still names the
+    prior one, and is rewritten by the caller, ``gateway.patient_files``).
 
     A new SOP Instance UID bumps the study's ``content_version`` and its ``last_received_at``,
     which restarts the stability timer; a re-sent instance only refreshes its own row.
@@ -128,7 +132,9 @@ def record_instance(
         raise PurgedWhileStoredError("a retention purge took the file as it was stored")
 
     classification = classify_instance(header.facts, strict=strict_body_part)
-    study_changes = _changed(study, header.study)
+    under_merged_patient = _patient_after_merges(connection, header, study)
+    study_changes = _changed(study, header.study if under_merged_patient is None else {
+        **header.study, **under_merged_patient})  # fmt: skip
     rejection_code = None
     if instance is None and study is not None and study.awaited_rejections:
         awaited = connection.execute(
@@ -201,6 +207,29 @@ def record_instance(
         if instance.rejected_at is not None:  # a re-send does not undo a rejection note
             values.update(is_chest=False, classification_reason=instance.classification_reason)
         connection.execute(RESENT_INSTANCE, {"row_id": instance.id, **values})
+    return under_merged_patient is not None
+
+
+def _patient_after_merges(
+    connection: Connection, header: InstanceHeader, study: Row[Any] | None
+) -> dict[str, Any] | None:
+    """The Patient module the instance is filed under when ADT merges moved its Patient ID
+    (``radraft.merge_history``), else None (filed as it came).
+
+    Into a known study of another Patient ID (the identity check found it merged into the
+    study's patient): the study's own, so the prior patient's demographics do not overwrite
+    it. As a new study: its identifier as the merges made it (one indexed query per new study;
+    a known study of its own patient costs none).
+    """
+    claimed = header.study.get("patient_id")
+    if study is not None:
+        if not study.patient_id or claimed == study.patient_id:
+            return None
+        return {name: getattr(study, name) for name in PATIENT_FIELDS}
+    if not claimed:
+        return None
+    merged = merged_patient(connection, {name: header.study.get(name) for name in PATIENT_FIELDS})
+    return None if merged is None or merged["patient_id"] == claimed else merged
 
 
 def _changed(row: Row[Any] | None, read: dict[str, Any]) -> dict[str, Any]:

@@ -257,6 +257,23 @@ class AwaitedRejection(Base):
     noted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PatientMergeRecord(Base):
+    """A patient merge radraft was told of (ADT^A40 or A47), kept whether or not it held a study
+    of the prior identifier then: images a modality sends later under that identifier, and
+    orders that name it, follow the merge (``radraft.merge_history``)."""
+
+    __tablename__ = "patient_merges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prior_patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    prior_issuer: Mapped[str] = mapped_column(String(64), default="")
+    """MRG-1's assigning authority (empty: not given)."""
+    patient: Mapped[dict[str, str]]
+    """The surviving patient's Patient module as the ADT said it (an empty value: not said)."""
+    event: Mapped[str] = mapped_column(String(8))
+    merged_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class DraftingJob(Base):
     """One request to draft a study at a given content version; its key makes queuing idempotent."""
 

@@ -11,7 +11,8 @@ at the modality, or the same number issued by two RIS, points at another patient
 reason for exam would then reach the prompt and the case page, and its placer and filler order
 numbers the SR and the ORU, where the RIS files the report under that order: another patient's.
 So an order stands for a study only if one of its patient identifiers (PID-3) is the study's
-Patient ID; otherwise it is not used at all, and the case page and the drafting log say so.
+Patient ID, or was merged into it by an ADT merge; otherwise it is not used at all, and the
+case page and the drafting log say so.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radraft.enums import OrderControl
+from radraft.merge_history import merged_into
 from radraft.models import Order, Study
 
 NEUTRAL_INDICATION = "chest radiograph"
@@ -108,9 +110,20 @@ def order_for_study(session: Session, study: Study) -> StudyOrder:
     order = _standing_order_of(session, study.accession_number)
     if order is None:
         return StudyOrder(None)
-    if names_patient(order, study.patient_id):
+    if names_patient(order, study.patient_id) or _names_merged_patient(session, order, study):
         return StudyOrder(order)
     return StudyOrder(None, other_patient=True)
+
+
+def _names_merged_patient(session: Session, order: Order, study: Study) -> bool:
+    """Whether an identifier the order names was merged into the study's patient: the order
+    was placed under a temporary number that an ADT merge folded into the patient before (or
+    after) the study arrived (``radraft.merge_history``). Only asked when no identifier
+    matches, so the usual study costs nothing."""
+    return any(
+        merged_into(session, identifier, "", study.patient_id or "")
+        for identifier in order.patient_ids or []
+    )
 
 
 @dataclass(frozen=True)

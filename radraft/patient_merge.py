@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from radraft.identity_dispute import requeue_held
 from radraft.logs import log_event
-from radraft.models import AuditEntry, Order, Study
+from radraft.models import AuditEntry, Order, PatientMergeRecord, Study
 from radraft.patient_correction import PATIENT_FIELDS, patient_of
 
 logger = logging.getLogger(__name__)
@@ -80,9 +80,14 @@ def merge_patient(
     session: Session, merge: PatientMerge, *, actor: str, now: datetime
 ) -> list[MergedStudy]:
     """Move every study of the prior identifier to the surviving patient (the caller commits
-    and rewrites the files, ``gateway.patient_merges``); one audit row per study."""
+    and rewrites the files, ``gateway.patient_merges``); one audit row per study. The merge is
+    kept (``radraft.merge_history``) for what arrives under the prior identifier later."""
     if merge.prior_patient_id == merge.patient["patient_id"] and not merge.prior_issuer:
         return []
+    session.add(
+        PatientMergeRecord(prior_patient_id=merge.prior_patient_id, prior_issuer=merge.prior_issuer,
+                           patient=dict(merge.patient), event=merge.event, merged_at=now)
+    )  # fmt: skip
     merged = []
     for study in _studies_of(session, merge.prior_patient_id, merge.prior_issuer):
         moved = _take_patient(study, merge.patient)
