@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from radraft.identity_dispute import requeue_held
 from radraft.logs import log_event
-from radraft.models import AuditEntry, Order, PatientMergeRecord, Study
+from radraft.models import AuditEntry, PatientMergeRecord, Study
 from radraft.patient_correction import PATIENT_FIELDS, patient_of
 
 logger = logging.getLogger(__name__)
@@ -92,9 +92,7 @@ def merge_patient(
     for study in _studies_of(session, merge.prior_patient_id, merge.prior_issuer):
         moved = _take_patient(study, merge.patient)
         settled = _settle_dispute(session, study, merge, now)
-        orders = _orders_follow(session, study, merge)
-        details = {"event": merge.event, "moved": list(moved), "dispute_settled": settled,
-                   "orders_followed": orders}  # fmt: skip
+        details = {"event": merge.event, "moved": list(moved), "dispute_settled": settled}
         _audit(session, study, MERGED_ACTION, actor, now, details)
         log_event(logger, "study.patient_merged", study_id=study.id, dispute_settled=settled)
         merged.append(MergedStudy(study.id, moved, settled, patient_of(study)))
@@ -155,29 +153,6 @@ def _audit(
         AuditEntry(at=now, actor=actor, action=action, object_type="study",
                    object_id=str(study.id), details=details)
     )  # fmt: skip
-
-
-def _orders_follow(session: Session, study: Study, merge: PatientMerge) -> int:
-    """Let the study's orders name the surviving patient too, so they still stand for it.
-
-    An order stands for a study only if it names the study's Patient ID among its PID-3
-    identifiers (``radraft.orders.names_patient``); its stored message names the prior one, so
-    after the move the study would lose its order: the indication, and the order numbers a
-    RIS files the next result (an amendment, a correction) under. The prior identifier is kept
-    (the message said it); how many orders now name both.
-    """
-    if not study.accession_number:
-        return 0
-    surviving = merge.patient["patient_id"]
-    followed = 0
-    for order in session.scalars(
-        select(Order).where(Order.accession_number == study.accession_number)
-    ):
-        named = list(order.patient_ids or [])
-        if merge.prior_patient_id in named and surviving not in named:
-            order.patient_ids = [*named, surviving]
-            followed += 1
-    return followed
 
 
 def _settle_dispute(session: Session, study: Study, merge: PatientMerge, now: datetime) -> bool:
