@@ -16,15 +16,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from radraft.db import session_scope
-from radraft.enums import JobStatus
-from radraft.models import DraftingJob, Instance, ReportRevision
+from radraft.enums import JobStatus, ReportState
+from radraft.models import DraftingJob, Instance, ReportRevision, Study
 from radraft.settings import DicomDestination, Settings
+from reporting.delivery.outputs import load_bundle
 from tests.dicom_peers import ReferenceStoreSCP, storescu, synthetic_study_files
 from tests.processes import radraft_process
+from tests.reporting.factories import add_revision
 from tests.support import free_port, require_tool, wait_until
 
 STUDIES = 2
 IMAGES_PER_STUDY = 2
+DIGITAL_XRAY = "1.2.840.10008.5.1.4.1.1.1.1"
 
 
 @pytest.fixture
@@ -91,3 +94,14 @@ def test_srs_forwarded_back_by_the_pacs_never_start_another_draft(
     assert returned_srs() == STUDIES, "each SR came back once and was kept"
     assert reasons == {"radraft's own report SR, sent back"}
     assert len(list(forwarding_pacs.folder.iterdir())) == STUDIES * (IMAGES_PER_STUDY + 1)
+
+    with session_scope(session_factory) as session:  # the next SR of a study, e.g. its amendment
+        study = session.scalars(select(Study).order_by(Study.id)).first()
+        assert study is not None
+        revision = add_revision(session, study, ReportState.DRAFTED, model=True,
+                                findings="Findings.", impression="Impression.")  # fmt: skip
+        session.flush()
+        bundle = load_bundle(session, revision.id, spool_dir=settings.spool_dir)
+    evidence = {reference.sop_class_uid for _, reference in bundle.sources}
+    assert evidence == {DIGITAL_XRAY}, "its own SR that came back is not evidence of the next"
+    assert len(bundle.sources) == IMAGES_PER_STUDY

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.sr.coding import Code
-from sqlalchemy import select
+from sqlalchemy import not_, select
 from sqlalchemy.orm import Session
 
 from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
@@ -73,6 +73,14 @@ class DeliveredAs:
         return cls(dict(value["patient"]), value.get("order"), int(value["after_row"]))
 
 
+NOT_EVIDENCE = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.11.")
+"""SOP Class UID roots of the study's documents, not its images: structured reports and key
+object selections (radraft's own SRs a PACS sends back, its notes, IOCM rejection notes) and
+presentation states. The SR's evidence is the images the report is about; a report listing
+its predecessor, or the note that rejected an image, as evidence misleads whoever follows it
+(the predecessors are named in the Predecessor Documents Sequence)."""
+
+
 @dataclass(frozen=True)
 class RevisionBundle:
     """A revision with everything its outputs need, read in one transaction."""
@@ -107,7 +115,11 @@ def load_bundle(session: Session, revision_id: int, *, spool_dir: Path) -> Revis
     rows = session.execute(
         select(Instance, Series.series_instance_uid)
         .join(Series, Series.id == Instance.series_id)
-        .where(Instance.study_id == study.id, Instance.rejected_at.is_(None))  # IOCM rejected
+        .where(
+            Instance.study_id == study.id,
+            Instance.rejected_at.is_(None),  # IOCM rejected
+            *(not_(Instance.sop_class_uid.startswith(prefix)) for prefix in NOT_EVIDENCE),
+        )
         .order_by(Instance.id)
     ).all()
     sources = tuple(

@@ -119,7 +119,9 @@ def test_an_image_rejected_for_quality_is_never_drafted_or_served_and_the_study_
         session.flush()
         bundle = load_bundle(session, revision.id, spool_dir=settings.spool_dir)
     evidence = {reference.sop_instance_uid for _, reference in bundle.sources}
-    assert str(lateral.SOPInstanceUID) not in evidence, "nor named as the SR's evidence"
+    assert evidence == {str(pa.SOPInstanceUID)}, (
+        "nor named as the SR's evidence, and the note (a KOS) is no evidence either"
+    )
     with session_scope(session_factory) as session:
         create_user(session, "resident", role=Role.RESIDENT, password=PASSWORD, full_name="R")
     with TestClient(create_app(settings)) as client:
