@@ -30,7 +30,15 @@ from sqlalchemy.orm import Session
 from radraft.enums import JobStatus, StudyStatus
 from radraft.identity_dispute import mark_disputed
 from radraft.logs import log_event
-from radraft.models import AuditEntry, AwaitedRejection, DraftingJob, Instance, Report, Study
+from radraft.models import (
+    AuditEntry,
+    AwaitedRejection,
+    DraftingJob,
+    Instance,
+    Report,
+    ReportRevision,
+    Study,
+)
 from radraft.study_status import STATUSES_RESET_BY_NEW_INSTANCES, move_study
 
 logger = logging.getLogger(__name__)
@@ -120,8 +128,18 @@ def _await_the_rest(
     session: Session, study: Study, note: RejectionNote, held: set[str], now: datetime
 ) -> int:
     """Remember the named instances radraft does not hold yet, so each is rejected as it
-    arrives (``gateway.recording``); how many were not awaited already."""
+    arrives (``gateway.recording``); how many were not awaited already. An SR radraft made
+    (a PACS rejecting the draft SR it stored) is not awaited: it would never arrive, and the
+    study would ask for it with every new instance for ever."""
     missing = note.sop_instance_uids - held
+    if missing:  # radraft's own SRs are never received here unless a PACS sends them back
+        missing -= set(
+            session.scalars(
+                select(ReportRevision.sr_sop_instance_uid).where(
+                    ReportRevision.sr_sop_instance_uid.in_(missing)
+                )
+            )
+        )
     if not missing:
         return 0
     known = set(

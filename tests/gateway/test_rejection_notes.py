@@ -246,6 +246,31 @@ def test_a_note_sent_before_its_images_rejects_them_as_they_arrive(
         assert len(entries.all()) == 1, "nor is it audited again"
 
 
+def test_a_note_naming_the_sr_radraft_sent_awaits_nothing(
+    running_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    """The PACS rejects radraft's draft SR (stored there, never received here): it is not
+    awaited, or every later instance of the study would look it up for ever."""
+    pa, lateral = make_chest_study(77, rows=64, columns=64)
+    assert _send(running_gateway, [pa, lateral], tmp_path / "study") == {0x0000}
+    our_sr = make_chest_study(77, rows=64, columns=64)[0]
+    our_sr.SOPInstanceUID, our_sr.SeriesInstanceUID = generate_uid(), generate_uid()
+    with session_scope(session_factory) as session:
+        revision = add_revision(session, session.scalars(select(Study)).one(), ReportState.DRAFTED,
+                                model=True, findings="Draft.", impression="Draft.")  # fmt: skip
+        revision.sr_sop_instance_uid = str(our_sr.SOPInstanceUID)
+    never_sent = make_chest_study(77, rows=64, columns=64)[0]
+    never_sent.SOPInstanceUID = generate_uid()
+    note = rejection_note([our_sr, never_sent], "113001")
+    assert _send(running_gateway, [note], tmp_path / "note") == {0x0000}
+    with session_scope(session_factory) as session:
+        remaining = session.scalars(select(AwaitedRejection.sop_instance_uid)).all()
+    assert remaining == [str(never_sent.SOPInstanceUID)], "only the image radraft never had"
+    assert _study(session_factory).awaited_rejections == 1
+
+
 def _study(factory: sessionmaker[Session]) -> Study:
     with session_scope(factory) as session:
         return session.scalars(select(Study)).one()
