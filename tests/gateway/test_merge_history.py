@@ -10,7 +10,6 @@ the running gateway; the images come from a real storescu.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,24 +25,13 @@ from radraft.models import AuditEntry, Instance, Order, PatientMergeRecord, Stud
 from radraft.orders import indication_for, order_for_study
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
-from tests.conftest import RecordingPublisher
 from tests.dicom_peers import store_statuses, storescu, write_study
 from tests.gateway.test_orders import exchange, framed, msa
-from tests.gateway.test_patient_merges import MERGE, TEMPORARY, order_port_gateway
+from tests.gateway.test_patient_merges import MERGE, TEMPORARY
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 
 SURVIVING = ("MRN-42", "Müller^Jürgen^^Dr", "19610203", "M")
-
-
-@pytest.fixture
-def gateway(
-    settings: Settings, session_factory: sessionmaker[Session], publisher: RecordingPublisher
-) -> Iterator[Gateway]:
-    with order_port_gateway(
-        settings, session_factory, publisher, hl7_patient_merges=True
-    ) as running:
-        yield running
 
 
 def _merge(gateway: Gateway, message: str = MERGE) -> str:
@@ -77,15 +65,18 @@ def _file_patients(factory: sessionmaker[Session], settings: Settings) -> list[s
 
 
 def test_a_view_sent_late_under_the_prior_identifier_joins_its_merged_study(
-    gateway: Gateway, session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     pa, lateral = write_study(make_chest_study(80, rows=64, columns=64, patient=TEMPORARY),
                               tmp_path / "study")  # fmt: skip
-    assert _statuses(gateway, [pa]) == {0x0000}
-    assert _merge(gateway) == "merged 1 studies"
+    assert _statuses(merging_gateway, [pa]) == {0x0000}
+    assert _merge(merging_gateway) == "merged 1 studies"
 
-    assert _statuses(gateway, [lateral]) == {0x0000}, "the modality's late view is stored"
-    assert _statuses(gateway, [pa]) == {0x0000}, "and its retry of the first view"
+    assert _statuses(merging_gateway, [lateral]) == {0x0000}, "the modality's late view is stored"
+    assert _statuses(merging_gateway, [pa]) == {0x0000}, "and its retry of the first view"
     patient, disputed, instances = _study(session_factory)
     assert (patient, disputed, instances) == (SURVIVING, None, 2), (
         "filed under the surviving patient, its demographics kept, no dispute"
@@ -102,7 +93,10 @@ def test_a_view_sent_late_under_the_prior_identifier_joins_its_merged_study(
 
 
 def test_a_study_that_arrives_after_its_patient_was_merged_is_filed_under_the_survivor(
-    gateway: Gateway, session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     """The RIS ordered it under the temporary number, the merge came, then the images: the
     study goes under the surviving patient and the order still stands for it."""
@@ -113,9 +107,9 @@ def test_a_study_that_arrives_after_its_patient_was_merged_is_filed_under_the_su
                   filler_order_number="FIL-6", message_type="ORM^O01", order_control="NW",
                   reason_for_exam="Fall, rib pain", patient_ids=["TEMP-9"], raw_message="MSH|")
         )  # fmt: skip
-    assert _merge(gateway) == "merged 0 studies", "nothing held yet, the merge is kept"
+    assert _merge(merging_gateway) == "merged 0 studies", "nothing held yet, the merge is kept"
 
-    assert _statuses(gateway, write_study(datasets, tmp_path / "study")) == {0x0000}
+    assert _statuses(merging_gateway, write_study(datasets, tmp_path / "study")) == {0x0000}
     patient, disputed, instances = _study(session_factory)
     assert (patient, disputed, instances) == (SURVIVING, None, 2)
     assert _file_patients(session_factory, settings) == ["MRN-42|Müller^Jürgen^^Dr|M"] * 2
@@ -128,14 +122,17 @@ def test_a_study_that_arrives_after_its_patient_was_merged_is_filed_under_the_su
 
 
 def test_a_later_study_of_the_same_number_from_another_authority_stays_its_own(
-    gateway: Gateway, session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     """MRG-1 is TEMP-9 of HOSP; TEMP-9 issued by CLINIC is another patient."""
-    _merge(gateway)
+    _merge(merging_gateway)
     datasets = make_chest_study(82, rows=64, columns=64, patient=TEMPORARY)
     for dataset in datasets:
         dataset.IssuerOfPatientID = "CLINIC"
-    assert _statuses(gateway, write_study(datasets, tmp_path / "study")) == {0x0000}
+    assert _statuses(merging_gateway, write_study(datasets, tmp_path / "study")) == {0x0000}
     patient, _, _ = _study(session_factory)
     assert patient == ("TEMP-9", "UNKNOWN^TRAUMA", "19000101", "O")
     assert _file_patients(session_factory, settings) == ["TEMP-9|UNKNOWN^TRAUMA|O"] * 2

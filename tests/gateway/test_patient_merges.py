@@ -6,10 +6,7 @@ gateway's order port, in UTF-8 with a name DICOM's default character set cannot 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -25,8 +22,9 @@ from radraft.settings import Settings
 from radraft.synthetic import SyntheticPatient, make_chest_study
 from tests.conftest import RecordingPublisher
 from tests.dicom_peers import store_statuses, storescu, write_study
+from tests.gateway.conftest import order_port_gateway
 from tests.gateway.test_orders import exchange, framed, msa
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 
@@ -48,38 +46,6 @@ UPDATE = (
     "PID|1||PAT-5^^^HOSP^MR~998877^^^SSA^SS||Østergaard^Åsa||19500506|F\r"
     "PV1|1|O\r"
 )
-
-
-@contextmanager
-def order_port_gateway(
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    publisher: RecordingPublisher,
-    **changes: Any,
-) -> Iterator[Gateway]:
-    """A running gateway with an order port, ``changes`` made to its settings."""
-    gateway = Gateway(
-        settings.model_copy(
-            update={"hl7_listen_port": free_port(), "hl7_listen_host": "127.0.0.1", **changes}
-        ),
-        session_factory,
-        publisher,
-    )
-    gateway.start()
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
-
-
-@pytest.fixture
-def merging_gateway(
-    settings: Settings, session_factory: sessionmaker[Session], publisher: RecordingPublisher
-) -> Iterator[Gateway]:
-    with order_port_gateway(
-        settings, session_factory, publisher, hl7_patient_merges=True
-    ) as gateway:
-        yield gateway
 
 
 def _order_port(gateway: Gateway) -> int:
