@@ -187,7 +187,7 @@ class InstanceIntake:
         except SpoolError as error:
             return self._refuse(received, StoreStatus.OUT_OF_RESOURCES, str(error))
         try:
-            merged = self._record_with_retry(
+            under_adt_patient = self._record_with_retry(
                 header, relative_path, size, verified.transfer_syntax, received
             )
         except IdentityConflictError as error:
@@ -211,8 +211,8 @@ class InstanceIntake:
                     received, StoreStatus.OUT_OF_RESOURCES,
                     f"rejection note not applied: database: {type(error).__name__}",
                 )  # fmt: skip
-        if merged:
-            self._file_under_merged_patient(header, received)
+        if under_adt_patient:
+            self._file_under_adt_patient(header, received)
         log_event(
             logger,
             "gateway.instance_stored",
@@ -262,19 +262,18 @@ class InstanceIntake:
             log_event(logger, "gateway.audit_failed", logging.ERROR, error=type(error).__name__)
         return self._refuse(received, StoreStatus.DUPLICATE_SOP_INSTANCE, conflict.comment)
 
-    def _file_under_merged_patient(
-        self, header: InstanceHeader, received: ReceivedInstance
-    ) -> None:
-        """Rewrite the file of an instance that came under a merged-away Patient ID. Its rows
-        are committed, so a failure here loses nothing: the file keeps the prior identifier
-        (said in the log) and a re-send, or the next merge of the patient, rewrites it."""
+    def _file_under_adt_patient(self, header: InstanceHeader, received: ReceivedInstance) -> None:
+        """Rewrite the file of an instance filed under the patient the ADT feed decided (a
+        merged-away Patient ID, older demographics). Its rows are committed, so a failure here
+        loses nothing: the file keeps what it came with (said in the log) and a re-send, or
+        the patient's next merge or update, rewrites it."""
         try:
             file_under_study_patient(
                 self._session_factory, self._spool, header.sop_instance_uid,
                 actor=f"dicom:{received.calling_ae_title}", now=self._clock(),
             )  # fmt: skip
         except (PatientFilesError, SQLAlchemyError) as error:
-            log_event(logger, "gateway.merged_file_not_rewritten", logging.ERROR,
+            log_event(logger, "gateway.adt_patient_file_not_rewritten", logging.ERROR,
                       error=type(error).__name__)  # fmt: skip
 
     def _record_with_retry(
@@ -285,7 +284,7 @@ class InstanceIntake:
         transfer_syntax: str,
         received: ReceivedInstance,
     ) -> bool:
-        """Record the instance (``record_instance``: whether it was filed under a merged
+        """Record the instance (``record_instance``: whether it was filed under the ADT's
         patient); a concurrent first insert of the same study or series retries."""
         attempts = 0
         while True:

@@ -52,9 +52,10 @@ PATIENT_KEYWORDS = {
 }
 """Where each of ``radraft.patient_correction.PATIENT_FIELDS`` lives in a data set."""
 UTF8 = "ISO_IR 192"
-MERGED_ARRIVAL_ACTION = "instance.merged_patient_received"
-"""Audit action: an instance came under a merged-away Patient ID and was filed under the
-surviving patient (the study; the instance's row id, no identifier)."""
+ADT_PATIENT_ACTION = "instance.adt_patient_applied"
+"""Audit action: an instance came under a merged-away Patient ID, or with demographics the ADT
+feed has since corrected, and was filed under the patient as the ADT has it (the study; the
+instance's row id, no identifier or name)."""
 REWRITE_ERRORS: tuple[type[Exception], ...] = (*UNREADABLE_DICOM_ERRORS, SpoolError)
 
 
@@ -146,9 +147,10 @@ def file_under_study_patient(
 ) -> None:
     """Rewrite a received instance's file with its study's patient, audited.
 
-    The instance came under an identifier an ADT merge folded into that patient
-    (``gateway.recording`` filed its rows there); its file still names the prior one, which
-    DICOMweb would serve over the images.
+    The instance came under an identifier an ADT merge folded into that patient, or with
+    demographics an ADT update has since corrected (``gateway.recording`` filed its rows under
+    the study's); its file still says what it came with, which DICOMweb would serve over the
+    images.
 
     Raises
     ------
@@ -166,7 +168,7 @@ def file_under_study_patient(
         if instance.purged_at is None:
             move.rewrite_instance(instance, patient_of(study))
         session.add(
-            AuditEntry(at=now, actor=actor, action=MERGED_ARRIVAL_ACTION, object_type="study",
+            AuditEntry(at=now, actor=actor, action=ADT_PATIENT_ACTION, object_type="study",
                        object_id=str(study.id), details={"instance_id": instance.id})
         )  # fmt: skip
 

@@ -105,8 +105,8 @@ def record_instance(
     still_spooled: Callable[[str], bool] = lambda _relative: True,
 ) -> bool:
     """Insert or update the study, series and instance rows of one received instance; whether
-    it was filed under the patient its Patient ID was merged into (its file still names the
-    prior one, and is rewritten by the caller, ``gateway.patient_files``).
+    it was filed under a patient the ADT feed decided, not the one its header names (its file
+    still names that one, and is rewritten by the caller, ``gateway.patient_files``).
 
     A new SOP Instance UID bumps the study's ``content_version`` and its ``last_received_at``,
     which restarts the stability timer; a re-sent instance only refreshes its own row.
@@ -132,9 +132,12 @@ def record_instance(
         raise PurgedWhileStoredError("a retention purge took the file as it was stored")
 
     classification = classify_instance(header.facts, strict=strict_body_part)
-    under_merged_patient = _patient_after_merges(connection, header, study)
-    study_changes = _changed(study, header.study if under_merged_patient is None else {
-        **header.study, **under_merged_patient})  # fmt: skip
+    adt_patient = _patient_per_adt(connection, header, study)
+    study_changes = _changed(
+        study, header.study if adt_patient is None else {**header.study, **adt_patient}
+    )
+    if adt_patient is not None and study is None:
+        study_changes["patient_from_adt"] = True
     rejection_code = None
     if instance is None and study is not None and study.awaited_rejections:
         awaited = connection.execute(
@@ -207,29 +210,36 @@ def record_instance(
         if instance.rejected_at is not None:  # a re-send does not undo a rejection note
             values.update(is_chest=False, classification_reason=instance.classification_reason)
         connection.execute(RESENT_INSTANCE, {"row_id": instance.id, **values})
-    return under_merged_patient is not None
+    return adt_patient is not None
 
 
-def _patient_after_merges(
+def _patient_per_adt(
     connection: Connection, header: InstanceHeader, study: Row[Any] | None
 ) -> dict[str, Any] | None:
-    """The Patient module the instance is filed under when ADT merges moved its Patient ID
-    (``radraft.merge_history``), else None (filed as it came).
+    """The Patient module the instance is filed under when the ADT feed decided it, else None
+    (filed as it came).
 
     Into a known study of another Patient ID (the identity check found it merged into the
-    study's patient): the study's own, so the prior patient's demographics do not overwrite
-    it. As a new study: its identifier as the merges made it (one indexed query per new study;
-    a known study of its own patient costs none).
+    study's patient), or of a patient the ADT feed set (a merge or an update) while the
+    instance carries the modality's older values: the study's, the instance's only where the
+    study has none, so a late view does not take the study back to what registration
+    corrected. As a new study under a merged identifier: the identifier as the merges made it
+    (``radraft.merge_history``; one indexed query per new study). A known study whose values
+    the instance repeats costs nothing.
     """
-    claimed = header.study.get("patient_id")
+    read = {name: header.study.get(name) for name in PATIENT_FIELDS}
     if study is not None:
-        if not study.patient_id or claimed == study.patient_id:
+        if not study.patient_id:
             return None
-        return {name: getattr(study, name) for name in PATIENT_FIELDS}
-    if not claimed:
+        if read["patient_id"] == study.patient_id and not (
+            study.patient_from_adt and _changed(study, read)
+        ):
+            return None
+        return {name: getattr(study, name) or read[name] for name in PATIENT_FIELDS}
+    if not read["patient_id"]:
         return None
-    merged = merged_patient(connection, {name: header.study.get(name) for name in PATIENT_FIELDS})
-    return None if merged is None or merged["patient_id"] == claimed else merged
+    merged = merged_patient(connection, read)
+    return None if merged is None or merged["patient_id"] == read["patient_id"] else merged
 
 
 def _changed(row: Row[Any] | None, read: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.hybrid import hybrid_method
@@ -166,6 +167,10 @@ class Study(Base):
     awaited_rejections: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """How many instances rejection notes named before they arrived (``AwaitedRejection``):
     only while this is not 0 does the recording of a new instance look for one."""
+    patient_from_adt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The Patient module was set by the ADT feed (a merge or an update, ``radraft.patient_merge``):
+    an instance that arrives later with the modality's older values files under these, not
+    over them (``gateway.recording``)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     series: Mapped[list[Series]] = relationship(back_populates="study", order_by="Series.id")

@@ -20,7 +20,10 @@ identifier the demographics the ADT system has now, so later outputs match what 
 the PACS show; a study it does not change gets no audit row (A08s are frequent).
 
 Only studies whose Issuer of Patient ID is empty or the identifier's assigning authority follow:
-the same number from another authority is another patient.
+the same number from another authority is another patient. A study the feed set is marked
+(``Study.patient_from_adt``), so an image that arrives later with the modality's older values
+does not take it back (``gateway.recording``); the merge itself is kept
+(``radraft.merge_history``) for images and orders that arrive under the prior identifier later.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ def merge_patient(
     merged = []
     for study in _studies_of(session, merge.prior_patient_id, merge.prior_issuer):
         moved = _take_patient(study, merge.patient)
+        study.patient_from_adt = True
         settled = _settle_dispute(session, study, merge, now)
         details = {"event": merge.event, "moved": list(moved), "dispute_settled": settled}
         _audit(session, study, MERGED_ACTION, actor, now, details)
@@ -108,6 +112,7 @@ def update_patient(
     updated = []
     for study in _studies_of(session, patient["patient_id"], patient["issuer_of_patient_id"]):
         moved = _take_patient(study, patient)
+        study.patient_from_adt = True  # a late image's older values no longer overwrite them
         if not moved:
             continue
         details = {"event": update.event, "moved": list(moved)}

@@ -1,4 +1,5 @@
-"""patient merges are remembered, so what arrives later under the prior identifier follows
+"""patient merges are remembered, so what arrives later under the prior identifier follows;
+studies say when the ADT feed set their patient
 
 Revision ID: 0018
 Revises: 0017
@@ -30,8 +31,14 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_patient_merges_prior_patient_id"), "patient_merges", ["prior_patient_id"]
     )
+    with op.batch_alter_table("studies", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("patient_from_adt", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("studies", schema=None) as batch_op:
+        batch_op.drop_column("patient_from_adt")
     op.drop_index(op.f("ix_patient_merges_prior_patient_id"), table_name="patient_merges")
     op.drop_table("patient_merges")

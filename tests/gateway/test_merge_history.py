@@ -17,7 +17,7 @@ from pydicom import dcmread
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.patient_files import MERGED_ARRIVAL_ACTION
+from gateway.patient_files import ADT_PATIENT_ACTION
 from gateway.service import Gateway
 from radraft.db import session_scope
 from radraft.merge_history import merged_into, surviving_patients
@@ -27,7 +27,7 @@ from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
 from tests.dicom_peers import store_statuses, storescu, write_study
 from tests.gateway.test_orders import exchange, framed, msa
-from tests.gateway.test_patient_merges import MERGE, TEMPORARY
+from tests.gateway.test_patient_merges import MERGE, OTHER, TEMPORARY, UPDATE
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 
@@ -86,7 +86,7 @@ def test_a_view_sent_late_under_the_prior_identifier_joins_its_merged_study(
     assert len(list(settings.spool_dir.rglob("*.dcm"))) == 2, "one file per instance"
     with session_scope(session_factory) as session:
         entries = session.scalars(
-            select(AuditEntry).where(AuditEntry.action == MERGED_ARRIVAL_ACTION)
+            select(AuditEntry).where(AuditEntry.action == ADT_PATIENT_ACTION)
         ).all()
         assert [entry.actor for entry in entries] == ["dicom:STORESCU"] * 2
         assert all("TEMP-9" not in str(entry.details) for entry in entries), "no identifier"
@@ -136,6 +136,52 @@ def test_a_later_study_of_the_same_number_from_another_authority_stays_its_own(
     patient, _, _ = _study(session_factory)
     assert patient == ("TEMP-9", "UNKNOWN^TRAUMA", "19000101", "O")
     assert _file_patients(session_factory, settings) == ["TEMP-9|UNKNOWN^TRAUMA|O"] * 2
+
+
+def test_a_late_view_with_the_names_registration_corrected_keeps_the_correction(
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """An A08 corrected the patient's name, birth date and sex; the modality's next view still
+    carries its worklist's values. Without the ADT having spoken, the newest header wins."""
+    pa, lateral = write_study(make_chest_study(83, rows=64, columns=64, patient=OTHER),
+                              tmp_path / "study")  # fmt: skip
+    assert _statuses(merging_gateway, [pa]) == {0x0000}
+    assert _merge(merging_gateway, UPDATE) == "updated 1 studies"
+    assert _statuses(merging_gateway, [lateral]) == {0x0000}
+    corrected = ("PAT-5", "Østergaard^Åsa", "19500506", "F")
+    patient, disputed, instances = _study(session_factory)
+    assert (patient, disputed, instances) == (corrected, None, 2), "not taken back"
+    assert _file_patients(session_factory, settings) == ["PAT-5|Østergaard^Åsa|F"] * 2
+    with session_scope(session_factory) as session:
+        (entry,) = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == ADT_PATIENT_ACTION)
+        )
+        assert entry.actor == "dicom:STORESCU"
+
+
+def test_without_the_adt_a_later_header_still_updates_the_study(
+    merging_gateway: Gateway,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    pa, lateral = write_study(make_chest_study(84, rows=64, columns=64, patient=OTHER),
+                              tmp_path / "study")  # fmt: skip
+    assert _statuses(merging_gateway, [pa]) == {0x0000}
+    renamed = dcmread(lateral)
+    renamed.PatientName = "OTHER^PATIENT^MARIA"
+    renamed.save_as(lateral)
+    assert _statuses(merging_gateway, [lateral]) == {0x0000}
+    patient, _, _ = _study(session_factory)
+    assert patient[1] == "OTHER^PATIENT^MARIA"
+    with session_scope(session_factory) as session:
+        assert (
+            session.scalars(select(AuditEntry).where(AuditEntry.action == ADT_PATIENT_ACTION)).all()
+            == []
+        )
 
 
 def _merged(session: Session, prior: str, surviving: str, issuer: str = "") -> None:
