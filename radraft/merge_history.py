@@ -48,7 +48,7 @@ def surviving_patients(
             (
                 row
                 for row in connection.execute(MERGES_OF, {"patient_id": current, "after": after})
-                if _same_authority(row.prior_issuer, current_issuer)
+                if same_authority(row.prior_issuer, current_issuer)
             ),
             None,
         )
@@ -94,5 +94,7 @@ def merged_patient(
     return merged
 
 
-def _same_authority(merge_issuer: str, issuer: str) -> bool:
-    return not (merge_issuer and issuer and merge_issuer != issuer)
+def same_authority(issuer: str | None, other: str | None) -> bool:
+    """Whether two assigning authorities allow one patient: equal, or either not given (the
+    same number from another authority is another patient)."""
+    return not (issuer and other and issuer != other)

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from radraft.identity_dispute import requeue_held
 from radraft.logs import log_event
+from radraft.merge_history import same_authority
 from radraft.models import AuditEntry, PatientMergeRecord, Study
 from radraft.patient_correction import PATIENT_FIELDS, patient_of
 
@@ -131,11 +132,7 @@ def _studies_of(session: Session, patient_id: str, issuer: str) -> list[Study]:
         .order_by(Study.id)
         .with_for_update()
     ).all()
-    return [
-        study
-        for study in studies
-        if not (issuer and study.issuer_of_patient_id and study.issuer_of_patient_id != issuer)
-    ]
+    return [study for study in studies if same_authority(issuer, study.issuer_of_patient_id)]
 
 
 def _take_patient(study: Study, patient: dict[str, str]) -> tuple[str, ...]:

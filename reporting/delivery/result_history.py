@@ -46,11 +46,22 @@ def settled_outputs(
     return [row for row in rows if is_report_output(row)]
 
 
+def is_acknowledged(row: OutboxMessage) -> bool:
+    """Whether at least one RIS (or PACS) acknowledged the row's output."""
+    return bool(row.payload.get("delivered_to"))
+
+
+def newest_result(rows: list[OutboxMessage]) -> OutboxMessage:
+    """The row of the newest revision among ``rows`` (report outputs, at least one)."""
+    return max(rows, key=lambda row: int(row.payload["report_revision_id"]))
+
+
 def order_of_corrected_result(
     session: Session, study: Study, correction: OutboxMessage
 ) -> dict[str, str] | None:
     """The order numbers the result a correction replaces went out with; None if no RIS
-    acknowledged an earlier result of the study under its present patient.
+    acknowledged an earlier result of the study under its present patient (or the newest was
+    sent before the numbers were recorded: then, as for its withdrawal, the standing order's).
 
     A corrected result (OBR-25 C) replaces the result the RIS filed, which it finds by the
     placer and filler numbers. Those are the ones the earlier result went out with: if the RIS
@@ -68,9 +79,9 @@ def order_of_corrected_result(
             after_row=study.corrected_through_outbox_id or 0,
             before_row=correction.id,
         )
-        if row.payload.get("delivered_to") and row.payload.get(SENT_ORDER) is not None
+        if is_acknowledged(row)
     ]
     if not acknowledged:
         return None
-    newest = max(acknowledged, key=lambda row: int(row.payload["report_revision_id"]))
-    return dict(newest.payload[SENT_ORDER])
+    sent_order = newest_result(acknowledged).payload.get(SENT_ORDER)
+    return None if sent_order is None else dict(sent_order)

@@ -26,7 +26,12 @@ from reporting.delivery.outputs import (
     patient_and_study,
     study_offset,
 )
-from reporting.delivery.result_history import SENT_ORDER, settled_outputs
+from reporting.delivery.result_history import (
+    SENT_ORDER,
+    is_acknowledged,
+    newest_result,
+    settled_outputs,
+)
 from reporting.rejection_note import RejectionNote
 from reporting.sr import COMPREHENSIVE_SR, EvidenceReference, sr_series_uid
 
@@ -76,14 +81,14 @@ def load_oru_withdrawal(
     delivered = [
         row
         for row in _rows_delivered(session, study, OutboxChannel.HL7, withdrawal, delivered_as)
-        if row.payload.get("delivered_to")
+        if is_acknowledged(row)
     ]
     if not delivered:
         return OruWithdrawal(None, ())
     destinations = tuple(
         dict.fromkeys(name for row in delivered for name in row.payload["delivered_to"])
     )
-    newest = max(delivered, key=lambda row: int(row.payload["report_revision_id"]))
+    newest = newest_result(delivered)
     return OruWithdrawal(
         load_bundle(session, int(newest.payload["report_revision_id"]), spool_dir=spool_dir),
         destinations,
