@@ -608,6 +608,11 @@ class Settings(BaseSettings):
         return ZoneInfo(self.site_timezone)
 
     @property
+    def secret_key_file(self) -> Path:
+        """Where the web app keeps its generated session key when none is configured."""
+        return self.data_dir / "secret_key"
+
+    @property
     def spool_dir(self) -> Path:
         """Where received instances are kept, one file per SOP instance."""
         return self.data_dir / "spool"

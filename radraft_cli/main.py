@@ -12,6 +12,7 @@ import typer
 from radraft.errors import RadraftError
 from radraft.logs import configure_logging
 from radraft.settings import Settings, load_settings
+from radraft_cli.backup_cli import backup_app
 from radraft_cli.health import health_app
 from radraft_cli.operator_name import operator_name
 from radraft_cli.spool_cli import spool_app
@@ -36,6 +37,7 @@ app.add_typer(reader_study_app, name="reader-study")
 app.add_typer(timing_app, name="timing")
 app.add_typer(health_app, name="health")
 app.add_typer(spool_app, name="spool")
+app.add_typer(backup_app, name="backup")
 
 
 def _settings(**overrides: object) -> Settings:

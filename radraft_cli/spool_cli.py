@@ -1,4 +1,4 @@
-"""``radraft spool purge``: apply spool retention now, or see what it would delete.
+"""``radraft spool purge`` and ``reconcile``: retention now; the spool and the database agreeing.
 
 The full gateway applies ``RADRAFT_SPOOL_RETENTION_DAYS`` by itself every janitor round; this
 command is for an operator sizing a retention period before setting it (``--dry-run
@@ -14,10 +14,12 @@ import typer
 
 from radraft.errors import RadraftError
 from radraft.logs import configure_logging
-from radraft.settings import load_settings
+from radraft.settings import Settings, load_settings
 from radraft_cli.operator_name import operator_name
 
-spool_app = typer.Typer(help="The DICOM spool: retention.", no_args_is_help=True)
+spool_app = typer.Typer(
+    help="The DICOM spool: retention, and agreement with the database.", no_args_is_help=True
+)
 DRY_RUN_MOST_STUDIES = 1_000_000
 
 
@@ -71,3 +73,46 @@ def spool_purge(
     finally:
         engine.dispose()
     typer.echo(f"purged {studies} studies: {files} files, {size} bytes")
+
+
+@spool_app.command("reconcile")
+def spool_reconcile(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what is out of step; change nothing.")
+    ] = False,
+    by: Annotated[
+        str, typer.Option(help="Who runs it (audit log).", callback=operator_name)
+    ] = "operator",
+) -> None:
+    """Record spooled files no row names (instances acknowledged after a restored backup) and
+    mark rows whose files are gone as purged (a re-send brings them back)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    run_reconciliation(settings, actor=f"cli:{by}", dry_run=dry_run)
+
+
+def run_reconciliation(settings: Settings, *, actor: str, dry_run: bool) -> None:
+    """Reconcile the spool of ``settings`` with its database and print what was found."""
+    from gateway.intake import intake_for
+    from gateway.reconcile import reconcile
+    from gateway.spool import Spool
+    from radraft.db import engine_for, make_sessionmaker
+    from radraft.timeutil import utcnow
+
+    engine = engine_for(settings)
+    factory = make_sessionmaker(engine)
+    spool = Spool(settings.spool_dir, settings.data_dir / "incoming")
+    try:
+        found = reconcile(factory, spool, intake_for(settings, factory, spool), now=utcnow(),
+                          actor=actor, dry_run=dry_run)  # fmt: skip
+    finally:
+        engine.dispose()
+    verb = "would be" if dry_run else "were"
+    typer.echo(
+        f"{found.files_seen} spooled files; {found.files_without_row} without a held row"
+        f"{'' if dry_run else f' ({found.recorded} recorded, {len(found.unfiled)} refused)'}; "
+        f"{found.rows_without_file} rows of {found.studies_without_files} studies without "
+        f"their file {verb} marked purged"
+    )
+    for unfiled in found.unfiled:
+        typer.echo(f"refused, kept in {unfiled.path}: {unfiled.reason}")

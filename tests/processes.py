@@ -14,6 +14,17 @@ from radraft.settings import Settings, settings_to_environment
 from tests.support import wait_until
 
 
+def radraft_command(
+    settings: Settings, *arguments: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``radraft ARGUMENTS`` run to its end with ``settings``, as an administrator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "radraft_cli", *arguments],
+        env={**os.environ, **settings_to_environment(settings)},
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
 @contextmanager
 def radraft_process(
     settings: Settings, command: list[str], log: Path, *, ready_text: str

@@ -45,7 +45,7 @@ def session_secret(settings: Settings) -> str:
     """The configured secret, or one kept in the data dir so every web process shares it."""
     if settings.secret_key:
         return settings.secret_key
-    path = settings.data_dir / "secret_key"
+    path = settings.secret_key_file
     if not path.exists():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

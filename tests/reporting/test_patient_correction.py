@@ -14,9 +14,6 @@ corrected study lands on the same files.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,13 +32,14 @@ from radraft.errors import ConflictError
 from radraft.identity_dispute import HELD_REASON
 from radraft.models import AuditEntry, Instance, ReportRevision, Study, User
 from radraft.patient_correction import CORRECTED_ACTION, SUPERSEDED_NOTE, correct_patient
-from radraft.settings import Settings, settings_to_environment
+from radraft.settings import Settings
 from radraft.withdrawal import withdraw_study
 from radraft_cli.web_app import web_app
 from reporting.delivery.relay import OutputDeliveryRelay
 from reporting.users import create_user
 from tests.conftest import ReportDestinations
 from tests.dicom_peers import store_statuses, storescu, synthetic_study_files
+from tests.processes import radraft_command
 from tests.reporting.factories import add_revision
 from tests.reporting.test_delivery import SteppingClock, output_rows
 from tests.reporting.web_support import PASSWORD, login
@@ -52,15 +50,6 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 KOS = "1.2.840.10008.5.1.4.1.1.88.59"
 NEW_PATIENT = {"PatientID": "CORRECTED-7", "PatientName": "Müller^Jürgen",
                "PatientBirthDate": "19610203"}  # fmt: skip
-
-
-def _radraft(settings: Settings, *arguments: str) -> subprocess.CompletedProcess[str]:
-    """The real CLI, as an administrator runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "radraft_cli", *arguments],
-        env={**os.environ, **settings_to_environment(settings)},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
 
 
 def send_as_corrected(port: int, folder: Path) -> set[int]:
@@ -156,12 +145,12 @@ def test_a_study_corrected_at_the_pacs_is_moved_here_and_its_report_sent_again_u
     held = [row.last_error for row in output_rows(session_factory)[4:]]
     assert held == [HELD_REASON, HELD_REASON], "the amendment is held by the dispute"
 
-    wrong = _radraft(settings, "study", "correct-patient", uid, "--patient-id", "SOMEONE-ELSE",
-                     "--by", "pacs-admin")  # fmt: skip
+    wrong = radraft_command(settings, "study", "correct-patient", uid, "--patient-id",
+                            "SOMEONE-ELSE", "--by", "pacs-admin")  # fmt: skip
     assert wrong.returncode != 0
     assert "another Patient ID" in wrong.stderr + wrong.stdout
-    corrected = _radraft(settings, "study", "correct-patient", uid, "--patient-id",
-                         NEW_PATIENT["PatientID"], "--by", "pacs-admin")  # fmt: skip
+    corrected = radraft_command(settings, "study", "correct-patient", uid, "--patient-id",
+                                NEW_PATIENT["PatientID"], "--by", "pacs-admin")  # fmt: skip
     assert corrected.returncode == 0, corrected.stderr
     assert "2 undelivered output(s) will not be sent" in corrected.stdout
     assert "oru-withdrawal, sr-rejection" in corrected.stdout
@@ -255,8 +244,8 @@ def test_a_study_corrected_at_the_pacs_is_moved_here_and_its_report_sent_again_u
             NEW_PATIENT["PatientName"]
         }, "a viewer shows the corrected patient over the images"
 
-    twice = _radraft(settings, "study", "correct-patient", uid, "--patient-id",
-                     NEW_PATIENT["PatientID"], "--by", "someone")  # fmt: skip
+    twice = radraft_command(settings, "study", "correct-patient", uid, "--patient-id",
+                            NEW_PATIENT["PatientID"], "--by", "someone")  # fmt: skip
     assert twice.returncode != 0
     assert "not disputed" in twice.stderr + twice.stdout
 
@@ -374,8 +363,9 @@ def test_a_correction_whose_files_cannot_be_rewritten_changes_nothing(
     second.write_bytes(b"not DICOM any more")  # a damaged second file: the first rewrites fine
     spool_before = sorted(settings.spool_dir.rglob("*.dcm"))
 
-    refused = _radraft(settings, "study", "correct-patient", received_study.study_instance_uid,
-                       "--patient-id", NEW_PATIENT["PatientID"], "--by", "admin")  # fmt: skip
+    refused = radraft_command(settings, "study", "correct-patient",
+                              received_study.study_instance_uid, "--patient-id",
+                              NEW_PATIENT["PatientID"], "--by", "admin")  # fmt: skip
     assert refused.returncode != 0
     assert "cannot be rewritten" in refused.stderr + refused.stdout
     assert "Traceback" not in refused.stderr

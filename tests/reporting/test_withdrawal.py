@@ -11,9 +11,6 @@ still waiting in the outbox is never sent, and the report is closed.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +23,7 @@ from gateway.service import Gateway
 from radraft.db import session_scope
 from radraft.enums import JobStatus, OutboxStatus, ReportState, Role
 from radraft.models import AuditEntry, DraftingJob, Order, ReportRevision, Study, User
-from radraft.settings import MllpDestination, Settings, settings_to_environment
+from radraft.settings import MllpDestination, Settings
 from radraft.timeutil import utcnow
 from radraft.withdrawal import ORU_WITHDRAWAL, WITHDRAWN_ACTION, WITHDRAWN_NOTE, withdraw_study
 from radraft_cli.web_app import web_app
@@ -35,6 +32,7 @@ from reporting.delivery.withdrawals import NO_ORU_DELIVERED, NO_SR_STORED
 from reporting.users import create_user
 from tests.conftest import ReportDestinations
 from tests.hl7_peer import RisPeer
+from tests.processes import radraft_command
 from tests.reporting.factories import add_revision, queued_job
 from tests.reporting.test_boundary_outputs import dciodvfy_errors
 from tests.reporting.test_delivery import SteppingClock, output_rows
@@ -47,15 +45,6 @@ from worker.runtimes.base import ModelInfo
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 
 KOS = "1.2.840.10008.5.1.4.1.1.88.59"
-
-
-def _radraft(settings: Settings, *arguments: str) -> subprocess.CompletedProcess[str]:
-    """The real CLI, as an administrator runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "radraft_cli", *arguments],
-        env={**os.environ, **settings_to_environment(settings)},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
 
 
 def _deliver_all(relay: OutputDeliveryRelay, factory: sessionmaker[Session]) -> None:
@@ -111,7 +100,7 @@ def test_a_study_found_to_be_another_patients_is_withdrawn_from_the_pacs_and_the
     statuses = send_again_under_another_patient(running_gateway.port, tmp_path / "again")
     assert statuses == {0x0111}
 
-    withdrawn = _radraft(settings, "study", "withdraw", uid, "--by", "pacs-admin")
+    withdrawn = radraft_command(settings, "study", "withdraw", uid, "--by", "pacs-admin")
     assert withdrawn.returncode == 0, withdrawn.stderr
     assert "2 undelivered output(s) will not be sent" in withdrawn.stdout
     assert "oru-withdrawal, sr-rejection" in withdrawn.stdout
@@ -177,10 +166,10 @@ def test_a_study_found_to_be_another_patients_is_withdrawn_from_the_pacs_and_the
         assert web.get(f"/dicomweb/studies/{uid}/metadata", headers=service).status_code == 404
     assert "\nradraft_studies_identity_disputed 0\n" in metrics, "decided: no longer alerting"
 
-    confirmed = _radraft(settings, "study", "confirm-identity", uid, "--by", "someone")
+    confirmed = radraft_command(settings, "study", "confirm-identity", uid, "--by", "someone")
     assert confirmed.returncode != 0
     assert "withdrawn" in confirmed.stderr + confirmed.stdout
-    twice = _radraft(settings, "study", "withdraw", uid, "--by", "someone")
+    twice = radraft_command(settings, "study", "withdraw", uid, "--by", "someone")
     assert twice.returncode != 0
     assert "already withdrawn" in twice.stderr + twice.stdout
     with session_scope(session_factory) as session:
@@ -203,7 +192,7 @@ def test_a_study_withdrawn_before_anything_left_sends_nothing_and_leaves_nothing
         add_revision(session, study, ReportState.DRAFTED, model=True,
                      findings="Draft findings.", impression="Draft.")  # fmt: skip
 
-    withdrawn = _radraft(
+    withdrawn = radraft_command(
         settings, "study", "withdraw", received_study.study_instance_uid, "--by", "admin"
     )
     assert withdrawn.returncode == 0, withdrawn.stderr
@@ -371,7 +360,7 @@ def test_an_unusable_operator_name_is_refused_before_anything_changes(
         ("study", "correct-patient", uid, "--patient-id", "P-1"),
         ("spool", "purge", "--older-than-days", "1"),
     ):
-        done = _radraft(settings, *command, "--by", name)
+        done = radraft_command(settings, *command, "--by", name)
         assert done.returncode == 2, (command, done.stderr)
         assert "--by" in done.stderr, "says which option is wrong"
         assert "Traceback" not in done.stderr

@@ -1,0 +1,75 @@
+"""``radraft backup create`` and ``radraft backup restore``: one installation to a folder and back.
+
+What a backup holds and why in that order: ``radraft_cli.backup``. A restore runs with the
+services stopped (it replaces the database under them); it ends with the reconciliation that
+``radraft spool reconcile`` runs, so that files the spool kept of instances acknowledged after
+the backup are recorded again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from radraft.logs import configure_logging
+from radraft.settings import load_settings
+from radraft_cli.operator_name import operator_name
+
+backup_app = typer.Typer(help="Backups: the database and the spool, as one.", no_args_is_help=True)
+
+
+@backup_app.command("create")
+def backup_create(
+    destination: Annotated[Path, typer.Argument(help="A new or empty folder.")],
+    files_only: Annotated[
+        bool,
+        typer.Option(
+            "--files-only",
+            help="Leave the database to your own tool (run it first); copy the files of every "
+            "instance held now and the secret key.",
+        ),
+    ] = False,
+) -> None:
+    """Copy the database (one consistent snapshot) and then the spooled files its rows name."""
+    from radraft_cli.backup import create_backup
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    manifest = create_backup(settings, destination, files_only=files_only)
+    typer.echo(
+        f"backup in {destination}: database {manifest.database} "
+        f"(schema {manifest.schema_revision or 'unknown'}), {manifest.files} files, "
+        f"{manifest.bytes} bytes; {len(manifest.missing)} files purged while copied"
+    )
+
+
+@backup_app.command("restore")
+def backup_restore(
+    source: Annotated[Path, typer.Argument(help="A folder `radraft backup create` wrote.")],
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Overwrite a database that already holds instances."),
+    ] = False,
+    by: Annotated[
+        str, typer.Option(help="Who restores (audit log).", callback=operator_name)
+    ] = "operator",
+) -> None:
+    """With the services stopped: put the database back, upgrade it, copy back the files the
+    spool lacks, and reconcile the two."""
+    from radraft.migrate import upgrade
+    from radraft_cli.backup import read_manifest, restore_database, restore_files
+    from radraft_cli.spool_cli import run_reconciliation
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    manifest = read_manifest(source)
+    restore_database(settings, source, manifest, replace=replace)
+    upgrade(settings.effective_database_url)
+    files = restore_files(settings, source)
+    typer.echo(
+        f"restored the backup of {manifest.created_at}: database {manifest.database}, "
+        f"{files.copied} files copied back, {files.kept} already in the spool"
+    )
+    run_reconciliation(settings, actor=f"cli:{by}", dry_run=False)
