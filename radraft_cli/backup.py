@@ -187,7 +187,7 @@ def _sqlite_path(url: URL) -> Path:
 def _sqlite_snapshot(database: Path, copy: Path) -> tuple[str | None, list[str]]:
     """Copy the database with SQLite's online backup (one consistent state, while the gateway
     writes); return its schema revision and held spool paths, read from the copy."""
-    os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    _create_private(copy)
     source = sqlite3.connect(database)
     target = sqlite3.connect(copy)
     try:
@@ -207,6 +207,7 @@ def _sqlite_snapshot(database: Path, copy: Path) -> tuple[str | None, list[str]]
 def _postgres_snapshot(url: URL, dump: Path, pg_dump: str) -> tuple[str | None, list[str]]:
     """``pg_dump`` of a snapshot this connection exported and holds open, and the held spool
     paths read in the same snapshot, so the dump and the file list agree exactly."""
+    _create_private(dump)  # pg_dump keeps the mode of a file that exists
     engine = create_engine(url, isolation_level="REPEATABLE READ")
     try:
         with engine.connect() as connection, connection.begin():
@@ -259,6 +260,7 @@ def _holds_rows(url: URL) -> bool:
 def _copy_held_files(
     spool: Path, destination: Path, held: Iterable[str], manifest: BackupManifest
 ) -> None:
+    destination.mkdir(mode=0o700, exist_ok=True)
     for relative in sorted(set(held)):
         target = destination / relative
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -275,12 +277,18 @@ def _copy_held_files(
 def _copy_durably(source: Path, target: Path) -> int:
     """Copy a file readable by its owner only (images and reports are patients' data, the key
     signs sessions), fsync it; returns its size."""
-    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(source, "rb") as reader, os.fdopen(descriptor, "wb") as writer:
-        shutil.copyfileobj(reader, writer, 1 << 20)
-        writer.flush()
-        os.fsync(writer.fileno())
-        return writer.tell()
+    with open(source, "rb") as reader:  # first: a missing source leaves no empty copy behind
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+            writer.flush()
+            os.fsync(writer.fileno())
+            return writer.tell()
+
+
+def _create_private(path: Path) -> None:
+    """An empty file only its owner may read, for a tool to write into."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _write_durably(target: Path, content: bytes) -> None:

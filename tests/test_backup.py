@@ -88,6 +88,7 @@ def audit_rows(factory: sessionmaker[Session], action: str) -> list[AuditEntry]:
 
 
 def test_a_restore_records_again_the_images_acknowledged_after_the_backup(
+    backend: str,
     settings: Settings,
     session_factory: sessionmaker[Session],
     engine: Engine,
@@ -112,7 +113,9 @@ def test_a_restore_records_again_the_images_acknowledged_after_the_backup(
     assert manifest["missing"] == []
     assert manifest["schema_revision"]
     assert len(digests(backup / "spool")) == 2, "only the files of rows in the snapshot"
-    assert (backup / "manifest.json").stat().st_mode & 0o077 == 0
+    database_copy = backup / ("radraft.db" if backend == "sqlite" else "radraft.pgdump")
+    for private in (backup, backup / "manifest.json", backup / "spool", database_copy):
+        assert private.stat().st_mode & 0o077 == 0, f"{private.name} is the owner's only"
     spool_before = digests(settings.spool_dir)
 
     lose_database(settings, engine)
@@ -304,3 +307,39 @@ def test_a_backup_goes_to_a_new_folder_and_a_restore_keeps_a_database_in_use(
     unfinished = radraft_command(settings, "backup", "restore", str(backup), "--replace")
     assert unfinished.returncode == 2
     assert "not a finished radraft backup" in unfinished.stderr + unfinished.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_file_gone_while_the_backup_copied_is_listed_and_its_row_purged_on_restore(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    """A held row whose file is not there when the backup copies it (a retention purge between
+    the snapshot and the copy, or a file lost before): the manifest names it, and the restored
+    row says purged, so readers answer that the image is gone instead of failing."""
+    with order_port_gateway(settings, session_factory, publisher) as gateway:
+        sent = receive_studies(gateway, session_factory, tmp_path, 751)
+        lost_uid = str(dcmread(sent[751][1], stop_before_pixels=True).SOPInstanceUID)
+        with session_scope(session_factory) as session:
+            lost_path = session.scalars(
+                select(Instance.spool_path).where(Instance.sop_instance_uid == lost_uid)
+            ).one()
+        gateway.spool.path_of(lost_path).unlink()
+        backup = tmp_path / "backup"
+        made = radraft_command(settings, "backup", "create", str(backup))
+        assert made.returncode == 0, made.stderr
+        assert "1 files, " in made.stdout
+        assert "1 files purged while copied" in made.stdout
+        assert json.loads((backup / "manifest.json").read_text())["missing"] == [lost_path]
+        assert len(digests(backup / "spool")) == 1, "no empty copy of the file that was gone"
+
+    lose_database(settings, engine)
+    restored = radraft_command(settings, "backup", "restore", str(backup))
+    assert restored.returncode == 0, restored.stderr
+    assert "1 rows of 1 studies without their file were marked purged" in restored.stdout
+    held = instances_of(session_factory, study_uid(sent[751]))
+    assert held[lost_uid] == ("STORESCU", False)
+    assert sum(is_held for _, is_held in held.values()) == 1
