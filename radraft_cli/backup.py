@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 from collections.abc import Iterable
@@ -118,6 +119,30 @@ class RestoredFiles:
 
     copied: int
     kept: int
+
+
+def refuse_while_serving(settings: Settings) -> None:
+    """Refuse a restore while this installation's gateway or web app answers on this host: a
+    database replaced under a running service is overwritten by its next write, or serves
+    rows whose files it is moving. (Services on other hosts cannot be seen from here; the
+    operations guide says to stop them first.)
+
+    Raises
+    ------
+    BackupError
+        If the DICOM port or the web app's port accepts a connection.
+    """
+    for what, host, port in (
+        ("the gateway", settings.dicom_host, settings.dicom_port),
+        ("the web app", settings.http_host, settings.http_port),
+    ):
+        address = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104
+        try:
+            with socket.create_connection((address, port), timeout=1):
+                pass
+        except OSError:
+            continue
+        raise BackupError(f"{what} answers on {address}:{port}: stop the services before restoring")
 
 
 def restore_database(

@@ -59,12 +59,18 @@ def backup_restore(
     """With the services stopped: put the database back, upgrade it, copy back the files the
     spool lacks, and reconcile the two."""
     from radraft.migrate import upgrade
-    from radraft_cli.backup import read_manifest, restore_database, restore_files
+    from radraft_cli.backup import (
+        read_manifest,
+        refuse_while_serving,
+        restore_database,
+        restore_files,
+    )
     from radraft_cli.spool_cli import run_reconciliation
 
     settings = load_settings()
     configure_logging(settings.log_level)
     manifest = read_manifest(source)
+    refuse_while_serving(settings)
     restore_database(settings, source, manifest, replace=replace)
     upgrade(settings.effective_database_url)
     files = restore_files(settings, source)

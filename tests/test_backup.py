@@ -285,28 +285,34 @@ def test_a_file_the_intake_refuses_is_kept_unfiled_with_its_reason(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_a_backup_goes_to_a_new_folder_and_a_restore_keeps_a_database_in_use(
-    running_gateway: Gateway,
+def test_a_backup_goes_to_a_new_folder_and_a_restore_waits_for_stopped_services(
     settings: Settings,
     session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
     tmp_path: Path,
 ) -> None:
-    receive_studies(running_gateway, session_factory, tmp_path, 731)
-    taken = tmp_path / "taken"
-    taken.mkdir()
-    (taken / "something").write_text("x")
-    refused = radraft_command(settings, "backup", "create", str(taken))
-    assert refused.returncode == 2
-    assert "is not empty" in refused.stderr + refused.stdout
     backup = tmp_path / "backup"
-    assert radraft_command(settings, "backup", "create", str(backup)).returncode == 0
+    with order_port_gateway(settings, session_factory, publisher) as gateway:
+        receive_studies(gateway, session_factory, tmp_path, 731)
+        taken = tmp_path / "taken"
+        taken.mkdir()
+        (taken / "something").write_text("x")
+        refused = radraft_command(settings, "backup", "create", str(taken))
+        assert refused.returncode == 2
+        assert "is not empty" in refused.stderr
+        assert radraft_command(settings, "backup", "create", str(backup)).returncode == 0
+        serving = radraft_command(settings, "backup", "restore", str(backup), "--replace")
+        assert serving.returncode == 2
+        assert f"the gateway answers on 127.0.0.1:{gateway.port}: stop the services" in (
+            serving.stderr
+        )
     kept = radraft_command(settings, "backup", "restore", str(backup))
     assert kept.returncode == 2
-    assert "--replace" in kept.stderr + kept.stdout
+    assert "holds instances: give --replace" in kept.stderr
     (backup / "manifest.json").unlink()
     unfinished = radraft_command(settings, "backup", "restore", str(backup), "--replace")
     assert unfinished.returncode == 2
-    assert "not a finished radraft backup" in unfinished.stderr + unfinished.stdout
+    assert "not a finished radraft backup" in unfinished.stderr
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
