@@ -183,13 +183,14 @@ def _orders_of(
 def _patient_ids(message: Er7Message) -> tuple[str, ...]:
     """PID-3's identifiers; an order must name its patient, or no study could be shown to be
     its own (``radraft.orders.names_patient``), and the RIS would never hear why."""
-    identifiers = message.repetitions(message.first("PID"), 3)
-    if not identifiers:
-        raise OrderRejectedError(AckCode.ERROR, "no patient identifier (PID-3)")
-    if len(identifiers) > MAX_PATIENT_IDENTIFIERS:
-        raise OrderRejectedError(
+    pid = message.first("PID")
+    if message.repetition_count(pid, 3) > MAX_PATIENT_IDENTIFIERS:  # counted as the ADT reader
+        raise OrderRejectedError(  # counts them (``gateway.adt_identifiers``), empty ones too
             AckCode.ERROR, f"more than {MAX_PATIENT_IDENTIFIERS} patient identifiers in PID-3"
         )
+    identifiers = message.repetitions(pid, 3)
+    if not identifiers:
+        raise OrderRejectedError(AckCode.ERROR, "no patient identifier (PID-3)")
     usable = tuple(dict.fromkeys(i for i in identifiers if len(i) <= MAX_PATIENT_ID_CHARACTERS))
     if not usable:
         raise OrderRejectedError(

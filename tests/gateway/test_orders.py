@@ -168,6 +168,7 @@ def test_an_order_message_with_one_unusable_order_is_refused_whole(
         (ORM.replace("PID|1||PAT001||", "PID|1||||"), "AE", "no patient identifier (PID-3)"),
         (ORM.replace("PAT001", "P" * 65), "AE", "no patient identifier (PID-3) of at most 64"),
         (ORM.replace("PAT001", "~".join(["P"] * 33)), "AE", "more than 32 patient identifiers"),
+        (ORM.replace("PAT001", "PAT001" + "~" * 32), "AE", "more than 32 patient identifiers"),
     ],
 )
 def test_malformed_orders_get_a_reason_and_the_listener_keeps_serving(
