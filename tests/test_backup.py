@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 from sqlalchemy import Engine, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.header import parse_instance_header
@@ -349,3 +352,43 @@ def test_a_file_gone_while_the_backup_copied_is_listed_and_its_row_purged_on_res
     held = instances_of(session_factory, study_uid(sent[751]))
     assert held[lost_uid] == ("STORESCU", False)
     assert sum(is_held for _, is_held in held.values()) == 1
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_files_only_backup_beside_the_departments_own_dump(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    """The department dumps Postgres with its own tool (as on the compose stack, with the
+    server container's pg_dump), then radraft copies the files; after the loss it restores the
+    dump with its own tool, and radraft the files: the spool lost too, every file comes back."""
+    libpq = make_url(settings.effective_database_url).set(drivername="postgresql")
+    dsn = libpq.render_as_string(hide_password=False)
+    dump = tmp_path / "department.pgdump"
+    backup = tmp_path / "backup"
+    with order_port_gateway(settings, session_factory, publisher) as gateway:
+        sent = receive_studies(gateway, session_factory, tmp_path, 761, 762)
+        subprocess.run(["pg_dump", "--format=custom", f"--file={dump}", f"--dbname={dsn}"],
+                       check=True, timeout=120)  # fmt: skip
+        made = radraft_command(settings, "backup", "create", "--files-only", str(backup))
+        assert made.returncode == 0, made.stderr
+        assert "database not included" in made.stdout
+        assert "4 files" in made.stdout
+    assert not (backup / "radraft.db").exists()
+    assert not (backup / "radraft.pgdump").exists()
+    spool_before = digests(settings.spool_dir)
+
+    lose_database(settings, engine)
+    shutil.rmtree(settings.spool_dir)
+    subprocess.run(["pg_restore", "--no-owner", f"--dbname={dsn}", str(dump)], check=True,
+                   timeout=120)  # fmt: skip
+    restored = radraft_command(settings, "backup", "restore", str(backup))
+    assert restored.returncode == 0, restored.stderr
+    assert "database not included, 4 files copied back, 0 already in the spool" in restored.stdout
+    assert "4 spooled files; 0 without a held row" in restored.stdout
+    assert digests(settings.spool_dir) == spool_before
+    for files in sent.values():
+        assert all(held for _, held in instances_of(session_factory, study_uid(files)).values())
