@@ -49,6 +49,7 @@ from gateway.spool import Spool
 from gateway.statuses import StoreStatus
 from radraft.db import session_scope
 from radraft.dicom_errors import UNREADABLE_DICOM_ERRORS
+from radraft.errors import RadraftError
 from radraft.logs import log_event
 from radraft.models import AuditEntry, Instance, Study
 
@@ -64,6 +65,10 @@ FILES_MISSING_ACTION = "instance.files_missing"
 """Audit action: held rows of a study whose files were gone, marked purged."""
 RECONCILED_ACTION = "spool.reconciled"
 """Audit action: one reconciliation, with its counts."""
+
+
+class MostFilesMissingError(RadraftError):
+    """Most of the spool's held files are missing: more likely the wrong folder than a loss."""
 
 
 @dataclass(frozen=True)
@@ -110,25 +115,50 @@ def reconcile(
     *,
     now: datetime,
     actor: str,
+    origin: str | None = None,
     dry_run: bool = False,
+    mark_most_missing: bool = False,
 ) -> Reconciliation:
-    """Compare the spool with the held rows and, unless ``dry_run``, repair both ways."""
+    """Compare the spool with the held rows and, unless ``dry_run``, repair both ways.
+
+    ``origin``: the DICOMweb root this gateway records with its instances
+    (``RADRAFT_DICOMWEB_BASE_URL``, None where unset). Only rows of that origin are this
+    spool's: gateways on other hosts keep theirs in their own spools, and their files missing
+    here are not missing.
+
+    Raises
+    ------
+    MostFilesMissingError
+        If more than half of this spool's held rows have no file and not
+        ``mark_most_missing``: a spool that is not mounted, or the wrong data folder, looks
+        like that, and marking them purged would make every image unreadable until re-sent.
+    """
     found = Reconciliation()
     files = list(spooled_files(spool))
     found.files_seen = len(files)
     with session_scope(factory) as session:
         held = session.execute(
-            select(Instance.spool_path, Instance.study_id).where(Instance.purged_at.is_(None))
+            select(Instance.spool_path, Instance.study_id, Instance.origin).where(
+                Instance.purged_at.is_(None)
+            )
         ).all()
     held_paths = {row.spool_path for row in held}
     on_disk = set(files)
-    studies_short = sorted({row.study_id for row in held if row.spool_path not in on_disk})
+    own = [row for row in held if row.origin == origin]
+    short = [row for row in own if row.spool_path not in on_disk]
+    studies_short = sorted({row.study_id for row in short})
     unrecorded = [relative for relative in files if relative not in held_paths]
     found.files_without_row = len(unrecorded)
     if dry_run:
-        found.rows_without_file = sum(1 for row in held if row.spool_path not in on_disk)
+        found.rows_without_file = len(short)
         found.studies_without_files = len(studies_short)
         return found
+    if len(short) * 2 > len(own) and not mark_most_missing:
+        raise MostFilesMissingError(
+            f"{len(short)} of the {len(own)} instances held in {spool.root} have no file: is "
+            "the spool's disk mounted, is this the installation's data folder? If the files "
+            "are truly lost, run again with --mark-most-missing"
+        )
     for study_id in studies_short:
         marked = _mark_missing(factory, spool, study_id, now=now, actor=actor)
         found.rows_without_file += marked

@@ -79,14 +79,15 @@ def create_backup(
         raise BackupError(f"{destination} is not empty: give a new folder for each backup")
     destination.mkdir(mode=0o700, parents=True, exist_ok=True)
     url = make_url(settings.effective_database_url)
+    origin = settings.dicomweb_base_url
     if files_only:
-        kind, revision, held = "not included", None, _held_paths_now(url)
+        kind, revision, held = "not included", None, _held_paths_now(url, origin)
     elif url.get_backend_name() == "sqlite":
         kind = "sqlite"
-        revision, held = _sqlite_snapshot(_sqlite_path(url), destination / SQLITE_FILE)
+        revision, held = _sqlite_snapshot(_sqlite_path(url), destination / SQLITE_FILE, origin)
     else:
         kind = "postgresql"
-        revision, held = _postgres_snapshot(url, destination / POSTGRES_DUMP, pg_dump)
+        revision, held = _postgres_snapshot(url, destination / POSTGRES_DUMP, pg_dump, origin)
     manifest = BackupManifest(utcnow().isoformat(), kind, revision)
     _copy_held_files(settings.spool_dir, destination / SPOOL_FOLDER, held, manifest)
     if settings.secret_key_file.is_file():
@@ -209,7 +210,9 @@ def _sqlite_path(url: URL) -> Path:
     return Path(url.database)
 
 
-def _sqlite_snapshot(database: Path, copy: Path) -> tuple[str | None, list[str]]:
+def _sqlite_snapshot(
+    database: Path, copy: Path, origin: str | None
+) -> tuple[str | None, list[str]]:
     """Copy the database with SQLite's online backup (one consistent state, while the gateway
     writes); return its schema revision and held spool paths, read from the copy."""
     _create_private(copy)
@@ -223,13 +226,15 @@ def _sqlite_snapshot(database: Path, copy: Path) -> tuple[str | None, list[str]]
     engine = create_engine(f"sqlite:///{copy}")
     try:
         with engine.connect() as connection:
-            return _revision(connection), _held_paths(connection)
+            return _revision(connection), _held_paths(connection, origin)
     finally:
         engine.dispose()
         _fsync(copy)
 
 
-def _postgres_snapshot(url: URL, dump: Path, pg_dump: str) -> tuple[str | None, list[str]]:
+def _postgres_snapshot(
+    url: URL, dump: Path, pg_dump: str, origin: str | None
+) -> tuple[str | None, list[str]]:
     """``pg_dump`` of a snapshot this connection exported and holds open, and the held spool
     paths read in the same snapshot, so the dump and the file list agree exactly."""
     _create_private(dump)  # pg_dump keeps the mode of a file that exists
@@ -242,24 +247,28 @@ def _postgres_snapshot(url: URL, dump: Path, pg_dump: str) -> tuple[str | None, 
                  f"--dbname={_libpq_url(url)}"],
                 url, "pg_dump",
             )  # fmt: skip
-            revision, held = _revision(connection), _held_paths(connection)
+            revision, held = _revision(connection), _held_paths(connection, origin)
     finally:
         engine.dispose()
     _fsync(dump)
     return revision, held
 
 
-def _held_paths_now(url: URL) -> list[str]:
+def _held_paths_now(url: URL, origin: str | None) -> list[str]:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return _held_paths(connection)
+            return _held_paths(connection, origin)
     finally:
         engine.dispose()
 
 
-def _held_paths(connection: Connection) -> list[str]:
-    return list(connection.scalars(select(Instance.spool_path).where(Instance.purged_at.is_(None))))
+def _held_paths(connection: Connection, origin: str | None) -> list[str]:
+    """The spool paths of the instances this gateway's spool holds: of its origin (gateways on
+    other hosts keep theirs in their own spools, and back them up there)."""
+    mine = Instance.origin.is_(None) if origin is None else Instance.origin == origin
+    held = select(Instance.spool_path).where(Instance.purged_at.is_(None), mine)
+    return list(connection.scalars(held))
 
 
 def _revision(connection: Connection) -> str | None:

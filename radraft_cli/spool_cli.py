@@ -83,15 +83,27 @@ def spool_reconcile(
     by: Annotated[
         str, typer.Option(help="Who runs it (audit log).", callback=operator_name)
     ] = "operator",
+    mark_most_missing: Annotated[
+        bool,
+        typer.Option(
+            "--mark-most-missing",
+            help="Mark rows purged even when most of the spool's files are missing (a lost "
+            "disk; without it such a run stops, as an unmounted spool looks the same).",
+        ),
+    ] = False,
 ) -> None:
     """Record spooled files no row names (instances acknowledged after a restored backup) and
     mark rows whose files are gone as purged (a re-send brings them back)."""
     settings = load_settings()
     configure_logging(settings.log_level)
-    run_reconciliation(settings, actor=f"cli:{by}", dry_run=dry_run)
+    run_reconciliation(
+        settings, actor=f"cli:{by}", dry_run=dry_run, mark_most_missing=mark_most_missing
+    )
 
 
-def run_reconciliation(settings: Settings, *, actor: str, dry_run: bool) -> None:
+def run_reconciliation(
+    settings: Settings, *, actor: str, dry_run: bool, mark_most_missing: bool = False
+) -> None:
     """Reconcile the spool of ``settings`` with its database and print what was found."""
     from gateway.intake import intake_for
     from gateway.reconcile import reconcile
@@ -103,8 +115,11 @@ def run_reconciliation(settings: Settings, *, actor: str, dry_run: bool) -> None
     factory = make_sessionmaker(engine)
     spool = Spool(settings.spool_dir, settings.data_dir / "incoming")
     try:
-        found = reconcile(factory, spool, intake_for(settings, factory, spool), now=utcnow(),
-                          actor=actor, dry_run=dry_run)  # fmt: skip
+        found = reconcile(
+            factory, spool, intake_for(settings, factory, spool), now=utcnow(), actor=actor,
+            origin=settings.dicomweb_base_url, dry_run=dry_run,
+            mark_most_missing=mark_most_missing,
+        )  # fmt: skip
     finally:
         engine.dispose()
     verb = "would be" if dry_run else "were"

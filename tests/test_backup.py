@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -392,3 +392,49 @@ def test_a_files_only_backup_beside_the_departments_own_dump(
     assert digests(settings.spool_dir) == spool_before
     for files in sent.values():
         assert all(held for _, held in instances_of(session_factory, study_uid(files)).values())
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_files_of_other_gateway_hosts_are_not_missing_and_a_spool_not_there_stops_a_run(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    """Gateways on several hosts share the database, each with its own spool, recording its
+    DICOMweb root as the instances' origin: the instances another host received are not this
+    spool's, so neither a reconciliation nor a backup here calls their files missing. And a
+    spool that has lost most of its files (not mounted, the wrong data folder) stops the run
+    before it marks anything, unless the operator says the files are truly gone."""
+    with order_port_gateway(settings, session_factory, publisher) as gateway:
+        sent = receive_studies(gateway, session_factory, tmp_path, 771, 772)
+    elsewhere = study_id_of(session_factory, sent[772])
+    with session_scope(session_factory) as session:
+        session.execute(
+            update(Instance)
+            .where(Instance.study_id == elsewhere)
+            .values(origin="https://gateway-2.example/dicomweb")
+        )
+        for path in session.scalars(select(Instance.spool_path).where(
+                Instance.study_id == elsewhere)):  # fmt: skip
+            (settings.spool_dir / path).unlink()
+    checked = radraft_command(settings, "spool", "reconcile")
+    assert checked.returncode == 0, checked.stderr
+    assert "0 rows of 0 studies without their file were marked purged" in checked.stdout
+    made = radraft_command(settings, "backup", "create", str(tmp_path / "backup"))
+    assert made.returncode == 0, made.stderr
+    assert "2 files, " in made.stdout
+    assert "0 files purged while copied" in made.stdout
+
+    for spooled in settings.spool_dir.rglob("*.dcm"):
+        spooled.unlink()
+    stopped = radraft_command(settings, "spool", "reconcile")
+    assert stopped.returncode == 2
+    assert "2 of the 2 instances held in" in stopped.stderr
+    assert "is the spool's disk mounted" in stopped.stderr
+    assert all(held for _, held in instances_of(session_factory, study_uid(sent[771])).values())
+    lost = radraft_command(settings, "spool", "reconcile", "--mark-most-missing")
+    assert lost.returncode == 0, lost.stderr
+    assert "2 rows of 1 studies without their file were marked purged" in lost.stdout
+    assert not any(held for _, held in instances_of(session_factory, study_uid(sent[771])).values())
+    assert all(held for _, held in instances_of(session_factory, study_uid(sent[772])).values())
