@@ -1,6 +1,7 @@
 """``radraft backup create`` and ``radraft backup restore``: one installation to a folder and back.
 
-What a backup holds and why in that order: ``radraft_cli.backup``. A restore runs with the
+What a backup holds and why in that order: ``radraft_cli.backup``; a restore:
+``radraft_cli.restore``. A restore runs with the
 services stopped (it replaces the database under them); it ends with the reconciliation that
 ``radraft spool reconcile`` runs, so that files the spool kept of instances acknowledged after
 the backup are recorded again.
@@ -59,12 +60,8 @@ def backup_restore(
     """With the services stopped: put the database back, upgrade it, copy back the files the
     spool lacks, and reconcile the two."""
     from radraft.migrate import upgrade
-    from radraft_cli.backup import (
-        read_manifest,
-        refuse_while_serving,
-        restore_database,
-        restore_files,
-    )
+    from radraft_cli.backup_files import read_manifest
+    from radraft_cli.restore import refuse_while_serving, restore_database, restore_files
     from radraft_cli.spool_cli import run_reconciliation
 
     settings = load_settings()

@@ -302,7 +302,7 @@ def test_a_backup_goes_to_a_new_folder_and_a_restore_waits_for_stopped_services(
         (taken / "something").write_text("x")
         refused = radraft_command(settings, "backup", "create", str(taken))
         assert refused.returncode == 2
-        assert "is not empty" in refused.stderr
+        assert "is not an empty folder" in refused.stderr
         assert radraft_command(settings, "backup", "create", str(backup)).returncode == 0
         serving = radraft_command(settings, "backup", "restore", str(backup), "--replace")
         assert serving.returncode == 2
@@ -312,6 +312,10 @@ def test_a_backup_goes_to_a_new_folder_and_a_restore_waits_for_stopped_services(
     kept = radraft_command(settings, "backup", "restore", str(backup))
     assert kept.returncode == 2
     assert "holds instances: give --replace" in kept.stderr
+    (backup / "manifest.json").write_text("{not json")
+    garbled = radraft_command(settings, "backup", "restore", str(backup), "--replace")
+    assert garbled.returncode == 2
+    assert "manifest.json cannot be read: JSONDecodeError" in garbled.stderr
     (backup / "manifest.json").unlink()
     unfinished = radraft_command(settings, "backup", "restore", str(backup), "--replace")
     assert unfinished.returncode == 2

@@ -1,0 +1,129 @@
+"""A backup folder: its layout, its manifest, and how files are written into and out of it.
+
+Shared by ``radraft_cli.backup`` (making one) and ``radraft_cli.restore`` (putting one back).
+Everything is written readable by its owner only (images and reports are patients' data, the
+key signs sessions) and fsynced, and the manifest last, so a folder without one is unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from radraft.errors import RadraftError
+
+MANIFEST = "manifest.json"
+SQLITE_FILE = "radraft.db"
+POSTGRES_DUMP = "radraft.pgdump"
+SPOOL_FOLDER = "spool"
+FORMAT_VERSION = 1
+
+
+class BackupError(RadraftError):
+    """A backup or restore cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class BackupManifest:
+    """What a backup holds; written last (``manifest.json``)."""
+
+    created_at: str
+    database: str
+    """``sqlite``, ``postgresql`` or ``not included`` (``--files-only``)."""
+    schema_revision: str | None
+    files: int = 0
+    bytes: int = 0
+    missing: list[str] = field(default_factory=list)
+    """Spool paths of held rows whose files were gone when copied (a purge in between)."""
+    format: int = FORMAT_VERSION
+
+
+def read_manifest(source: Path) -> BackupManifest:
+    """The manifest of a finished backup.
+
+    Raises
+    ------
+    BackupError
+        If there is none (an unfinished backup) or it is of another format.
+    """
+    try:
+        values = json.loads((source / MANIFEST).read_text())
+    except FileNotFoundError as error:
+        raise BackupError(f"{source} has no {MANIFEST}: not a finished radraft backup") from error
+    except (OSError, ValueError) as error:
+        raise BackupError(f"{source / MANIFEST} cannot be read: {type(error).__name__}") from error
+    if not isinstance(values, dict) or values.get("format") != FORMAT_VERSION:
+        found = values.get("format") if isinstance(values, dict) else None
+        raise BackupError(f"backup format {found} is not {FORMAT_VERSION}")
+    try:
+        return BackupManifest(**values)
+    except TypeError as error:
+        raise BackupError(f"{source / MANIFEST} is not a radraft manifest") from error
+
+
+def sqlite_path(url: URL) -> Path:
+    if not url.database or url.database == ":memory:":
+        raise BackupError("an in-memory SQLite database cannot be backed up")
+    return Path(url.database)
+
+
+def copy_durably(source: Path, target: Path) -> int:
+    """Copy a file readable by its owner only (images and reports are patients' data, the key
+    signs sessions), fsync it; returns its size."""
+    with open(source, "rb") as reader:  # first: a missing source leaves no empty copy behind
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+            writer.flush()
+            os.fsync(writer.fileno())
+            return writer.tell()
+
+
+def create_private(path: Path) -> None:
+    """An empty file only its owner may read, for a tool to write into."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def write_durably(target: Path, content: bytes) -> None:
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as writer:
+        writer.write(content)
+        writer.flush()
+        os.fsync(writer.fileno())
+
+
+def fsync(path: Path) -> None:
+    """fsync a file or a folder (a folder's entries: the files just made in it)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def libpq_url(url: URL) -> str:
+    """The URL as libpq's tools take it (no SQLAlchemy driver, no password: that goes in the
+    environment, out of the process list)."""
+    return url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+
+
+def run_tool(command: list[str], url: URL, name: str) -> None:
+    environment = dict(os.environ)
+    if url.password:
+        environment["PGPASSWORD"] = str(url.password)
+    try:
+        result = subprocess.run(command, env=environment, capture_output=True, text=True)
+    except FileNotFoundError as error:
+        raise BackupError(
+            f"{name} not found: install the PostgreSQL client of the server's major version, "
+            f"or back the database up with your own tool and give --files-only"
+        ) from error
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise BackupError(f"{name} failed (exit {result.returncode}): {last}")
