@@ -92,9 +92,19 @@ def restore_database(
     if manifest.database == "sqlite":
         target = sqlite_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm"), Path(f"{target}-journal")):
-            leftover.unlink(missing_ok=True)  # another database's log must not replay over it
-        copy_durably(source / SQLITE_FILE, target)
+        partial = target.with_name(f"{target.name}.restoring")
+        try:  # copied whole beside it first: a failed copy leaves the old database as it was
+            copy_durably(source / SQLITE_FILE, partial)
+            for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm"),
+                             Path(f"{target}-journal")):  # fmt: skip
+                leftover.unlink(missing_ok=True)  # another database's log must not replay
+            os.replace(partial, target)
+            fsync(target.parent)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise BackupError(
+                f"cannot copy the database back: {error.strerror or error}"
+            ) from error
         return
     run_tool(
         [pg_restore, "--clean", "--if-exists", "--no-owner", "--single-transaction",
