@@ -172,6 +172,15 @@ class ReadStatus(StrEnum):
     """Submitted (feedback may still be due)."""
 
 
+class BackupKind(StrEnum):
+    """What a backup holds, as its audit row (``backup.created``) and ``/metrics`` say."""
+
+    FULL = "full"
+    """The database and the spooled files its rows name."""
+    FILES_ONLY = "files_only"
+    """The files only (``--files-only``): the database is backed up by the department's tool."""
+
+
 class AuditAction(StrEnum):
     """Audit actions written by more than one service (the web app's own are named in place)."""
 
@@ -188,3 +197,9 @@ class AuditAction(StrEnum):
     """A WADO-RS retrieval of a study, series or instance (files, metadata, frames, rendered)."""
     DICOMWEB_STORE = "dicomweb.store"
     """A STOW-RS request; ``details`` counts the instances stored and failed."""
+    BACKUP_CREATED = "backup.created"
+    """``radraft backup create`` copied the database and the spool out (every patient's data,
+    so who and when is kept); ``details``: its ``kind`` (``BackupKind``), database and counts;
+    ``/metrics`` shows the newest of each kind."""
+    BACKUP_RESTORED = "backup.restored"
+    """``radraft backup restore`` put a backup back; ``details``: when that backup was made."""

@@ -32,13 +32,23 @@ def backup_create(
             "instance held now and the secret key.",
         ),
     ] = False,
+    by: Annotated[
+        str, typer.Option(help="Who makes it (audit log).", callback=operator_name)
+    ] = "operator",
 ) -> None:
     """Copy the database (one consistent snapshot) and then the spooled files its rows name."""
+    from radraft.enums import AuditAction, BackupKind
     from radraft_cli.backup import create_backup
+    from radraft_cli.backup_files import record_in_audit_log
 
     settings = load_settings()
     configure_logging(settings.log_level)
     manifest = create_backup(settings, destination, files_only=files_only)
+    kind = BackupKind.FILES_ONLY if files_only else BackupKind.FULL
+    record_in_audit_log(settings, AuditAction.BACKUP_CREATED, actor=f"cli:{by}", details={
+        "kind": kind.value, "database": manifest.database, "files": manifest.files,
+        "bytes": manifest.bytes, "missing": len(manifest.missing),
+    })  # fmt: skip
     typer.echo(
         f"backup in {destination}: database {manifest.database} "
         f"(schema {manifest.schema_revision or 'unknown'}), {manifest.files} files, "
@@ -59,8 +69,9 @@ def backup_restore(
 ) -> None:
     """With the services stopped: put the database back, upgrade it, copy back the files the
     spool lacks, and reconcile the two."""
+    from radraft.enums import AuditAction
     from radraft.migrate import upgrade
-    from radraft_cli.backup_files import read_manifest
+    from radraft_cli.backup_files import read_manifest, record_in_audit_log
     from radraft_cli.restore import refuse_while_serving, restore_database, restore_files
     from radraft_cli.spool_cli import run_reconciliation
 
@@ -76,3 +87,7 @@ def backup_restore(
         f"{files.copied} files copied back, {files.kept} already in the spool"
     )
     run_reconciliation(settings, actor=f"cli:{by}", dry_run=False)
+    record_in_audit_log(settings, AuditAction.BACKUP_RESTORED, actor=f"cli:{by}", details={
+        "backup_created_at": manifest.created_at, "database": manifest.database,
+        "files_copied_back": files.copied,
+    })  # fmt: skip

@@ -13,10 +13,14 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import URL
 
+from radraft.enums import AuditAction
 from radraft.errors import RadraftError
+from radraft.models import AuditEntry
+from radraft.settings import Settings
 
 MANIFEST = "manifest.json"
 SQLITE_FILE = "radraft.db"
@@ -42,6 +46,22 @@ class BackupManifest:
     missing: list[str] = field(default_factory=list)
     """Spool paths of held rows whose files were gone when copied (a purge in between)."""
     format: int = FORMAT_VERSION
+
+
+def record_in_audit_log(
+    settings: Settings, action: AuditAction, *, actor: str, details: dict[str, Any]
+) -> None:
+    """One audit row in the installation's database for a backup made or restored (a backup
+    exports every patient's data; who did it and when belongs in the audit trail)."""
+    from radraft.db import engine_for, make_sessionmaker, session_scope
+
+    engine = engine_for(settings)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            session.add(AuditEntry(actor=actor, action=action, object_type="installation",
+                                   object_id="*", details=details))  # fmt: skip
+    finally:
+        engine.dispose()
 
 
 def read_manifest(source: Path) -> BackupManifest:

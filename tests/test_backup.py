@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from pydicom import dcmread
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.engine import make_url
@@ -32,9 +33,11 @@ from gateway.reconcile import (
 from gateway.service import Gateway
 from gateway.spool import spool_relative_path
 from radraft.db import session_scope
+from radraft.enums import AuditAction
 from radraft.models import AuditEntry, DraftingJob, Instance, Study
 from radraft.settings import Settings
 from radraft.synthetic import make_chest_study
+from reporting.web.app import create_app
 from tests.conftest import RecordingPublisher
 from tests.dicom_peers import storescu, synthetic_study_files, write_study
 from tests.gateway.conftest import order_port_gateway
@@ -57,6 +60,10 @@ def lose_database(settings: Settings, engine: Engine) -> None:
         connection.execute(text("DROP SCHEMA public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
+
+
+def database_kind(backend: str) -> str:
+    return "sqlite" if backend == "sqlite" else "postgresql"
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -111,6 +118,18 @@ def test_a_restore_records_again_the_images_acknowledged_after_the_backup(
         wait_until(lambda: len(publisher.published) == 2, what="both studies queued")
     finally:
         gateway.stop()
+    [created] = audit_rows(session_factory, AuditAction.BACKUP_CREATED)
+    assert created.actor == "cli:operator"
+    assert created.details is not None
+    assert created.details == {"kind": "full", "database": database_kind(backend), "files": 2,
+                               "bytes": created.details["bytes"], "missing": 0}  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        metrics = client.get("/metrics", headers={"Authorization": "Bearer test-service-token"})
+    newest = {line.split()[0]: float(line.split()[1]) for line in metrics.text.splitlines()
+              if line.startswith("radraft_last_backup_timestamp_seconds")}  # fmt: skip
+    assert abs(newest['radraft_last_backup_timestamp_seconds{kind="full"}']
+               - created.at.timestamp()) < 1  # fmt: skip
+    assert newest['radraft_last_backup_timestamp_seconds{kind="files_only"}'] == 0
     manifest = json.loads((backup / "manifest.json").read_text())
     assert manifest["files"] == 2
     assert manifest["missing"] == []
@@ -135,6 +154,11 @@ def test_a_restore_records_again_the_images_acknowledged_after_the_backup(
     assert sorted(late.values()) == [(RECOVERY_AE_TITLE, True)] * 2
     [reconciled] = audit_rows(session_factory, RECONCILED_ACTION)
     assert reconciled.actor == "cli:pacs-admin"
+    [restored_row] = audit_rows(session_factory, AuditAction.BACKUP_RESTORED)
+    assert restored_row.actor == "cli:pacs-admin"
+    assert restored_row.details == {"backup_created_at": manifest["created_at"],
+                                    "database": database_kind(backend),
+                                    "files_copied_back": 0}  # fmt: skip
     assert reconciled.details == {
         "files": 4, "rows_without_file": 0, "recorded": 2, "unfiled": 0,
     }  # fmt: skip
@@ -381,6 +405,10 @@ def test_a_files_only_backup_beside_the_departments_own_dump(
         assert made.returncode == 0, made.stderr
         assert "database not included" in made.stdout
         assert "4 files" in made.stdout
+        with TestClient(create_app(settings)) as client:
+            metrics = client.get("/metrics", headers={"Authorization": "Bearer test-service-token"})
+        assert 'radraft_last_backup_timestamp_seconds{kind="full"} 0' in metrics.text
+        assert 'radraft_last_backup_timestamp_seconds{kind="files_only"} 0' not in metrics.text
     assert not (backup / "radraft.db").exists()
     assert not (backup / "radraft.pgdump").exists()
     spool_before = digests(settings.spool_dir)

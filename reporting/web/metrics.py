@@ -18,7 +18,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
-from radraft.enums import AuditAction, JobStatus, OutboxChannel, OutboxStatus, StudyStatus
+from radraft.enums import (
+    AuditAction,
+    BackupKind,
+    JobStatus,
+    OutboxChannel,
+    OutboxStatus,
+    StudyStatus,
+)
 from radraft.free_space import free_bytes
 from radraft.models import AuditEntry, DraftingJob, Instance, OutboxMessage, ReportRevision, Study
 from radraft.report_outputs import channels_without_destination
@@ -89,7 +96,28 @@ def metrics(request: Request, session: DbSession) -> PlainTextResponse:
            "Studies whose accession number found an HL7 order naming another patient, which"
            " was not used (see the audit log, action order.other_patient).",
            {(): other_patient or 0})  # fmt: skip
+    _backups(lines, session)
     return PlainTextResponse("\n".join(lines) + "\n", media_type=PROMETHEUS_TEXT)
+
+
+def _backups(lines: list[str], session: DbSession) -> None:
+    newest = {
+        kind: session.scalar(
+            select(func.max(AuditEntry.at)).where(
+                AuditEntry.action == AuditAction.BACKUP_CREATED,
+                AuditEntry.details["kind"].as_string() == kind.value,
+            )
+        )
+        for kind in BackupKind
+    }
+    _gauge(lines, "radraft_last_backup_timestamp_seconds",
+           "When the newest backup was made (radraft backup create; Unix time, 0: never):"
+           " kind full (database and files) or files_only (--files-only).",
+           {(("kind", kind.value),): _timestamp(at) for kind, at in newest.items()})  # fmt: skip
+
+
+def _timestamp(at: datetime | None) -> float:
+    return 0.0 if at is None else at.timestamp()
 
 
 def _outbox(
