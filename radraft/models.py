@@ -279,6 +279,27 @@ class PatientMergeRecord(Base):
     merged_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RestoreRecord(Base):
+    """A backup restored into this database (``radraft backup restore``), with the highest
+    report revision and outbox row it held.
+
+    Identifiers radraft sends out are derived from row numbers: an SR's SOP Instance UID from
+    its study and revision, an ORU's MSH-10 from its outbox row. A restore forgets the rows made
+    after the backup and issues their numbers again, so without this record a new revision would
+    go out under the UID of a lost one the PACS already holds (and files once), and a new ORU
+    under a control ID the RIS has seen. Rows numbered past a restore's boundary carry how many
+    restores lie below them (``radraft.restore_epochs``); rows at or below keep their
+    identifiers."""
+
+    __tablename__ = "restores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    restored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    backup_created_at: Mapped[str] = mapped_column(String(64))
+    revision_boundary: Mapped[int] = mapped_column(BigInteger)
+    outbox_boundary: Mapped[int] = mapped_column(BigInteger)
+
+
 class DraftingJob(Base):
     """One request to draft a study at a given content version; its key makes queuing idempotent."""
 

@@ -69,10 +69,14 @@ def backup_restore(
 ) -> None:
     """With the services stopped: put the database back, upgrade it, copy back the files the
     spool lacks, and reconcile the two."""
-    from radraft.enums import AuditAction
     from radraft.migrate import upgrade
-    from radraft_cli.backup_files import read_manifest, record_in_audit_log
-    from radraft_cli.restore import refuse_while_serving, restore_database, restore_files
+    from radraft_cli.backup_files import read_manifest
+    from radraft_cli.restore import (
+        refuse_while_serving,
+        remember_restore,
+        restore_database,
+        restore_files,
+    )
     from radraft_cli.spool_cli import run_reconciliation
 
     settings = load_settings()
@@ -81,13 +85,30 @@ def backup_restore(
     refuse_while_serving(settings)
     restore_database(settings, source, manifest, replace=replace)
     upgrade(settings.effective_database_url)
+    remember_restore(settings, manifest.created_at, actor=f"cli:{by}",
+                     details={"database": manifest.database})  # fmt: skip
     files = restore_files(settings, source)
     typer.echo(
         f"restored the backup of {manifest.created_at}: database {manifest.database}, "
         f"{files.copied} files copied back, {files.kept} already in the spool"
     )
     run_reconciliation(settings, actor=f"cli:{by}", dry_run=False)
-    record_in_audit_log(settings, AuditAction.BACKUP_RESTORED, actor=f"cli:{by}", details={
-        "backup_created_at": manifest.created_at, "database": manifest.database,
-        "files_copied_back": files.copied,
-    })  # fmt: skip
+
+
+@backup_app.command("restored")
+def backup_restored(
+    by: Annotated[str, typer.Option(help="Who restored it (audit log).", callback=operator_name)],
+) -> None:
+    """After restoring the database with your own tool (pg_restore, point-in-time recovery) and
+    before starting the services: remember the restore, so that reports and messages made from
+    now on do not reuse the identifiers of ones the restore lost. (`backup restore` does this
+    itself.)"""
+    from radraft.migrate import upgrade
+    from radraft_cli.restore import remember_restore
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    upgrade(settings.effective_database_url)
+    remember_restore(settings, "unknown: restored with another tool", actor=f"cli:{by}",
+                     details={"database": "restored with another tool"})  # fmt: skip
+    typer.echo("restore recorded; run `radraft spool reconcile` if the spool is not the backup's")

@@ -12,11 +12,14 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import URL, make_url
 
-from radraft.models import Instance
+from radraft.enums import AuditAction
+from radraft.models import AuditEntry, Instance
+from radraft.restore_epochs import record_restore
 from radraft.settings import Settings
 from radraft_cli.backup_files import (
     POSTGRES_DUMP,
@@ -147,6 +150,25 @@ def restore_files(settings: Settings, source: Path) -> RestoredFiles:
             f"cannot copy the backup's files back: {error.strerror or error}"
         ) from error
     return RestoredFiles(copied, kept)
+
+
+def remember_restore(
+    settings: Settings, backup_created_at: str, *, actor: str, details: dict[str, Any]
+) -> None:
+    """Record the restore (``radraft.restore_epochs``: rows numbered from now on get identifiers
+    of their own) and its audit row, in one transaction, before anything numbers a new row."""
+    from radraft.db import engine_for, make_sessionmaker, session_scope
+
+    engine = engine_for(settings)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            record_restore(session, backup_created_at)
+            session.add(AuditEntry(
+                actor=actor, action=AuditAction.BACKUP_RESTORED, object_type="installation",
+                object_id="*", details={"backup_created_at": backup_created_at, **details},
+            ))  # fmt: skip
+    finally:
+        engine.dispose()
 
 
 def _holds_rows(url: URL) -> bool:

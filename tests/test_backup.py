@@ -33,10 +33,21 @@ from gateway.reconcile import (
 from gateway.service import Gateway
 from gateway.spool import spool_relative_path
 from radraft.db import session_scope
-from radraft.enums import AuditAction
-from radraft.models import AuditEntry, DraftingJob, Instance, Study
-from radraft.settings import Settings
+from radraft.enums import AuditAction, OutboxChannel, ReportState
+from radraft.models import (
+    AuditEntry,
+    DraftingJob,
+    Instance,
+    OutboxMessage,
+    RestoreRecord,
+    Study,
+)
+from radraft.restore_epochs import outbox_epoch
+from radraft.settings import MllpDestination, Settings
 from radraft.synthetic import make_chest_study
+from reporting.delivery.outputs import load_bundle, revision_key
+from reporting.delivery.relay import oru_control_id
+from reporting.sr import sr_instance_uid
 from reporting.web.app import create_app
 from tests.conftest import RecordingPublisher
 from tests.dicom_peers import storescu, synthetic_study_files, write_study
@@ -45,6 +56,7 @@ from tests.gateway.test_orders import exchange, framed, msa
 from tests.gateway.test_patient_merges import MERGE, TEMPORARY
 from tests.gateway.test_retention import receive_studies, study_id_of
 from tests.processes import radraft_command
+from tests.reporting.factories import add_revision, drafted_study
 from tests.support import wait_until
 
 
@@ -157,8 +169,7 @@ def test_a_restore_records_again_the_images_acknowledged_after_the_backup(
     [restored_row] = audit_rows(session_factory, AuditAction.BACKUP_RESTORED)
     assert restored_row.actor == "cli:pacs-admin"
     assert restored_row.details == {"backup_created_at": manifest["created_at"],
-                                    "database": database_kind(backend),
-                                    "files_copied_back": 0}  # fmt: skip
+                                    "database": database_kind(backend)}  # fmt: skip
     assert reconciled.details == {
         "files": 4, "rows_without_file": 0, "recorded": 2, "unfiled": 0,
     }  # fmt: skip
@@ -470,3 +481,62 @@ def test_files_of_other_gateway_hosts_are_not_missing_and_a_spool_not_there_stop
     assert "2 rows of 1 studies without their file were marked purged" in lost.stdout
     assert not any(held for _, held in instances_of(session_factory, study_uid(sent[771])).values())
     assert all(held for _, held in instances_of(session_factory, study_uid(sent[772])).values())
+
+
+RIS = MllpDestination("ris.example", 2575)
+
+
+def _sr_uid(factory: sessionmaker[Session], settings: Settings, revision_id: int) -> str:
+    with session_scope(factory) as session:
+        bundle = load_bundle(session, revision_id, spool_dir=settings.spool_dir)
+        key = revision_key(revision_id, bundle.study, bundle.restore_boundaries)
+        return sr_instance_uid(bundle.study.study_instance_uid, key)
+
+
+def _new_revision(factory: sessionmaker[Session], text: str) -> tuple[int, int, str]:
+    """A new draft of the study: its number, its ORU row's and that row's MSH-10."""
+    with session_scope(factory) as session:
+        study = session.scalars(select(Study)).one()
+        revision = add_revision(session, study, ReportState.DRAFTED, model=True,
+                                findings=text, impression=text)  # fmt: skip
+        row = session.scalars(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.channel == OutboxChannel.HL7)
+            .order_by(OutboxMessage.id.desc())
+        ).first()
+        assert row is not None
+        control = oru_control_id(row, RIS, outbox_epoch(session, row))
+        return revision.id, row, control
+
+
+def test_after_a_restore_a_new_report_never_takes_the_uid_of_one_the_restore_lost(
+    settings: Settings, session_factory: sessionmaker[Session], engine: Engine, tmp_path: Path
+) -> None:
+    """SR SOP Instance UIDs come from the study and the revision's number, ORU control IDs from
+    the outbox row's: a restore forgets the rows made after the backup and numbers new ones the
+    same. The PACS already holds the lost revision's SR and files a known UID once, so the new
+    report would silently not replace it. Rows numbered past a restore carry it in their
+    identifiers; rows the backup held keep theirs."""
+    with session_scope(session_factory) as session:
+        drafted_study(session, "1.2.826.0.1.3680043.10.543.781")
+    kept_revision, kept_row, kept_control = _new_revision(session_factory, "Lungs are clear.")
+    kept_uid = _sr_uid(session_factory, settings, kept_revision)
+    backup = tmp_path / "backup"
+    assert radraft_command(settings, "backup", "create", str(backup)).returncode == 0
+    lost_revision, lost_row, lost_control = _new_revision(session_factory, "Left effusion.")
+    lost_uid = _sr_uid(session_factory, settings, lost_revision)
+
+    lose_database(settings, engine)
+    restored = radraft_command(settings, "backup", "restore", str(backup))
+    assert restored.returncode == 0, restored.stderr
+    new_revision, new_row, new_control = _new_revision(session_factory, "No effusion.")
+    assert (new_revision, new_row) == (lost_revision, lost_row), "the numbers came again"
+    assert _sr_uid(session_factory, settings, new_revision) != lost_uid
+    assert new_control != lost_control
+    assert _sr_uid(session_factory, settings, kept_revision) == kept_uid, "held rows keep theirs"
+    with session_scope(session_factory) as session:
+        [restore] = session.scalars(select(RestoreRecord)).all()
+        assert restore.revision_boundary == kept_revision
+        assert restore.outbox_boundary < new_row
+        again = oru_control_id(kept_row, RIS, outbox_epoch(session, kept_row))
+    assert again == kept_control, "a held row's retry keeps its control ID"

@@ -26,6 +26,7 @@ from radraft.hl7ack import hl7_timestamp
 from radraft.models import Instance, Order, Report, ReportRevision, Series, Study, User
 from radraft.orders import order_for_study, order_numbers
 from radraft.patient_correction import DELIVERED_AS, patient_of
+from radraft.restore_epochs import epoch, revision_boundaries
 from radraft.settings import Settings
 from reporting.hl7 import CodedValue, OruContent, build_oru
 from reporting.sr import (
@@ -93,6 +94,8 @@ class RevisionBundle:
     sources: tuple[tuple[Path | None, EvidenceReference], ...]
     """Each source's spooled file (None: purged by retention) and what the SR says of it."""
     chest_views: tuple[str | None, ...]
+    restore_boundaries: tuple[int, ...] = ()
+    """Each restore's highest revision (``radraft.restore_epochs``), for the SR UIDs."""
 
 
 def load_bundle(session: Session, revision_id: int, *, spool_dir: Path) -> RevisionBundle:
@@ -136,7 +139,9 @@ def load_bundle(session: Session, revision_id: int, *, spool_dir: Path) -> Revis
     )
     views = tuple(instance.view_position for instance, _ in rows if instance.is_chest)
     order = order_for_study(session, study).order  # only an order naming the study's patient
-    return RevisionBundle(revision, earlier, study, author, order, sources, views)
+    return RevisionBundle(
+        revision, earlier, study, author, order, sources, views, revision_boundaries(session)
+    )
 
 
 def person_name(full_name: str) -> str:
@@ -215,13 +220,17 @@ def patient_and_study(study: Study) -> PatientAndStudy:
     )
 
 
-def revision_key(revision_id: int, study: Study) -> str:
+def revision_key(revision_id: int, study: Study, restore_boundaries: tuple[int, ...] = ()) -> str:
     """What a revision's SR SOP Instance UID is derived from: the revision, and after a patient
     correction the correction's number too, so the SR issued again for the corrected patient
-    (and every later one) is a new instance rather than the one the PACS was told to reject."""
-    if not study.patient_corrections:
-        return str(revision_id)
-    return f"{revision_id}.p{study.patient_corrections}"
+    (and every later one) is a new instance rather than the one the PACS was told to reject;
+    for a revision numbered after a restore, the restores below it (``radraft.restore_epochs``),
+    so it does not take the UID of a revision the restore lost."""
+    key = str(revision_id)
+    if study.patient_corrections:
+        key += f".p{study.patient_corrections}"
+    restores = epoch(revision_id, restore_boundaries)
+    return f"{key}.r{restores}" if restores else key
 
 
 def _document(bundle: RevisionBundle, settings: Settings) -> ReportDocument:
@@ -241,7 +250,7 @@ def _document(bundle: RevisionBundle, settings: Settings) -> ReportDocument:
         )
     return ReportDocument(
         identity=patient_and_study(study),
-        revision_key=revision_key(revision.id, study),
+        revision_key=revision_key(revision.id, study, bundle.restore_boundaries),
         revision_number=revision.number,
         state=state,
         findings=revision.findings,
@@ -254,7 +263,9 @@ def _document(bundle: RevisionBundle, settings: Settings) -> ReportDocument:
         institution_name=settings.institution_name,
         request=request,
         procedure_reported=code,
-        predecessor_keys=tuple(revision_key(earlier.id, study) for earlier in bundle.earlier),
+        predecessor_keys=tuple(
+            revision_key(earlier.id, study, bundle.restore_boundaries) for earlier in bundle.earlier
+        ),
     )
 
 

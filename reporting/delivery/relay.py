@@ -36,6 +36,7 @@ from radraft.orders import order_numbers
 from radraft.outbox import backoff_seconds
 from radraft.patient_correction import stop_if_superseded
 from radraft.report_outputs import channels_without_destination
+from radraft.restore_epochs import outbox_epoch
 from radraft.settings import DicomDestination, MllpDestination, Settings
 from radraft.timeutil import Clock, utcnow
 from radraft.tls import client_context
@@ -67,13 +68,16 @@ RECORD_RETRY_SECONDS = 60.0
 """How long a delivered output's record is retried while the database is away."""
 
 
-def oru_control_id(row_id: int, destination: MllpDestination) -> str:
+def oru_control_id(row_id: int, destination: MllpDestination, restores: int = 0) -> str:
     """MSH-10 of one output to one RIS: the same on every retry, so the RIS can de-duplicate.
 
-    Twenty characters at most (ST 20): the outbox row and a digest of the destination.
+    Twenty characters at most (ST 20): the outbox row, the restores below it (a row numbered
+    again after a restore is another message than the lost row of that number,
+    ``radraft.restore_epochs``), and a digest of the destination.
     """
     digest = hashlib.sha256(str(destination).encode()).hexdigest()[:6]
-    return f"R{row_id}-{digest}"[:20]
+    row = f"{row_id}.{restores}" if restores else str(row_id)
+    return f"R{row}-{digest}"[:20]
 
 
 class OutputDeliveryRelay:
@@ -332,10 +336,14 @@ class OutputDeliveryRelay:
         """Send to each destination that has not acknowledged this row yet, remembering which
         have (in ``payload["delivered_to"]``, saved even when a later one fails)."""
         delivered_to: list[str] = list(payload.get("delivered_to", []))
+        restores: int | None = None
         for destination in destinations:
             if str(destination) in delivered_to:
                 continue  # a retry never sends twice to a destination that acknowledged
-            control_id = oru_control_id(row_id, destination)
+            if restores is None:
+                with session_scope(self._session_factory) as session:
+                    restores = outbox_epoch(session, row_id)
+            control_id = oru_control_id(row_id, destination, restores)
             try:
                 self._send(build(control_id), destination, control_id)
             except DeliveryError:
