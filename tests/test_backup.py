@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from pydicom import dcmread
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +39,7 @@ from radraft.models import (
     DraftingJob,
     Instance,
     OutboxMessage,
+    ReportRevision,
     RestoreRecord,
     Study,
 )
@@ -540,3 +541,21 @@ def test_after_a_restore_a_new_report_never_takes_the_uid_of_one_the_restore_los
         assert restore.outbox_boundary < new_row
         again = oru_control_id(kept_row, RIS, outbox_epoch(session, kept_row))
     assert again == kept_control, "a held row's retry keeps its control ID"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_restore_made_with_another_tool_is_recorded_by_backup_restored(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    with session_scope(session_factory) as session:
+        drafted_study(session, "1.2.826.0.1.3680043.10.543.791")
+    recorded = radraft_command(settings, "backup", "restored", "--by", "dba")
+    assert recorded.returncode == 0, recorded.stderr
+    assert "restore recorded" in recorded.stdout
+    with session_scope(session_factory) as session:
+        [restore] = session.scalars(select(RestoreRecord)).all()
+        newest = session.scalar(select(func.max(ReportRevision.id)))
+    assert restore.revision_boundary == newest
+    [row] = audit_rows(session_factory, AuditAction.BACKUP_RESTORED)
+    assert row.actor == "cli:dba"
+    assert radraft_command(settings, "backup", "restored").returncode == 2, "--by is required"
