@@ -89,7 +89,7 @@ class Spool:
                 if error.errno != errno.EXDEV:
                     raise
                 self._copy_across_filesystems(received_path, target)
-            _fsync_directory(target.parent)
+            fsync_path(target.parent)
         except OSError as error:
             raise SpoolError(f"cannot persist instance: {error.strerror}") from error
         return relative, size
@@ -129,7 +129,7 @@ class Spool:
         except FileNotFoundError:
             return
         aside.unlink()
-        _fsync_directory(target.parent)
+        fsync_path(target.parent)
 
     def keep_previous(self, relative: str) -> Path:
         """A second name (a hard link) for a spooled file about to be replaced under its own
@@ -154,7 +154,7 @@ class Spool:
         """Put the content ``keep_previous`` kept back under the spooled file's name."""
         os.replace(previous, self.root / relative)
         previous.unlink(missing_ok=True)  # rename does nothing when both name the same file
-        _fsync_directory((self.root / relative).parent)
+        fsync_path((self.root / relative).parent)
 
     def drop_set_aside(self, relatives: list[str]) -> None:
         """Delete set-aside files whose rows committed as purged."""
@@ -205,8 +205,9 @@ class Spool:
         return removed
 
 
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a folder so the entries just made in it (a rename's new name) last."""
+    descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:

@@ -27,6 +27,7 @@ from pathlib import Path
 from sqlalchemy import Connection, create_engine, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 
+from gateway.spool import fsync_path
 from radraft.models import Instance
 from radraft.settings import Settings
 from radraft.timeutil import utcnow
@@ -39,7 +40,6 @@ from radraft_cli.backup_files import (
     BackupManifest,
     copy_durably,
     create_private,
-    fsync,
     libpq_url,
     run_tool,
     sqlite_path,
@@ -88,7 +88,7 @@ def _write_backup(
     if settings.secret_key_file.is_file():
         copy_durably(settings.secret_key_file, destination / settings.secret_key_file.name)
     write_durably(destination / MANIFEST, json.dumps(asdict(manifest), indent=2).encode())
-    fsync(destination)
+    fsync_path(destination)
     return manifest
 
 
@@ -111,7 +111,7 @@ def _sqlite_snapshot(
             return _revision(connection), _held_paths(connection, origin)
     finally:
         engine.dispose()
-        fsync(copy)
+        fsync_path(copy)
 
 
 def _postgres_snapshot(
@@ -132,7 +132,7 @@ def _postgres_snapshot(
             revision, held = _revision(connection), _held_paths(connection, origin)
     finally:
         engine.dispose()
-    fsync(dump)
+    fsync_path(dump)
     return revision, held
 
 
@@ -174,4 +174,4 @@ def _copy_held_files(
             continue
         manifest.files += 1
     for folder in destination.iterdir() if destination.is_dir() else []:
-        fsync(folder)
+        fsync_path(folder)

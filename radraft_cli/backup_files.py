@@ -11,11 +11,14 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
 
 from radraft.enums import AuditAction
 from radraft.errors import RadraftError
@@ -48,20 +51,35 @@ class BackupManifest:
     format: int = FORMAT_VERSION
 
 
-def record_in_audit_log(
-    settings: Settings, action: AuditAction, *, actor: str, details: dict[str, Any]
-) -> None:
-    """One audit row in the installation's database for a backup made or restored (a backup
-    exports every patient's data; who did it and when belongs in the audit trail)."""
+@contextmanager
+def installation_session(settings: Settings) -> Iterator[Session]:
+    """One transaction on the installation's database for a command that runs once (its engine
+    is disposed of afterwards, so a restore is not left holding a connection)."""
     from radraft.db import engine_for, make_sessionmaker, session_scope
 
     engine = engine_for(settings)
     try:
         with session_scope(make_sessionmaker(engine)) as session:
-            session.add(AuditEntry(actor=actor, action=action, object_type="installation",
-                                   object_id="*", details=details))  # fmt: skip
+            yield session
     finally:
         engine.dispose()
+
+
+def add_audit_row(
+    session: Session, action: AuditAction, *, actor: str, details: dict[str, Any]
+) -> None:
+    """The audit row of a backup made or restored (a backup exports every patient's data; who
+    did it and when belongs in the audit trail)."""
+    session.add(AuditEntry(actor=actor, action=action, object_type="installation",
+                           object_id="*", details=details))  # fmt: skip
+
+
+def record_in_audit_log(
+    settings: Settings, action: AuditAction, *, actor: str, details: dict[str, Any]
+) -> None:
+    """``add_audit_row`` in a transaction of its own."""
+    with installation_session(settings) as session:
+        add_audit_row(session, action, actor=actor, details=details)
 
 
 def read_manifest(source: Path) -> BackupManifest:
@@ -116,15 +134,6 @@ def write_durably(target: Path, content: bytes) -> None:
         writer.write(content)
         writer.flush()
         os.fsync(writer.fileno())
-
-
-def fsync(path: Path) -> None:
-    """fsync a file or a folder (a folder's entries: the files just made in it)."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def libpq_url(url: URL) -> str:

@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import URL, make_url
 
+from gateway.spool import fsync_path
 from radraft.enums import AuditAction
-from radraft.models import AuditEntry, Instance
+from radraft.models import Instance
 from radraft.restore_epochs import record_restore
 from radraft.settings import Settings
 from radraft_cli.backup_files import (
@@ -27,8 +28,9 @@ from radraft_cli.backup_files import (
     SQLITE_FILE,
     BackupError,
     BackupManifest,
+    add_audit_row,
     copy_durably,
-    fsync,
+    installation_session,
     libpq_url,
     run_tool,
     sqlite_path,
@@ -102,7 +104,7 @@ def restore_database(
                              Path(f"{target}-journal")):  # fmt: skip
                 leftover.unlink(missing_ok=True)  # another database's log must not replay
             os.replace(partial, target)
-            fsync(target.parent)
+            fsync_path(target.parent)
         except OSError as error:
             partial.unlink(missing_ok=True)
             raise BackupError(
@@ -139,7 +141,7 @@ def restore_files(settings: Settings, source: Path) -> RestoredFiles:
             partial = target.with_suffix(".restoring")
             copy_durably(path, partial)
             os.replace(partial, target)
-            fsync(target.parent)
+            fsync_path(target.parent)
             copied += 1
         secret = source / settings.secret_key_file.name
         if secret.is_file() and not settings.secret_key_file.exists():
@@ -157,18 +159,10 @@ def remember_restore(
 ) -> None:
     """Record the restore (``radraft.restore_epochs``: rows numbered from now on get identifiers
     of their own) and its audit row, in one transaction, before anything numbers a new row."""
-    from radraft.db import engine_for, make_sessionmaker, session_scope
-
-    engine = engine_for(settings)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            record_restore(session, backup_created_at)
-            session.add(AuditEntry(
-                actor=actor, action=AuditAction.BACKUP_RESTORED, object_type="installation",
-                object_id="*", details={"backup_created_at": backup_created_at, **details},
-            ))  # fmt: skip
-    finally:
-        engine.dispose()
+    with installation_session(settings) as session:
+        record_restore(session, backup_created_at)
+        add_audit_row(session, AuditAction.BACKUP_RESTORED, actor=actor,
+                      details={"backup_created_at": backup_created_at, **details})  # fmt: skip
 
 
 def _holds_rows(url: URL) -> bool:

@@ -215,9 +215,11 @@ class OutputDeliveryRelay:
         builds and sends it (after the transaction, with nothing locked while the peer answers)."""
         output, row_id, study_id = payload.get("output"), row.id, row.study_id
         spool_dir = self._settings.spool_dir
+        # An ORU's control ID carries the restores below its row; read with the row it names.
+        restores = outbox_epoch(session, row_id) if channel == OutboxChannel.HL7 else 0
         if output == ORU_WITHDRAWAL and study_id is not None:
             withdrawal = load_oru_withdrawal(session, row, spool_dir=spool_dir)
-            return lambda: self._send_oru_withdrawal(withdrawal, payload, row_id)
+            return lambda: self._send_oru_withdrawal(withdrawal, payload, row_id, restores)
         if output == SR_REJECTION and study_id is not None:
             note = load_rejection_note(session, row, self._settings, self._clock())
             return lambda: self._send_rejection_note(note)
@@ -225,7 +227,9 @@ class OutputDeliveryRelay:
         corrected_order = None
         if channel == OutboxChannel.HL7 and bundle.revision.state == ReportState.AMENDED:
             corrected_order = order_of_corrected_result(session, bundle.study, row)
-        return lambda: self._send_output(channel, payload, bundle, row_id, corrected_order)
+        return lambda: self._send_output(
+            channel, payload, bundle, row_id, restores, corrected_order
+        )
 
     def _record_delivery(self, row_id: int, note: str | None, payload: dict[str, Any]) -> bool:
         """Mark the row done; while the database is down, keep trying instead of re-sending.
@@ -262,11 +266,13 @@ class OutputDeliveryRelay:
         payload: dict[str, Any],
         bundle: RevisionBundle,
         row_id: int,
+        restores: int,
         corrected_order: dict[str, str] | None = None,
     ) -> str | None:
         """Build and send; returns a note for the row (a warning, or why nothing was sent).
-        ``corrected_order``: for a correction, the order numbers the result it replaces went
-        out with (it goes under them, not under the order standing now)."""
+        ``restores``: the restores below the row (``oru_control_id``). ``corrected_order``: for
+        a correction, the order numbers the result it replaces went out with (it goes under
+        them, not under the order standing now)."""
         is_draft = bundle.revision.state == ReportState.DRAFTED
         if channel == OutboxChannel.DICOM:
             if is_draft and not self._settings.sr_send_drafts:
@@ -286,6 +292,7 @@ class OutputDeliveryRelay:
             self._settings.hl7_destinations,
             payload,
             row_id,
+            restores,
             lambda control_id: build_oru_message(
                 bundle, self._settings, control_id=control_id, now=self._clock(),
                 sent_order=sent_order,
@@ -294,7 +301,7 @@ class OutputDeliveryRelay:
         return None
 
     def _send_oru_withdrawal(
-        self, withdrawal: OruWithdrawal, payload: dict[str, Any], row_id: int
+        self, withdrawal: OruWithdrawal, payload: dict[str, Any], row_id: int, restores: int
     ) -> str | None:
         """The newest acknowledged result again, as W, to every RIS that acknowledged one."""
         bundle = withdrawal.bundle
@@ -307,6 +314,7 @@ class OutputDeliveryRelay:
             configured,
             payload,
             row_id,
+            restores,
             lambda control_id: build_oru_message(
                 bundle,
                 self._settings,
@@ -331,18 +339,16 @@ class OutputDeliveryRelay:
         destinations: list[MllpDestination],
         payload: dict[str, Any],
         row_id: int,
+        restores: int,
         build: Callable[[str], str],
     ) -> None:
         """Send to each destination that has not acknowledged this row yet, remembering which
-        have (in ``payload["delivered_to"]``, saved even when a later one fails)."""
+        have (in ``payload["delivered_to"]``, saved even when a later one fails). ``restores``:
+        the restores below the row, read in the transaction that read it (``oru_control_id``)."""
         delivered_to: list[str] = list(payload.get("delivered_to", []))
-        restores: int | None = None
         for destination in destinations:
             if str(destination) in delivered_to:
                 continue  # a retry never sends twice to a destination that acknowledged
-            if restores is None:
-                with session_scope(self._session_factory) as session:
-                    restores = outbox_epoch(session, row_id)
             control_id = oru_control_id(row_id, destination, restores)
             try:
                 self._send(build(control_id), destination, control_id)
