@@ -6,7 +6,8 @@ SQLite backup API; on Postgres ``pg_dump`` of a snapshot this process exported a
 then the spooled file of every row held in that snapshot: a file the gateway wrote later has
 no row in the backup and is not copied; a file a retention purge deleted in between is listed
 as missing in the manifest, and the restore's reconciliation marks its row purged. The manifest
-is written last, so a backup without one is unfinished.
+is written last, so a backup without one is unfinished; it holds each file's SHA-256, taken as
+the file was written, which ``radraft backup verify`` checks and a restore trusts no file without.
 
 With ``files_only`` the database is left to the department's own tool (``pg_dump``, WAL
 archiving): run that first, then this, which copies the files of every row held *now*, a
@@ -40,6 +41,7 @@ from radraft_cli.backup_files import (
     BackupManifest,
     copy_durably,
     create_private,
+    file_sha256,
     libpq_url,
     run_tool,
     sqlite_path,
@@ -84,9 +86,13 @@ def _write_backup(
         kind = "postgresql"
         revision, held = _postgres_snapshot(url, destination / POSTGRES_DUMP, pg_dump, origin)
     manifest = BackupManifest(utcnow().isoformat(), kind, revision)
+    for database_file in (SQLITE_FILE, POSTGRES_DUMP):
+        if (destination / database_file).is_file():
+            manifest.digests[database_file] = file_sha256(destination / database_file)
     _copy_held_files(settings.spool_dir, destination / SPOOL_FOLDER, held, manifest)
-    if settings.secret_key_file.is_file():
-        copy_durably(settings.secret_key_file, destination / settings.secret_key_file.name)
+    key = settings.secret_key_file
+    if key.is_file():
+        manifest.digests[key.name] = copy_durably(key, destination / key.name).sha256
     write_durably(destination / MANIFEST, json.dumps(asdict(manifest), indent=2).encode())
     fsync_path(destination)
     return manifest
@@ -168,10 +174,12 @@ def _copy_held_files(
         target = destination / relative
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            manifest.bytes += copy_durably(spool / relative, target)
+            copied = copy_durably(spool / relative, target)
         except FileNotFoundError:
             manifest.missing.append(relative)
             continue
+        manifest.bytes += copied.size
+        manifest.digests[f"{SPOOL_FOLDER}/{relative}"] = copied.sha256
         manifest.files += 1
     for folder in destination.iterdir() if destination.is_dir() else []:
         fsync_path(folder)

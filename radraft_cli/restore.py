@@ -30,19 +30,25 @@ from radraft_cli.backup_files import (
     BackupManifest,
     add_audit_row,
     copy_durably,
+    file_sha256,
     installation_session,
     libpq_url,
     run_tool,
     sqlite_path,
 )
 
+PARTIAL_SUFFIX = ".restoring"
+"""A file being copied back, renamed into place once whole and checked."""
+
 
 @dataclass(frozen=True)
 class RestoredFiles:
-    """The spool files a restore copied back and those it left (the spool's own copy)."""
+    """The spool files a restore copied back, those it left (the spool's own copy), and the
+    backed-up files it did not restore because they differ from their manifest digest."""
 
     copied: int
     kept: int
+    damaged: list[str]
 
 
 def refuse_while_serving(settings: Settings) -> None:
@@ -94,10 +100,18 @@ def restore_database(
         raise BackupError(
             "the configured database already holds instances: give --replace to overwrite it"
         )
+    name = SQLITE_FILE if manifest.database == "sqlite" else POSTGRES_DUMP
+    if not (source / name).is_file():
+        raise BackupError(f"the backup has no {name}, which its manifest says it holds")
+    if is_damaged(source, name, manifest):
+        raise BackupError(
+            f"the backup's database ({name}) is damaged: its SHA-256 differs from the one the"
+            " manifest took when it was written. Restore an older backup."
+        )
     if manifest.database == "sqlite":
         target = sqlite_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f"{target.name}.restoring")
+        partial = target.with_name(f"{target.name}{PARTIAL_SUFFIX}")
         try:  # copied whole beside it first: a failed copy leaves the old database as it was
             copy_durably(source / SQLITE_FILE, partial)
             for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm"),
@@ -118,11 +132,14 @@ def restore_database(
     )  # fmt: skip
 
 
-def restore_files(settings: Settings, source: Path) -> RestoredFiles:
+def restore_files(settings: Settings, source: Path, manifest: BackupManifest) -> RestoredFiles:
     """Copy back every backed-up spool file the spool lacks, and the secret key if missing.
 
-    Each file is copied under a temporary name and renamed into place, so an interrupted
-    restore leaves no partial image under a spool name.
+    Each file is copied under a temporary name (a leftover of an interrupted restore is removed
+    first), checked against its digest in the manifest, and only then renamed into place: an
+    interrupted restore leaves no partial image under a spool name, and a damaged one is left
+    out (its row is then missing its file; the reconciliation marks it purged, so the PACS's
+    re-send brings it back) instead of being taken for the image the PACS sent.
 
     Raises
     ------
@@ -130,28 +147,60 @@ def restore_files(settings: Settings, source: Path) -> RestoredFiles:
         If a file cannot be copied (the restore can be run again: what is in place stays).
     """
     copied = kept = 0
+    damaged: list[str] = []
     backed_up = source / SPOOL_FOLDER
     try:
+        if settings.spool_dir.is_dir():
+            for leftover in settings.spool_dir.glob(f"*/*{PARTIAL_SUFFIX}"):
+                leftover.unlink()
         for path in sorted(backed_up.rglob("*.dcm")) if backed_up.is_dir() else []:
             target = settings.spool_dir / path.relative_to(backed_up)
             if target.exists():
                 kept += 1
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(".restoring")
-            copy_durably(path, partial)
+            partial = target.with_suffix(PARTIAL_SUFFIX)
+            name = str(path.relative_to(source))
+            if not _copy_if_intact(path, partial, name, manifest):
+                damaged.append(name)
+                continue
             os.replace(partial, target)
             fsync_path(target.parent)
             copied += 1
         secret = source / settings.secret_key_file.name
         if secret.is_file() and not settings.secret_key_file.exists():
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            copy_durably(secret, settings.secret_key_file)
+            partial = settings.secret_key_file.with_suffix(PARTIAL_SUFFIX)
+            if _copy_if_intact(secret, partial, secret.name, manifest):
+                os.replace(partial, settings.secret_key_file)
+            else:
+                damaged.append(secret.name)  # the web app makes a new key: everyone signs in
     except OSError as error:
         raise BackupError(
             f"cannot copy the backup's files back: {error.strerror or error}"
         ) from error
-    return RestoredFiles(copied, kept)
+    return RestoredFiles(copied, kept, damaged)
+
+
+def _copy_if_intact(source: Path, partial: Path, name: str, manifest: BackupManifest) -> bool:
+    """Copy ``source`` to ``partial``; False (and no copy) if it is not the file the backup
+    wrote: its digest differs, or the manifest has digests and none for it (a file put into
+    the folder since). A backup made before digests were kept is taken as it is."""
+    expected = manifest.digests.get(name)
+    if expected is None and manifest.digests:
+        return False
+    copied = copy_durably(source, partial)
+    if expected is None or copied.sha256 == expected:
+        return True
+    partial.unlink()
+    return False
+
+
+def is_damaged(source: Path, name: str, manifest: BackupManifest) -> bool:
+    """Whether the backup's file ``name`` differs from the digest its manifest took (False
+    when the manifest has none for it)."""
+    expected = manifest.digests.get(name)
+    return expected is not None and file_sha256(source / name) != expected
 
 
 def remember_restore(

@@ -151,8 +151,8 @@ def test_restarts_and_a_killed_gateway_lose_nothing_and_deliver_once(
         engine.dispose()
 
     with session_scope(factory) as session:
-        stored = dict(
-            session.execute(select(Instance.sop_instance_uid, Instance.spool_path)).tuples().all()
+        stored: dict[str, str] = dict(
+            session.execute(select(Instance.sop_instance_uid, Instance.spool_path)).all()
         )
         revisions = session.scalars(select(ReportRevision)).all()
     assert sender.acknowledged <= set(stored), "every acknowledged instance is stored"

@@ -1,0 +1,160 @@
+"""A backup read back: damaged, missing and planted files found by ``radraft backup verify``, and
+never restored as if they were the images the PACS sent.
+
+Real gateways receive from storescu; the backups are made, checked and restored with the
+``radraft`` command, on SQLite and Postgres (``pg_dump``, ``pg_restore --list``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from radraft.db import session_scope
+from radraft.models import Instance, RestoreRecord, Study
+from radraft.settings import Settings
+from tests.conftest import RecordingPublisher
+from tests.dicom_peers import storescu, synthetic_study_files
+from tests.gateway.conftest import order_port_gateway
+from tests.gateway.test_retention import receive_studies
+from tests.processes import radraft_command
+from tests.test_backup import digests, lose_database
+
+
+def flip_a_byte(path: Path) -> None:
+    """One bit of rot in the middle of the file (its size unchanged)."""
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    path.write_bytes(bytes(content))
+
+
+def held_by_path(factory: sessionmaker[Session]) -> dict[str, bool]:
+    """Each instance's spool path and whether its file is held."""
+    with session_scope(factory) as session:
+        rows = session.execute(select(Instance.spool_path, Instance.purged_at)).all()
+    return {path: purged is None for path, purged in rows}
+
+
+def test_a_damaged_or_planted_file_is_found_by_verify_and_never_restored(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    backup = tmp_path / "backup"
+    with order_port_gateway(settings, session_factory, publisher) as gateway:
+        sent = receive_studies(gateway, session_factory, tmp_path, 771, 772)
+        made = radraft_command(settings, "backup", "create", str(backup))
+        assert made.returncode == 0, made.stderr
+    manifest = json.loads((backup / "manifest.json").read_text())
+    spooled = sorted(name for name in manifest["digests"] if name.startswith("spool/"))
+    assert len(spooled) == 4
+    assert set(manifest["digests"]) >= {*spooled, "radraft.db" if settings.effective_database_url
+                                        .startswith("sqlite") else "radraft.pgdump"}  # fmt: skip
+
+    good = radraft_command(settings, "backup", "verify", str(backup))
+    assert good.returncode == 0, good.stderr
+    assert f"{len(manifest['digests'])} files intact, 0 damaged, 0 missing" in good.stdout
+    assert "database: ok" in good.stdout
+
+    damaged = spooled[0]
+    flip_a_byte(backup / damaged)
+    planted = backup / "spool" / "zz" / "planted.dcm"  # a valid image, not the backup's
+    planted.parent.mkdir()
+    shutil.copyfile(sent[771][0], planted)
+    bad = radraft_command(settings, "backup", "verify", str(backup))
+    assert bad.returncode == 1
+    assert "1 damaged, 0 missing, 1 not in the manifest; database: ok" in bad.stdout
+    assert f"damaged: {damaged}" in bad.stdout
+    assert "not in the manifest: spool/zz/planted.dcm" in bad.stdout
+    assert "cannot be restored whole" in bad.stderr
+
+    # The disk under the spool and the database is replaced; a restore interrupted on it before
+    # left a partial copy behind.
+    lose_database(settings, engine)
+    shutil.rmtree(settings.spool_dir)
+    leftover = settings.spool_dir / spooled[1].removeprefix("spool/")
+    leftover.parent.mkdir(parents=True)
+    leftover.with_suffix(".restoring").write_bytes(b"half an image")
+
+    restored = radraft_command(settings, "backup", "restore", str(backup))
+    assert restored.returncode == 1
+    assert "3 files copied back, 0 already in the spool" in restored.stdout
+    assert "1 rows of 1 studies without their file were marked purged" in restored.stdout
+    assert "2 backed-up files differ from the manifest (damaged, or put" in restored.stderr
+    assert damaged in restored.stderr
+    assert "spool/zz/planted.dcm" in restored.stderr
+    in_spool = digests(settings.spool_dir)
+    assert set(in_spool) == {name.removeprefix("spool/") for name in spooled[1:]}
+    assert all(in_spool[name.removeprefix("spool/")] == manifest["digests"][name]
+               for name in spooled[1:])  # fmt: skip
+    assert not list(settings.spool_dir.rglob("*.restoring")), "no partial copy is left"
+    assert held_by_path(session_factory) == {
+        name.removeprefix("spool/"): name != damaged for name in spooled
+    }, "the damaged file's instance says purged (re-send it); the planted image is no instance"
+
+
+def test_a_damaged_database_is_never_restored_over_the_one_in_use(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    backup = tmp_path / "backup"
+    with order_port_gateway(settings, session_factory, publisher) as gateway:
+        receive_studies(gateway, session_factory, tmp_path, 781)
+        assert radraft_command(settings, "backup", "create", str(backup)).returncode == 0
+        later = synthetic_study_files(782, tmp_path / "782", size=64)
+        assert storescu(later, port=gateway.port).returncode == 0
+    [database] = [name for name in ("radraft.db", "radraft.pgdump") if (backup / name).exists()]
+    flip_a_byte(backup / database)
+
+    checked = radraft_command(settings, "backup", "verify", str(backup))
+    assert checked.returncode == 1
+    assert f"database: {database} is damaged" in checked.stdout
+
+    refused = radraft_command(settings, "backup", "restore", str(backup), "--replace")
+    assert refused.returncode == 2
+    assert f"the backup's database ({database}) is damaged" in refused.stderr
+    assert "Restore an older backup" in refused.stderr
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(func.count()).select_from(Study)) == 2, "nothing replaced"
+        assert session.scalar(select(func.count()).select_from(Instance)) == 4
+        assert session.scalar(select(func.count()).select_from(RestoreRecord)) == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_backup_made_before_digests_were_kept_still_restores(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    backup = tmp_path / "backup"
+    with order_port_gateway(settings, session_factory, publisher) as gateway:
+        receive_studies(gateway, session_factory, tmp_path, 791)
+        assert radraft_command(settings, "backup", "create", str(backup)).returncode == 0
+    manifest = json.loads((backup / "manifest.json").read_text())
+    del manifest["digests"]
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+
+    checked = radraft_command(settings, "backup", "verify", str(backup))
+    assert checked.returncode == 0, checked.stderr
+    assert "0 files intact, 0 damaged, 0 missing, 0 not in the manifest" in checked.stdout
+    assert "3 files not checked: the backup was made before" in checked.stdout
+    assert "database: ok" in checked.stdout  # SQLite's integrity check, without a digest
+
+    lose_database(settings, engine)
+    shutil.rmtree(settings.spool_dir)
+    restored = radraft_command(settings, "backup", "restore", str(backup))
+    assert restored.returncode == 0, restored.stderr
+    assert "2 files copied back" in restored.stdout
+    assert held_by_path(session_factory) == dict.fromkeys(digests(settings.spool_dir), True)
+    assert len(digests(settings.spool_dir)) == 2
