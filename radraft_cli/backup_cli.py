@@ -122,9 +122,9 @@ def backup_restore(
     if files.damaged:
         typer.echo(
             f"radraft: {len(files.damaged)} backed-up files differ from the manifest (damaged,"
-            " or put into the backup since) and were not restored; the instances of damaged"
-            " ones are marked missing, so have the PACS send those studies again: "
-            f"{', '.join(files.damaged[:10])}",
+            " missing, or put into the backup since) and were not restored; the instances of"
+            " damaged and missing ones are marked missing, so have the PACS send those studies"
+            f" again: {', '.join(files.damaged[:10])}",
             err=True,
         )
         raise typer.Exit(1)

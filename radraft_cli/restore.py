@@ -138,8 +138,9 @@ def restore_files(settings: Settings, source: Path, manifest: BackupManifest) ->
     Each file is copied under a temporary name (a leftover of an interrupted restore is removed
     first), checked against its digest in the manifest, and only then renamed into place: an
     interrupted restore leaves no partial image under a spool name, and a damaged one is left
-    out (its row is then missing its file; the reconciliation marks it purged, so the PACS's
-    re-send brings it back) instead of being taken for the image the PACS sent.
+    out and named, as is one the manifest lists that is gone from both: its row is then missing
+    its file, which the reconciliation marks purged, so the PACS's re-send brings it back,
+    instead of a damaged file being taken for the image the PACS sent.
 
     Raises
     ------
@@ -167,6 +168,11 @@ def restore_files(settings: Settings, source: Path, manifest: BackupManifest) ->
             os.replace(partial, target)
             fsync_path(target.parent)
             copied += 1
+        damaged += [  # listed, gone from the backup, and not in the spool either
+            name for name in manifest.digests
+            if name.startswith(f"{SPOOL_FOLDER}/") and not (source / name).exists()
+            and not (settings.spool_dir / name.removeprefix(f"{SPOOL_FOLDER}/")).exists()
+        ]  # fmt: skip
         secret = source / settings.secret_key_file.name
         if secret.is_file() and not settings.secret_key_file.exists():
             settings.data_dir.mkdir(parents=True, exist_ok=True)
