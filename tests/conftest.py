@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -61,11 +62,42 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once per test session, for ``migrated_url`` to copy."""
+    template = tmp_path_factory.mktemp("template") / "radraft.db"
+    upgrade(f"sqlite:///{template}")
+    assert not Path(f"{template}-wal").exists(), "every change is in the file itself"
+    return template
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """The name of a Postgres database migrated once per test session, for ``migrated_url``
+    to copy (``CREATE DATABASE ... TEMPLATE``); nothing stays connected to it."""
+    admin_url = os.environ.get("TEST_POSTGRES_URL")
+    if not admin_url:
+        missing("Postgres (TEST_POSTGRES_URL)")
+    assert admin_url is not None
+    with postgres_database(admin_url) as url:
+        upgrade(url)  # Alembic's engine has no pool: its connection is closed when it is done
+        yield url.rsplit("/", 1)[1]
+
+
 @pytest.fixture
-def migrated_url(database_url: str) -> str:
-    """A database at the newest migration."""
-    upgrade(database_url)
-    return database_url
+def migrated_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database of the test's backend at the newest migration: a copy of one migrated once
+    per session (the migrations, run for each of some 700 tests, cost minutes of the suite;
+    the migrations themselves are tested from an empty database, ``test_migrations.py``)."""
+    if backend == "sqlite":
+        database = tmp_path / "radraft.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), database)
+        yield f"sqlite:///{database}"
+        return
+    admin_url = os.environ.get("TEST_POSTGRES_URL")
+    assert admin_url is not None
+    with postgres_database(admin_url, template=request.getfixturevalue("postgres_template")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ a chosen ACK. It keeps its own small character-set table, independent of radraft
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -88,6 +89,10 @@ class RisPeer:
 
     def stop(self) -> None:
         if self._socket is not None:
+            # close() alone does not wake a thread blocked in accept() on Linux (the join then
+            # waited its whole timeout, 5 s a test); shutdown() does.
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
             self._socket.close()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -151,12 +151,14 @@ def assert_no_reception_left(incoming: Path, *, abandoned: bool = False) -> None
 
 
 @contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh, empty Postgres database for one test; dropped afterwards."""
+def postgres_database(admin_url: str, template: str | None = None) -> Iterator[str]:
+    """A fresh Postgres database for one test, empty or a copy of the database ``template``
+    (which nothing may be connected to); dropped afterwards."""
     name = "radraft_t_" + uuid.uuid4().hex[:12]
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    copied = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"{copied}'))
     url = admin_url.rsplit("/", 1)[0] + "/" + name
     try:
         yield url
