@@ -43,6 +43,8 @@ from radraft_cli.backup_files import (
     create_private,
     file_sha256,
     libpq_url,
+    link_if_unchanged,
+    read_manifest,
     run_tool,
     sqlite_path,
     write_durably,
@@ -50,10 +52,16 @@ from radraft_cli.backup_files import (
 
 
 def create_backup(
-    settings: Settings, destination: Path, *, files_only: bool = False, pg_dump: str = "pg_dump"
+    settings: Settings,
+    destination: Path,
+    *,
+    files_only: bool = False,
+    link_dest: Path | None = None,
+    pg_dump: str = "pg_dump",
 ) -> BackupManifest:
     """Write a backup of the installation ``settings`` describe into ``destination`` (a new or
-    empty folder).
+    empty folder). ``link_dest``: a previous backup whose copies of unchanged files are hard
+    linked instead of copied again (``link_if_unchanged``).
 
     Raises
     ------
@@ -63,8 +71,12 @@ def create_backup(
     """
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise BackupError(f"{destination} is not an empty folder: give a new one for each backup")
+    if link_dest is not None:
+        read_manifest(link_dest)  # a finished radraft backup, or a clear error now
     try:
-        return _write_backup(settings, destination, files_only=files_only, pg_dump=pg_dump)
+        return _write_backup(
+            settings, destination, files_only=files_only, link_dest=link_dest, pg_dump=pg_dump
+        )
     except OSError as error:
         raise BackupError(
             f"cannot write the backup into {destination}: {error.strerror or error}"
@@ -72,8 +84,9 @@ def create_backup(
 
 
 def _write_backup(
-    settings: Settings, destination: Path, *, files_only: bool, pg_dump: str
-) -> BackupManifest:
+    settings: Settings, destination: Path, *, files_only: bool, link_dest: Path | None,
+    pg_dump: str,
+) -> BackupManifest:  # fmt: skip
     destination.mkdir(mode=0o700, parents=True, exist_ok=True)
     url = make_url(settings.effective_database_url)
     origin = settings.dicomweb_base_url
@@ -89,7 +102,8 @@ def _write_backup(
     for database_file in (SQLITE_FILE, POSTGRES_DUMP):
         if (destination / database_file).is_file():
             manifest.digests[database_file] = file_sha256(destination / database_file)
-    _copy_held_files(settings.spool_dir, destination / SPOOL_FOLDER, held, manifest)
+    previous = None if link_dest is None else link_dest / SPOOL_FOLDER
+    _copy_held_files(settings.spool_dir, destination / SPOOL_FOLDER, held, manifest, previous)
     key = settings.secret_key_file
     if key.is_file():
         manifest.digests[key.name] = copy_durably(key, destination / key.name).sha256
@@ -167,14 +181,21 @@ def _revision(connection: Connection) -> str | None:
 
 
 def _copy_held_files(
-    spool: Path, destination: Path, held: Iterable[str], manifest: BackupManifest
-) -> None:
+    spool: Path, destination: Path, held: Iterable[str], manifest: BackupManifest,
+    previous: Path | None,
+) -> None:  # fmt: skip
     destination.mkdir(mode=0o700, exist_ok=True)
     for relative in sorted(set(held)):
         target = destination / relative
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            copied = copy_durably(spool / relative, target)
+            copied = None if previous is None else link_if_unchanged(
+                spool / relative, previous / relative, target
+            )  # fmt: skip
+            if copied is not None:
+                manifest.linked += 1
+            else:
+                copied = copy_durably(spool / relative, target)
         except FileNotFoundError:
             manifest.missing.append(relative)
             continue

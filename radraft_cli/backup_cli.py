@@ -32,6 +32,15 @@ def backup_create(
             "instance held now and the secret key.",
         ),
     ] = False,
+    link_dest: Annotated[
+        Path | None,
+        typer.Option(
+            "--link-dest",
+            help="A previous backup on the same file system: files that have not changed since "
+            "are hard links to its copies (checked byte for byte by SHA-256), so a nightly "
+            "backup takes the space of what changed.",
+        ),
+    ] = None,
     by: Annotated[
         str, typer.Option(help="Who makes it (audit log).", callback=operator_name)
     ] = "operator",
@@ -43,16 +52,17 @@ def backup_create(
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    manifest = create_backup(settings, destination, files_only=files_only)
+    manifest = create_backup(settings, destination, files_only=files_only, link_dest=link_dest)
     kind = BackupKind.FILES_ONLY if files_only else BackupKind.FULL
     record_in_audit_log(settings, AuditAction.BACKUP_CREATED, actor=f"cli:{by}", details={
         "kind": kind.value, "database": manifest.database, "files": manifest.files,
-        "bytes": manifest.bytes, "missing": len(manifest.missing),
+        "bytes": manifest.bytes, "linked": manifest.linked, "missing": len(manifest.missing),
     })  # fmt: skip
     typer.echo(
         f"backup in {destination}: database {manifest.database} "
         f"(schema {manifest.schema_revision or 'unknown'}), {manifest.files} files, "
         f"{manifest.bytes} bytes; {len(manifest.missing)} files purged while copied"
+        + (f"; {manifest.linked} files linked to {link_dest}" if link_dest is not None else "")
     )
 
 

@@ -7,6 +7,7 @@ key signs sessions) and fsynced, and the manifest last, so a folder without one 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -49,6 +50,8 @@ class BackupManifest:
     bytes: int = 0
     missing: list[str] = field(default_factory=list)
     """Spool paths of held rows whose files were gone when copied (a purge in between)."""
+    linked: int = 0
+    """Of ``files``, those hard linked to an unchanged copy in the previous backup."""
     digests: dict[str, str] = field(default_factory=dict)
     """SHA-256 of each file by its path in the backup, taken as it was written, so a file
     damaged since (a bad sector, a truncated transfer to tape) is found by ``backup verify``
@@ -136,6 +139,35 @@ def copy_durably(source: Path, target: Path) -> CopiedFile:
             writer.flush()
             os.fsync(writer.fileno())
             return CopiedFile(writer.tell(), digest.hexdigest())
+
+
+def link_if_unchanged(source: Path, previous: Path, target: Path) -> CopiedFile | None:
+    """Hard link ``target`` to ``previous`` (the same file in an earlier backup) when both hold
+    the same bytes as ``source``; None when they differ, ``previous`` is gone or is on another
+    file system (the caller copies).
+
+    Both are read: a copy in the earlier backup damaged since must not become this backup's
+    copy too. A nightly backup of a spool that mostly keeps its images then takes the space of
+    what changed, not of the whole spool again.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``source`` is gone (a purge since the snapshot).
+    """
+    with open(source, "rb") as reader:
+        size, digest = os.fstat(reader.fileno()).st_size, hashlib.file_digest(reader, "sha256")
+    try:
+        if previous.stat().st_size != size or file_sha256(previous) != digest.hexdigest():
+            return None
+        os.link(previous, target)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if error.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            return None
+        raise
+    return CopiedFile(size, digest.hexdigest())
 
 
 def file_sha256(path: Path) -> str:

@@ -135,7 +135,8 @@ def test_a_restore_records_again_the_images_acknowledged_after_the_backup(
     assert created.actor == "cli:operator"
     assert created.details is not None
     assert created.details == {"kind": "full", "database": database_kind(backend), "files": 2,
-                               "bytes": created.details["bytes"], "missing": 0}  # fmt: skip
+                               "bytes": created.details["bytes"], "linked": 0,
+                               "missing": 0}  # fmt: skip
     with TestClient(create_app(settings)) as client:
         metrics = client.get("/metrics", headers={"Authorization": "Bearer test-service-token"})
     newest = {line.split()[0]: float(line.split()[1]) for line in metrics.text.splitlines()

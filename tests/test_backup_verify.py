@@ -165,3 +165,54 @@ def test_a_backup_made_before_digests_were_kept_still_restores(
     assert "2 files copied back" in restored.stdout
     assert held_by_path(session_factory) == dict.fromkeys(digests(settings.spool_dir), True)
     assert len(digests(settings.spool_dir)) == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_backup_links_the_unchanged_copies_of_the_previous_one_and_restores_whole(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    publisher: RecordingPublisher,
+    tmp_path: Path,
+) -> None:
+    """A nightly backup with ``--link-dest`` takes the space of what changed; a copy in the
+    previous backup damaged since is not taken over."""
+    monday, tuesday = tmp_path / "monday", tmp_path / "tuesday"
+    with order_port_gateway(settings, session_factory, publisher) as gateway:
+        receive_studies(gateway, session_factory, tmp_path, 801, 802)
+        assert radraft_command(settings, "backup", "create", str(monday)).returncode == 0
+        later = synthetic_study_files(803, tmp_path / "803", size=64)
+        assert storescu(later, port=gateway.port).returncode == 0
+    before = sorted(name for name in digests(monday / "spool"))
+    rotten = before[0]
+    flip_a_byte(monday / "spool" / rotten)
+
+    made = radraft_command(
+        settings, "backup", "create", str(tuesday), "--link-dest", str(monday), "--by", "cron"
+    )
+    assert made.returncode == 0, made.stderr
+    assert "6 files, " in made.stdout
+    assert f"3 files linked to {monday}" in made.stdout
+    for name in before:
+        old, new = (monday / "spool" / name).stat(), (tuesday / "spool" / name).stat()
+        assert (old.st_ino == new.st_ino) == (name != rotten), name
+    assert (tuesday / "spool" / rotten).stat().st_mode & 0o777 == 0o600
+    assert json.loads((tuesday / "manifest.json").read_text())["linked"] == 3
+
+    checked = radraft_command(settings, "backup", "verify", str(tuesday))
+    assert checked.returncode == 0, checked.stdout
+    assert "0 damaged, 0 missing, 0 not in the manifest; database: ok" in checked.stdout
+
+    lose_database(settings, engine)
+    shutil.rmtree(settings.spool_dir)
+    restored = radraft_command(settings, "backup", "restore", str(tuesday))
+    assert restored.returncode == 0, restored.stderr
+    assert "6 files copied back" in restored.stdout
+    assert held_by_path(session_factory) == dict.fromkeys(digests(tuesday / "spool"), True)
+    assert digests(settings.spool_dir) == digests(tuesday / "spool")
+
+    nowhere = radraft_command(
+        settings, "backup", "create", str(tmp_path / "w"), "--link-dest", str(tmp_path / "none")
+    )
+    assert nowhere.returncode == 2
+    assert "not a finished radraft backup" in nowhere.stderr
