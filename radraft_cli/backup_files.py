@@ -108,9 +108,27 @@ def read_manifest(source: Path) -> BackupManifest:
         found = values.get("format") if isinstance(values, dict) else None
         raise BackupError(f"backup format {found} is not {FORMAT_VERSION}")
     try:
-        return BackupManifest(**values)
+        manifest = BackupManifest(**values)
     except TypeError as error:
         raise BackupError(f"{source / MANIFEST} is not a radraft manifest") from error
+    if not _names_files_inside(manifest.digests):
+        raise BackupError(
+            f"{source / MANIFEST} lists files outside the backup or is garbled: not restored"
+        )
+    return manifest
+
+
+def _names_files_inside(digests: object) -> bool:
+    """Whether ``digests`` maps relative paths inside the backup to hex digests (the manifest
+    is read from storage radraft does not control: a name like ``../../etc/passwd`` would
+    have a check read, and a restore look at, files elsewhere)."""
+    if not isinstance(digests, dict):
+        return False
+    for name, digest in digests.items():
+        parts = Path(str(name)).parts
+        if not isinstance(digest, str) or not parts or Path(name).is_absolute() or ".." in parts:
+            return False
+    return True
 
 
 def sqlite_path(url: URL) -> Path:

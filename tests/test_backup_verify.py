@@ -216,3 +216,25 @@ def test_a_backup_links_the_unchanged_copies_of_the_previous_one_and_restores_wh
     )
     assert nowhere.returncode == 2
     assert "not a finished radraft backup" in nowhere.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize(
+    "digests_listed",
+    [{"../../outside.dcm": "00"}, {"/etc/hostname": "00"}, ["spool/a.dcm"], {"spool/a.dcm": 1}],
+    ids=["parent", "absolute", "not a mapping", "not a digest"],
+)
+def test_a_manifest_naming_files_outside_the_backup_is_refused(
+    digests_listed: object, settings: Settings, tmp_path: Path
+) -> None:
+    """The manifest comes from storage radraft does not control."""
+    backup = tmp_path / "backup"
+    assert radraft_command(settings, "backup", "create", str(backup)).returncode == 0
+    manifest = json.loads((backup / "manifest.json").read_text())
+    manifest["digests"] = digests_listed
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    for arguments in (("verify", str(backup)), ("restore", str(backup), "--replace")):
+        refused = radraft_command(settings, "backup", *arguments)
+        assert refused.returncode == 2, (arguments, refused.stderr)
+        assert "lists files outside the backup or is garbled" in refused.stderr
+        assert "Traceback" not in refused.stderr
