@@ -113,7 +113,7 @@ def read_manifest(source: Path) -> BackupManifest:
         raise BackupError(f"{source / MANIFEST} is not a radraft manifest") from error
     if not _names_files_inside(manifest.digests):
         raise BackupError(
-            f"{source / MANIFEST} lists files outside the backup or is garbled: not restored"
+            f"{source / MANIFEST} lists files outside the backup or is garbled: refused"
         )
     return manifest
 
