@@ -131,6 +131,13 @@ def _names_files_inside(digests: object) -> bool:
     return True
 
 
+def database_file(manifest: BackupManifest) -> str | None:
+    """The backup's file that holds the database (None: ``--files-only``)."""
+    if manifest.database == "not included":
+        return None
+    return SQLITE_FILE if manifest.database == "sqlite" else POSTGRES_DUMP
+
+
 def sqlite_path(url: URL) -> Path:
     if not url.database or url.database == ":memory:":
         raise BackupError("an in-memory SQLite database cannot be backed up")

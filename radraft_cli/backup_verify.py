@@ -19,7 +19,7 @@ from radraft_cli.backup_files import (
     POSTGRES_DUMP,
     SQLITE_FILE,
     BackupError,
-    BackupManifest,
+    database_file,
     file_sha256,
     read_manifest,
 )
@@ -75,17 +75,17 @@ def verify_backup(source: Path, *, pg_restore: str = "pg_restore") -> BackupChec
         check.unlisted = others
     else:
         check.unchecked = len(others)
-    check.database = _database_state(source, manifest, pg_restore)
+    check.database = _database_state(source, database_file(manifest), check, pg_restore)
     return check
 
 
-def _database_state(source: Path, manifest: BackupManifest, pg_restore: str) -> str:
-    if manifest.database == "not included":
+def _database_state(source: Path, name: str | None, check: BackupCheck, pg_restore: str) -> str:
+    """The database file as a restore would find it; its digest was compared above."""
+    if name is None:
         return "not included"
-    name = SQLITE_FILE if manifest.database == "sqlite" else POSTGRES_DUMP
-    if not (source / name).is_file():
+    if name in check.missing or not (source / name).is_file():
         return f"{name} is missing"
-    if name in manifest.digests and file_sha256(source / name) != manifest.digests[name]:
+    if name in check.damaged:
         return f"{name} is damaged (its SHA-256 differs from the manifest's)"
     if name == SQLITE_FILE:
         return _sqlite_integrity(source / name)

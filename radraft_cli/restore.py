@@ -23,13 +23,13 @@ from radraft.models import Instance
 from radraft.restore_epochs import record_restore
 from radraft.settings import Settings
 from radraft_cli.backup_files import (
-    POSTGRES_DUMP,
     SPOOL_FOLDER,
     SQLITE_FILE,
     BackupError,
     BackupManifest,
     add_audit_row,
     copy_durably,
+    database_file,
     file_sha256,
     installation_session,
     libpq_url,
@@ -86,7 +86,8 @@ def restore_database(
     ------
     BackupError
         If the backup's database is of another kind, or the target holds rows and not
-        ``replace``, or ``pg_restore`` fails.
+        ``replace``, or the backup's database file differs from its digest, or ``pg_restore``
+        fails.
     """
     url = make_url(settings.effective_database_url)
     if manifest.database == "not included":
@@ -100,20 +101,20 @@ def restore_database(
         raise BackupError(
             "the configured database already holds instances: give --replace to overwrite it"
         )
-    name = SQLITE_FILE if manifest.database == "sqlite" else POSTGRES_DUMP
-    if not (source / name).is_file():
+    name = database_file(manifest)
+    if name is None or not (source / name).is_file():
         raise BackupError(f"the backup has no {name}, which its manifest says it holds")
-    if is_damaged(source, name, manifest):
-        raise BackupError(
-            f"the backup's database ({name}) is damaged: its SHA-256 differs from the one the"
-            " manifest took when it was written. Restore an older backup."
-        )
-    if manifest.database == "sqlite":
+    damaged = BackupError(
+        f"the backup's database ({name}) is damaged: its SHA-256 differs from the one the"
+        " manifest took when it was written. Restore an older backup."
+    )
+    if name == SQLITE_FILE:
         target = sqlite_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f"{target.name}{PARTIAL_SUFFIX}")
-        try:  # copied whole beside it first: a failed copy leaves the old database as it was
-            copy_durably(source / SQLITE_FILE, partial)
+        try:  # copied whole beside it and checked: the old database stays until both are done
+            if not _copy_if_intact(source / name, partial, name, manifest):
+                raise damaged
             for leftover in (Path(f"{target}-wal"), Path(f"{target}-shm"),
                              Path(f"{target}-journal")):  # fmt: skip
                 leftover.unlink(missing_ok=True)  # another database's log must not replay
@@ -125,9 +126,11 @@ def restore_database(
                 f"cannot copy the database back: {error.strerror or error}"
             ) from error
         return
+    if is_damaged(source, name, manifest):  # pg_restore reads it in place: checked before
+        raise damaged
     run_tool(
         [pg_restore, "--clean", "--if-exists", "--no-owner", "--single-transaction",
-         f"--dbname={libpq_url(url)}", str(source / POSTGRES_DUMP)],
+         f"--dbname={libpq_url(url)}", str(source / name)],
         url, "pg_restore",
     )  # fmt: skip
 
