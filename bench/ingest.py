@@ -167,12 +167,14 @@ def tree_cpu_seconds(*roots: int) -> float:
 def send(groups: list[list[Path]], port: int, *receivers: int) -> Run:
     """Send every file with storescu (one association per group, all at once); the run as the
     receiver (processes ``receivers`` and their children) saw it."""
-    commands = [
-        ["storescu", "--max-pdu", str(REFERENCE_PDU), "-aet", "BENCH", "-aec", "RADRAFT",
-         "127.0.0.1", str(port), *map(str, group)]
-        for group in groups
-    ]  # fmt: skip
+    commands = [storescu_command(port, group) for group in groups]
     return run_senders(commands, sum(map(len, groups)), receivers)
+
+
+def storescu_command(port: int, files: list[Path]) -> list[str]:
+    """dcmtk's storescu sending ``files`` over one association (run it with ``NODELAY``)."""
+    return ["storescu", "--max-pdu", str(REFERENCE_PDU), "-aet", "BENCH", "-aec", "RADRAFT",
+            "127.0.0.1", str(port), *map(str, files)]  # fmt: skip
 
 
 def run_senders(commands: list[list[str]], images: int, receivers: tuple[int, ...]) -> Run:
@@ -239,8 +241,14 @@ than the gateway's (file, folder entry and database row durable before the answe
 command costs a fork and exec per file."""
 
 
-def storescp_rate(groups: list[list[Path]], workdir: Path, *, synced: bool = False) -> Run:
-    """A run into dcmtk's storescp (``--fork`` when there are several associations); with
+Sender = Callable[..., Run]
+"""``send`` or another function of (groups, port, *receiver pids) that sends every file."""
+
+
+def storescp_rate(
+    groups: list[list[Path]], workdir: Path, *, synced: bool = False, sender: Sender = send
+) -> Run:
+    """A run into dcmtk's storescp (``--fork`` when there are several senders); with
     ``synced`` each file is synced as it is stored (``SYNC_EACH_FILE``)."""
     out = workdir / "storescp"
     out.mkdir()
@@ -266,7 +274,7 @@ def storescp_rate(groups: list[list[Path]], workdir: Path, *, synced: bool = Fal
     )
     try:
         wait_for_port(port)
-        run = send(groups, port, process.pid)
+        run = sender(groups, port, process.pid)
         received = sum(1 for _ in out.iterdir())
         if received != sum(map(len, groups)):
             raise SystemExit(f"storescp kept {received} files")
@@ -390,7 +398,11 @@ def fresh_database(server_url: str | None, data_dir: Path, name: str) -> Iterato
 
 
 def gateway_rate(
-    groups: list[list[Path]], workdir: Path, server_url: str | None, processes: int
+    groups: list[list[Path]],
+    workdir: Path,
+    server_url: str | None,
+    processes: int,
+    sender: Sender = send,
 ) -> Run:
     """A run into ``radraft gateway --processes N``; every instance must be in the database."""
     data_dir = workdir / "radraft"
@@ -420,7 +432,7 @@ def gateway_rate(
         try:
             wait_for_port(port)
             time.sleep(1.0 if processes > 1 else 0.0)  # every process bound, not only the first
-            run = send(groups, port, process.pid)
+            run = sender(groups, port, process.pid)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait()

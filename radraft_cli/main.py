@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from pathlib import Path
@@ -101,6 +102,10 @@ def gateway(
         queue_depth=drafting_queue_depth(settings),
     )
     service.start()
+    # What is alive now (modules, pydicom's dictionaries, SQLAlchemy's mappers, the AE's
+    # contexts: some 120,000 objects) lives as long as the process; out of the collector's
+    # reach, a full collection no longer walks it (55 ms holding the GIL, each time).
+    gc.freeze()
     while not stop.wait(0.5):
         pass
     service.stop()
