@@ -17,21 +17,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from ingest import (
-    NODELAY,
     Run,
     gateway_rate,
     make_files,
+    run_senders,
     split,
     storescp_rate,
     storescu_command,
-    tree_cpu_seconds,
 )
 
 IMAGES_PER_STUDY = 2
@@ -40,30 +36,12 @@ IMAGES_PER_STUDY = 2
 def send_study_per_association(groups: list[list[Path]], port: int, *receivers: int) -> Run:
     """Each group a stream of its own, all at once; each stream sends its studies one storescu
     (one association) after another. The run as the receiver's processes saw it."""
-    environment = {**os.environ, **NODELAY}
-    failures: list[str] = []
-
-    def stream(group: list[Path]) -> None:
-        for first in range(0, len(group), IMAGES_PER_STUDY):
-            study = group[first : first + IMAGES_PER_STUDY]
-            sent = subprocess.run(
-                storescu_command(port, study), env=environment, capture_output=True, check=False
-            )
-            if sent.returncode != 0:
-                failures.append(sent.stderr.decode(errors="replace")[-2000:])
-
-    cpu_before = tree_cpu_seconds(*receivers)
-    start = time.perf_counter()
-    streams = [threading.Thread(target=stream, args=(group,)) for group in groups]
-    for thread in streams:
-        thread.start()
-    for thread in streams:
-        thread.join()
-    elapsed = time.perf_counter() - start
-    cpu = tree_cpu_seconds(*receivers) - cpu_before
-    if failures:
-        raise SystemExit(f"storescu failed: {failures[0]}")
-    return Run(sum(map(len, groups)), elapsed, cpu)
+    streams = [
+        [storescu_command(port, group[first : first + IMAGES_PER_STUDY])
+         for first in range(0, len(group), IMAGES_PER_STUDY)]
+        for group in groups
+    ]  # fmt: skip
+    return run_senders(streams, sum(map(len, groups)), receivers)
 
 
 def main() -> None:
@@ -109,10 +87,12 @@ def main() -> None:
             ours.rate / reference.rate
             for ours, reference in zip(runs["gateway"], runs["storescp --fork"], strict=True)
         ]
-        medians = [statistics.median(run.rate for run in values) for values in runs.values()]
+        median = {name: statistics.median(run.rate for run in values)
+                  for name, values in runs.items()}  # fmt: skip
         print(
             f"ratio gateway / storescp --fork, one study per association = "
-            f"{medians[1] / medians[0]:.2f}; per round {min(paired):.2f}-{max(paired):.2f}"
+            f"{median['gateway'] / median['storescp --fork']:.2f}; "
+            f"per round {min(paired):.2f}-{max(paired):.2f}"
         )
 
 

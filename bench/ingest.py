@@ -167,8 +167,8 @@ def tree_cpu_seconds(*roots: int) -> float:
 def send(groups: list[list[Path]], port: int, *receivers: int) -> Run:
     """Send every file with storescu (one association per group, all at once); the run as the
     receiver (processes ``receivers`` and their children) saw it."""
-    commands = [storescu_command(port, group) for group in groups]
-    return run_senders(commands, sum(map(len, groups)), receivers)
+    streams = [[storescu_command(port, group)] for group in groups]
+    return run_senders(streams, sum(map(len, groups)), receivers)
 
 
 def storescu_command(port: int, files: list[Path]) -> list[str]:
@@ -177,27 +177,33 @@ def storescu_command(port: int, files: list[Path]) -> list[str]:
             "127.0.0.1", str(port), *map(str, files)]  # fmt: skip
 
 
-def run_senders(commands: list[list[str]], images: int, receivers: tuple[int, ...]) -> Run:
-    """Run the sender commands all at once (Nagle off) until each has finished; the run as
-    the receiver (processes ``receivers`` and their children) saw it."""
+def run_senders(streams: list[list[list[str]]], images: int, receivers: tuple[int, ...]) -> Run:
+    """Run the sender streams all at once (Nagle off), each stream's commands one after
+    another, until every one has finished; the run as the receiver (processes ``receivers``
+    and their children) saw it."""
     environment = {**os.environ, **NODELAY}
+    failures: list[str] = []
+
+    def run_stream(commands: list[list[str]]) -> None:
+        for command in commands:
+            sent = subprocess.run(
+                command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                check=False,
+            )  # fmt: skip
+            if sent.returncode != 0:
+                failures.append(sent.stderr.decode(errors="replace")[-2000:])
+
     cpu_before = tree_cpu_seconds(*receivers)
     start = time.perf_counter()
-    senders = [
-        subprocess.Popen(
-            command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        for command in commands
-    ]
-    failures = []
-    for sender in senders:
-        _, errors = sender.communicate()
-        if sender.returncode != 0:
-            failures.append(errors.decode(errors="replace")[-2000:])
+    threads = [threading.Thread(target=run_stream, args=(stream,)) for stream in streams]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     elapsed = time.perf_counter() - start
     cpu = tree_cpu_seconds(*receivers) - cpu_before
     if failures:
-        raise SystemExit(f"{commands[0][0]} failed: {failures[0]}")
+        raise SystemExit(f"{streams[0][0][0]} failed: {failures[0]}")
     return Run(images, elapsed, cpu)
 
 
@@ -370,8 +376,8 @@ def bare_rate(groups: list[list[Path]], workdir: Path, processes: int, *, durabl
     try:
         wait_for_port(port)
         time.sleep(1.0 if processes > 1 else 0.0)  # every process bound, not only the first
-        commands = [[sys.executable, script, "send", str(port), *map(str, g)] for g in groups]
-        return run_senders(commands, sum(map(len, groups)), tuple(s.pid for s in servers))
+        streams = [[[sys.executable, script, "send", str(port), *map(str, g)]] for g in groups]
+        return run_senders(streams, sum(map(len, groups)), tuple(s.pid for s in servers))
     finally:
         for server in servers:
             server.kill()
